@@ -1,0 +1,163 @@
+"""The ``synthmed`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from synthmed.errors import SynthmedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Does synthetic data help a medical image classifier? Train, augment, evaluate, report.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the MedMNIST npz files "
+                         "[default: $SYNTHMED_DATA, else ~/.medmnist].")
+NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the MD5 check (other checks still apply).")
+SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that MedMNIST file is present.")
+
+
+def _split(text: str, kind: type = str) -> list:
+    return [kind(part.strip()) for part in text.split(",") if part.strip()]
+
+
+@app.command()
+def run(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="MedMNIST flag(s), comma-separated, or folder:PATH."),
+    methods: str = typer.Option("none", "--methods", "-m", help="Comma-separated methods (see `synthmed list`)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (holds results.sqlite)."),
+    protocol: str = typer.Option("lowdata", "--protocol", help="lowdata | fraction | full."),
+    recipe: str = typer.Option("medmnist", "--recipe", help="chaptoukaev | medmnist | sharma."),
+    classifier: str = typer.Option("resnet18", "--classifier", help="resnet18 | densenet121."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's number of epochs."),
+    patience: int = typer.Option(None, "--patience", help="Stop after this many epochs without a better "
+                                 "validation score."),
+    per_class: int = typer.Option(None, "--per-class", help="lowdata: training images per class [150]."),
+    fraction: str = typer.Option(None, "--fraction", "--fractions", help="fraction: share(s) of the training "
+                                 "split, comma-separated (e.g. 0.05,0.5)."),
+    stratified: bool = typer.Option(False, "--stratified", help="fraction: draw the same share of every class."),
+    paper_style: bool = typer.Option(False, "--paper-style", help="Also record test scores every epoch to show "
+                                     "the optimistic max-over-epochs figure seed 000 reported."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast) | fp32 | bf16."),
+    size: int = SIZE,
+    data_root: str = DATA_ROOT,
+    no_verify: bool = NO_VERIFY,
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.md and report.html at the end."),
+) -> None:
+    """Run dataset x method x seed, skipping runs already in OUT/results.sqlite, then report."""
+    from synthmed.experiment.report import print_table, write_report
+    from synthmed.experiment.runner import Runner, expand
+
+    specs = expand(_split(dataset), _split(methods), _split(seeds, int), protocol=protocol, recipe=recipe,
+                   classifier=classifier, epochs=epochs, patience=patience, per_class=per_class,
+                   fractions=_split(fraction, float) if fraction else None, stratified=stratified,
+                   paper_style=paper_style, size=size, precision=precision)
+    runner = Runner(out, data_root=data_root, verify=not no_verify, device=device)
+    runner.validate(specs)
+    todo = runner.pending(specs)
+    console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
+                  f"{len(todo)} to do")
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        total = progress.add_task("runs", total=len(todo))
+        for spec in todo:
+            label = f"{spec.dataset} {spec.method} seed {spec.seed}"
+            epochs_task = progress.add_task(f"  {label}", total=spec.epochs or None)
+
+            def on_epoch(row: dict, task=epochs_task) -> None:
+                progress.update(task, advance=1, description=f"  {label} val AUC {row['val_auc']:.3f}")
+
+            record = runner.run(spec, on_epoch=on_epoch)
+            progress.update(epochs_task, visible=False)
+            progress.advance(total)
+            console.print(f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
+                          f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)")
+    print_table(out, console)
+    if report:
+        paths = write_report(out)
+        console.print("report: " + ", ".join(str(p) for p in paths))
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Argument(..., help="Run folder holding results.sqlite."),
+    fmt: str = typer.Option("html", "--format", help="html (writes report.md and report.html) | json (stdout)."),
+) -> None:
+    """Summarise a run folder: mean ± std over seeds, 95 % intervals, paired differences to `none`."""
+    from synthmed.experiment.report import load_records, write_report
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps(load_records(out), indent=1) + "\n")
+        return
+    if fmt not in ("html", "md"):
+        raise SynthmedError(f"unknown report format {fmt!r}; choose html, md or json")
+    for path in write_report(out):
+        console.print(str(path))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Methods, recipes, classifiers and datasets synthmed knows."""
+    from synthmed.augment import available
+    from synthmed.data import FLAGS_2D
+    from synthmed.nets.classifiers import CLASSIFIERS
+    from synthmed.train.recipes import RECIPES
+
+    for title, items in (("methods", available()), ("recipes", list(RECIPES)), ("classifiers", CLASSIFIERS),
+                         ("datasets", [*FLAGS_2D, "folder:PATH"])):
+        typer.echo(f"{title}: {', '.join(items)}")
+
+
+def _dataset_table(name: str, size: int, data_root: str | None, verify: bool) -> None:
+    from synthmed.data import load_dataset
+
+    data = load_dataset(name, size=size, data_root=data_root, verify=verify)
+    table = Table(title=f"{data.name} ({data.task}, {data.size}x{data.size}, "
+                        f"{'RGB' if data.n_channels == 3 else 'grey'})")
+    table.add_column("class")
+    for split in ("train", "val", "test"):
+        table.add_column(split, justify="right")
+    counts = {s: data.counts(s) for s in ("train", "val", "test")}
+    for i, cls in enumerate(data.class_names):
+        table.add_row(f"{i} {cls}", *(str(counts[s][i]) for s in counts))
+    table.add_row("total", *(str(len(data.split(s))) for s in counts))
+    Console().print(table)
+    md5_state = {True: "MD5 ok (official file)", False: "MD5 differs from the official file (--no-verify)",
+                 None: "no official MD5 (image folder)"}[data.extra.get("md5_ok")]
+    typer.echo(f"source: {data.source}\nmd5: {data.md5} - {md5_state}")
+
+
+@data_app.command("info")
+def data_info(name: str = typer.Argument(...), size: int = SIZE, data_root: str = DATA_ROOT,
+              no_verify: bool = NO_VERIFY) -> None:
+    """Classes, images per split and class, file and MD5."""
+    _dataset_table(name, size, data_root, not no_verify)
+
+
+@data_app.command("verify")
+def data_verify(name: str = typer.Argument(...), size: int = SIZE, data_root: str = DATA_ROOT) -> None:
+    """Check the file's MD5, keys, dtypes, shapes and labels; exit 2 with one line if anything is wrong."""
+    _dataset_table(name, size, data_root, True)
+    typer.echo("verified: keys, dtypes, shapes, label range and MD5 are as expected")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except SynthmedError as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted: finished runs are kept in the store; run the same command again to resume")
+        sys.exit(130)

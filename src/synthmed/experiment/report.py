@@ -1,0 +1,214 @@
+"""Reports from the results store: Markdown, self-contained HTML (plots embedded) and JSON.
+
+Per (dataset, protocol, classifier, recipe) and method: mean ± std over seeds, a 95 % t-interval for
+test AUC and ACC, the difference to ``none`` paired by seed (with its interval; "within noise" when the
+interval covers 0), the optimistic test-selected figure when runs used ``--paper-style``, and the
+seed papers' published numbers beside ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from synthmed.errors import SynthmedError
+from synthmed.experiment.files import atomic_write_bytes, atomic_write_text
+from synthmed.experiment.papers import published
+from synthmed.experiment.store import ResultStore
+
+
+def load_records(out: str | Path) -> list[dict]:
+    path = Path(out) / "results.sqlite"
+    if not path.exists():
+        raise SynthmedError(f"{path} does not exist; run `synthmed run ... --out {out}` first")
+    with ResultStore(path) as store:
+        return store.records()
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean, sample std and the half-width of a 95 % t-interval (NaN half-width for one value)."""
+    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(arr) == 0:
+        return math.nan, math.nan, math.nan
+    if len(arr) == 1:
+        return float(arr[0]), math.nan, math.nan
+    std = float(arr.std(ddof=1))
+    return float(arr.mean()), std, float(stats.t.ppf(0.975, len(arr) - 1) * std / math.sqrt(len(arr)))
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (dataset, protocol, classifier, recipe, fraction, method)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        fraction = r["config"].get("fraction")
+        groups[(r["dataset"], r["protocol"], fraction, r["classifier"], r["recipe"], r["method"])].append(r)
+    rows = []
+    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:5], kv[0][5] != "none", kv[0][5])):
+        dataset, protocol, fraction, classifier, recipe, method = key
+        row = {"dataset": dataset, "protocol": protocol, "fraction": fraction, "classifier": classifier,
+               "recipe": recipe, "method": method, "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
+               "epochs": sorted({r["epochs_run"] for r in runs}), "time": sum(r["total_time"] for r in runs)}
+        for metric in ("test_auc", "test_acc", "val_auc", "paper_test_auc", "paper_test_acc"):
+            row[metric] = interval([r[metric] for r in runs])
+        base = {r["seed"]: r for r in groups.get((*key[:5], "none"), [])}
+        if method != "none" and base:
+            for metric in ("test_auc", "test_acc"):
+                diffs = [r[metric] - base[r["seed"]][metric] for r in runs if r["seed"] in base]
+                row[f"diff_{metric}"] = (*interval(diffs), len(diffs))
+        row["published"] = published(dataset, protocol, method)
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean_std_ci: tuple[float, float, float]) -> str:
+    mean, std, ci = mean_std_ci
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(std):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f} [{mean - ci:.3f}, {mean + ci:.3f}]"
+
+
+def _fmt_diff(diff: tuple | None) -> str:
+    if not diff:
+        return ""
+    mean, std, ci, n = diff
+    if math.isnan(ci):
+        return f"{mean:+.3f} (n={n})"
+    verdict = "within noise" if mean - ci <= 0 <= mean + ci else ("better" if mean > 0 else "worse")
+    return f"{mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] {verdict}"
+
+
+HEADER = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "test ACC", "Δ AUC vs none (paired)",
+          "Δ ACC vs none (paired)", "test-selected AUC / ACC (optimistic)", "published AUC / ACC", "epochs"]
+
+
+def _cells(row: dict) -> list[str]:
+    paper = row["published"]
+    optimistic = ""
+    if not math.isnan(row["paper_test_auc"][0]):
+        optimistic = f"{row['paper_test_auc'][0]:.3f} / {row['paper_test_acc'][0]:.3f}"
+    return [row["method"], ",".join(map(str, row["seeds"])), _fmt(row["test_auc"]), _fmt(row["test_acc"]),
+            _fmt_diff(row.get("diff_test_auc")), _fmt_diff(row.get("diff_test_acc")), optimistic,
+            f"{paper[1][0]:.3f} / {paper[1][1]:.3f} ({paper[0]})" if paper else "",
+            "-".join(map(str, (min(row["epochs"]), max(row["epochs"])))) if len(row["epochs"]) > 1
+            else str(row["epochs"][0])]
+
+
+def _group_title(row: dict) -> str:
+    fraction = f" {row['fraction']:g}" if row["fraction"] is not None else ""
+    return f"{row['dataset']} · {row['protocol']}{fraction} · {row['classifier']} · recipe {row['recipe']}"
+
+
+def _by_group(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[_group_title(row)].append(row)
+    return groups
+
+
+def _plot(records: list[dict], title: str) -> bytes:
+    """Per-seed test AUC and ACC by method (dots) with the mean (bar), as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 1.2 * len(methods), 3.2), constrained_layout=True)
+    for ax, metric in zip(axes, ("test_auc", "test_acc")):
+        for i, method in enumerate(methods):
+            values = [r[metric] for r in records if r["method"] == method]
+            ax.bar(i, np.mean(values), color="#c6dbef", width=0.6)
+            ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="#08519c",
+                       s=14, zorder=3)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        low = min(r[metric] for r in records)
+        ax.set_ylim(max(0.0, low - 0.05), 1.0)
+        ax.set_title(metric.replace("_", " ").upper().replace("TEST ", "test "))
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _header(records: list[dict]) -> list[str]:
+    versions = records[-1]["versions"]
+    total = sum(r["total_time"] for r in records)
+    devices = sorted({f"{r['device']} ({r['precision']})" for r in records})
+    return [f"{len(records)} runs · total compute {total / 60:.1f} min · device {', '.join(devices)}",
+            "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+
+
+NOTES = [
+    "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
+    "lowest validation loss); the test split is scored once per run.",
+    "Δ columns pair each run with the `none` run of the same seed; 'within noise' means the 95 % interval "
+    "of the paired difference covers 0.",
+    "The test-selected column (only for --paper-style runs) is the maximum test score over epochs, the "
+    "protocol of seed 000's Table 2: it selects on the test set and is optimistic.",
+]
+
+
+def write_report(out: str | Path) -> list[Path]:
+    """Write report.md, report.html and one PNG per group into ``out``; return their paths."""
+    out = Path(out)
+    records = load_records(out)
+    if not records:
+        raise SynthmedError(f"{out / 'results.sqlite'} holds no finished runs yet")
+    rows = summarise(records)
+    md = ["# synthmed report", "", *[f"- {line}" for line in _header(records)], ""]
+    body = [f"<h1>synthmed report</h1><ul>{''.join(f'<li>{html.escape(x)}</li>' for x in _header(records))}</ul>"]
+    written = []
+    for index, (title, group) in enumerate(_by_group(rows).items()):
+        first = group[0]
+        runs = [r for r in records if _group_title({**r, "fraction": r["config"].get("fraction")}) == title]
+        png = _plot(runs, title)
+        png_path = out / f"report_{index}.png"
+        atomic_write_bytes(png_path, png)
+        written.append(png_path)
+        md += [f"## {title}", "", f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · "
+               f"n_test {runs[0]['n_test']}", "", "| " + " | ".join(HEADER) + " |",
+               "|" + "---|" * len(HEADER)]
+        md += ["| " + " | ".join(_cells(row)) + " |" for row in group]
+        md += ["", f"![{title}]({png_path.name})", ""]
+        cells = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+        table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
+                             for row in group)
+        image = base64.b64encode(png).decode()
+        body.append(f"<h2>{html.escape(title)}</h2><p>n_train {first and runs[0]['n_train']} · n_val "
+                    f"{runs[0]['n_val']} · n_test {runs[0]['n_test']}</p><table><tr>{cells}</tr>{table_rows}"
+                    f"</table><img alt='per-seed test AUC and ACC' src='data:image/png;base64,{image}'>")
+    md += ["## Notes", "", *[f"- {note}" for note in NOTES], ""]
+    body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in NOTES) + "</ul>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "th{background:#f0f4f8}img{max-width:100%;margin:1em 0}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>synthmed report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "report.html", page)
+    return [out / "report.md", out / "report.html", *written]
+
+
+def print_table(out: str | Path, console) -> None:
+    """The final table of ``synthmed run``: one rich table per group."""
+    from rich.table import Table
+
+    for title, group in _by_group(summarise(load_records(out))).items():
+        table = Table(title=title)
+        for name in ("method", "seeds", "test AUC", "test ACC", "Δ AUC vs none"):
+            table.add_column(name)
+        for row in group:
+            cells = _cells(row)
+            table.add_row(cells[0], cells[1], cells[2], cells[3], cells[4])
+        console.print(table)

@@ -1,0 +1,165 @@
+"""One run = (dataset, protocol, method, classifier, recipe, seed); a benchmark is a list of runs.
+
+The runner skips runs already in the store, writes each run's artifacts atomically and inserts its
+record last, so Ctrl-C or a kill at any point loses at most the run in progress and never leaves a
+partial record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.augment import create_augmenter
+from synthmed.data import Dataset, load_dataset, make_subset
+from synthmed.errors import SynthmedError
+from synthmed.experiment.files import atomic_write_json
+from synthmed.experiment.store import ResultStore
+from synthmed.train.recipes import get_recipe
+from synthmed.train.trainer import TrainConfig, train_classifier
+
+
+@dataclass
+class RunSpec:
+    """Everything that determines a run's result (hashed into its id)."""
+
+    dataset: str
+    protocol: str = "lowdata"
+    method: str = "none"
+    seed: int = 0
+    classifier: str = "resnet18"
+    recipe: str = "medmnist"
+    epochs: int | None = None
+    patience: int | None = None
+    paper_style: bool = False
+    size: int = 28
+    per_class: int | None = None
+    fraction: float | None = None
+    stratified: bool = False
+    precision: str = "auto"
+    method_params: dict = field(default_factory=dict)
+    synthetic_per_class: int | None = None
+    balance: bool = False
+
+    def key(self, dataset_md5: str | None) -> tuple[str, dict]:
+        """The run id (a hash of the config and the data file's MD5) and the config it hashes."""
+        config = dataclasses.asdict(self) | {"dataset_md5": dataset_md5}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return digest, config
+
+
+def versions() -> dict:
+    import sklearn
+    import torch
+    import torchvision
+
+    from synthmed import __version__
+
+    return {"synthmed": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+
+
+def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None, balance: bool) -> dict[int, int]:
+    """How many images of each class to synthesise: a fixed number, or up to the majority count."""
+    if balance:
+        counts = np.bincount(labels, minlength=n_classes)
+        return {c: int(counts.max() - counts[c]) for c in range(n_classes)}
+    return {c: int(per_class or 0) for c in range(n_classes)}
+
+
+class Runner:
+    """Executes RunSpecs into ``out/results.sqlite`` and ``out/runs/RUN_ID/``."""
+
+    def __init__(self, out: str | Path, data_root: str | None = None, verify: bool = True, device: str = "auto",
+                 download: bool = True) -> None:
+        self.out = Path(out)
+        self.data_root, self.verify, self.device, self.download = data_root, verify, device, download
+        self._datasets: dict[tuple, Dataset] = {}
+
+    def dataset(self, spec: RunSpec) -> Dataset:
+        key = (spec.dataset, spec.size, spec.seed if spec.dataset.startswith("folder:") else 0)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(spec.dataset, size=spec.size, data_root=self.data_root,
+                                               verify=self.verify, download=self.download, seed=key[2])
+        return self._datasets[key]
+
+    def validate(self, specs: list[RunSpec]) -> None:
+        """Fail on unknown datasets, methods, recipes or protocols before anything runs."""
+        for spec in specs:
+            get_recipe(spec.recipe, spec.epochs)
+            create_augmenter(spec.method, **spec.method_params)
+            self.dataset(spec)
+            if spec.protocol not in ("lowdata", "fraction", "full"):
+                make_subset(self.dataset(spec), spec.protocol)
+
+    def pending(self, specs: list[RunSpec]) -> list[RunSpec]:
+        with ResultStore(self.out / "results.sqlite") as store:
+            return [s for s in specs if not store.has(s.key(self.dataset(s).md5)[0])]
+
+    def run(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None) -> dict:
+        """Execute one run (unless already stored) and return its record."""
+        data = self.dataset(spec)
+        run_id, config = spec.key(data.md5)
+        with ResultStore(self.out / "results.sqlite") as store:
+            if store.has(run_id):
+                return next(r for r in store.records() if r["run_id"] == run_id)
+        started = time.perf_counter()
+        subset = make_subset(data, spec.protocol, seed=spec.seed, per_class=spec.per_class,
+                             fraction=spec.fraction, stratified=spec.stratified)
+        augmenter = create_augmenter(spec.method, **spec.method_params)
+        augmenter.fit(subset.train.images, subset.train.labels, seed=spec.seed)
+        synthetic = None
+        if augmenter.generative:
+            counts = synthetic_counts(subset.train.labels, data.n_classes, spec.synthetic_per_class, spec.balance)
+            synthetic = augmenter.sample(counts, seed=spec.seed)
+        recipe = get_recipe(spec.recipe, spec.epochs)
+        train_config = TrainConfig(recipe, spec.classifier, spec.patience, spec.paper_style, self.device,
+                                   spec.precision)
+        fit = train_classifier(subset.train, subset.val, subset.test, data.n_classes, data.task, train_config,
+                               seed=spec.seed, augmenter=augmenter, synthetic=synthetic, on_epoch=on_epoch)
+        run_dir = self.out / "runs" / run_id
+        atomic_write_json(run_dir / "subset.json", subset.indices())
+        atomic_write_json(run_dir / "history.json", fit.history)
+        atomic_write_json(run_dir / "config.json", config)
+        paper = {}
+        if spec.paper_style:
+            paper = {"paper_test_auc": max(h["test_auc"] for h in fit.history),
+                     "paper_test_acc": max(h["test_acc"] for h in fit.history)}
+        record = {
+            "run_id": run_id, "dataset": data.name, "protocol": spec.protocol, "method": spec.method,
+            "classifier": spec.classifier, "recipe": spec.recipe, "seed": spec.seed, "config_hash": run_id,
+            "config": config, "val_auc": fit.val["auc"], "val_acc": fit.val["acc"], "test_auc": fit.test["auc"],
+            "test_acc": fit.test["acc"], "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+            "train_time": fit.train_time, "total_time": time.perf_counter() - started,
+            "peak_rss_mb": fit.extra["peak_rss_mb"], "device": fit.device, "precision": fit.precision,
+            "n_train": len(subset.train), "n_val": len(subset.val), "n_test": len(subset.test),
+            "n_synthetic": fit.extra["n_train_synthetic"], "metrics": {"val": fit.val, "test": fit.test},
+            "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
+        }
+        with ResultStore(self.out / "results.sqlite") as store:
+            store.add(record)
+        return record
+
+
+def expand(datasets: list[str], methods: list[str], seeds: list[int], **common) -> list[RunSpec]:
+    """The grid dataset x method x seed (fractions, if given, multiply it too)."""
+    fractions = common.pop("fractions", None) or [common.pop("fraction", None)]
+    specs = []
+    for dataset in datasets:
+        for fraction in fractions:
+            for method in methods:
+                for seed in seeds:
+                    specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction, **common))
+    if not specs:
+        raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
+    return specs

@@ -1,0 +1,1 @@
+"""Network building blocks shared by classifiers and (later) generators."""

@@ -1,0 +1,42 @@
+"""Classifiers for small images: torchvision's ResNet-18 and DenseNet-121 with a 28-px stem.
+
+At 28 px the ImageNet stem (7x7 stride-2 convolution plus max-pool) would shrink the image to 7x7
+before the first block, so, as MedMNIST's 28-px model, the stem becomes a 3x3 stride-1 convolution and
+the max-pool is dropped. For inputs of 64 px and more the standard stem is kept.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision import models
+
+from synthmed.errors import SynthmedError
+
+CLASSIFIERS = ("resnet18", "densenet121")
+
+
+def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: int = 28,
+                     dropout: float = 0.0) -> nn.Module:
+    """A freshly initialised classifier; ``dropout`` > 0 inserts dropout before the head (for MC dropout)."""
+    small = image_size < 64
+    if name == "resnet18":
+        model = models.resnet18(weights=None, num_classes=n_outputs)
+        if small:
+            model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            model.maxpool = nn.Identity()
+        elif in_channels != 3:
+            model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if dropout:
+            model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
+    elif name == "densenet121":
+        model = models.densenet121(weights=None, num_classes=n_outputs)
+        if small:
+            model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            model.features.pool0 = nn.Identity()
+        elif in_channels != 3:
+            model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if dropout:
+            model.classifier = nn.Sequential(nn.Dropout(dropout), model.classifier)
+    else:
+        raise SynthmedError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
+    return model

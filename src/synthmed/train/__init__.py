@@ -1,0 +1,1 @@
+"""Classifier training with validation-only model selection."""

@@ -1,0 +1,214 @@
+"""The classifier trainer: in-memory tensors, batched augmentation, selection on validation only.
+
+Model selection rule (documented in the README): after every epoch the model is scored on the
+validation split; the selected epoch maximises validation AUC, and among epochs whose validation AUC
+ties (within 1e-9, common on tiny validation sets where AUC saturates at 1.0) the one with the lowest
+validation loss wins. The test split is evaluated once, on the selected weights; with ``paper_style``
+it is also scored every epoch, only to show how much test-set selection would inflate results.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synthmed.augment.base import Augmenter
+from synthmed.data.dataset import MULTI_LABEL, Split
+from synthmed.errors import SynthmedError
+from synthmed.metrics.classification import classification_metrics
+from synthmed.nets.classifiers import build_classifier
+from synthmed.train.device import resolve_device, resolve_precision
+from synthmed.train.recipes import Recipe
+
+TIE = 1e-9
+
+
+@dataclass
+class TrainConfig:
+    recipe: Recipe
+    classifier: str = "resnet18"
+    patience: int | None = None
+    paper_style: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    dropout: float = 0.0
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    best_epoch: int
+    epochs_run: int
+    history: list[dict]
+    val: dict
+    test: dict
+    train_time: float
+    precision: str
+    device: str
+    extra: dict = field(default_factory=dict)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W[, 3]) -> float (N, C, H, W) in [-1, 1], as MedMNIST's Normalize(0.5, 0.5)."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def better(candidate: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Is (val AUC, val loss) better than the best so far? Higher AUC; on an AUC tie, lower loss."""
+    if best is None:
+        return True
+    auc, loss = candidate
+    best_auc, best_loss = best
+    auc = -math.inf if math.isnan(auc) else auc
+    best_auc = -math.inf if math.isnan(best_auc) else best_auc
+    if auc > best_auc + TIE:
+        return True
+    return auc >= best_auc - TIE and loss < best_loss
+
+
+class _Loss:
+    def __init__(self, task: str) -> None:
+        self.multi_label = task == MULTI_LABEL
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss."""
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none").mean(1)
+        return F.cross_entropy(logits, targets, reduction="none")
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, 1)
+
+
+def _optimizer(model: torch.nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, object | None]:
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        raise SynthmedError(f"unknown optimizer {recipe.optimizer!r}; choose sgd or adam")
+    milestones = sorted({max(1, round(f * recipe.epochs)) for f in recipe.milestones})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, recipe.gamma) if milestones else None
+    return opt, sched
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, task: str, precision: str, batch: int = 512) -> tuple:
+    """Probabilities for a whole tensor (batched) and the logits, both float32."""
+    model.eval()
+    loss = _Loss(task)
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outs.append(model(xb).float())
+    logits = torch.cat(outs)
+    return loss.probs(logits).cpu(), logits.cpu()
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, precision: str) -> dict:
+    probs, logits = predict(model, x, task, precision)
+    metrics = classification_metrics(y, probs.numpy(), task)
+    metrics["loss"] = float(_Loss(task)(logits, torch.from_numpy(y)).mean())
+    return metrics
+
+
+def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task: str, config: TrainConfig,
+                     seed: int = 0, augmenter: Augmenter | None = None,
+                     synthetic: tuple[np.ndarray, np.ndarray] | None = None, synthetic_weight: float = 1.0,
+                     on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train a fresh classifier on ``train`` (+ ``synthetic``), select the epoch on ``val``, test once."""
+    recipe = config.recipe
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    augmenter = augmenter or Augmenter()
+
+    x_parts, y_parts, w_parts = [to_tensor(train.images)], [torch.from_numpy(train.labels)], [torch.ones(len(train))]
+    if synthetic is not None and len(synthetic[1]):
+        x_parts.append(to_tensor(synthetic[0]))
+        y_parts.append(torch.from_numpy(synthetic[1]))
+        w_parts.append(torch.full((len(synthetic[1]),), float(synthetic_weight)))
+    x_train, y_train, w_train = torch.cat(x_parts), torch.cat(y_parts), torch.cat(w_parts)
+    x_val, x_test = to_tensor(val.images), to_tensor(test.images)
+
+    in_channels = x_train.shape[1]
+    model = build_classifier(config.classifier, in_channels, n_classes, x_train.shape[-1], config.dropout)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    opt, sched = _optimizer(model, recipe)
+    loss_fn = _Loss(task)
+
+    history: list[dict] = []
+    best_key, best_state, best_epoch, stale = None, None, 0, 0
+    start = time.perf_counter()
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        # Drop a final batch of one image: BatchNorm cannot train on it.
+        n_used = len(order) - 1 if len(order) % recipe.batch_size == 1 and len(order) > 1 else len(order)
+        total, seen = 0.0, 0
+        for i in range(0, n_used, recipe.batch_size):
+            idx = order[i:min(i + recipe.batch_size, n_used)]
+            xb = augmenter.transform_batch(x_train[idx], generator).to(device)
+            xb = xb.contiguous(memory_format=torch.channels_last)
+            yb, wb = y_train[idx].to(device), w_train[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(xb)
+            per_sample = loss_fn(logits.float(), yb)
+            loss = (per_sample * wb).sum() / wb.sum()
+            if not torch.isfinite(loss):
+                raise SynthmedError(f"classifier loss became {loss.item()} at epoch {epoch}; lower the learning "
+                                    "rate or check the training images for NaN")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        if sched is not None:
+            sched.step()
+        val_metrics = evaluate(model, x_val, val.labels, task, precision)
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_metrics["loss"],
+               "val_auc": val_metrics["auc"], "val_acc": val_metrics["acc"]}
+        if config.paper_style:
+            test_metrics = evaluate(model, x_test, test.labels, task, precision)
+            row.update(test_auc=test_metrics["auc"], test_acc=test_metrics["acc"])
+        key = (val_metrics["auc"], val_metrics["loss"])
+        improved = better(key, best_key)
+        if improved:
+            best_key, best_epoch, stale = key, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        row["selected"] = improved
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        extra = augmenter.on_epoch_end(model, epoch)
+        if extra is not None and len(extra[1]):
+            x_train = torch.cat([x_train, to_tensor(extra[0])])
+            y_train = torch.cat([y_train, torch.from_numpy(extra[1])])
+            w_train = torch.cat([w_train, torch.full((len(extra[1]),), float(synthetic_weight))])
+        if config.patience is not None and stale >= config.patience:
+            break
+    train_time = time.perf_counter() - start
+
+    model.load_state_dict(best_state)
+    val_best = evaluate(model, x_val, val.labels, task, precision)
+    test_best = evaluate(model, x_test, test.labels, task, precision)
+    extra = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             "n_train_real": len(train), "n_train_synthetic": len(y_train) - len(train)}
+    return FitResult(model, best_epoch, len(history), history, val_best, test_best, train_time, precision,
+                     str(device), extra)
