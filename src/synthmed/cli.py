@@ -57,6 +57,7 @@ def run(
     """Run dataset x method x seed, skipping runs already in OUT/results.sqlite, then report."""
     from synthmed.experiment.report import print_table, write_report
     from synthmed.experiment.runner import Runner, expand
+    from synthmed.train.recipes import get_recipe
 
     specs = expand(_split(dataset), _split(methods), _split(seeds, int), protocol=protocol, recipe=recipe,
                    classifier=classifier, epochs=epochs, patience=patience, per_class=per_class,
@@ -72,9 +73,9 @@ def run(
         total = progress.add_task("runs", total=len(todo))
         for spec in todo:
             label = f"{spec.dataset} {spec.method} seed {spec.seed}"
-            epochs_task = progress.add_task(f"  {label}", total=spec.epochs or None)
+            epochs_task = progress.add_task(f"  {label}", total=get_recipe(spec.recipe, spec.epochs).epochs)
 
-            def on_epoch(row: dict, task=epochs_task) -> None:
+            def on_epoch(row: dict, task=epochs_task, label=label) -> None:
                 progress.update(task, advance=1, description=f"  {label} val AUC {row['val_auc']:.3f}")
 
             record = runner.run(spec, on_epoch=on_epoch)

@@ -42,12 +42,15 @@ def _is_rgb(paths: list[Path]) -> bool:
     """Colour if any of the first images is colour; medical greyscale sets are often stored as RGB PNGs
     with three equal channels, which count as grey."""
     for path in paths[:32]:
-        with Image.open(path) as image:
-            if image.mode in ("L", "I", "I;16", "1", "LA"):
-                continue
-            rgb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
-            if np.abs(rgb[..., 0] - rgb[..., 1]).max() > 2 or np.abs(rgb[..., 1] - rgb[..., 2]).max() > 2:
-                return True
+        try:
+            with Image.open(path) as image:
+                if image.mode in ("L", "I", "I;16", "1", "LA"):
+                    continue
+                rgb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
+        except (UnidentifiedImageError, OSError):
+            continue  # reported with its path when the images are read
+        if np.abs(rgb[..., 0] - rgb[..., 1]).max() > 2 or np.abs(rgb[..., 1] - rgb[..., 2]).max() > 2:
+            return True
     return False
 
 

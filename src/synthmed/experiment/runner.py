@@ -24,6 +24,7 @@ from synthmed.data import Dataset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_json
 from synthmed.experiment.store import ResultStore
+from synthmed.nets.classifiers import check_classifier
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, train_classifier
 
@@ -94,13 +95,14 @@ class Runner:
         return self._datasets[key]
 
     def validate(self, specs: list[RunSpec]) -> None:
-        """Fail on unknown datasets, methods, recipes or protocols before anything runs."""
+        """Fail on unknown datasets, methods, recipes or protocols, or an unusable subset, before anything
+        runs or is written."""
         for spec in specs:
             get_recipe(spec.recipe, spec.epochs)
+            check_classifier(spec.classifier)
             create_augmenter(spec.method, **spec.method_params)
-            self.dataset(spec)
-            if spec.protocol not in ("lowdata", "fraction", "full"):
-                make_subset(self.dataset(spec), spec.protocol)
+            make_subset(self.dataset(spec), spec.protocol, seed=spec.seed, per_class=spec.per_class,
+                        fraction=spec.fraction, stratified=spec.stratified)
 
     def pending(self, specs: list[RunSpec]) -> list[RunSpec]:
         with ResultStore(self.out / "results.sqlite") as store:

@@ -15,9 +15,16 @@ from synthmed.errors import SynthmedError
 CLASSIFIERS = ("resnet18", "densenet121")
 
 
+def check_classifier(name: str) -> str:
+    if name not in CLASSIFIERS:
+        raise SynthmedError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
+    return name
+
+
 def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: int = 28,
                      dropout: float = 0.0) -> nn.Module:
     """A freshly initialised classifier; ``dropout`` > 0 inserts dropout before the head (for MC dropout)."""
+    check_classifier(name)
     small = image_size < 64
     if name == "resnet18":
         model = models.resnet18(weights=None, num_classes=n_outputs)
@@ -28,7 +35,7 @@ def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: in
             model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         if dropout:
             model.fc = nn.Sequential(nn.Dropout(dropout), model.fc)
-    elif name == "densenet121":
+    else:
         model = models.densenet121(weights=None, num_classes=n_outputs)
         if small:
             model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -37,6 +44,4 @@ def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: in
             model.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         if dropout:
             model.classifier = nn.Sequential(nn.Dropout(dropout), model.classifier)
-    else:
-        raise SynthmedError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
     return model

@@ -1,0 +1,45 @@
+"""Shared fixtures. Real-data tests read the data root from $SYNTHMED_DATA (``.ci/run`` sets it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Tests never touch the network: a missing file is an immediate, explained error."""
+    monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    root = os.environ.get("SYNTHMED_DATA")
+    if not root or not (Path(root) / "breastmnist.npz").exists():
+        pytest.skip("set SYNTHMED_DATA to a folder holding the official breastmnist.npz / pneumoniamnist.npz")
+    return Path(root)
+
+
+@pytest.fixture
+def breast_copy(real_root, tmp_path) -> Path:
+    """A writable copy of the official BreastMNIST file in its own data root."""
+    shutil.copy(real_root / "breastmnist.npz", tmp_path / "breastmnist.npz")
+    return tmp_path
+
+
+def write_breast_like(root: Path, **overrides) -> Path:
+    """A BreastMNIST-shaped npz with the given arrays replaced (for bad-input tests)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 20), ("val", 6), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).astype(np.uint8).reshape(-1, 1)
+    arrays.update(overrides)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "breastmnist.npz"
+    np.savez(path, **arrays)
+    return path

@@ -1,0 +1,149 @@
+"""The command line end to end: a real BreastMNIST run, resume, report, and bad input refused cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_breast_like
+
+
+def synthmed(*args: str, root: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SYNTHMED_OFFLINE": "1"}
+    if root is not None:
+        env["SYNTHMED_DATA"] = str(root)
+    return subprocess.run([sys.executable, "-m", "synthmed", *args], env=env, capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def count_records(out: Path) -> int:
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        return conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone()
+
+
+@pytest.mark.slow
+def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path):
+    out = tmp_path / "runs" / "demo"
+    args = ["run", "-d", "breastmnist", "-m", "none,flip", "--seeds", "0", "--epochs", "2", "--recipe",
+            "chaptoukaev", "--paper-style", "--out", str(out)]
+    first = synthmed(*args, root=real_root)
+    assert first.returncode == 0, first.stderr
+    assert count_records(out) == (2, 2)
+    report = (out / "report.md").read_text()
+    assert "breastmnist · lowdata · resnet18 · recipe chaptoukaev" in report
+    assert "0.872 / 0.807 (seed 000 Table 2" in report and "test-selected" in report
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    records = json.loads(synthmed("report", str(out), "--format", "json").stdout)
+    assert {r["method"] for r in records} == {"none", "flip"}
+    none = next(r for r in records if r["method"] == "none")
+    assert none["n_train"] == 546 and none["n_val"] == 78 and none["n_test"] == 156
+    assert none["best_epoch"] in (1, 2) and none["paper_test_auc"] >= none["test_auc"] - 1e-12
+    run_dir = out / "runs" / none["run_id"]
+    assert len(json.loads((run_dir / "subset.json").read_text())["train"]) == 546
+    again = synthmed(*args, root=real_root)
+    assert again.returncode == 0 and "2 already in" in again.stderr and "0 to do" in again.stderr
+    assert count_records(out) == (2, 2)
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path):
+    out = tmp_path / "kill"
+    args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--per-class", "8", "-m", "none",
+            "--seeds", "0,1,2", "--epochs", "2", "--out", str(out), "--no-report"]
+    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "results.sqlite").exists() and count_records(out)[0] >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = count_records(out)[0]
+    assert 1 <= done <= 3
+    assert not list(out.rglob("*.tmp"))
+    finished = synthmed(*args[3:], root=real_root)
+    assert finished.returncode == 0, finished.stderr
+    assert count_records(out) == (3, 3)
+    assert f"{done} already in" in finished.stderr
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, out: Path, *phrases: str) -> None:
+    """Exit code 2, one error line naming the problem, no traceback, nothing written."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_missing_file_offline(tmp_path):
+    out = tmp_path / "out"
+    result = synthmed("run", "-d", "breastmnist", "--out", str(out), root=tmp_path / "empty")
+    assert_clean_failure(result, out, "breastmnist.npz not found", "750601b1f35ba3300ea97c75c52ff8f6")
+
+
+@pytest.mark.parametrize("extra,phrases", [
+    (["--methods", "diffusion9"], ["unknown method 'diffusion9'"]),
+    (["--recipe", "fast"], ["unknown recipe 'fast'"]),
+    (["--protocol", "half"], ["unknown protocol 'half'"]),
+    (["--classifier", "vit"], ["unknown classifier 'vit'"]),
+])
+def test_unknown_names(real_root, tmp_path, extra, phrases):
+    out = tmp_path / "out"
+    result = synthmed("run", "-d", "breastmnist", "--epochs", "1", "--out", str(out), *extra, root=real_root)
+    assert_clean_failure(result, out, *phrases)
+
+
+def test_unknown_dataset(tmp_path):
+    out = tmp_path / "out"
+    assert_clean_failure(synthmed("run", "-d", "mnist", "--out", str(out)), out, "unknown dataset 'mnist'")
+
+
+def test_wrong_md5_and_bad_labels(tmp_path):
+    import numpy as np
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    write_breast_like(root, train_labels=np.full((20, 1), 7, dtype=np.uint8))
+    assert_clean_failure(synthmed("run", "-d", "breastmnist", "--out", str(out), root=root), out, "MD5",
+                         "--no-verify")
+    result = synthmed("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
+    assert_clean_failure(result, out, "train_labels range over 7..7")
+
+
+def test_truncated_file(real_root, tmp_path):
+    root, out = tmp_path / "data", tmp_path / "out"
+    root.mkdir()
+    data = (real_root / "breastmnist.npz").read_bytes()
+    (root / "breastmnist.npz").write_bytes(data[: len(data) // 3])
+    result = synthmed("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
+    assert_clean_failure(result, out, "truncated or corrupt")
+
+
+def test_empty_class_in_fraction_subset(tmp_path):
+    import numpy as np
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    labels = np.zeros((20, 1), dtype=np.uint8)
+    labels[0] = 1
+    write_breast_like(root, train_labels=labels)
+    result = synthmed("run", "-d", "breastmnist", "--protocol", "fraction", "--fraction", "0.05", "--seeds", "1",
+                      "--out", str(out), "--no-verify", root=root)
+    assert_clean_failure(result, out, "has no images", "--stratified")
+
+
+def test_data_info_and_verify(real_root):
+    info = synthmed("data", "info", "pneumoniamnist", root=real_root)
+    assert info.returncode == 0 and "1214" in info.stdout and "3494" in info.stdout and "MD5 ok" in info.stdout
+    verify = synthmed("data", "verify", "breastmnist", root=real_root)
+    assert verify.returncode == 0 and "verified" in verify.stdout

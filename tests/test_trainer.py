@@ -1,0 +1,97 @@
+"""The trainer: selection rule, determinism, batched augmentation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synthmed.augment import create_augmenter
+from synthmed.data import load_dataset, make_subset
+from synthmed.errors import SynthmedError
+from synthmed.train.recipes import get_recipe
+from synthmed.train.trainer import TrainConfig, better, to_tensor, train_classifier
+
+
+def test_higher_validation_auc_wins():
+    assert better((0.95, 0.9), (0.90, 0.1))
+    assert not better((0.90, 0.1), (0.95, 0.9))
+
+
+def test_auc_tie_is_broken_by_lower_validation_loss():
+    """On a saturated validation set (AUC 1.0 from epoch 6 on), a later, better-calibrated epoch wins."""
+    assert better((1.0, 0.20), (1.0, 0.35))
+    assert not better((1.0, 0.40), (1.0, 0.35))
+    history = [(0.9, 0.5), (1.0, 0.35), (1.0, 0.2), (1.0, 0.6), (0.99, 0.1)]
+    best, chosen = None, None
+    for epoch, key in enumerate(history, 1):
+        if better(key, best):
+            best, chosen = key, epoch
+    assert chosen == 3
+
+
+def test_nan_auc_never_beats_a_real_one():
+    assert better((0.5, 1.0), (math.nan, 0.1))
+    assert not better((math.nan, 0.1), (0.5, 1.0))
+    assert better((math.nan, 0.1), None)
+
+
+@pytest.fixture(scope="module")
+def tiny(real_root):
+    data = load_dataset("breastmnist", data_root=real_root)
+    return data, make_subset(data, "lowdata", seed=0, per_class=12)
+
+
+def _fit(tiny, **kwargs):
+    data, sub = tiny
+    config = TrainConfig(get_recipe("medmnist", epochs=3, batch_size=8), precision="fp32",
+                         paper_style=kwargs.pop("paper_style", False))
+    return train_classifier(sub.train, sub.val, sub.test, data.n_classes, data.task, config, **kwargs)
+
+
+def test_same_seed_same_metrics(tiny):
+    a, b = _fit(tiny, seed=4), _fit(tiny, seed=4)
+    assert a.history == b.history and a.test == b.test and a.best_epoch == b.best_epoch
+
+
+def test_selected_epoch_follows_the_rule_and_test_is_not_in_history(tiny):
+    fit = _fit(tiny, seed=1, augmenter=create_augmenter("flip"))
+    best = None
+    for row in fit.history:
+        if better((row["val_auc"], row["val_loss"]), best):
+            best, chosen = (row["val_auc"], row["val_loss"]), row["epoch"]
+    assert fit.best_epoch == chosen
+    assert all("test_auc" not in row for row in fit.history)
+    assert 0 <= fit.test["auc"] <= 1 and len(fit.test["confusion"]) == 2
+
+
+def test_paper_style_records_test_every_epoch(tiny):
+    fit = _fit(tiny, seed=1, paper_style=True)
+    assert all("test_auc" in row for row in fit.history)
+
+
+def test_synthetic_images_join_the_training_set(tiny):
+    data, sub = tiny
+    fake = (sub.train.images[:5], sub.train.labels[:5])
+    fit = _fit(tiny, seed=0, synthetic=fake, synthetic_weight=0.5)
+    assert fit.extra["n_train_synthetic"] == 5 and fit.extra["n_train_real"] == len(sub.train)
+
+
+def test_flip_and_classic_keep_shape_and_range():
+    x = to_tensor(np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8))
+    gen = torch.Generator().manual_seed(0)
+    flipped = create_augmenter("flip").transform_batch(x, gen)
+    assert flipped.shape == x.shape
+    assert torch.equal(flipped.flatten(1).sort(1).values, x.flatten(1).sort(1).values)  # same pixels
+    assert not torch.equal(flipped, x)
+    moved = create_augmenter("classic", degrees=15).transform_batch(x, gen)
+    assert moved.shape == x.shape and moved.min() >= -1 and moved.max() <= 1
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(SynthmedError, match="unknown recipe 'adamw'"):
+        get_recipe("adamw")
+    with pytest.raises(SynthmedError, match="unknown method 'gan2'"):
+        create_augmenter("gan2")
