@@ -15,8 +15,7 @@ $(VENV)/.installed: pyproject.toml
 # BreastMNIST (downloaded to ~/.medmnist if missing, 560 KB), none vs flips, 3 seeds, a short schedule:
 # about 5 minutes on 2 CPU cores; writes $(DEMO_OUT)/report.html and report.md.
 demo: $(VENV)/.installed
-	$(VENV)/bin/synthmed run --dataset breastmnist --protocol lowdata --methods none,flip --seeds 0,1,2 \
-		--recipe medmnist --epochs 6 --out $(DEMO_OUT)
+	$(VENV)/bin/synthmed run --config configs/demo.yaml --out $(DEMO_OUT)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

@@ -25,16 +25,23 @@ NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the MD5 check (other c
 SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that MedMNIST file is present.")
 
 
+_TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
+          "no_verify": bool, "report": bool, "save_model": bool}
+
+
 def _split(text: str, kind: type = str) -> list:
     return [kind(part.strip()) for part in text.split(",") if part.strip()]
 
 
 @app.command()
 def run(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="MedMNIST flag(s), comma-separated, or folder:PATH."),
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of these options as keys "
+                                "(see configs/); command-line options override it."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="MedMNIST flag(s), comma-separated, or folder:PATH."),
     methods: str = typer.Option("none", "--methods", "-m", help="Comma-separated methods (see `synthmed list`)."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (holds results.sqlite)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (holds results.sqlite)."),
     protocol: str = typer.Option("lowdata", "--protocol", help="lowdata | fraction | full."),
     recipe: str = typer.Option("medmnist", "--recipe", help="chaptoukaev | medmnist | sharma."),
     classifier: str = typer.Option("resnet18", "--classifier", help="resnet18 | densenet121."),
@@ -53,17 +60,36 @@ def run(
     data_root: str = DATA_ROOT,
     no_verify: bool = NO_VERIFY,
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md and report.html at the end."),
+    save_model: bool = typer.Option(False, "--save-model", help="Keep each run's selected weights (model.pt)."),
 ) -> None:
     """Run dataset x method x seed, skipping runs already in OUT/results.sqlite, then report."""
+    opts = dict(ctx.params)
+    if config is not None:
+        from synthmed.config import load_run_config
+
+        types = {name: _TYPES.get(name, str) for name in opts if name != "config"}
+        for name, value in load_run_config(config, types).items():
+            source = ctx.get_parameter_source(name)
+            if source is None or source.name != "COMMANDLINE":  # the command line wins over the file
+                opts[name] = value
+    _run(opts)
+
+
+def _run(o: dict) -> None:
     from synthmed.experiment.report import print_table, write_report
     from synthmed.experiment.runner import Runner, expand
     from synthmed.train.recipes import get_recipe
 
-    specs = expand(_split(dataset), _split(methods), _split(seeds, int), protocol=protocol, recipe=recipe,
-                   classifier=classifier, epochs=epochs, patience=patience, per_class=per_class,
-                   fractions=_split(fraction, float) if fraction else None, stratified=stratified,
-                   paper_style=paper_style, size=size, precision=precision)
-    runner = Runner(out, data_root=data_root, verify=not no_verify, device=device)
+    if not o["dataset"] or not o["out"]:
+        raise SynthmedError("give --dataset and --out (on the command line or as keys of --config)")
+    out = Path(o["out"])
+    specs = expand(_split(o["dataset"]), _split(o["methods"]), _split(o["seeds"], int), protocol=o["protocol"],
+                   recipe=o["recipe"], classifier=o["classifier"], epochs=o["epochs"], patience=o["patience"],
+                   per_class=o["per_class"], fractions=_split(o["fraction"], float) if o["fraction"] else None,
+                   stratified=o["stratified"], paper_style=o["paper_style"], size=o["size"],
+                   precision=o["precision"])
+    runner = Runner(out, data_root=o["data_root"], verify=not o["no_verify"], device=o["device"],
+                    save_model=o["save_model"])
     runner.validate(specs)
     todo = runner.pending(specs)
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
@@ -84,7 +110,7 @@ def run(
             console.print(f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
                           f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)")
     print_table(out, console)
-    if report:
+    if o["report"]:
         paths = write_report(out)
         console.print("report: " + ", ".join(str(p) for p in paths))
 

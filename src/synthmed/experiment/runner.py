@@ -25,6 +25,7 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_json
 from synthmed.experiment.store import ResultStore
 from synthmed.nets.classifiers import check_classifier
+from synthmed.train.checkpoint import save_checkpoint
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, train_classifier
 
@@ -82,8 +83,9 @@ class Runner:
     """Executes RunSpecs into ``out/results.sqlite`` and ``out/runs/RUN_ID/``."""
 
     def __init__(self, out: str | Path, data_root: str | None = None, verify: bool = True, device: str = "auto",
-                 download: bool = True) -> None:
+                 download: bool = True, save_model: bool = False) -> None:
         self.out = Path(out)
+        self.save_model = save_model
         self.data_root, self.verify, self.device, self.download = data_root, verify, device, download
         self._datasets: dict[tuple, Dataset] = {}
 
@@ -133,6 +135,9 @@ class Runner:
         atomic_write_json(run_dir / "subset.json", subset.indices())
         atomic_write_json(run_dir / "history.json", fit.history)
         atomic_write_json(run_dir / "config.json", config)
+        if self.save_model:
+            save_checkpoint(run_dir / "model.pt", fit.model, {"config": config, "best_epoch": fit.best_epoch,
+                                                             "class_names": data.class_names})
         paper = {}
         if spec.paper_style:
             paper = {"paper_test_auc": max(h["test_auc"] for h in fit.history),

@@ -1,0 +1,111 @@
+"""YAML run files, checkpoints, downloads and the store: safe to read, atomic to write."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthmed.config import load_run_config
+from synthmed.data import load_dataset
+from synthmed.data import medmnist as mm
+from synthmed.errors import SynthmedError
+from synthmed.experiment.files import atomic_write_bytes
+from synthmed.experiment.store import ResultStore
+from synthmed.train.checkpoint import load_checkpoint, save_checkpoint
+
+TYPES = {"dataset": str, "methods": str, "epochs": int, "paper_style": bool, "fraction": str}
+
+
+def test_yaml_lists_and_types(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: breastmnist\nmethods: [none, flip]\nepochs: 3\npaper-style: true\nfraction: 0.5\n")
+    assert load_run_config(path, TYPES) == {"dataset": "breastmnist", "methods": "none,flip", "epochs": 3,
+                                            "paper_style": True, "fraction": "0.5"}
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("datset: breastmnist\n", "unknown key 'datset'"),
+    ("epochs: three\n", "key 'epochs' .* should be int"),
+    ("epochs: true\n", "should be int"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("dataset: [unclosed\n", "not valid YAML at line"),
+    ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+])
+def test_yaml_errors_are_one_line(tmp_path, text, pattern):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SynthmedError, match=pattern) as err:
+        load_run_config(path, TYPES)
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_round_trip_and_crafted_file_refused(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "m.pt", model, {"best_epoch": 4})
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded["meta"] == {"best_epoch": 4}
+    assert torch.equal(loaded["state_dict"]["weight"], model.weight.detach())
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Exploit()))
+    torch.save({"x": Exploit()}, tmp_path / "evil2.pt")
+    for name in ("evil.pt", "evil2.pt"):
+        with pytest.raises(SynthmedError, match="plain-weights checkpoint"):
+            load_checkpoint(tmp_path / name)
+    assert not marker.exists()
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"one")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(tmp_path / "a.bin", 42)  # type: ignore[arg-type]
+    assert (tmp_path / "a.bin").read_bytes() == b"one"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_store_ignores_duplicate_run(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.add({"run_id": "x", "seed": 0, "config": {"a": 1}})
+        store.add({"run_id": "x", "seed": 1, "config": {"a": 2}})
+        assert store.has("x") and len(store.records()) == 1 and store.records()[0]["config"] == {"a": 1}
+        with pytest.raises(KeyError):
+            store.add({"run_id": "y", "nonsense": 1})
+
+
+@pytest.fixture
+def local_server(real_root):
+    """Serve the official BreastMNIST file from a loopback HTTP server."""
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(real_root), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_missing_file_is_downloaded_and_md5_checked(local_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("SYNTHMED_OFFLINE")
+    monkeypatch.setitem(mm.INFO["breastmnist"], "url", f"{local_server}/breastmnist.npz")
+    data = load_dataset("breastmnist", data_root=tmp_path)
+    assert len(data.train) == 546 and (tmp_path / "breastmnist.npz").exists()
+
+    monkeypatch.setitem(mm.INFO["breastmnist"], "url", f"{local_server}/pneumoniamnist.npz")
+    other = tmp_path / "other"
+    with pytest.raises(SynthmedError, match="download failed .*wrong MD5"):
+        load_dataset("breastmnist", data_root=other)
+    assert not list(Path(other).glob("*"))  # no partial file left behind
+
+
+def test_md5sum_matches_hashlib(real_root):
+    path = real_root / "breastmnist.npz"
+    assert mm.md5sum(path) == hashlib.md5(path.read_bytes()).hexdigest()
