@@ -24,7 +24,9 @@ MEDMNIST_V2_RESNET18_28 = {
 
 
 def published(dataset: str, protocol: str, method: str) -> tuple[str, tuple[float, float]] | None:
-    """The published figure comparable to (dataset, protocol, method), with its source, if any."""
+    """The published ResNet-18 (28) figure comparable to (dataset, protocol, method), with its source, if any.
+    ``protocol`` is the report's label: only the default ``lowdata`` (150 per class) and ``full`` at 28 px
+    match the papers' settings."""
     if protocol == "lowdata" and method in CHAPTOUKAEV_TABLE2.get(dataset, {}):
         return "seed 000 Table 2 (test-selected)", CHAPTOUKAEV_TABLE2[dataset][method]
     if protocol == "full" and method == "none" and dataset in MEDMNIST_V2_RESNET18_28:

@@ -43,37 +43,50 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return float(arr.mean()), std, float(stats.t.ppf(0.975, len(arr) - 1) * std / math.sqrt(len(arr)))
 
 
+def protocol_label(record: dict) -> str:
+    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (+ the image size if not 28)."""
+    config = record["config"]
+    label = record["protocol"]
+    if label == "lowdata" and config.get("per_class"):
+        label += f" {config['per_class']}/class"
+    if label == "fraction":
+        label += f" {config.get('fraction'):g}" + (" stratified" if config.get("stratified") else "")
+    if config.get("size", 28) != 28:
+        label += f" {config['size']}px"
+    return label
+
+
 def summarise(records: list[dict]) -> list[dict]:
-    """One row per (dataset, protocol, classifier, recipe, fraction, method)."""
+    """One row per (dataset, protocol with its parameters, classifier, recipe, method)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        fraction = r["config"].get("fraction")
-        groups[(r["dataset"], r["protocol"], fraction, r["classifier"], r["recipe"], r["method"])].append(r)
+        groups[(r["dataset"], protocol_label(r), r["classifier"], r["recipe"], r["method"])].append(r)
     rows = []
-    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:5], kv[0][5] != "none", kv[0][5])):
-        dataset, protocol, fraction, classifier, recipe, method = key
-        row = {"dataset": dataset, "protocol": protocol, "fraction": fraction, "classifier": classifier,
+    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
+        dataset, protocol, classifier, recipe, method = key
+        row = {"dataset": dataset, "protocol": protocol, "classifier": classifier,
                "recipe": recipe, "method": method, "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
                "epochs": sorted({r["epochs_run"] for r in runs}), "time": sum(r["total_time"] for r in runs)}
         for metric in ("test_auc", "test_acc", "val_auc", "paper_test_auc", "paper_test_acc"):
             row[metric] = interval([r[metric] for r in runs])
-        base = {r["seed"]: r for r in groups.get((*key[:5], "none"), [])}
+        base = {r["seed"]: r for r in groups.get((*key[:4], "none"), [])}
         if method != "none" and base:
             for metric in ("test_auc", "test_acc"):
                 diffs = [r[metric] - base[r["seed"]][metric] for r in runs if r["seed"] in base]
                 row[f"diff_{metric}"] = (*interval(diffs), len(diffs))
-        row["published"] = published(dataset, protocol, method)
+        row["published"] = published(dataset, protocol, method) if classifier == "resnet18" else None
         rows.append(row)
     return rows
 
 
 def _fmt(mean_std_ci: tuple[float, float, float]) -> str:
+    """``mean ± std [interval]``, the interval clipped to the metric's range [0, 1]."""
     mean, std, ci = mean_std_ci
     if math.isnan(mean):
         return "–"
     if math.isnan(std):
         return f"{mean:.3f}"
-    return f"{mean:.3f} ± {std:.3f} [{mean - ci:.3f}, {mean + ci:.3f}]"
+    return f"{mean:.3f} ± {std:.3f} [{max(0.0, mean - ci):.3f}, {min(1.0, mean + ci):.3f}]"
 
 
 def _fmt_diff(diff: tuple | None) -> str:
@@ -83,7 +96,7 @@ def _fmt_diff(diff: tuple | None) -> str:
     if math.isnan(ci):
         return f"{mean:+.3f} (n={n})"
     verdict = "within noise" if mean - ci <= 0 <= mean + ci else ("better" if mean > 0 else "worse")
-    return f"{mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}] {verdict}"
+    return f"{mean:+.3f} [{max(-1.0, mean - ci):+.3f}, {min(1.0, mean + ci):+.3f}] {verdict}"
 
 
 HEADER = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "test ACC", "Δ AUC vs none (paired)",
@@ -103,8 +116,7 @@ def _cells(row: dict) -> list[str]:
 
 
 def _group_title(row: dict) -> str:
-    fraction = f" {row['fraction']:g}" if row["fraction"] is not None else ""
-    return f"{row['dataset']} · {row['protocol']}{fraction} · {row['classifier']} · recipe {row['recipe']}"
+    return f"{row['dataset']} · {row['protocol']} · {row['classifier']} · recipe {row['recipe']}"
 
 
 def _by_group(rows: list[dict]) -> dict[str, list[dict]]:
@@ -115,25 +127,41 @@ def _by_group(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def _plot(records: list[dict], title: str) -> bytes:
-    """Per-seed test AUC and ACC by method (dots) with the mean (bar), as PNG bytes."""
+    """Per-seed test AUC and ACC by method (dots on the mean bar) and the validation AUC over epochs (one
+    line per run, a ring on the selected epoch), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 1.2 * len(methods), 3.2), constrained_layout=True)
-    for ax, metric in zip(axes, ("test_auc", "test_acc")):
+    colours = dict(zip(methods, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(1, 3, figsize=(5 + 1.6 * len(methods), 3.4), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    for ax, metric in zip(axes[:2], ("test_auc", "test_acc")):
         for i, method in enumerate(methods):
             values = [r[metric] for r in records if r["method"] == method]
-            ax.bar(i, np.mean(values), color="#c6dbef", width=0.6)
-            ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="#08519c",
-                       s=14, zorder=3)
+            ax.bar(i, np.mean(values), color=colours[method], alpha=0.35, width=0.6)
+            ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values,
+                       color=colours[method], s=14, zorder=3)
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
-        low = min(r[metric] for r in records)
-        ax.set_ylim(max(0.0, low - 0.05), 1.0)
-        ax.set_title(metric.replace("_", " ").upper().replace("TEST ", "test "))
+        ax.set_ylim(max(0.0, min(r[metric] for r in records) - 0.05), 1.0)
+        ax.set_title(metric.replace("_", " "))
         ax.grid(axis="y", alpha=0.3)
+    curves = axes[2]
+    for r in records:
+        history = (r["metrics"] or {}).get("history") or []
+        if history:
+            epochs = [h["epoch"] for h in history]
+            curves.plot(epochs, [h["val_auc"] for h in history], color=colours[r["method"]], lw=0.8, alpha=0.7)
+            best = history[r["best_epoch"] - 1]
+            curves.scatter([best["epoch"]], [best["val_auc"]], facecolors="none", edgecolors=colours[r["method"]])
+    for method in methods:
+        curves.plot([], [], color=colours[method], label=method)
+    curves.set_title("validation AUC per epoch (ring: selected)")
+    curves.set_xlabel("epoch")
+    curves.legend(fontsize=7)
+    curves.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -170,14 +198,13 @@ def write_report(out: str | Path) -> list[Path]:
     body = [f"<h1>synthmed report</h1><ul>{''.join(f'<li>{html.escape(x)}</li>' for x in _header(records))}</ul>"]
     written = []
     for index, (title, group) in enumerate(_by_group(rows).items()):
-        first = group[0]
-        runs = [r for r in records if _group_title({**r, "fraction": r["config"].get("fraction")}) == title]
+        runs = [r for r in records if _group_title({**r, "protocol": protocol_label(r)}) == title]
         png = _plot(runs, title)
         png_path = out / f"report_{index}.png"
         atomic_write_bytes(png_path, png)
         written.append(png_path)
-        md += [f"## {title}", "", f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · "
-               f"n_test {runs[0]['n_test']}", "", "| " + " | ".join(HEADER) + " |",
+        sizes = f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · n_test {runs[0]['n_test']}"
+        md += [f"## {title}", "", sizes, "", "| " + " | ".join(HEADER) + " |",
                "|" + "---|" * len(HEADER)]
         md += ["| " + " | ".join(_cells(row)) + " |" for row in group]
         md += ["", f"![{title}]({png_path.name})", ""]
@@ -185,9 +212,9 @@ def write_report(out: str | Path) -> list[Path]:
         table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
                              for row in group)
         image = base64.b64encode(png).decode()
-        body.append(f"<h2>{html.escape(title)}</h2><p>n_train {first and runs[0]['n_train']} · n_val "
-                    f"{runs[0]['n_val']} · n_test {runs[0]['n_test']}</p><table><tr>{cells}</tr>{table_rows}"
-                    f"</table><img alt='per-seed test AUC and ACC' src='data:image/png;base64,{image}'>")
+        body.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(sizes)}</p><table><tr>{cells}</tr>{table_rows}"
+                    f"</table><img alt='test AUC and ACC per seed, validation curves' "
+                    f"src='data:image/png;base64,{image}'>")
     md += ["## Notes", "", *[f"- {note}" for note in NOTES], ""]
     body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in NOTES) + "</ul>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -195,7 +222,7 @@ def write_report(out: str | Path) -> list[Path]:
              "th{background:#f0f4f8}img{max-width:100%;margin:1em 0}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>synthmed report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
-    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     atomic_write_text(out / "report.html", page)
     return [out / "report.md", out / "report.html", *written]
 

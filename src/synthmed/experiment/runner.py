@@ -150,7 +150,8 @@ class Runner:
             "train_time": fit.train_time, "total_time": time.perf_counter() - started,
             "peak_rss_mb": fit.extra["peak_rss_mb"], "device": fit.device, "precision": fit.precision,
             "n_train": len(subset.train), "n_val": len(subset.val), "n_test": len(subset.test),
-            "n_synthetic": fit.extra["n_train_synthetic"], "metrics": {"val": fit.val, "test": fit.test},
+            "n_synthetic": fit.extra["n_train_synthetic"],
+            "metrics": {"val": fit.val, "test": fit.test, "history": fit.history},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
         }
         with ResultStore(self.out / "results.sqlite") as store:

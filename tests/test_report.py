@@ -1,0 +1,60 @@
+"""The report: statistics over seeds, paired differences, published numbers, files written."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from synthmed.experiment.report import interval, summarise, write_report
+from synthmed.experiment.store import ResultStore
+
+
+def record(method: str, seed: int, auc: float, acc: float, protocol: str = "lowdata", **config) -> dict:
+    history = [{"epoch": 1, "val_auc": 0.5, "val_loss": 1.0}, {"epoch": 2, "val_auc": auc, "val_loss": 0.5}]
+    return {"run_id": f"{method}-{seed}-{protocol}-{config}", "dataset": "breastmnist", "protocol": protocol,
+            "method": method, "classifier": "resnet18", "recipe": "medmnist", "seed": seed,
+            "config": {"per_class": None, "size": 28, **config}, "val_auc": auc, "val_acc": acc,
+            "test_auc": auc, "test_acc": acc, "paper_test_auc": auc + 0.02, "paper_test_acc": acc + 0.03,
+            "best_epoch": 2, "epochs_run": 2, "train_time": 1.0, "total_time": 2.0, "n_train": 546, "n_val": 78,
+            "n_test": 156, "device": "cpu", "precision": "fp32", "metrics": {"history": history},
+            "versions": {"torch": "x"}}
+
+
+def test_interval_matches_t_distribution():
+    mean, std, half = interval([0.8, 0.9, 1.0])
+    assert mean == pytest.approx(0.9) and std == pytest.approx(0.1)
+    assert half == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(interval([0.7])[2])
+
+
+def test_paired_difference_and_noise_verdict():
+    records = [record("none", s, a, 0.8) for s, a in enumerate([0.90, 0.85, 0.88])]
+    records += [record("flip", s, a, 0.8) for s, a in enumerate([0.92, 0.87, 0.90])]  # +0.02 on every seed
+    records += [record("classic", s, a, 0.8) for s, a in enumerate([0.95, 0.80, 0.89])]
+    rows = {r["method"]: r for r in summarise(records)}
+    assert rows["flip"]["diff_test_auc"][0] == pytest.approx(0.02)
+    assert rows["flip"]["diff_test_auc"][2] == pytest.approx(0.0, abs=1e-9)  # no spread: a sure gain
+    assert rows["none"]["published"][1] == (0.872, 0.807)
+    assert rows["flip"]["published"] is None
+
+
+def test_published_numbers_only_for_the_papers_setting():
+    rows = summarise([record("none", 0, 0.9, 0.8, per_class=50), record("none", 0, 0.9, 0.8, protocol="full")])
+    labels = {r["protocol"]: r["published"] for r in rows}
+    assert labels["lowdata 50/class"] is None
+    assert labels["full"][1] == (0.901, 0.863)
+
+
+def test_report_files(tmp_path):
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        for s, a in enumerate([0.90, 0.85, 0.88]):
+            store.add(record("none", s, a, 0.8))
+            store.add(record("flip", s, a + 0.01, 0.81))
+    paths = write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| none | 0,1,2 | 0.877 ± 0.025" in md
+    assert "+0.010 [+0.010, +0.010] better" in md
+    assert "0.897 / 0.830" in md  # the optimistic test-selected column
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
+    assert all(p.exists() for p in paths)
