@@ -1,6 +1,11 @@
 """Augmenters: every method behind one fit / sample / transform_batch contract."""
 
-from synthmed.augment import classic  # noqa: F401  (registers flip, classic)
+from synthmed.augment import (  # noqa: F401  (imported to register their methods)
+    autoencoder,  # ae, conv-ae
+    classic,  # flip, classic
+    gan,  # cgan, conv-cgan
+    vae,  # cvae, conv-cvae
+)
 from synthmed.augment.base import Augmenter, available, create_augmenter, register
 
 __all__ = ["Augmenter", "available", "create_augmenter", "register"]

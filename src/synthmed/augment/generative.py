@@ -1,0 +1,282 @@
+"""What every trained generative augmenter shares, written once: ``TorchGenerator``.
+
+A method subclass only says which networks it has (``build``), how one batch trains them
+(``train_step``) and how a batch of inputs becomes images (``decode``). This base does the rest the same
+way for all of them: input checks, seeding, the one in-memory float tensor and its index-sliced batches,
+NaN/inf detection before any optimizer step, per-epoch loss history, batched no-grad sampling with a
+seeded ``torch.Generator``, and a weights-only save / load round trip that reproduces samples byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthmed.augment.base import Augmenter, create_augmenter
+from synthmed.errors import SynthmedError
+from synthmed.experiment.files import atomic_write_bytes
+from synthmed.nets.generators import one_hot, to_uint8
+from synthmed.train.checkpoint import load_checkpoint
+from synthmed.train.device import resolve_device
+
+#: Images decoded per forward pass when sampling; results do not depend on it (no batch statistics in eval).
+SAMPLE_BATCH = 1024
+FILE_FORMAT = 1
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """The trainer's uint8 -> [-1, 1] conversion, imported on use: ``synthmed.train.trainer`` imports
+    ``synthmed.augment``, so a module-level import here would be circular."""
+    from synthmed.train.trainer import to_tensor as convert
+
+    return convert(images)
+
+
+def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the hyper-parameters every generative method shares, by name, with one-line errors."""
+    out = dict(params)
+
+    def fail(key: str, expected: str) -> SynthmedError:
+        return SynthmedError(f"{name}: {key}={params[key]!r} is invalid; expected {expected}")
+
+    for key in ("epochs", "latent_dim", "width", "n_critic"):
+        if key in out and (not isinstance(out[key], numbers.Integral) or isinstance(out[key], bool) or out[key] < 1):
+            raise fail(key, "a positive integer")
+    if "batch_size" in out and (not isinstance(out["batch_size"], numbers.Integral) or out["batch_size"] < 2):
+        raise fail("batch_size", "an integer of at least 2 (BatchNorm needs two images)")
+    for key in ("lr", "beta"):
+        if key in out and not (isinstance(out[key], numbers.Real) and math.isfinite(out[key]) and out[key] > 0):
+            raise fail(key, "a positive number")
+    if "dropout" in out and not (isinstance(out["dropout"], numbers.Real) and 0 <= out["dropout"] < 1):
+        raise fail("dropout", "a number in [0, 1)")
+    for key in ("hidden", "g_hidden", "d_hidden"):
+        if key in out:
+            value = out[key]
+            if not (isinstance(value, Sequence) and not isinstance(value, str) and value
+                    and all(isinstance(h, numbers.Integral) and h >= 1 for h in value)):
+                raise fail(key, "a non-empty list of positive layer widths")
+            out[key] = tuple(int(h) for h in value)
+    if "betas" in out:
+        value = out["betas"]
+        if not (isinstance(value, Sequence) and len(value) == 2 and all(isinstance(b, numbers.Real) and 0 <= b < 1
+                                                                      for b in value)):
+            raise fail("betas", "two numbers in [0, 1), e.g. [0.5, 0.999]")
+        out["betas"] = tuple(float(b) for b in value)
+    if "device" in out and out["device"] not in ("auto", "cpu", "cuda"):
+        raise fail("device", "auto, cpu or cuda")
+    return out
+
+
+def check_training_data(name: str, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, H, W[, 3]) images and single-label integer labels, or a one-line error."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+        raise SynthmedError(f"{name}: training images must be uint8 (N, H, W) or (N, H, W, 3), got "
+                            f"{images.dtype} {images.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise SynthmedError(f"{name}: needs single-label integer labels of shape (N,), got {labels.dtype} "
+                            f"{labels.shape}; conditional generators do not support multi-label datasets")
+    if len(labels) != len(images) or len(labels) < 2:
+        raise SynthmedError(f"{name}: needs at least 2 images with one label each, got {len(images)} images and "
+                            f"{len(labels)} labels")
+    if labels.min() < 0:
+        raise SynthmedError(f"{name}: labels must be class indices >= 0, found {labels.min()}")
+    return images, labels.astype(np.int64)
+
+
+class TorchGenerator(Augmenter):
+    """A generative augmenter made of torch networks trained on the real training subset.
+
+    Subclasses implement ``build``, ``train_step`` and ``decode``, and may override ``optimizers``,
+    ``sample_inputs`` and ``extra_state`` / ``load_extra_state``. Fitted attributes end in ``_``.
+    """
+
+    generative = True
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**check_params(self.name, params))
+        self.nets_: nn.ModuleDict | None = None
+        self.history_: list[dict] = []
+        self.device_ = torch.device("cpu")
+        self._epoch = self._step = 0  # current epoch and optimisation step (1-based) during fit
+
+    # ---- what a method defines -------------------------------------------------------------------
+
+    def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
+        """The freshly initialised networks, by name (the names key the saved state)."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over every network; adversarial methods override this with one per player."""
+        betas = self.params.get("betas", (0.9, 0.999))
+        return {"all": torch.optim.Adam(self.nets_.parameters(), lr=self.params["lr"], betas=betas)}
+
+    def train_step(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Train on one batch (images in [-1, 1], one-hot labels); return its losses, via ``optimize``."""
+        raise NotImplementedError
+
+    def sample_inputs(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """What ``decode`` turns into images, one row per requested label: latent codes z ~ N(0, I) by default."""
+        return torch.randn(len(labels), self.params["latent_dim"], generator=generator)
+
+    def decode(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """A batch of ``sample_inputs`` rows and their one-hot labels -> images (N, C, H, W) in [-1, 1]."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """Tensors besides network weights that sampling needs (saved with the model)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ---- helpers for train_step -------------------------------------------------------------------
+
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str = "loss") -> float:
+        """One optimizer step on ``loss``, refused if the loss is NaN or infinite; returns its value."""
+        value = loss.item()
+        if not math.isfinite(value):
+            lr = optimizer.param_groups[0]["lr"]
+            raise SynthmedError(f"{self.name}: {name} became {value} at epoch {self._epoch}; lower the learning "
+                                f"rate (lr={lr:g} now) or check the training images")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return value
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Latent codes drawn from the seeded CPU generator (so runs reproduce on any device)."""
+        return torch.randn(n, self.params["latent_dim"], generator=generator).to(self.device_)
+
+    # ---- the shared contract -----------------------------------------------------------------------
+
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> TorchGenerator:
+        images, labels = check_training_data(self.name, images, labels)
+        self.device_ = resolve_device(self.params.get("device", "auto"))
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        self.image_shape_ = tuple(int(s) for s in images.shape[1:])
+        self.n_classes_ = int(labels.max()) + 1
+        self.class_counts_ = [int(c) for c in np.bincount(labels, minlength=self.n_classes_)]
+        x = to_tensor(images).to(self.device_)
+        cond = one_hot(torch.from_numpy(labels), self.n_classes_).to(self.device_)
+        self.nets_ = self._build().to(self.device_)
+        self.optimizers_ = self.optimizers()
+        try:
+            self._train(x, cond, generator)
+        except BaseException:
+            self.nets_ = None  # a failed or interrupted fit leaves nothing to sample from or save
+            raise
+        self.nets_.eval()
+        return self
+
+    def _train(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> None:
+        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch."""
+        self.history_, self._step = [], 0
+        batch, n = self.params["batch_size"], len(x)
+        n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
+        for epoch in range(1, self.params["epochs"] + 1):
+            self._epoch = epoch
+            self.nets_.train()
+            order = torch.randperm(n, generator=generator).to(self.device_)
+            sums: dict[str, float] = {}
+            seen: dict[str, int] = {}
+            for start in range(0, n_used, batch):
+                idx = order[start:min(start + batch, n_used)]
+                self._step += 1
+                for key, value in self.train_step(x[idx], cond[idx], generator).items():
+                    sums[key] = sums.get(key, 0.0) + value * len(idx)
+                    seen[key] = seen.get(key, 0) + len(idx)
+            self.history_.append({"epoch": epoch, **{key: sums[key] / seen[key] for key in sums}})
+
+    def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        nets = self._fitted()
+        labels = self._requested_labels(counts)
+        generator = torch.Generator().manual_seed(seed)
+        inputs = self.sample_inputs(labels, generator)
+        device = next(nets.parameters()).device
+        nets.eval()
+        out = [torch.empty(0, self._channels(), *self.image_shape_[:2])]
+        with torch.no_grad():
+            for start in range(0, len(labels), SAMPLE_BATCH):
+                cond = one_hot(labels[start:start + SAMPLE_BATCH], self.n_classes_).to(device)
+                out.append(self.decode(inputs[start:start + SAMPLE_BATCH].to(device), cond).float().cpu())
+        return to_uint8(torch.cat(out)), labels.numpy()
+
+    def save(self, path: str | Path) -> None:
+        """Write params, weights and what sampling needs atomically; tensors and plain containers only."""
+        nets = self._fitted()
+        payload = {
+            "params": self.params,
+            "state": {name: net.state_dict() for name, net in nets.items()},
+            "meta": {"format": FILE_FORMAT, "method": self.name, "n_classes": self.n_classes_,
+                     "image_shape": list(self.image_shape_), "class_counts": self.class_counts_,
+                     "history": self.history_},
+            "extra": self.extra_state(),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> TorchGenerator:
+        """Read a file written by ``save`` (weights only, never code); on ``TorchGenerator`` any method,
+        on a subclass only that method."""
+        payload = load_checkpoint(path)
+        if not (isinstance(payload, dict) and {"params", "state", "meta"} <= payload.keys()
+                and isinstance(payload["meta"], dict) and "method" in payload["meta"]):
+            raise SynthmedError(f"{path} is not a saved generative augmenter (expected params, state and meta); "
+                                "write one with .save()")
+        meta = payload["meta"]
+        model = create_augmenter(meta["method"], **payload["params"])
+        if not isinstance(model, cls):
+            raise SynthmedError(f"{path} holds a {meta['method']!r} model, not {cls.name!r}")
+        model.n_classes_ = int(meta["n_classes"])
+        model.image_shape_ = tuple(meta["image_shape"])
+        model.class_counts_ = list(meta["class_counts"])
+        model.history_ = list(meta["history"])
+        model.device_ = resolve_device(device)
+        model.nets_ = model._build()
+        try:
+            for name, net in model.nets_.items():
+                net.load_state_dict(payload["state"][name])
+        except (KeyError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise SynthmedError(f"{path}: weights do not fit a {meta['method']!r} model with these params "
+                                f"({first})") from None
+        model.nets_.to(model.device_).eval()
+        model.load_extra_state(payload.get("extra", {}))
+        return model
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _channels(self) -> int:
+        return 3 if len(self.image_shape_) == 3 else 1
+
+    def _build(self) -> nn.ModuleDict:
+        return nn.ModuleDict(self.build(self._channels(), self.image_shape_[0], self.n_classes_))
+
+    def _fitted(self) -> nn.ModuleDict:
+        if self.nets_ is None:
+            raise SynthmedError(f"{self.name}: call fit (or load a saved model) before sample or save")
+        return self.nets_
+
+    def _requested_labels(self, counts: dict[int, int]) -> torch.Tensor:
+        """The labels to generate, grouped by class in ascending order; unknown or unseen classes refused."""
+        labels = []
+        for c, n in sorted((int(c), n) for c, n in counts.items()):
+            if not isinstance(n, numbers.Integral) or n < 0:
+                raise SynthmedError(f"{self.name}: count for class {c} must be an integer >= 0, got {n!r}")
+            if n and not (0 <= c < self.n_classes_ and self.class_counts_[c] > 0):
+                raise SynthmedError(f"{self.name}: cannot generate class {c}: the training images had none "
+                                    f"(classes seen: {[k for k, m in enumerate(self.class_counts_) if m]})")
+            labels.append(torch.full((int(n),), c, dtype=torch.int64))
+        return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)

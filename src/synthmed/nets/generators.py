@@ -1,0 +1,180 @@
+"""Building blocks for the generative augmenters: fully connected and DCGAN-style encoders and decoders.
+
+Every encoder maps images (N, C, H, W) in [-1, 1], optionally with a condition vector (a one-hot label),
+to (N, out_dim); every decoder maps (N, in_dim) codes, optionally with a condition, back to images in
+[-1, 1] through tanh. The same two interfaces serve as discriminator / generator of a GAN, encoder /
+decoder of an (variational) autoencoder, so each method picks an architecture without caring which.
+
+Convolutional nets follow DCGAN (Radford et al.): 4x4 stride-2 convolutions with LeakyReLU(0.2) on the
+encoding side, 4x4 stride-2 transposed convolutions with BatchNorm and ReLU on the decoding side. The
+image is halved while its side is even and above 4 (28 -> 14 -> 7, 64 -> 32 -> 16 -> 8 -> 4), and the
+decoder retraces the same sizes, so any such square size works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthmed.errors import SynthmedError
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W) or (N, H, W, 3): the inverse of ``to_tensor``."""
+    if not bool(torch.isfinite(x).all()):
+        raise SynthmedError("the generator produced NaN or infinite pixels; retrain it with a lower learning rate")
+    u = x.detach().float().cpu().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    u = u[:, 0] if u.shape[1] == 1 else u.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(u.numpy())
+
+
+def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    return nn.functional.one_hot(labels, n_classes).float()
+
+
+def _cat(x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    return x if cond is None else torch.cat([x, cond], 1)
+
+
+def conv_plan(size: int) -> tuple[int, int]:
+    """(number of stride-2 stages, side of the smallest feature map) for a square image of side ``size``."""
+    stages, side = 0, size
+    while side % 2 == 0 and side > 4:
+        side //= 2
+        stages += 1
+    if stages == 0:
+        raise SynthmedError(f"convolutional generators need an even image side of at least 8, got {size}; "
+                            "use the fully connected method instead")
+    return stages, side
+
+
+def _widths(width: int, stages: int) -> list[int]:
+    """Channels after each stride-2 stage: doubling from ``width``, capped at 8x (DCGAN's 64..512)."""
+    return [width * min(2**i, 8) for i in range(stages)]
+
+
+class FCEncoder(nn.Module):
+    """Flattened image (+ condition) -> hidden FC layers with LeakyReLU(0.2) -> ``out_dim``."""
+
+    def __init__(self, channels: int, size: int, out_dim: int, hidden: Sequence[int], cond_dim: int = 0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        dim = channels * size * size + cond_dim
+        for h in hidden:
+            layers += [nn.Linear(dim, h), nn.LeakyReLU(0.2)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            dim = h
+        layers.append(nn.Linear(dim, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(_cat(x.flatten(1), cond))
+
+
+class FCDecoder(nn.Module):
+    """Code (+ condition) -> hidden FC layers with ReLU (optionally BatchNorm) -> image through tanh."""
+
+    def __init__(self, in_dim: int, channels: int, size: int, hidden: Sequence[int], cond_dim: int = 0,
+                 batchnorm: bool = False) -> None:
+        super().__init__()
+        self.shape = (channels, size, size)
+        layers: list[nn.Module] = []
+        dim = in_dim + cond_dim
+        for h in hidden:
+            layers += [nn.Linear(dim, h, bias=not batchnorm)]
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.ReLU())
+            dim = h
+        layers.append(nn.Linear(dim, channels * size * size))
+        self.net = nn.Sequential(*layers)
+
+    def logits(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-tanh output (for losses that want it, e.g. Bernoulli likelihood: tanh(a) = 2 sigmoid(2a) - 1)."""
+        return self.net(_cat(z, cond)).view(-1, *self.shape)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.logits(z, cond))
+
+
+class ConvEncoder(nn.Module):
+    """DCGAN discriminator body: stride-2 convolutions with LeakyReLU(0.2), then one linear layer.
+
+    No BatchNorm: a critic's output must not depend on the rest of its batch (gradient-penalty losses
+    assume it), and the encoders of the autoencoders do not need it.
+
+    The condition enters as constant extra input channels (one map per label), so every convolution can
+    relate the image to its label, as in the conditional DCGANs used for MNIST.
+    """
+
+    def __init__(self, channels: int, size: int, out_dim: int, width: int = 64, cond_dim: int = 0) -> None:
+        super().__init__()
+        stages, side = conv_plan(size)
+        layers: list[nn.Module] = []
+        prev = channels + cond_dim
+        for w in _widths(width, stages):
+            layers += [nn.Conv2d(prev, w, 4, 2, 1), nn.LeakyReLU(0.2)]
+            prev = w
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(prev * side * side, out_dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if cond is not None:
+            x = torch.cat([x, cond[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
+        return self.head(self.body(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """DCGAN generator: linear projection to the smallest map, then stride-2 transposed convolutions
+    with BatchNorm and ReLU, and tanh on the last one."""
+
+    def __init__(self, in_dim: int, channels: int, size: int, width: int = 64, cond_dim: int = 0) -> None:
+        super().__init__()
+        stages, side = conv_plan(size)
+        widths = _widths(width, stages)[::-1]
+        self.start = (widths[0], side, side)
+        self.project = nn.Linear(in_dim + cond_dim, widths[0] * side * side, bias=False)
+        layers: list[nn.Module] = [nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        for prev, w in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(prev, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
+        self.body = nn.Sequential(*layers)
+
+    def logits(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(self.project(_cat(z, cond)).view(-1, *self.start))
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.logits(z, cond))
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation: N(0, 0.02) weights for (transposed) convolutions, N(1, 0.02) BatchNorm scales."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def build_encoder(arch: str, channels: int, size: int, out_dim: int, cond_dim: int = 0, *,
+                  hidden: Sequence[int] = (), width: int = 64, dropout: float = 0.0) -> nn.Module:
+    """``arch`` "fc" (uses ``hidden``) or "conv" (uses ``width``)."""
+    if arch == "fc":
+        return FCEncoder(channels, size, out_dim, hidden, cond_dim, dropout)
+    return ConvEncoder(channels, size, out_dim, width, cond_dim)
+
+
+def build_decoder(arch: str, in_dim: int, channels: int, size: int, cond_dim: int = 0, *,
+                  hidden: Sequence[int] = (), width: int = 64, batchnorm: bool = False) -> nn.Module:
+    """``arch`` "fc" (uses ``hidden``, optional BatchNorm) or "conv" (uses ``width``, always BatchNorm)."""
+    if arch == "fc":
+        return FCDecoder(in_dim, channels, size, hidden, cond_dim, batchnorm)
+    return ConvDecoder(in_dim, channels, size, width, cond_dim)
