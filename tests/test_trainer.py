@@ -109,3 +109,13 @@ def test_repeated_run_gives_identical_record(real_root, tmp_path):
                                                                           b["val_auc"], b["metrics"])
     subset = (tmp_path / "a" / "runs" / a["run_id"] / "subset.json").read_text()
     assert subset == (tmp_path / "b" / "runs" / b["run_id"] / "subset.json").read_text()
+
+
+def test_generative_method_adds_its_images_through_the_runner(real_root, tmp_path):
+    from synthmed.experiment.runner import Runner, RunSpec
+
+    spec = RunSpec("breastmnist", per_class=6, epochs=1, method="cvae", method_params={"epochs": 2},
+                   synthetic_per_class=4)
+    record = Runner(tmp_path, data_root=real_root).run(spec)
+    assert record["n_synthetic"] == 8 and record["n_train"] == 12
+    assert record["config"]["method_params"] == {"epochs": 2}

@@ -26,7 +26,7 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 
 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
-          "no_verify": bool, "report": bool, "save_model": bool}
+          "no_verify": bool, "report": bool, "save_model": bool, "synthetic_per_class": int, "balance": bool}
 
 
 def _split(text: str, kind: type = str) -> list:
@@ -54,6 +54,10 @@ def run(
     stratified: bool = typer.Option(False, "--stratified", help="fraction: draw the same share of every class."),
     paper_style: bool = typer.Option(False, "--paper-style", help="Also record test scores every epoch to show "
                                      "the optimistic max-over-epochs figure seed 000 reported."),
+    synthetic_per_class: int = typer.Option(None, "--synthetic-per-class", help="Generative methods: new images "
+                                            "per class [150, as seed 000]."),
+    balance: bool = typer.Option(False, "--balance", help="Generative methods: fill every class up to the "
+                                 "majority count instead (seed 002)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast) | fp32 | bf16."),
     size: int = SIZE,
@@ -87,7 +91,7 @@ def _run(o: dict) -> None:
                    recipe=o["recipe"], classifier=o["classifier"], epochs=o["epochs"], patience=o["patience"],
                    per_class=o["per_class"], fractions=_split(o["fraction"], float) if o["fraction"] else None,
                    stratified=o["stratified"], paper_style=o["paper_style"], size=o["size"],
-                   precision=o["precision"])
+                   precision=o["precision"], synthetic_per_class=o["synthetic_per_class"], balance=o["balance"])
     runner = Runner(out, data_root=o["data_root"], verify=not o["no_verify"], device=o["device"],
                     save_model=o["save_model"])
     runner.validate(specs)

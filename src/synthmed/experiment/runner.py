@@ -71,12 +71,17 @@ def versions() -> dict:
             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
 
 
+#: Seed 000 adds 150 generated images per class.
+DEFAULT_SYNTHETIC_PER_CLASS = 150
+
+
 def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None, balance: bool) -> dict[int, int]:
-    """How many images of each class to synthesise: a fixed number, or up to the majority count."""
+    """How many images of each class to synthesise: a fixed number (150 by default), or up to the majority
+    count."""
     if balance:
         counts = np.bincount(labels, minlength=n_classes)
         return {c: int(counts.max() - counts[c]) for c in range(n_classes)}
-    return {c: int(per_class or 0) for c in range(n_classes)}
+    return {c: int(DEFAULT_SYNTHETIC_PER_CLASS if per_class is None else per_class) for c in range(n_classes)}
 
 
 class Runner:
