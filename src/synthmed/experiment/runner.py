@@ -68,6 +68,7 @@ def versions() -> dict:
 
     return {"synthmed": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "torch_threads": torch.get_num_threads(),
             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
 
 
