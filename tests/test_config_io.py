@@ -45,6 +45,7 @@ def test_yaml_errors_are_one_line(tmp_path, text, pattern):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_round_trip_and_crafted_file_refused(tmp_path):
     model = torch.nn.Linear(3, 2)
     save_checkpoint(tmp_path / "m.pt", model, {"best_epoch": 4})
