@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -30,6 +31,17 @@ def load_records(out: str | Path) -> list[dict]:
         raise SynthmedError(f"{path} does not exist; run `synthmed run ... --out {out}` first")
     with ResultStore(path) as store:
         return store.records()
+
+
+def _with_history(records: list[dict], out: Path) -> list[dict]:
+    """Attach each run's per-epoch history: from its record, else from runs/RUN_ID/history.json."""
+    for r in records:
+        history = (r.get("metrics") or {}).get("history")
+        path = out / "runs" / r["run_id"] / "history.json"
+        if history is None and path.exists():
+            history = json.loads(path.read_text())
+        r["history"] = history or []
+    return records
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -136,7 +148,7 @@ def _plot(records: list[dict], title: str) -> bytes:
 
     methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
     colours = dict(zip(methods, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(1, 3, figsize=(5 + 1.6 * len(methods), 3.4), constrained_layout=True,
+    fig, axes = plt.subplots(1, 3, figsize=(max(9.0, 5 + 1.6 * len(methods)), 3.4), constrained_layout=True,
                              gridspec_kw={"width_ratios": [1, 1, 1.6]})
     for ax, metric in zip(axes[:2], ("test_auc", "test_acc")):
         for i, method in enumerate(methods):
@@ -150,7 +162,7 @@ def _plot(records: list[dict], title: str) -> bytes:
         ax.grid(axis="y", alpha=0.3)
     curves = axes[2]
     for r in records:
-        history = (r["metrics"] or {}).get("history") or []
+        history = r.get("history") or []
         if history:
             epochs = [h["epoch"] for h in history]
             curves.plot(epochs, [h["val_auc"] for h in history], color=colours[r["method"]], lw=0.8, alpha=0.7)
@@ -190,7 +202,7 @@ NOTES = [
 def write_report(out: str | Path) -> list[Path]:
     """Write report.md, report.html and one PNG per group into ``out``; return their paths."""
     out = Path(out)
-    records = load_records(out)
+    records = _with_history(load_records(out), out)
     if not records:
         raise SynthmedError(f"{out / 'results.sqlite'} holds no finished runs yet")
     rows = summarise(records)
