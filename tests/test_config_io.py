@@ -110,3 +110,12 @@ def test_missing_file_is_downloaded_and_md5_checked(local_server, tmp_path, monk
 def test_md5sum_matches_hashlib(real_root):
     path = real_root / "breastmnist.npz"
     assert mm.md5sum(path) == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path):
+    import os
+
+    atomic_write_bytes(tmp_path / "r.html", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~mask
