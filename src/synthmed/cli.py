@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,121 @@ def _run(o: dict) -> None:
     if o["report"]:
         paths = write_report(out)
         console.print("report: " + ", ".join(str(p) for p in paths))
+
+
+def _cache_root() -> Path:
+    """$XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed: reference classifiers are reused across output folders."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synthmed"
+
+
+@app.command()
+def generate(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="MedMNIST flag or folder:PATH."),
+    method: str = typer.Option(..., "--method", "-m", help="Generative method (ae, cvae, cgan, conv-ae, ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The synthetic set FILE.npz; FILE.json (provenance), "
+                             "FILE_grid.png, FILE_losses.png, FILE_closest.png and FILE_audit.json go beside it."),
+    protocol: str = typer.Option("lowdata", "--protocol", help="lowdata | fraction | full: the real training "
+                                 "subset the generator learns from."),
+    per_class: int = typer.Option(None, "--per-class", "--synthetic-per-class", help="New images per class "
+                                  "[150, as seed 000]."),
+    balance: bool = typer.Option(False, "--balance", help="Fill every class up to the majority count instead "
+                                 "(seed 002)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset draw, the generator's training and sampling."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the method's number of training epochs."),
+    per_class_train: int = typer.Option(None, "--per-class-train", help="lowdata: real training images per "
+                                        "class [150]."),
+    fraction: float = typer.Option(None, "--fraction", help="fraction: share of the training split (e.g. 0.05)."),
+    stratified: bool = typer.Option(False, "--stratified", help="fraction: draw the same share of every class."),
+    fidelity: bool = typer.Option(False, "--fidelity", help="Also measure class fidelity with a reference "
+                                  "ResNet-18 trained on the real subset (cached, minutes on a CPU)."),
+    fidelity_epochs: int = typer.Option(30, "--fidelity-epochs", help="Epochs of the reference classifier."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Reference classifier cache "
+                                   "(default: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    precision: str = typer.Option("auto", "--precision", help="Reference classifier: auto | fp32 | bf16."),
+    size: int = SIZE,
+    data_root: str = DATA_ROOT,
+    no_verify: bool = NO_VERIFY,
+) -> None:
+    """Fit a generative method on a real training subset, sample a synthetic set and audit it."""
+    from synthmed.augment import create_augmenter
+    from synthmed.augment.export import export_synthetic
+    from synthmed.data import load_dataset, make_subset
+    from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
+    from synthmed.experiment.plots import closest_pairs, image_grid, loss_curves
+    from synthmed.experiment.runner import synthetic_counts
+    from synthmed.metrics.memorisation import audit, reconstructs
+
+    if out.suffix != ".npz":
+        raise SynthmedError(f"--out {out} must end in .npz (the synthetic set is a MedMNIST-layout npz file)")
+    if balance and per_class is not None:
+        raise SynthmedError("give either --per-class N or --balance, not both")
+    if not create_augmenter(method).generative:
+        raise SynthmedError(f"method {method!r} does not generate images; choose a generative one "
+                            "(ae, cvae, cgan, conv-ae, conv-cvae, conv-cgan)")
+    params = {"device": device, **({"epochs": epochs} if epochs is not None else {})}
+    augmenter = create_augmenter(method, **params)
+    data = load_dataset(dataset, size=size, data_root=data_root, verify=not no_verify, seed=seed)
+    subset = make_subset(data, protocol, seed=seed, per_class=per_class_train, fraction=fraction,
+                         stratified=stratified)
+    train = subset.train
+    stem = out.with_suffix("")
+    console.print(f"{data.name} {protocol}: {len(train)} real training images, {len(subset.val)} validation")
+    counts = synthetic_counts(train.labels, data.n_classes, per_class, balance)
+    if sum(counts.values()) == 0:
+        raise SynthmedError("nothing to generate: " + ("the training subset is already balanced; give --per-class N"
+                                                      if balance else "--per-class must be at least 1"))
+    with console.status(f"fitting {method} ({augmenter.params['epochs']} epochs)"):
+        augmenter.fit(train.images, train.labels, seed=seed)
+    images, labels = augmenter.sample(counts, seed=seed)
+    with console.status("auditing: memorisation, collapse, losses"):
+        report = audit(images, labels, train.images, train.labels, augmenter.history_, held_out=subset.val.images,
+                       reconstructions=reconstructs(augmenter), seed=seed)
+    if fidelity:
+        from synthmed.metrics.fidelity import class_fidelity, reference_classifier
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("reference classifier (cached after this)", total=fidelity_epochs)
+            reference = reference_classifier(data, subset, seed, cache_dir or _cache_root(), fidelity_epochs,
+                                             device, precision, on_epoch=lambda row: progress.advance(task))
+        report["fidelity"] = {**class_fidelity(reference.model, images, labels, data.task,
+                                               reference.meta["precision"]),
+                              "reference": {**reference.meta, "path": str(reference.path),
+                                            "cached": reference.cached}}
+    provenance = {"method": method, "config": augmenter.config(), "seed": seed, "dataset": data.name,
+                  "dataset_md5": data.md5, "size": data.size, "class_names": data.class_names,
+                  "n_classes": data.n_classes, "protocol": protocol, "subset_params": subset.params,
+                  "subset": subset.indices(), "requested_per_class": counts, "audit_flags": report["flags"],
+                  "reconstructions_by_design": report["reconstructions_by_design"],
+                  "audit": f"{stem.name}_audit.json"}
+    export_synthetic(out, images, labels, provenance)
+    title = f"{data.name} {protocol} · {method} · seed {seed}"
+    pngs = {"grid": image_grid(train.images, train.labels, images, labels, data.class_names, title=title,
+                               seed=seed),
+            "losses": loss_curves(augmenter.history_, f"{method} losses · {title}"),
+            "closest": closest_pairs(images, train.images, report["memorisation"]["closest"])}
+    for name, png in pngs.items():
+        atomic_write_bytes(f"{stem}_{name}.png", png)
+    for pair in report["memorisation"]["closest"]:
+        pair["train_pool_index"] = int(subset.train_indices[pair["train"]])
+    report["indices"] = ("memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
+                         "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index")
+    atomic_write_json(f"{stem}_audit.json", {"method": method, "dataset": data.name, "seed": seed, **report})
+    mem, col = report["memorisation"], report["collapse"]
+    console.print(f"{len(labels)} synthetic images -> {out} (+ .json, _grid.png, _losses.png, _closest.png, "
+                  f"_audit.json)", soft_wrap=True)
+    console.print(f"near-copies (ratio < {mem['threshold']}): {mem['near_copy_share']:.1%} "
+                  f"(real validation images: {mem['held_out_near_copy_share'] or 0:.1%})"
+                  + (" - reconstructions by design" if report["reconstructions_by_design"] else "")
+                  + "; diversity vs real (min over classes): "
+                  + ("n/a" if col["min_diversity"] is None else f"{col['min_diversity']:.2f}"), soft_wrap=True)
+    if "fidelity" in report:
+        console.print(f"class fidelity: {report['fidelity']['accuracy']:.3f} "
+                      f"(reference test ACC {report['fidelity']['reference']['test']['acc']:.3f})", soft_wrap=True)
+    if report["flags"]:
+        console.print(f"[bold yellow]warning:[/] failed checks: {', '.join(report['flags'])}; see "
+                      f"{stem.name}_audit.json before using this set", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
