@@ -23,6 +23,8 @@ console = Console(stderr=True)
 DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the MedMNIST npz files "
                          "[default: $SYNTHMED_DATA, else ~/.medmnist].")
 NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the MD5 check (other checks still apply).")
+STRATIFIED = typer.Option(False, "--stratified", help="fraction: draw the same share of every class.")
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that MedMNIST file is present.")
 
 
@@ -52,14 +54,14 @@ def run(
     per_class: int = typer.Option(None, "--per-class", help="lowdata: training images per class [150]."),
     fraction: str = typer.Option(None, "--fraction", "--fractions", help="fraction: share(s) of the training "
                                  "split, comma-separated (e.g. 0.05,0.5)."),
-    stratified: bool = typer.Option(False, "--stratified", help="fraction: draw the same share of every class."),
+    stratified: bool = STRATIFIED,
     paper_style: bool = typer.Option(False, "--paper-style", help="Also record test scores every epoch to show "
                                      "the optimistic max-over-epochs figure seed 000 reported."),
     synthetic_per_class: int = typer.Option(None, "--synthetic-per-class", help="Generative methods: new images "
                                             "per class [150, as seed 000]."),
     balance: bool = typer.Option(False, "--balance", help="Generative methods: fill every class up to the "
                                  "majority count instead (seed 002)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast) | fp32 | bf16."),
     size: int = SIZE,
     data_root: str = DATA_ROOT,
@@ -142,13 +144,13 @@ def generate(
     per_class_train: int = typer.Option(None, "--per-class-train", help="lowdata: real training images per "
                                         "class [150]."),
     fraction: float = typer.Option(None, "--fraction", help="fraction: share of the training split (e.g. 0.05)."),
-    stratified: bool = typer.Option(False, "--stratified", help="fraction: draw the same share of every class."),
+    stratified: bool = STRATIFIED,
     fidelity: bool = typer.Option(False, "--fidelity", help="Also measure class fidelity with a reference "
                                   "ResNet-18 trained on the real subset (cached, minutes on a CPU)."),
     fidelity_epochs: int = typer.Option(30, "--fidelity-epochs", help="Epochs of the reference classifier."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Reference classifier cache "
                                    "(default: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="Reference classifier: auto | fp32 | bf16."),
     size: int = SIZE,
     data_root: str = DATA_ROOT,
