@@ -11,9 +11,10 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """Tests never touch the network: a missing file is an immediate, explained error."""
+def _isolated(monkeypatch, tmp_path_factory):
+    """Tests never touch the network (a missing file is an immediate, explained error) nor the user's cache."""
     monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,34 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path):
 
 
 @pytest.mark.slow
+def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tmp_path):
+    out = tmp_path / "gen"
+    args = ["run", "-d", "breastmnist", "--per-class", "12", "-m", "none,cvae", "--seeds", "0", "--epochs", "1",
+            "--generator-epochs", "2", "--synthetic-per-class", "6", "--fidelity-epochs", "1",
+            "--synthetic-weight", "0.5,1", "--precision", "fp32", "--out", str(out)]
+    result = synthmed(*args, root=real_root)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(synthmed("report", str(out), "--format", "json").stdout)
+    cvae = sorted((r for r in records if r["method"] == "cvae"), key=lambda r: r["config"]["synthetic_weight"])
+    assert len(records) == 3 and [r["config"]["synthetic_weight"] for r in cvae] == [0.5, 1.0]
+    for r in cvae:
+        synthetic = r["metrics"]["synthetic"]
+        assert r["n_synthetic"] == synthetic["n"] == 12 and 0.0 <= synthetic["fidelity"] <= 1.0
+        assert synthetic["near_copy_share"] is not None and isinstance(synthetic["flags"], list)
+        run_dir = out / "runs" / r["run_id"]
+        for name in ("synthetic.npz", "synthetic.json", "synthetic_grid.png", "synthetic_losses.png",
+                     "synthetic_closest.png", "synthetic_audit.json"):
+            assert (run_dir / name).stat().st_size > 0, name
+    # the second lever setting reused the first one's generator and reference classifier
+    assert [r["metrics"]["synthetic"]["generator_cached"] for r in cvae].count(True) == 1
+    assert len(list((out / "cache" / "generators").iterdir())) == 1
+    report = (out / "report.md").read_text()
+    assert "Synthetic data: class fidelity, memorisation, collapse" in report and "cvae 6/class weight 0.5" in report
+    assert report.count("synthetic_grid.png") == 2
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
+
+
+@pytest.mark.slow
 def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path):
     out = tmp_path / "kill"
     args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--per-class", "8", "-m", "none",

@@ -29,11 +29,29 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 
 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
-          "no_verify": bool, "report": bool, "save_model": bool, "synthetic_per_class": int, "balance": bool}
+          "no_verify": bool, "report": bool, "save_model": bool, "balance": bool, "generator_epochs": int,
+          "generator_seed": int, "fidelity": bool, "fidelity_epochs": int}
+GENERATOR_CACHE = typer.Option(None, "--generator-cache", "--cache-dir", help="Folder of cached trained generators "
+                               "and reference classifiers, reused when method, data subset and seed match "
+                               "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].")
+MIN_CONFIDENCE_HELP = ("Keep only synthetic images to which the reference classifier gives at least this probability "
+                       "of their intended class (drawn from {}x as many candidates).")
+FIDELITY_EPOCHS = typer.Option(30, "--fidelity-epochs", help="Epochs of the reference classifier (class fidelity, "
+                               "confidence filter).")
 
 
 def _split(text: str, kind: type = str) -> list:
     return [kind(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _levers(text: str | None, kind: type) -> list:
+    """A lever option's values: [None] when absent, else the comma-separated list."""
+    if text is None or str(text).strip() == "":
+        return [None]
+    try:
+        return _split(str(text), kind)
+    except ValueError:
+        raise SynthmedError(f"{text!r} is not a comma-separated list of {kind.__name__} values") from None
 
 
 @app.command()
@@ -57,10 +75,27 @@ def run(
     stratified: bool = STRATIFIED,
     paper_style: bool = typer.Option(False, "--paper-style", help="Also record test scores every epoch to show "
                                      "the optimistic max-over-epochs figure seed 000 reported."),
-    synthetic_per_class: int = typer.Option(None, "--synthetic-per-class", help="Generative methods: new images "
-                                            "per class [150, as seed 000]."),
-    balance: bool = typer.Option(False, "--balance", help="Generative methods: fill every class up to the "
-                                 "majority count instead (seed 002)."),
+    synthetic_per_class: str = typer.Option(None, "--synthetic-per-class", help="Generative methods: new images "
+                                            "per class [150, as seed 000]; a comma list sweeps."),
+    synthetic_ratio: str = typer.Option(None, "--synthetic-ratio", help="... or this multiple of each class's real "
+                                        "count (e.g. 0.5); a comma list sweeps."),
+    balance: bool = typer.Option(False, "--balance", help="... or fill every class up to the majority count "
+                                 "(seed 002)."),
+    synthetic_weight: str = typer.Option("1", "--synthetic-weight", help="Loss weight of synthetic images relative "
+                                         "to real ones; a comma list sweeps."),
+    min_confidence: str = typer.Option(None, "--min-confidence", help=MIN_CONFIDENCE_HELP.format(4)
+                                       + " A comma list sweeps."),
+    finetune_epochs: str = typer.Option("0", "--finetune-epochs", help="After training on real + synthetic, "
+                                        "fine-tune on real only for this many epochs at lr/10, kept only if better "
+                                        "on validation; a comma list sweeps."),
+    generator_epochs: int = typer.Option(None, "--generator-epochs", help="Override the generators' epochs "
+                                         "(paper presets: ae/cvae 300, cgan 1000)."),
+    generator_seed: int = typer.Option(None, "--generator-seed", help="One generator seed for every run seed, so "
+                                       "a subset shared by all seeds (BreastMNIST lowdata) trains one generator."),
+    fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity", help="Measure class fidelity of generated sets "
+                                  "(trains a cached reference classifier per dataset, subset and seed)."),
+    fidelity_epochs: int = FIDELITY_EPOCHS,
+    generator_cache: Path = GENERATOR_CACHE,
     device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast) | fp32 | bf16."),
     size: int = SIZE,
@@ -94,9 +129,15 @@ def _run(o: dict) -> None:
                    recipe=o["recipe"], classifier=o["classifier"], epochs=o["epochs"], patience=o["patience"],
                    per_class=o["per_class"], fractions=_split(o["fraction"], float) if o["fraction"] else None,
                    stratified=o["stratified"], paper_style=o["paper_style"], size=o["size"],
-                   precision=o["precision"], synthetic_per_class=o["synthetic_per_class"], balance=o["balance"])
+                   precision=o["precision"], balance=o["balance"], generator_epochs=o["generator_epochs"],
+                   generator_seed=o["generator_seed"], fidelity=o["fidelity"], fidelity_epochs=o["fidelity_epochs"],
+                   levers={"synthetic_per_class": _levers(o["synthetic_per_class"], int),
+                           "synthetic_ratio": _levers(o["synthetic_ratio"], float),
+                           "synthetic_weight": _levers(o["synthetic_weight"], float),
+                           "min_confidence": _levers(o["min_confidence"], float),
+                           "finetune_epochs": _levers(o["finetune_epochs"], int)})
     runner = Runner(out, data_root=o["data_root"], verify=not o["no_verify"], device=o["device"],
-                    save_model=o["save_model"])
+                    save_model=o["save_model"], cache_dir=o["generator_cache"])
     runner.validate(specs)
     todo = runner.pending(specs)
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
@@ -111,7 +152,10 @@ def _run(o: dict) -> None:
             def on_epoch(row: dict, task=epochs_task, label=label) -> None:
                 progress.update(task, advance=1, description=f"  {label} val AUC {row['val_auc']:.3f}")
 
-            record = runner.run(spec, on_epoch=on_epoch)
+            def on_status(text: str, task=epochs_task, label=label) -> None:
+                progress.update(task, description=f"  {label}: {text}")
+
+            record = runner.run(spec, on_epoch=on_epoch, on_status=on_status)
             progress.update(epochs_task, visible=False)
             progress.advance(total)
             console.print(f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
@@ -137,7 +181,8 @@ def generate(
                                  "subset the generator learns from."),
     per_class: int = typer.Option(None, "--per-class", "--synthetic-per-class", help="New images per class "
                                   "[150, as seed 000]."),
-    balance: bool = typer.Option(False, "--balance", help="Fill every class up to the majority count instead "
+    ratio: float = typer.Option(None, "--synthetic-ratio", help="... or this multiple of each class's real count."),
+    balance: bool = typer.Option(False, "--balance", help="... or fill every class up to the majority count "
                                  "(seed 002)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the subset draw, the generator's training and sampling."),
     epochs: int = typer.Option(None, "--epochs", help="Override the method's number of training epochs."),
@@ -147,9 +192,9 @@ def generate(
     stratified: bool = STRATIFIED,
     fidelity: bool = typer.Option(False, "--fidelity", help="Also measure class fidelity with a reference "
                                   "ResNet-18 trained on the real subset (cached, minutes on a CPU)."),
-    fidelity_epochs: int = typer.Option(30, "--fidelity-epochs", help="Epochs of the reference classifier."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Reference classifier cache "
-                                   "(default: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed)."),
+    min_confidence: float = typer.Option(None, "--min-confidence", help=MIN_CONFIDENCE_HELP.format(4)),
+    fidelity_epochs: int = FIDELITY_EPOCHS,
+    cache_dir: Path = GENERATOR_CACHE,
     device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="Reference classifier: auto | fp32 | bf16."),
     size: int = SIZE,
@@ -158,83 +203,47 @@ def generate(
 ) -> None:
     """Fit a generative method on a real training subset, sample a synthetic set and audit it."""
     from synthmed.augment import create_augmenter
-    from synthmed.augment.export import export_synthetic
     from synthmed.data import load_dataset, make_subset
-    from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
-    from synthmed.experiment.plots import closest_pairs, image_grid, loss_curves
-    from synthmed.experiment.runner import synthetic_counts
-    from synthmed.metrics.memorisation import audit, reconstructs
+    from synthmed.experiment.synthesis import SynthesisPlan, synthesise, write_artifacts
 
     if out.suffix != ".npz":
         raise SynthmedError(f"--out {out} must end in .npz (the synthetic set is a MedMNIST-layout npz file)")
-    if balance and per_class is not None:
-        raise SynthmedError("give either --per-class N or --balance, not both")
     if not create_augmenter(method).generative:
         raise SynthmedError(f"method {method!r} does not generate images; choose a generative one "
                             "(ae, cvae, cgan, conv-ae, conv-cvae, conv-cgan)")
-    params = {"device": device, **({"epochs": epochs} if epochs is not None else {})}
-    augmenter = create_augmenter(method, **params)
+    plan = SynthesisPlan(method, {"epochs": epochs} if epochs is not None else {}, per_class, ratio, balance,
+                         min_confidence, fidelity, fidelity_epochs)
+    plan.check()
     data = load_dataset(dataset, size=size, data_root=data_root, verify=not no_verify, seed=seed)
     subset = make_subset(data, protocol, seed=seed, per_class=per_class_train, fraction=fraction,
                          stratified=stratified)
-    train = subset.train
-    stem = out.with_suffix("")
-    console.print(f"{data.name} {protocol}: {len(train)} real training images, {len(subset.val)} validation")
-    counts = synthetic_counts(train.labels, data.n_classes, per_class, balance)
-    if sum(counts.values()) == 0:
-        raise SynthmedError("nothing to generate: " + ("the training subset is already balanced; give --per-class N"
-                                                      if balance else "--per-class must be at least 1"))
-    with console.status(f"fitting {method} ({augmenter.params['epochs']} epochs)"):
-        augmenter.fit(train.images, train.labels, seed=seed)
-    images, labels = augmenter.sample(counts, seed=seed)
-    with console.status("auditing: memorisation, collapse, losses"):
-        report = audit(images, labels, train.images, train.labels, augmenter.history_, held_out=subset.val.images,
-                       reconstructions=reconstructs(augmenter), seed=seed)
-    if fidelity:
-        from synthmed.metrics.fidelity import class_fidelity, reference_classifier
-
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("reference classifier (cached after this)", total=fidelity_epochs)
-            reference = reference_classifier(data, subset, seed, cache_dir or _cache_root(), fidelity_epochs,
-                                             device, precision, on_epoch=lambda row: progress.advance(task))
-        report["fidelity"] = {**class_fidelity(reference.model, images, labels, data.task,
-                                               reference.meta["precision"]),
-                              "reference": {**reference.meta, "path": str(reference.path),
-                                            "cached": reference.cached}}
-    provenance = {"method": method, "config": augmenter.config(), "seed": seed, "dataset": data.name,
-                  "dataset_md5": data.md5, "size": data.size, "class_names": data.class_names,
-                  "n_classes": data.n_classes, "protocol": protocol, "subset_params": subset.params,
-                  "subset": subset.indices(), "requested_per_class": counts, "audit_flags": report["flags"],
-                  "reconstructions_by_design": report["reconstructions_by_design"],
-                  "audit": f"{stem.name}_audit.json"}
-    export_synthetic(out, images, labels, provenance)
-    title = f"{data.name} {protocol} · {method} · seed {seed}"
-    pngs = {"grid": image_grid(train.images, train.labels, images, labels, data.class_names, title=title,
-                               seed=seed),
-            "losses": loss_curves(augmenter.history_, f"{method} losses · {title}"),
-            "closest": closest_pairs(images, train.images, report["memorisation"]["closest"])}
-    for name, png in pngs.items():
-        atomic_write_bytes(f"{stem}_{name}.png", png)
-    for pair in report["memorisation"]["closest"]:
-        pair["train_pool_index"] = int(subset.train_indices[pair["train"]])
-    report["indices"] = ("memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
-                         "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index")
-    atomic_write_json(f"{stem}_audit.json", {"method": method, "dataset": data.name, "seed": seed, **report})
+    console.print(f"{data.name} {protocol}: {len(subset.train)} real training images, {len(subset.val)} validation")
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=fidelity_epochs)
+        result = synthesise(data, subset, plan, seed, cache_dir or _cache_root(), device, precision,
+                            on_status=lambda text: progress.update(task, description=text),
+                            on_reference_epoch=lambda row: progress.advance(task))
+    write_artifacts(out.with_suffix(""), result, data, subset, seed, f"{data.name} {protocol} · {method} · seed {seed}")
+    report = result.audit
     mem, col = report["memorisation"], report["collapse"]
-    console.print(f"{len(labels)} synthetic images -> {out} (+ .json, _grid.png, _losses.png, _closest.png, "
-                  f"_audit.json)", soft_wrap=True)
+    console.print(f"{len(result.labels)} synthetic images -> {out} (+ .json, _grid.png, _losses.png, _closest.png, "
+                  f"_audit.json)" + (" · generator reloaded from the cache" if result.generator_cached else ""),
+                  soft_wrap=True)
     console.print(f"near-copies (ratio < {mem['threshold']}): {mem['near_copy_share']:.1%} "
                   f"(real validation images: {mem['held_out_near_copy_share'] or 0:.1%})"
                   + (" - reconstructions by design" if report["reconstructions_by_design"] else "")
                   + "; diversity vs real (min over classes): "
                   + ("n/a" if col["min_diversity"] is None else f"{col['min_diversity']:.2f}"), soft_wrap=True)
+    if "filter" in report:
+        console.print(f"confidence filter >= {min_confidence}: kept {report['filter']['kept_share']:.0%} of the "
+                      f"requested images from {report['filter']['candidates']} candidates", soft_wrap=True)
     if "fidelity" in report:
         console.print(f"class fidelity: {report['fidelity']['accuracy']:.3f} "
                       f"(reference test ACC {report['fidelity']['reference']['test']['acc']:.3f})", soft_wrap=True)
     if report["flags"]:
         console.print(f"[bold yellow]warning:[/] failed checks: {', '.join(report['flags'])}; see "
-                      f"{stem.name}_audit.json before using this set", highlight=False, soft_wrap=True)
+                      f"{out.with_suffix('').name}_audit.json before using this set", highlight=False, soft_wrap=True)
 
 
 @app.command("report")

@@ -68,11 +68,30 @@ def protocol_label(record: dict) -> str:
     return label
 
 
+#: Lever fields of a run's config and how the method label shows a non-default value.
+LEVERS = (("synthetic_per_class", "{}/class"), ("synthetic_ratio", "ratio {:g}"), ("balance", "balance"),
+          ("synthetic_weight", "weight {:g}"), ("min_confidence", "conf≥{:g}"), ("finetune_epochs", "ft {}"),
+          ("generator_seed", "gseed {}"))
+LEVER_DEFAULTS = {"synthetic_weight": 1.0, "finetune_epochs": 0, "balance": False}
+
+
+def method_label(record: dict) -> str:
+    """``cvae``, or with its non-default levers and parameters: ``cvae weight 0.5 ft 5 epochs=100``."""
+    config = record["config"]
+    parts = [record["method"]]
+    for key, fmt in LEVERS:
+        value = config.get(key)
+        if value is not None and value != LEVER_DEFAULTS.get(key):
+            parts.append(fmt.format(value))
+    parts += [f"{k}={v}" for k, v in sorted((config.get("method_params") or {}).items())]
+    return " ".join(parts)
+
+
 def summarise(records: list[dict]) -> list[dict]:
-    """One row per (dataset, protocol with its parameters, classifier, recipe, method)."""
+    """One row per (dataset, protocol with its parameters, classifier, recipe, method with its levers)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[(r["dataset"], protocol_label(r), r["classifier"], r["recipe"], r["method"])].append(r)
+        groups[(r["dataset"], protocol_label(r), r["classifier"], r["recipe"], method_label(r))].append(r)
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
         dataset, protocol, classifier, recipe, method = key
@@ -86,9 +105,45 @@ def summarise(records: list[dict]) -> list[dict]:
             for metric in ("test_auc", "test_acc"):
                 diffs = [r[metric] - base[r["seed"]][metric] for r in runs if r["seed"] in base]
                 row[f"diff_{metric}"] = (*interval(diffs), len(diffs))
-        row["published"] = published(dataset, protocol, method) if classifier == "resnet18" else None
+        plain = method == runs[0]["method"]  # no lever changed: the paper's setting
+        row["published"] = published(dataset, protocol, method) if classifier == "resnet18" and plain else None
+        row["synthetic"] = _synthetic_summary(runs)
+        row["grid"] = _first_grid(runs)
         rows.append(row)
     return rows
+
+
+def _synthetic_summary(runs: list[dict]) -> dict | None:
+    """Mean audit figures of the runs' synthetic sets (None for methods that generate nothing)."""
+    parts = [(r.get("metrics") or {}).get("synthetic") for r in runs]
+    parts = [p for p in parts if p]
+    if not parts:
+        return None
+
+    def values(key: str) -> list[float]:
+        return [p[key] for p in parts if p.get(key) is not None]
+
+    fit_seconds = [p["generator_seconds"] for p in parts if not p.get("generator_cached")]
+
+    flags: dict[str, int] = defaultdict(int)
+    for p in parts:
+        for flag in p["flags"]:
+            flags[flag] += 1
+    return {"n": len(parts), "per_run": parts[0]["n"], "fidelity": interval(values("fidelity")),
+            "reference_acc": interval(values("reference_test_acc")),
+            "near_copy": interval(values("near_copy_share")), "held_out": interval(values("held_out_near_copy_share")),
+            "diversity": interval(values("min_diversity")), "kept": interval(values("kept_share")),
+            "candidates": interval(values("fidelity_candidates")),
+            "generator_s": interval(fit_seconds), "flags": dict(flags),
+            "reconstructions": any(p["reconstructions_by_design"] for p in parts)}
+
+
+def _first_grid(runs: list[dict]) -> str | None:
+    """Relative path of the image grid of the lowest seed's run, if it has one."""
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        if (r.get("metrics") or {}).get("synthetic"):
+            return f"runs/{r['run_id']}/synthetic_grid.png"
+    return None
 
 
 def _fmt(mean_std_ci: tuple[float, float, float]) -> str:
@@ -127,6 +182,34 @@ def _cells(row: dict) -> list[str]:
             else str(row["epochs"][0])]
 
 
+SYNTH_HEADER = ["method", "images / run", "class fidelity (mean ± std)", "reference test ACC", "near-copies",
+                "near-copies of real val images", "diversity (min class)", "kept by filter",
+                "generator fit (s, uncached)", "flags"]
+
+
+def _mean_std(values: tuple[float, float, float], percent: bool = False) -> str:
+    mean, std, _ = values
+    if math.isnan(mean):
+        return "–"
+    scale, unit = (100, " %") if percent else (1, "")
+    text = f"{mean * scale:.1f}" if percent else f"{mean:.3f}"
+    return text + ("" if math.isnan(std) else f" ± {std * scale:.1f}" if percent else f" ± {std:.3f}") + unit
+
+
+def _synthetic_cells(row: dict) -> list[str]:
+    syn = row["synthetic"]
+    flags = ", ".join(f"{flag} ({n} of {syn['n']} runs)" for flag, n in syn["flags"].items()) or "none"
+    near = _mean_std(syn["near_copy"], percent=True)
+    if syn["reconstructions"]:
+        near += " (reconstructions by design)"
+    fidelity = _mean_std(syn["fidelity"])
+    if not math.isnan(syn["candidates"][0]):
+        fidelity += f" (before filter {syn['candidates'][0]:.3f})"
+    return [row["method"], str(syn["per_run"]), fidelity, _mean_std(syn["reference_acc"]), near,
+            _mean_std(syn["held_out"], percent=True), _mean_std(syn["diversity"]), _mean_std(syn["kept"], percent=True),
+            f"{syn['generator_s'][0]:.0f}" if not math.isnan(syn["generator_s"][0]) else "–", flags]
+
+
 def _group_title(row: dict) -> str:
     return f"{row['dataset']} · {row['protocol']} · {row['classifier']} · recipe {row['recipe']}"
 
@@ -146,6 +229,7 @@ def _plot(records: list[dict], title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    records = [{**r, "method": method_label(r)} for r in records]
     methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
     colours = dict(zip(methods, plt.get_cmap("tab10").colors))
     fig, axes = plt.subplots(1, 3, figsize=(max(9.0, 5 + 1.6 * len(methods)), 3.4), constrained_layout=True,
@@ -196,6 +280,13 @@ NOTES = [
     "of the paired difference covers 0.",
     "The test-selected column (only for --paper-style runs) is the maximum test score over epochs, the "
     "protocol of seed 000's Table 2: it selects on the test set and is optimistic.",
+    "Class fidelity: accuracy of a reference ResNet-18 trained on the run's real training subset (medmnist "
+    "recipe, selected on validation) on the synthetic images scored against their intended labels; compare it with "
+    "the reference's own test ACC. Near-copies: share of synthetic images whose distance to the nearest training "
+    "image is below 0.1 x the median nearest-neighbour distance inside the training set, beside the same share "
+    "for real validation images. Diversity: median pairwise distance of a class's synthetic images over that of "
+    "its real images (collapse below 0.1).",
+    "Published numbers are shown only for a method at the paper's setting (no lever changed).",
 ]
 
 
@@ -220,6 +311,13 @@ def write_report(out: str | Path) -> list[Path]:
                "|" + "---|" * len(HEADER)]
         md += ["| " + " | ".join(_cells(row)) + " |" for row in group]
         md += ["", f"![{title}]({png_path.name})", ""]
+        synthetic_rows = [row for row in group if row["synthetic"]]
+        if synthetic_rows:
+            md += ["### Synthetic data: class fidelity, memorisation, collapse", "",
+                   "| " + " | ".join(SYNTH_HEADER) + " |", "|" + "---|" * len(SYNTH_HEADER)]
+            md += ["| " + " | ".join(_synthetic_cells(row)) + " |" for row in synthetic_rows]
+            md += ["", *[f"![{row['method']} grid]({row['grid']})" for row in synthetic_rows
+                         if row["grid"] and (out / row["grid"]).exists()], ""]
         cells = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
         table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
                              for row in group)
@@ -227,6 +325,16 @@ def write_report(out: str | Path) -> list[Path]:
         body.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(sizes)}</p><table><tr>{cells}</tr>{table_rows}"
                     f"</table><img alt='test AUC and ACC per seed, validation curves' "
                     f"src='data:image/png;base64,{image}'>")
+        if synthetic_rows:
+            cells = "".join(f"<th>{html.escape(h)}</th>" for h in SYNTH_HEADER)
+            table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _synthetic_cells(row))
+                                 + "</tr>" for row in synthetic_rows)
+            grids = "".join(f"<figure><figcaption>{html.escape(row['method'])} (lowest seed; top row real)"
+                            f"</figcaption><img alt='image grid' src='data:image/png;base64,"
+                            f"{base64.b64encode((out / row['grid']).read_bytes()).decode()}'></figure>"
+                            for row in synthetic_rows if row["grid"] and (out / row["grid"]).exists())
+            body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse</h3><table><tr>{cells}</tr>"
+                        f"{table_rows}</table>{grids}")
     md += ["## Notes", "", *[f"- {note}" for note in NOTES], ""]
     body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in NOTES) + "</ul>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"

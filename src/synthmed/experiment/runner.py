@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import platform
 import time
@@ -24,10 +25,11 @@ from synthmed.data import Dataset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_json
 from synthmed.experiment.store import ResultStore
+from synthmed.experiment.synthesis import SynthesisPlan, synthesise, write_artifacts
 from synthmed.nets.classifiers import check_classifier
 from synthmed.train.checkpoint import save_checkpoint
 from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import TrainConfig, train_classifier
+from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
 
 
 @dataclass
@@ -49,8 +51,21 @@ class RunSpec:
     stratified: bool = False
     precision: str = "auto"
     method_params: dict = field(default_factory=dict)
+    # levers for generative methods (see experiment/synthesis.py)
     synthetic_per_class: int | None = None
+    synthetic_ratio: float | None = None
     balance: bool = False
+    synthetic_weight: float = 1.0
+    min_confidence: float | None = None
+    finetune_epochs: int = 0
+    generator_seed: int | None = None
+    fidelity: bool = True
+    fidelity_epochs: int = 30
+
+    def plan(self) -> SynthesisPlan:
+        return SynthesisPlan(self.method, dict(self.method_params), self.synthetic_per_class, self.synthetic_ratio,
+                             self.balance, self.min_confidence, self.fidelity, self.fidelity_epochs,
+                             self.generator_seed)
 
     def key(self, dataset_md5: str | None) -> tuple[str, dict]:
         """The run id (a hash of the config and the data file's MD5) and the config it hashes."""
@@ -72,25 +87,14 @@ def versions() -> dict:
             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
 
 
-#: Seed 000 adds 150 generated images per class.
-DEFAULT_SYNTHETIC_PER_CLASS = 150
-
-
-def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None, balance: bool) -> dict[int, int]:
-    """How many images of each class to synthesise: a fixed number (150 by default), or up to the majority
-    count."""
-    if balance:
-        counts = np.bincount(labels, minlength=n_classes)
-        return {c: int(counts.max() - counts[c]) for c in range(n_classes)}
-    return {c: int(DEFAULT_SYNTHETIC_PER_CLASS if per_class is None else per_class) for c in range(n_classes)}
-
-
 class Runner:
     """Executes RunSpecs into ``out/results.sqlite`` and ``out/runs/RUN_ID/``."""
 
     def __init__(self, out: str | Path, data_root: str | None = None, verify: bool = True, device: str = "auto",
-                 download: bool = True, save_model: bool = False) -> None:
+                 download: bool = True, save_model: bool = False, cache_dir: str | Path | None = None) -> None:
         self.out = Path(out)
+        #: trained generators and reference classifiers; share it between run folders with --generator-cache
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.out / "cache"
         self.save_model = save_model
         self.data_root, self.verify, self.device, self.download = data_root, verify, device, download
         self._datasets: dict[tuple, Dataset] = {}
@@ -108,7 +112,13 @@ class Runner:
         for spec in specs:
             get_recipe(spec.recipe, spec.epochs)
             check_classifier(spec.classifier)
-            create_augmenter(spec.method, **spec.method_params)
+            if create_augmenter(spec.method, **spec.method_params).generative:
+                spec.plan().check()
+            elif spec.min_confidence is not None or spec.finetune_epochs or spec.synthetic_weight != 1.0:
+                raise SynthmedError(f"--min-confidence, --finetune-epochs and --synthetic-weight apply to generative "
+                                    f"methods, not {spec.method!r}")
+            if spec.finetune_epochs < 0 or not spec.synthetic_weight > 0:
+                raise SynthmedError("--finetune-epochs must be >= 0 and --synthetic-weight > 0")
             make_subset(self.dataset(spec), spec.protocol, seed=spec.seed, per_class=spec.per_class,
                         fraction=spec.fraction, stratified=spec.stratified)
 
@@ -116,7 +126,8 @@ class Runner:
         with ResultStore(self.out / "results.sqlite") as store:
             return [s for s in specs if not store.has(s.key(self.dataset(s).md5)[0])]
 
-    def run(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    def run(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None,
+            on_status: Callable[[str], None] | None = None) -> dict:
         """Execute one run (unless already stored) and return its record."""
         data = self.dataset(spec)
         run_id, config = spec.key(data.md5)
@@ -126,18 +137,29 @@ class Runner:
         started = time.perf_counter()
         subset = make_subset(data, spec.protocol, seed=spec.seed, per_class=spec.per_class,
                              fraction=spec.fraction, stratified=spec.stratified)
-        augmenter = create_augmenter(spec.method, **spec.method_params)
-        augmenter.fit(subset.train.images, subset.train.labels, seed=spec.seed)
-        synthetic = None
+        run_dir = self.out / "runs" / run_id
+        augmenter, synthesis, synthetic = create_augmenter(spec.method, **spec.method_params), None, None
         if augmenter.generative:
-            counts = synthetic_counts(subset.train.labels, data.n_classes, spec.synthetic_per_class, spec.balance)
-            synthetic = augmenter.sample(counts, seed=spec.seed)
+            synthesis = synthesise(data, subset, spec.plan(), spec.seed, self.cache_dir, self.device, spec.precision,
+                                   on_status=on_status)
+            augmenter, synthetic = synthesis.augmenter, (synthesis.images, synthesis.labels)
+            write_artifacts(run_dir / "synthetic", synthesis, data, subset, spec.seed,
+                            f"{data.name} {spec.protocol} · {spec.method} · seed {spec.seed}")
+        else:
+            augmenter.fit(subset.train.images, subset.train.labels, seed=spec.seed)
         recipe = get_recipe(spec.recipe, spec.epochs)
         train_config = TrainConfig(recipe, spec.classifier, spec.patience, spec.paper_style, self.device,
                                    spec.precision)
+        if on_status:
+            on_status("classifier")
         fit = train_classifier(subset.train, subset.val, subset.test, data.n_classes, data.task, train_config,
-                               seed=spec.seed, augmenter=augmenter, synthetic=synthetic, on_epoch=on_epoch)
-        run_dir = self.out / "runs" / run_id
+                               seed=spec.seed, augmenter=augmenter, synthetic=synthetic,
+                               synthetic_weight=spec.synthetic_weight, on_epoch=on_epoch)
+        if spec.finetune_epochs and synthetic is not None:
+            if on_status:
+                on_status("fine-tuning on real images")
+            fit = fine_tune_on_real(fit, subset.train, subset.val, subset.test, data.n_classes, data.task,
+                                    train_config, spec.finetune_epochs, seed=spec.seed, on_epoch=on_epoch)
         atomic_write_json(run_dir / "subset.json", subset.indices())
         atomic_write_json(run_dir / "history.json", fit.history)
         atomic_write_json(run_dir / "config.json", config)
@@ -157,7 +179,9 @@ class Runner:
             "peak_rss_mb": fit.extra["peak_rss_mb"], "device": fit.device, "precision": fit.precision,
             "n_train": len(subset.train), "n_val": len(subset.val), "n_test": len(subset.test),
             "n_synthetic": fit.extra["n_train_synthetic"],
-            "metrics": {"val": fit.val, "test": fit.test, "history": fit.history},
+            "metrics": {"val": fit.val, "test": fit.test, "history": fit.history,
+                        **({"synthetic": synthesis.summary()} if synthesis else {}),
+                        **({"finetune": fit.extra["finetune"]} if "finetune" in fit.extra else {})},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
         }
         with ResultStore(self.out / "results.sqlite") as store:
@@ -165,15 +189,30 @@ class Runner:
         return record
 
 
-def expand(datasets: list[str], methods: list[str], seeds: list[int], **common) -> list[RunSpec]:
-    """The grid dataset x method x seed (fractions, if given, multiply it too)."""
+def expand(datasets: list[str], methods: list[str], seeds: list[int], levers: dict[str, list] | None = None,
+           generator_epochs: int | None = None, **common) -> list[RunSpec]:
+    """The grid dataset x fraction x method x lever setting x seed. ``levers`` maps a RunSpec lever field to its
+    values (None = the default); levers multiply only generative methods, which alone use them."""
     fractions = common.pop("fractions", None) or [common.pop("fraction", None)]
+    lever_names = list(levers or {})
+    settings = [dict(zip(lever_names, values)) for values in itertools.product(*(levers or {}).values())]
+    settings = [{k: v for k, v in s.items() if v is not None} for s in settings] or [{}]
     specs = []
     for dataset in datasets:
         for fraction in fractions:
             for method in methods:
-                for seed in seeds:
-                    specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction, **common))
+                generative = create_augmenter(method).generative
+                params = {"epochs": generator_epochs} if generative and generator_epochs is not None else {}
+                extra = common if generative else {k: v for k, v in common.items() if k not in GENERATOR_ONLY}
+                for setting in (settings if generative else [{}]):
+                    for seed in seeds:
+                        specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction,
+                                             method_params=params, **extra, **setting))
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
     return specs
+
+
+#: RunSpec fields that only generative methods use (kept at their defaults for the others, so a lever sweep
+#: does not rerun or duplicate the none / flip baselines).
+GENERATOR_ONLY = ("balance", "generator_seed", "fidelity", "fidelity_epochs")

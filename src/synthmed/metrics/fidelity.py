@@ -43,6 +43,25 @@ class ReferenceClassifier:
     cached: bool  # True when the weights were read from the cache instead of trained
 
 
+def _probabilities(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str,
+                   precision: str) -> tuple[np.ndarray, np.ndarray]:
+    if task == MULTI_LABEL:
+        raise SynthmedError("class fidelity needs single-label classes; conditional generators do not support "
+                            "multi-label datasets")
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        raise SynthmedError("class fidelity needs at least one synthetic image")
+    probs, _ = predict(model, to_tensor(images), task, precision)
+    return probs.numpy(), labels
+
+
+def intended_confidence(reference_model: torch.nn.Module, synthetic_images: np.ndarray, labels: np.ndarray,
+                        task: str, precision: str = "fp32") -> np.ndarray:
+    """The reference classifier's probability of each synthetic image's intended class (for filtering)."""
+    probs, labels = _probabilities(reference_model, synthetic_images, labels, task, precision)
+    return probs[np.arange(len(labels)), labels]
+
+
 def class_fidelity(reference_model: torch.nn.Module, synthetic_images: np.ndarray, labels: np.ndarray, task: str,
                    precision: str = "fp32") -> dict:
     """Accuracy of ``reference_model`` on synthetic images scored against their intended labels, overall and
@@ -50,14 +69,7 @@ def class_fidelity(reference_model: torch.nn.Module, synthetic_images: np.ndarra
 
     The decision rule is the benchmark's (``classification_metrics``), so on real images this is exactly the
     classifier's accuracy."""
-    if task == MULTI_LABEL:
-        raise SynthmedError("class fidelity needs single-label classes; conditional generators do not support "
-                            "multi-label datasets")
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(labels) == 0:
-        raise SynthmedError("class fidelity needs at least one synthetic image")
-    probs, _ = predict(reference_model, to_tensor(synthetic_images), task, precision)
-    probs = probs.numpy()
+    probs, labels = _probabilities(reference_model, synthetic_images, labels, task, precision)
     metrics = classification_metrics(labels, probs, task)
     n_classes = probs.shape[1]
     return {"accuracy": metrics["acc"],

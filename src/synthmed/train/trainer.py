@@ -14,7 +14,7 @@ import math
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -128,8 +128,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, 
 def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task: str, config: TrainConfig,
                      seed: int = 0, augmenter: Augmenter | None = None,
                      synthetic: tuple[np.ndarray, np.ndarray] | None = None, synthetic_weight: float = 1.0,
-                     on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train a fresh classifier on ``train`` (+ ``synthetic``), select the epoch on ``val``, test once."""
+                     on_epoch: Callable[[dict], None] | None = None, init_state: dict | None = None) -> FitResult:
+    """Train a fresh classifier (or continue from ``init_state``) on ``train`` (+ ``synthetic``), select the
+    epoch on ``val``, test once."""
     recipe = config.recipe
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -147,6 +148,8 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
 
     in_channels = x_train.shape[1]
     model = build_classifier(config.classifier, in_channels, n_classes, x_train.shape[-1], config.dropout)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt, sched = _optimizer(model, recipe)
     loss_fn = _Loss(task)
@@ -212,3 +215,27 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
              "n_train_real": len(train), "n_train_synthetic": len(y_train) - len(train)}
     return FitResult(model, best_epoch, len(history), history, val_best, test_best, train_time, precision,
                      str(device), extra)
+
+
+#: Fine-tuning on real images continues at this fraction of the recipe's learning rate.
+FINETUNE_LR_FACTOR = 0.1
+
+
+def fine_tune_on_real(fit: FitResult, train: Split, val: Split, test: Split, n_classes: int, task: str,
+                      config: TrainConfig, epochs: int, seed: int = 0,
+                      on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """The "train on real + synthetic, then fine-tune on real only" lever: continue from the selected weights
+    of ``fit`` on the real images for ``epochs`` at a tenth of the learning rate (constant), and keep whichever
+    of the two selected models is better on validation (same rule as epoch selection)."""
+    recipe = replace(config.recipe, epochs=epochs, lr=config.recipe.lr * FINETUNE_LR_FACTOR, milestones=())
+    tuned = train_classifier(train, val, test, n_classes, task, replace(config, recipe=recipe), seed=seed,
+                             on_epoch=on_epoch, init_state=fit.model.state_dict())
+    history = fit.history + [{**row, "epoch": fit.epochs_run + row["epoch"], "phase": "finetune"}
+                             for row in tuned.history]
+    take = better((tuned.val["auc"], tuned.val["loss"]), (fit.val["auc"], fit.val["loss"]))
+    chosen = tuned if take else fit
+    extra = {**fit.extra, "finetune": {"epochs": tuned.epochs_run, "selected": take,
+                                       "val_auc": tuned.val["auc"], "best_epoch": tuned.best_epoch}}
+    return FitResult(chosen.model, fit.epochs_run + tuned.best_epoch if take else fit.best_epoch,
+                     fit.epochs_run + tuned.epochs_run, history, chosen.val, chosen.test,
+                     fit.train_time + tuned.train_time, fit.precision, fit.device, extra)

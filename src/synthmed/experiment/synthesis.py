@@ -1,0 +1,245 @@
+"""From a real training subset to an audited synthetic set: the one path ``synthmed run`` and
+``synthmed generate`` share.
+
+fit the generator (or reload it from the generator cache) -> sample the requested counts (over-sampling
+and keeping only images the reference classifier assigns to their intended class, when a confidence
+filter is set) -> audit (memorisation, collapse, losses) -> class fidelity -> artifacts (npz + side-car,
+image grid, loss curves, closest pairs, audit JSON).
+
+Generators are cached by everything that defines their weights (method and hyper-parameters, dataset
+MD5 and size, the subset's indices, the generator seed), so a lever sweep (loss weight, filter,
+fine-tuning, classifier) over one subset trains each generator once. Fixing ``generator_seed`` shares one
+generator across classifier seeds when the subset is the same (BreastMNIST's lowdata subset is the
+official split for every seed); by default each run seed trains its own, so the spread over seeds includes
+the generator's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.augment import create_augmenter
+from synthmed.augment.base import Augmenter
+from synthmed.augment.export import export_synthetic
+from synthmed.augment.generative import TorchGenerator
+from synthmed.data.dataset import Dataset
+from synthmed.data.protocol import Subset
+from synthmed.errors import SynthmedError
+from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
+from synthmed.metrics.memorisation import audit, reconstructs
+
+#: Seed 000 adds 150 generated images per class.
+DEFAULT_SYNTHETIC_PER_CLASS = 150
+#: With a confidence filter, this many candidates per requested image are drawn before filtering.
+FILTER_OVERSAMPLE = 4
+
+
+@dataclass
+class SynthesisPlan:
+    """What to synthesise and how to vet it; every field is a lever recorded with the run."""
+
+    method: str
+    params: dict = field(default_factory=dict)
+    per_class: int | None = None  # new images per class [150]
+    ratio: float | None = None  # ... or this multiple of each class's real count
+    balance: bool = False  # ... or fill every class up to the majority count (seed 002)
+    min_confidence: float | None = None  # keep only images the reference classifier gives >= this to their class
+    fidelity: bool = True  # measure class fidelity (trains or reloads the cached reference classifier)
+    fidelity_epochs: int = 30
+    generator_seed: int | None = None  # None: the run seed
+
+    def check(self) -> None:
+        chosen = [name for name, value in (("--synthetic-per-class", self.per_class),
+                                           ("--synthetic-ratio", self.ratio), ("--balance", self.balance or None))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise SynthmedError(f"give only one of {', '.join(chosen)}")
+        if self.per_class is not None and self.per_class < 1:
+            raise SynthmedError(f"--synthetic-per-class {self.per_class} must be at least 1")
+        if self.ratio is not None and not self.ratio > 0:
+            raise SynthmedError(f"--synthetic-ratio {self.ratio} must be positive (e.g. 0.5 or 1)")
+        if self.min_confidence is not None and not 0 < self.min_confidence < 1:
+            raise SynthmedError(f"--min-confidence {self.min_confidence} must be in (0, 1), e.g. 0.8")
+        if self.fidelity_epochs < 1:
+            raise SynthmedError(f"--fidelity-epochs {self.fidelity_epochs} must be at least 1")
+
+
+@dataclass
+class Synthesis:
+    images: np.ndarray
+    labels: np.ndarray
+    augmenter: Augmenter
+    counts: dict[int, int]
+    audit: dict  # memorisation, collapse, losses, flags, optional fidelity and filter
+    generator_cached: bool
+    generator_seconds: float
+    generator_path: Path | None
+
+    def summary(self) -> dict:
+        """The figures a run record keeps (the full audit goes to audit.json)."""
+        mem, col = self.audit["memorisation"], self.audit["collapse"]
+        fid = self.audit.get("fidelity") or {}
+        return {"n": int(len(self.labels)), "counts": {str(c): n for c, n in self.counts.items()},
+                "fidelity": fid.get("accuracy"), "fidelity_candidates": (self.audit.get("filter") or {}).get(
+                    "candidate_fidelity"),
+                "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
+                "near_copy_share": mem["near_copy_share"], "held_out_near_copy_share": mem["held_out_near_copy_share"],
+                "min_diversity": col["min_diversity"], "flags": self.audit["flags"],
+                "reconstructions_by_design": self.audit["reconstructions_by_design"],
+                "kept_share": (self.audit.get("filter") or {}).get("kept_share"),
+                "generator_cached": self.generator_cached, "generator_seconds": self.generator_seconds}
+
+
+def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None = None, balance: bool = False,
+                     ratio: float | None = None) -> dict[int, int]:
+    """Images to synthesise per class: a fixed number (150 by default), a multiple of the real count, or up to
+    the majority count."""
+    real = np.bincount(labels, minlength=n_classes)
+    if balance:
+        return {c: int(real.max() - real[c]) for c in range(n_classes)}
+    if ratio is not None:
+        return {c: int(round(ratio * real[c])) for c in range(n_classes)}
+    return {c: int(DEFAULT_SYNTHETIC_PER_CLASS if per_class is None else per_class) for c in range(n_classes)}
+
+
+def generator_key(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int) -> dict:
+    """What determines a generator's weights (not the device it trained on)."""
+    indices = json.dumps([subset.train_indices.tolist()])
+    params = {k: v for k, v in augmenter.config().items() if k != "device"}
+    return {"params": params, "dataset": data.name, "dataset_md5": data.md5, "size": data.size,
+            "protocol": subset.protocol, "train_sha256": hashlib.sha256(indices.encode()).hexdigest(), "seed": seed}
+
+
+def fit_generator(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int,
+                  cache_dir: str | Path) -> tuple[Augmenter, bool, float, Path | None]:
+    """Fit ``augmenter`` on the real training subset, or reload the cached fit. Returns (augmenter, cached,
+    fit seconds, cache path)."""
+    path = None
+    if isinstance(augmenter, TorchGenerator):
+        key = generator_key(augmenter, data, subset, seed)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
+        if path.exists():
+            loaded = TorchGenerator.load(path, device=augmenter.params.get("device", "auto"))
+            return loaded, True, 0.0, path
+    start = time.perf_counter()
+    augmenter.fit(subset.train.images, subset.train.labels, seed=seed)
+    seconds = time.perf_counter() - start
+    if path is not None:
+        augmenter.save(path)
+    return augmenter, False, seconds, path
+
+
+def _confidence_filter(images: np.ndarray, labels: np.ndarray, counts: dict[int, int], confidence: np.ndarray,
+                       threshold: float) -> tuple[np.ndarray, dict]:
+    """Indices of the first ``counts[c]`` candidates of each class whose confidence in their class reaches the
+    threshold (first in sampling order, so the kept images are not biased towards the easiest ones)."""
+    keep, kept = [], {}
+    for c, n in counts.items():
+        passing = np.flatnonzero((labels == c) & (confidence >= threshold))[:n]
+        keep.append(passing)
+        kept[str(c)] = int(len(passing))
+    index = np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=np.int64)
+    requested = sum(counts.values())
+    return index, {"threshold": threshold, "oversample": FILTER_OVERSAMPLE, "candidates": int(len(labels)),
+                   "requested": requested, "kept": kept, "kept_share": len(index) / requested if requested else None}
+
+
+def synthesise(data: Dataset, subset: Subset, plan: SynthesisPlan, seed: int, cache_dir: str | Path,
+               device: str = "auto", precision: str = "auto",
+               on_status: Callable[[str], None] | None = None,
+               on_reference_epoch: Callable[[dict], None] | None = None) -> Synthesis:
+    """Fit (or reload) the generator of ``plan`` on ``subset.train``, sample, filter and audit the result.
+    Generators and reference classifiers are cached under ``cache_dir``."""
+    plan.check()
+    status = on_status or (lambda text: None)
+    augmenter = create_augmenter(plan.method, **{"device": device, **plan.params})
+    if not augmenter.generative:
+        raise SynthmedError(f"method {plan.method!r} does not generate images")
+    gen_seed = seed if plan.generator_seed is None else plan.generator_seed
+    train = subset.train
+    counts = synthetic_counts(train.labels, data.n_classes, plan.per_class, plan.balance, plan.ratio)
+    if sum(counts.values()) == 0:
+        raise SynthmedError("nothing to generate: " + ("the training subset is already balanced; give "
+                                                       "--synthetic-per-class N" if plan.balance else
+                                                       "every class would get 0 images"))
+    status(f"fitting {plan.method} ({augmenter.params.get('epochs', '?')} epochs)")
+    augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir)
+    reference = None
+    if plan.fidelity or plan.min_confidence is not None:
+        from synthmed.metrics.fidelity import reference_classifier
+
+        status("reference classifier (cached after the first time)")
+        reference = reference_classifier(data, subset, seed, cache_dir, plan.fidelity_epochs,
+                                         device, precision, on_epoch=on_reference_epoch)
+    factor = FILTER_OVERSAMPLE if plan.min_confidence is not None else 1
+    images, labels = augmenter.sample({c: n * factor for c, n in counts.items()}, seed=gen_seed)
+    filter_info = None
+    if plan.min_confidence is not None:
+        from synthmed.metrics.fidelity import class_fidelity, intended_confidence
+
+        confidence = intended_confidence(reference.model, images, labels, data.task, reference.meta["precision"])
+        candidate_fidelity = class_fidelity(reference.model, images, labels, data.task,
+                                            reference.meta["precision"])["accuracy"]
+        index, filter_info = _confidence_filter(images, labels, counts, confidence, plan.min_confidence)
+        filter_info["candidate_fidelity"] = candidate_fidelity
+        images, labels = images[index], labels[index]
+        if len(labels) == 0:
+            raise SynthmedError(f"{plan.method}: no synthetic image reached --min-confidence {plan.min_confidence}; "
+                                "lower the threshold or train the generator longer")
+    status("auditing: memorisation, collapse, losses")
+    report = audit(images, labels, train.images, train.labels, getattr(augmenter, "history_", []),
+                   held_out=subset.val.images, reconstructions=reconstructs(augmenter), seed=seed)
+    if filter_info is not None:
+        report["filter"] = filter_info
+    if plan.fidelity and reference is not None:
+        from synthmed.metrics.fidelity import class_fidelity
+
+        report["fidelity"] = {**class_fidelity(reference.model, images, labels, data.task,
+                                               reference.meta["precision"]),
+                              "reference": {**reference.meta, "path": str(reference.path),
+                                            "cached": reference.cached}}
+    return Synthesis(images, labels, augmenter, counts, report, cached, seconds, path)
+
+
+def write_artifacts(stem: str | Path, synthesis: Synthesis, data: Dataset, subset: Subset, seed: int,
+                    title: str) -> list[Path]:
+    """``STEM.npz`` (MedMNIST layout) + ``STEM.json`` (provenance), ``STEM_grid.png``, ``STEM_losses.png``,
+    ``STEM_closest.png`` and ``STEM_audit.json``, each written atomically."""
+    from synthmed.experiment.plots import closest_pairs, image_grid, loss_curves
+
+    stem = Path(stem)
+    report = synthesis.audit
+    method = synthesis.augmenter.name
+    provenance = {"method": method, "config": synthesis.augmenter.config(), "seed": seed,
+                  "dataset": data.name, "dataset_md5": data.md5, "size": data.size, "class_names": data.class_names,
+                  "n_classes": data.n_classes, "protocol": subset.protocol, "subset_params": subset.params,
+                  "subset": subset.indices(), "requested_per_class": synthesis.counts,
+                  "audit_flags": report["flags"], "reconstructions_by_design": report["reconstructions_by_design"],
+                  "generator_cache": str(synthesis.generator_path) if synthesis.generator_path else None,
+                  "audit": f"{stem.name}_audit.json"}
+    written = [export_synthetic(stem.with_suffix(".npz"), synthesis.images, synthesis.labels, provenance)]
+    train = subset.train
+    pngs = {"grid": image_grid(train.images, train.labels, synthesis.images, synthesis.labels, data.class_names,
+                               title=title, seed=seed),
+            "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
+            "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"])}
+    for name, png in pngs.items():
+        path = Path(f"{stem}_{name}.png")
+        atomic_write_bytes(path, png)
+        written.append(path)
+    for pair in report["memorisation"]["closest"]:
+        pair["train_pool_index"] = int(subset.train_indices[pair["train"]])
+    report["indices"] = ("memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
+                         "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index")
+    audit_path = Path(f"{stem}_audit.json")
+    atomic_write_json(audit_path, {"method": method, "dataset": data.name, "seed": seed, **report})
+    written.append(audit_path)
+    return written
