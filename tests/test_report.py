@@ -53,7 +53,7 @@ def test_report_files(tmp_path):
             store.add(record("flip", s, a + 0.01, 0.81))
     paths = write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| none | 0,1,2 | 0.877 ± 0.025" in md
+    assert "| none | 0,1,2 | 0.877 | 0.877 ± 0.025" in md  # mean validation AUC, then test AUC
     assert "+0.010 [+0.010, +0.010] better" in md
     assert "0.897 / 0.830" in md  # the optimistic test-selected column
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()

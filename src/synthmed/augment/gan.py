@@ -127,11 +127,13 @@ class ConditionalGAN(_ConditionalGAN):
 
 @register("conv-cgan")
 class ConvConditionalGAN(_ConditionalGAN):
-    """Conditional DCGAN (Radford et al.: lr 2e-4, betas (0.5, 0.999), N(0, 0.02) init), on cgan's schedule."""
+    """Conditional DCGAN (Radford et al.: lr 2e-4, betas (0.5, 0.999), N(0, 0.02) init). Seed 000 names
+    convolutional models as future work and gives them no schedule; 300 epochs (1,500 generator steps on
+    BreastMNIST's 546 images) is ours: the FC cGAN's 1,000 would cost ~40 minutes per fit on 2 CPU cores."""
 
     arch = "conv"
 
-    def __init__(self, epochs: int = 1000, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
+    def __init__(self, epochs: int = 300, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  batch_size: int = 128, latent_dim: int = 100, width: int = 64, device: str = "auto") -> None:
         super().__init__(epochs=epochs, lr=lr, betas=betas, batch_size=batch_size, latent_dim=latent_dim,
                          width=width, device=device)

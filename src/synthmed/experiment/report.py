@@ -166,8 +166,9 @@ def _fmt_diff(diff: tuple | None) -> str:
     return f"{mean:+.3f} [{max(-1.0, mean - ci):+.3f}, {min(1.0, mean + ci):+.3f}] {verdict}"
 
 
-HEADER = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "test ACC", "Δ AUC vs none (paired)",
-          "Δ ACC vs none (paired)", "test-selected AUC / ACC (optimistic)", "published AUC / ACC", "epochs"]
+HEADER = ["method", "seeds", "val AUC (selects levers)", "test AUC (mean ± std [95 % CI])", "test ACC",
+          "Δ AUC vs none (paired)", "Δ ACC vs none (paired)", "test-selected AUC / ACC (optimistic)",
+          "published AUC / ACC", "epochs"]
 
 
 def _cells(row: dict) -> list[str]:
@@ -175,7 +176,8 @@ def _cells(row: dict) -> list[str]:
     optimistic = ""
     if not math.isnan(row["paper_test_auc"][0]):
         optimistic = f"{row['paper_test_auc'][0]:.3f} / {row['paper_test_acc'][0]:.3f}"
-    return [row["method"], ",".join(map(str, row["seeds"])), _fmt(row["test_auc"]), _fmt(row["test_acc"]),
+    val = "–" if math.isnan(row["val_auc"][0]) else f"{row['val_auc'][0]:.3f}"
+    return [row["method"], ",".join(map(str, row["seeds"])), val, _fmt(row["test_auc"]), _fmt(row["test_acc"]),
             _fmt_diff(row.get("diff_test_auc")), _fmt_diff(row.get("diff_test_acc")), optimistic,
             f"{paper[1][0]:.3f} / {paper[1][1]:.3f} ({paper[0]})" if paper else "",
             "-".join(map(str, (min(row["epochs"]), max(row["epochs"])))) if len(row["epochs"]) > 1
@@ -357,5 +359,5 @@ def print_table(out: str | Path, console) -> None:
             table.add_column(name)
         for row in group:
             cells = _cells(row)
-            table.add_row(cells[0], cells[1], cells[2], cells[3], cells[4])
+            table.add_row(cells[0], cells[1], cells[3], cells[4], cells[5])
         console.print(table)
