@@ -114,7 +114,7 @@ def test_fine_tuning_continues_on_real_and_keeps_the_better_model():
 def test_lever_grid_multiplies_only_generative_methods():
     specs = expand(["breastmnist"], ["none", "cvae"], [0, 1], levers={"synthetic_weight": [0.5, 1.0],
                                                                     "finetune_epochs": [None]},
-                   generator_epochs=3, protocol="lowdata", fidelity=False)
+                   method_grid={"epochs": [3]}, protocol="lowdata", fidelity=False)
     none = [s for s in specs if s.method == "none"]
     cvae = [s for s in specs if s.method == "cvae"]
     assert len(none) == 2 and all(s.synthetic_weight == 1.0 and s.fidelity and not s.method_params for s in none)
@@ -130,3 +130,17 @@ def test_method_label_names_the_levers_that_differ_from_the_paper():
     assert method_label(record()) == "cvae"
     assert method_label(record(synthetic_weight=0.5, min_confidence=0.8, finetune_epochs=5,
                                method_params={"epochs": 100})) == "cvae weight 0.5 conf≥0.8 ft 5 epochs=100"
+
+
+def test_method_parameter_grid_expands_every_combination():
+    from synthmed.cli import _method_grid
+
+    grid = _method_grid(["lr=1e-4,2e-4", "sn_generator=true", "activation=elu"], generator_epochs=7)
+    assert grid == {"lr": [1e-4, 2e-4], "sn_generator": [True], "activation": ["elu"], "epochs": [7]}
+    grid = _method_grid({"lr": [1e-4, 2e-4], "beta": [0.5, 1.0]}, None)
+    specs = expand(["breastmnist"], ["flip", "cvae"], [0], method_grid=grid)
+    assert len([s for s in specs if s.method == "cvae"]) == 4 and len(specs) == 5
+    assert {(s.method_params["lr"], s.method_params["beta"]) for s in specs if s.method == "cvae"} == {
+        (1e-4, 0.5), (1e-4, 1.0), (2e-4, 0.5), (2e-4, 1.0)}
+    with pytest.raises(SynthmedError, match="KEY=VALUE"):
+        _method_grid(["lr"], None)

@@ -30,7 +30,7 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
           "no_verify": bool, "report": bool, "save_model": bool, "balance": bool, "generator_epochs": int,
-          "generator_seed": int, "fidelity": bool, "fidelity_epochs": int}
+          "generator_seed": int, "fidelity": bool, "fidelity_epochs": int, "method_param": dict}
 GENERATOR_CACHE = typer.Option(None, "--generator-cache", "--cache-dir", help="Folder of cached trained generators "
                                "and reference classifiers, reused when method, data subset and seed match "
                                "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].")
@@ -42,6 +42,36 @@ FIDELITY_EPOCHS = typer.Option(30, "--fidelity-epochs", help="Epochs of the refe
 
 def _split(text: str, kind: type = str) -> list:
     return [kind(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _method_grid(params: list[str] | dict | None, generator_epochs: int | None) -> dict[str, list]:
+    """``["lr=1e-4,2e-4", "sn_generator=true"]`` (command line) or ``{lr: [1e-4, 2e-4]}`` (YAML) -> values to
+    sweep per key, each value parsed as YAML (numbers, booleans, strings)."""
+    import yaml
+
+    def value(v: object) -> object:
+        """YAML scalars, plus numbers YAML 1.1 leaves as strings (``1e-4``)."""
+        if not isinstance(v, str):
+            return v
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return yaml.safe_load(v)
+
+    grid: dict[str, list] = {}
+    if isinstance(params, dict):
+        grid = {str(k): [value(x) for x in (v if isinstance(v, list) else [v])] for k, v in params.items()}
+    else:
+        for item in params or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip() or not text.strip():
+                raise SynthmedError(f"--method-param {item!r} must look like KEY=VALUE (e.g. lr=2e-4 or lr=1e-4,2e-4)")
+            grid[key.strip()] = [value(v.strip()) for v in text.split(",")]
+    if generator_epochs is not None:
+        grid["epochs"] = [generator_epochs]
+    return grid
 
 
 def _levers(text: str | None, kind: type) -> list:
@@ -90,6 +120,9 @@ def run(
                                         "on validation; a comma list sweeps."),
     generator_epochs: int = typer.Option(None, "--generator-epochs", help="Override the generators' epochs "
                                          "(paper presets: ae/cvae 300, cgan 1000)."),
+    method_param: list[str] = typer.Option(None, "--method-param", "-p", help="KEY=VALUE hyper-parameter of the "
+                                           "generative methods, repeatable; VALUE may be a comma list to sweep "
+                                           "(-p lr=1e-4,2e-4 -p gp_weight=5,10 runs the 4 combinations)."),
     generator_seed: int = typer.Option(None, "--generator-seed", help="One generator seed for every run seed, so "
                                        "a subset shared by all seeds (BreastMNIST lowdata) trains one generator."),
     fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity", help="Measure class fidelity of generated sets "
@@ -129,7 +162,8 @@ def _run(o: dict) -> None:
                    recipe=o["recipe"], classifier=o["classifier"], epochs=o["epochs"], patience=o["patience"],
                    per_class=o["per_class"], fractions=_split(o["fraction"], float) if o["fraction"] else None,
                    stratified=o["stratified"], paper_style=o["paper_style"], size=o["size"],
-                   precision=o["precision"], balance=o["balance"], generator_epochs=o["generator_epochs"],
+                   precision=o["precision"], balance=o["balance"],
+                   method_grid=_method_grid(o["method_param"], o["generator_epochs"]),
                    generator_seed=o["generator_seed"], fidelity=o["fidelity"], fidelity_epochs=o["fidelity_epochs"],
                    levers={"synthetic_per_class": _levers(o["synthetic_per_class"], int),
                            "synthetic_ratio": _levers(o["synthetic_ratio"], float),

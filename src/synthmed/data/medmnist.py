@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from medmnist.info import INFO
 
-from synthmed.data.dataset import SPLITS, Dataset, check_split
+from synthmed.data.dataset import SPLITS, Dataset, Split, check_split
 from synthmed.errors import SynthmedError
 
 #: The twelve 2D flags of medmnist.INFO (the 3D sets are out of scope).
@@ -113,12 +113,42 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                             "download it again") from None
 
 
+def upsample(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, H, W[, 3]) -> uint8 (N, size, size[, 3]) by bilinear interpolation, in batches."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    out = torch.cat([torch.nn.functional.interpolate(x[i:i + 2048].float(), size=(size, size), mode="bilinear",
+                                                     align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+                     for i in range(0, len(x), 2048)])
+    out = out[:, 0] if images.ndim == 3 else out.permute(0, 2, 3, 1)
+    return np.ascontiguousarray(out.numpy())
+
+
 def load_medmnist(name: str, size: int = 28, root: str | os.PathLike | None = None, verify: bool = True,
                   download: bool = True) -> Dataset:
-    """Load one MedMNIST 2D dataset with all three official splits, checked for keys, dtypes, shapes, labels."""
+    """Load one MedMNIST 2D dataset with all three official splits, checked for keys, dtypes, shapes, labels.
+
+    A size whose official file is absent and cannot be downloaded is made by upsampling the 28-px file
+    (bilinear); the dataset then says so (``extra["upsampled_from"]``, a ``+up{size}`` suffix on its MD5, which
+    keys run ids and caches), because upsampled 28-px images carry less detail than MedMNIST+'s own files."""
     flag = check_flag(name)
     info = INFO[flag]
-    path = locate(flag, size, root, download)
+    try:
+        path = locate(flag, size, root, download)
+    except SynthmedError:
+        if size == 28:
+            raise
+        try:
+            small = load_medmnist(flag, 28, root, verify, download)
+        except SynthmedError:
+            raise SynthmedError(f"neither {file_name(flag, size)} nor {file_name(flag, 28)} (to upsample) was found "
+                                f"in {data_root(root)}; put either official file there") from None
+        splits = {s: Split(upsample(small.split(s).images, size), small.split(s).labels) for s in SPLITS}
+        return Dataset(name=flag, task=small.task, class_names=small.class_names, size=size,
+                       md5=f"{small.md5}+up{size}", source=small.source,
+                       extra={**small.extra, "upsampled_from": 28}, **splits)
     md5 = md5sum(path)
     if verify and md5 != expected_md5(flag, size):
         raise SynthmedError(f"{path} has MD5 {md5}, expected {expected_md5(flag, size)} for the official "

@@ -189,25 +189,31 @@ class Runner:
         return record
 
 
+def _product(grid: dict[str, list] | None) -> list[dict]:
+    """Every combination of a {key: [values]} grid, as dicts ({} for an empty grid)."""
+    grid = grid or {}
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
 def expand(datasets: list[str], methods: list[str], seeds: list[int], levers: dict[str, list] | None = None,
-           generator_epochs: int | None = None, **common) -> list[RunSpec]:
-    """The grid dataset x fraction x method x lever setting x seed. ``levers`` maps a RunSpec lever field to its
-    values (None = the default); levers multiply only generative methods, which alone use them."""
+           method_grid: dict[str, list] | None = None, **common) -> list[RunSpec]:
+    """The grid dataset x fraction x method x method parameters x lever setting x seed. ``levers`` maps a
+    RunSpec lever field to its values (None = the default), ``method_grid`` a generator hyper-parameter to its
+    values (e.g. seed 002's Table 5 sweep); both multiply only generative methods, which alone use them."""
     fractions = common.pop("fractions", None) or [common.pop("fraction", None)]
-    lever_names = list(levers or {})
-    settings = [dict(zip(lever_names, values)) for values in itertools.product(*(levers or {}).values())]
-    settings = [{k: v for k, v in s.items() if v is not None} for s in settings] or [{}]
+    settings = [{k: v for k, v in s.items() if v is not None} for s in _product(levers)]
+    param_sets = _product(method_grid)
     specs = []
     for dataset in datasets:
         for fraction in fractions:
             for method in methods:
                 generative = create_augmenter(method).generative
-                params = {"epochs": generator_epochs} if generative and generator_epochs is not None else {}
                 extra = common if generative else {k: v for k, v in common.items() if k not in GENERATOR_ONLY}
-                for setting in (settings if generative else [{}]):
-                    for seed in seeds:
-                        specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction,
-                                             method_params=params, **extra, **setting))
+                for params in (param_sets if generative else [{}]):
+                    for setting in (settings if generative else [{}]):
+                        for seed in seeds:
+                            specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction,
+                                                 method_params=params, **extra, **setting))
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
     return specs
