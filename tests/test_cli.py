@@ -82,6 +82,20 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
 
 
 @pytest.mark.slow
+def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_path):
+    out = tmp_path / "fail"
+    args = ["run", "-d", "breastmnist", "--per-class", "10", "-m", "none,cvae", "--seeds", "0", "--epochs", "1",
+            "-p", "epochs=5", "-p", "lr=1e6", "--no-fidelity", "--out", str(out)]
+    result = synthmed(*args, root=real_root)
+    assert result.returncode == 1 and "failed:" in result.stderr and "lower the learning rate" in result.stderr
+    assert count_records(out) == (1, 1)  # the none run finished and is kept
+    errors = list((out / "runs").glob("*/error.json"))
+    assert len(errors) == 1 and "lower the learning rate" in json.loads(errors[0].read_text())["error"]
+    assert "Failed runs" in (out / "report.md").read_text()
+    assert not list((out / "runs").glob("*/synthetic.npz"))  # nothing of the failed run is used or kept
+
+
+@pytest.mark.slow
 def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path):
     out = tmp_path / "kill"
     args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--per-class", "8", "-m", "none",

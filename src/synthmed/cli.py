@@ -177,6 +177,7 @@ def _run(o: dict) -> None:
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
                   f"{len(todo)} to do")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    failed: list[str] = []
     with Progress(*columns, console=console, transient=False) as progress:
         total = progress.add_task("runs", total=len(todo))
         for spec in todo:
@@ -189,15 +190,28 @@ def _run(o: dict) -> None:
             def on_status(text: str, task=epochs_task, label=label) -> None:
                 progress.update(task, description=f"  {label}: {text}")
 
-            record = runner.run(spec, on_epoch=on_epoch, on_status=on_status)
+            try:
+                record = runner.run(spec, on_epoch=on_epoch, on_status=on_status)
+            except SynthmedError as err:  # this run failed (error.json written); the grid goes on
+                failed.append(f"{label}: {err}")
+                console.print(f"[bold red]failed:[/] {label}: {err}", highlight=False, soft_wrap=True)
+                progress.update(epochs_task, visible=False)
+                progress.advance(total)
+                continue
             progress.update(epochs_task, visible=False)
             progress.advance(total)
             console.print(f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
                           f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)")
+    if not (out / "results.sqlite").exists() or len(failed) == len(todo) == len(specs):
+        raise SynthmedError(f"every run failed; the first: {failed[0]}" if failed else "no run finished")
     print_table(out, console)
     if o["report"]:
         paths = write_report(out)
         console.print("report: " + ", ".join(str(p) for p in paths))
+    if failed:
+        console.print(f"[bold red]{len(failed)} run(s) failed[/] (runs/RUN_ID/error.json holds each traceback; "
+                      "running the same command again retries them)", highlight=False)
+        raise typer.Exit(1)
 
 
 def _cache_root() -> Path:

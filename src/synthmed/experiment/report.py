@@ -292,6 +292,19 @@ NOTES = [
 ]
 
 
+def failed_runs(out: Path, finished: set[str]) -> list[dict]:
+    """Runs that left ``error.json`` and have no record (a later success removes the file)."""
+    failures = []
+    for path in sorted((out / "runs").glob("*/error.json")):
+        info = json.loads(path.read_text())
+        if info["run_id"] in finished:
+            continue
+        c = info["config"]
+        failures.append({"run_id": info["run_id"], "error": info["error"],
+                         "what": f"{c['dataset']} {c['protocol']} {c['method']} seed {c['seed']}"})
+    return failures
+
+
 def write_report(out: str | Path) -> list[Path]:
     """Write report.md, report.html and one PNG per group into ``out``; return their paths."""
     out = Path(out)
@@ -337,6 +350,13 @@ def write_report(out: str | Path) -> list[Path]:
                             for row in synthetic_rows if row["grid"] and (out / row["grid"]).exists())
             body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse</h3><table><tr>{cells}</tr>"
                         f"{table_rows}</table>{grids}")
+    failures = failed_runs(out, {r["run_id"] for r in records})
+    if failures:
+        md += ["## Failed runs (no record; the same command retries them)", "",
+               *[f"- `{f['run_id']}` {f['what']}: {f['error']}" for f in failures], ""]
+        body.append("<h2>Failed runs</h2><ul>" + "".join(
+            f"<li><code>{html.escape(f['run_id'])}</code> {html.escape(f['what'])}: {html.escape(f['error'])}</li>"
+            for f in failures) + "</ul>")
     md += ["## Notes", "", *[f"- {note}" for note in NOTES], ""]
     body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in NOTES) + "</ul>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"

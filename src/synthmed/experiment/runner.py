@@ -13,6 +13,7 @@ import itertools
 import json
 import platform
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -128,12 +129,29 @@ class Runner:
 
     def run(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None,
             on_status: Callable[[str], None] | None = None) -> dict:
-        """Execute one run (unless already stored) and return its record."""
+        """Execute one run (unless already stored) and return its record.
+
+        A run that fails with a SynthmedError (a generator whose loss became NaN, a filter that kept nothing)
+        leaves ``runs/RUN_ID/error.json`` with the message and traceback, no record, and re-raises, so the
+        caller can go on with the grid and the same command retries the run later."""
         data = self.dataset(spec)
         run_id, config = spec.key(data.md5)
         with ResultStore(self.out / "results.sqlite") as store:
             if store.has(run_id):
                 return next(r for r in store.records() if r["run_id"] == run_id)
+        try:
+            record = self._execute(spec, data, run_id, config, on_epoch, on_status)
+        except SynthmedError as err:
+            atomic_write_json(self.out / "runs" / run_id / "error.json",
+                              {"run_id": run_id, "config": config, "error": str(err),
+                               "traceback": traceback.format_exc(),
+                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            raise
+        (self.out / "runs" / run_id / "error.json").unlink(missing_ok=True)  # an earlier failure, now retried
+        return record
+
+    def _execute(self, spec: RunSpec, data: Dataset, run_id: str, config: dict,
+                 on_epoch: Callable[[dict], None] | None, on_status: Callable[[str], None] | None) -> dict:
         started = time.perf_counter()
         subset = make_subset(data, spec.protocol, seed=spec.seed, per_class=spec.per_class,
                              fraction=spec.fraction, stratified=spec.stratified)
