@@ -5,7 +5,11 @@ one-hot vector concatenated to the flattened image (FC) or as constant extra inp
 
 The adversarial objective is a ``GanLoss`` object, kept apart from the one training step that both
 methods share (``adversarial_step``), so Wasserstein, least-squares, hinge or gradient-penalty variants
-are a new loss class (and ``n_critic``) on a subclass, not a new loop.
+are a new loss class (and ``n_critic``) on a subclass, not a new loop (``gan_family``, ``bagan``).
+
+Schedule: per batch of real images, ``n_critic`` critic updates (fresh noise each) and then one generator
+update, as in seed 002's code and the BAGAN-GP code; so an epoch is one generator step per batch for
+every member of the family, and epoch counts compare across methods.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ class GanLoss:
     Per batch, ``adversarial_step`` minimises ``d_loss(real, fake) + penalty(...)`` for the critic, calls
     ``after_critic_step`` (e.g. weight clipping), then minimises ``g_loss(fake)`` for the generator.
     """
+
+    #: The fit's seeded CPU generator, set by the training step before each batch, so losses that draw
+    #: random numbers (interpolation weights, wrong labels) reproduce with the seed.
+    generator: torch.Generator | None = None
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -56,16 +64,20 @@ class BCEGanLoss(GanLoss):
 
 
 def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, cond: torch.Tensor,
-                     z: torch.Tensor, train_generator: bool = True) -> dict[str, float]:
-    """One critic update and (optionally) one generator update on a batch; the fakes share the real labels.
+                     z: torch.Tensor, train_generator: bool = True,
+                     fake_cond: torch.Tensor | None = None) -> dict[str, float]:
+    """One critic update and (optionally) one generator update on a batch.
 
-    ``method`` holds networks "generator" / "discriminator" and optimizers of the same names; its
-    ``optimize`` refuses NaN or infinite losses.
+    The fakes share the real labels unless ``fake_cond`` gives theirs (BAGAN draws them uniformly, so
+    minority classes get as many generator updates as the majority). ``method`` holds networks
+    "generator" / "discriminator" and optimizers of the same names; its ``optimize`` refuses NaN or
+    infinite losses.
     """
     gen, critic = method.nets_["generator"], method.nets_["discriminator"]
-    fake = gen(z, cond)
+    fake_cond = cond if fake_cond is None else fake_cond
+    fake = gen(z, fake_cond)
     n = len(real)
-    scores = critic(torch.cat([real, fake.detach()]), torch.cat([cond, cond]))
+    scores = critic(torch.cat([real, fake.detach()]), torch.cat([cond, fake_cond]))
     d_loss = loss.d_loss(scores[:n], scores[n:])
     penalty = loss.penalty(critic, real, fake.detach(), cond)
     if penalty is not None:
@@ -75,7 +87,7 @@ def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, 
     if train_generator:
         critic.requires_grad_(False)  # the generator step needs gradients through the critic, not for it
         try:
-            out["g_loss"] = method.optimize(method.optimizers_["generator"], loss.g_loss(critic(fake, cond)),
+            out["g_loss"] = method.optimize(method.optimizers_["generator"], loss.g_loss(critic(fake, fake_cond)),
                                             "g_loss")
         finally:
             critic.requires_grad_(True)
@@ -90,17 +102,34 @@ class _ConditionalGAN(TorchGenerator):
         return BCEGanLoss()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        lr, betas = self.params["lr"], self.params["betas"]
-        return {name: torch.optim.Adam(self.nets_[name].parameters(), lr=lr, betas=betas)
+        """One optimizer per player: Adam (lr, betas) or, with ``optimizer="rmsprop"``, RMSprop (lr) as WGAN."""
+        lr = self.params["lr"]
+        if self.params.get("optimizer", "adam") == "rmsprop":
+            return {name: torch.optim.RMSprop(self.nets_[name].parameters(), lr=lr)
+                    for name in ("generator", "discriminator")}
+        return {name: torch.optim.Adam(self.nets_[name].parameters(), lr=lr, betas=self.params["betas"])
                 for name in ("generator", "discriminator")}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> _ConditionalGAN:
         self.loss_ = self.make_loss()
         return super().fit(images, labels, seed=seed)
 
+    def fake_inputs(self, cond: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Generator inputs for one critic update: latent codes, and the fakes' labels (None: the real ones)."""
+        return self.noise(len(cond), generator), None
+
     def train_step(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        train_generator = self._step % self.params.get("n_critic", 1) == 0
-        return adversarial_step(self, self.loss_, x, cond, self.noise(len(x), generator), train_generator)
+        """``n_critic`` critic updates on this batch (fresh fakes each), the last one followed by the
+        generator update; the batch's d_loss is their mean."""
+        self.loss_.generator = generator
+        n_critic = self.params.get("n_critic", 1)
+        d_losses = []
+        for i in range(n_critic):
+            z, fake_cond = self.fake_inputs(cond, generator)
+            out = adversarial_step(self, self.loss_, x, cond, z, i == n_critic - 1, fake_cond)
+            d_losses.append(out["d_loss"])
+        out["d_loss"] = sum(d_losses) / n_critic
+        return out
 
     def decode(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.nets_["generator"](inputs, cond)

@@ -23,7 +23,7 @@ from torch import nn
 from synthmed.augment.base import Augmenter, create_augmenter
 from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_bytes
-from synthmed.nets.generators import one_hot, to_uint8
+from synthmed.nets.generators import ACTIVATIONS, one_hot, to_uint8
 from synthmed.train.checkpoint import load_checkpoint
 from synthmed.train.device import resolve_device
 
@@ -72,6 +72,22 @@ def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
         out["betas"] = tuple(float(b) for b in value)
     if "device" in out and out["device"] not in ("auto", "cpu", "cuda"):
         raise fail("device", "auto, cpu or cuda")
+    if "ae_epochs" in out and (not isinstance(out["ae_epochs"], numbers.Integral) or isinstance(out["ae_epochs"], bool)
+                               or out["ae_epochs"] < 0):
+        raise fail("ae_epochs", "an integer >= 0")
+    if "clip" in out and not (isinstance(out["clip"], numbers.Real) and math.isfinite(out["clip"]) and out["clip"] > 0):
+        raise fail("clip", "a positive number")
+    if "gp_weight" in out and not (isinstance(out["gp_weight"], numbers.Real) and not isinstance(out["gp_weight"], bool)
+                                   and math.isfinite(out["gp_weight"]) and out["gp_weight"] >= 0):
+        raise fail("gp_weight", "a number >= 0")
+    for key in ("sn_generator", "sn_discriminator"):
+        if key in out and not isinstance(out[key], bool):
+            raise fail(key, "true or false")
+    if "optimizer" in out and out["optimizer"] not in ("adam", "rmsprop"):
+        raise fail("optimizer", "adam or rmsprop")
+    for key in ("g_activation", "d_activation"):
+        if key in out and out[key] not in ACTIVATIONS:
+            raise fail(key, " or ".join(ACTIVATIONS))
     return out
 
 
@@ -178,12 +194,16 @@ class TorchGenerator(Augmenter):
         self.nets_.eval()
         return self
 
-    def _train(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> None:
-        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch."""
+    def _train(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
+               epochs: int | None = None) -> None:
+        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch.
+
+        ``epochs`` (default: the ``epochs`` param) lets a method run it more than once, e.g. BAGAN-GP's
+        autoencoder pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
         self.history_, self._step = [], 0
         batch, n = self.params["batch_size"], len(x)
         n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
-        for epoch in range(1, self.params["epochs"] + 1):
+        for epoch in range(1, (self.params["epochs"] if epochs is None else epochs) + 1):
             self._epoch = epoch
             self.nets_.train()
             order = torch.randperm(n, generator=generator).to(self.device_)

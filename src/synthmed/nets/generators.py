@@ -13,11 +13,12 @@ decoder retraces the same sizes, so any such square size works.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from synthmed.errors import SynthmedError
 
@@ -29,6 +30,20 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     u = x.detach().float().cpu().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
     u = u[:, 0] if u.shape[1] == 1 else u.permute(0, 2, 3, 1)
     return np.ascontiguousarray(u.numpy())
+
+
+#: Activations a convolutional net can be built with (seed 002's Table 5 tunes ReLU, ELU and LeakyReLU).
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "elu": nn.ELU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise SynthmedError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
 
 
 def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -103,7 +118,8 @@ class FCDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """DCGAN discriminator body: stride-2 convolutions with LeakyReLU(0.2), then one linear layer.
+    """DCGAN discriminator body: stride-2 convolutions with LeakyReLU(0.2) (or ``activation``), then one
+    linear layer.
 
     No BatchNorm: a critic's output must not depend on the rest of its batch (gradient-penalty losses
     assume it), and the encoders of the autoencoders do not need it.
@@ -112,13 +128,14 @@ class ConvEncoder(nn.Module):
     relate the image to its label, as in the conditional DCGANs used for MNIST.
     """
 
-    def __init__(self, channels: int, size: int, out_dim: int, width: int = 64, cond_dim: int = 0) -> None:
+    def __init__(self, channels: int, size: int, out_dim: int, width: int = 64, cond_dim: int = 0,
+                 activation: str = "leaky_relu") -> None:
         super().__init__()
         stages, side = conv_plan(size)
         layers: list[nn.Module] = []
         prev = channels + cond_dim
         for w in _widths(width, stages):
-            layers += [nn.Conv2d(prev, w, 4, 2, 1), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(prev, w, 4, 2, 1), make_activation(activation)]
             prev = w
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev * side * side, out_dim)
@@ -131,17 +148,18 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """DCGAN generator: linear projection to the smallest map, then stride-2 transposed convolutions
-    with BatchNorm and ReLU, and tanh on the last one."""
+    with BatchNorm and ReLU (or ``activation``), and tanh on the last one."""
 
-    def __init__(self, in_dim: int, channels: int, size: int, width: int = 64, cond_dim: int = 0) -> None:
+    def __init__(self, in_dim: int, channels: int, size: int, width: int = 64, cond_dim: int = 0,
+                 activation: str = "relu") -> None:
         super().__init__()
         stages, side = conv_plan(size)
         widths = _widths(width, stages)[::-1]
         self.start = (widths[0], side, side)
         self.project = nn.Linear(in_dim + cond_dim, widths[0] * side * side, bias=False)
-        layers: list[nn.Module] = [nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        layers: list[nn.Module] = [nn.BatchNorm2d(widths[0]), make_activation(activation)]
         for prev, w in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(prev, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            layers += [nn.ConvTranspose2d(prev, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), make_activation(activation)]
         layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
         self.body = nn.Sequential(*layers)
 
@@ -162,6 +180,18 @@ def dcgan_init(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def spectral_normalize(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al.) on every linear and (transposed) convolution of ``module``.
+
+    Apply it after any initialisation such as ``dcgan_init``: the parametrisation estimates the largest
+    singular value from the weights it finds, and re-initialising the weights afterwards would not reach them.
+    """
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    for m in layers:
+        spectral_norm(m)
+    return module
 
 
 def build_encoder(arch: str, channels: int, size: int, out_dim: int, cond_dim: int = 0, *,
