@@ -1,0 +1,296 @@
+"""Robustness of a trained classifier: a fixed suite of test-time perturbations and L-inf FGSM / PGD attacks.
+
+TSynD (seed 001) reports that targeted synthetic data makes a classifier more robust to test-time augmentations
+and adversarial attacks; this module measures that the same way for every method and run, so curves can be
+compared across runs. Everything is scored with ``classification_metrics`` (medmnist.Evaluator semantics), so the
+clean numbers equal the benchmark's test numbers.
+
+Units. The model sees float images in [-1, 1] (``to_tensor``: MedMNIST's Normalize(0.5, 0.5)); 1 grey level is
+2/255 there. Perturbations work in that input space and every result is clamped back to [-1, 1]:
+
+- ``rotation``: degrees, counter-clockwise about the centre, bilinear, corners filled with -1 (black);
+- ``flip``: ``horizontal`` (left-right) or ``vertical`` (up-down);
+- ``noise``: additive Gaussian noise, sigma in input units (0.1 = 12.75 grey levels), drawn from a
+  ``torch.Generator`` seeded per batch, so a suite run is reproducible for a seed;
+- ``blur``: Gaussian blur, sigma in pixels, kernel 2*ceil(3 sigma)+1, reflect padding (torchvision);
+- ``contrast``: torchvision's ``adjust_contrast`` (blend with the image's mean grey value), factor 1 = identity;
+- ``brightness``: additive shift in input units (0.1 = 12.75 grey levels).
+
+Attack epsilons are given in **[0, 1] pixel units** (the convention of the adversarial literature: 8/255 means 8
+grey levels) and converted to the model's input space by doubling (8/255 pixel = 16/255 input). Attacks maximise
+the training loss (cross-entropy; BCE with logits for multi-label tasks) of the true label, in fp32, with the model
+in eval mode; gradients are taken with ``torch.autograd.grad`` w.r.t. the input only, so no parameter ``.grad`` is
+touched. PGD has no random start by default, so eps = 0 reproduces the clean numbers exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from synthmed.data.dataset import MULTI_LABEL
+from synthmed.errors import SynthmedError
+from synthmed.metrics.classification import classification_metrics
+from synthmed.train.trainer import predict, to_tensor
+
+#: The perturbation suite: family -> strengths, in the units of the module docstring. Fixed so that results are
+#: comparable across runs; change it only with a note in the results.
+PERTURBATIONS: dict[str, tuple] = {
+    "rotation": (5.0, 10.0, 20.0, 30.0),
+    "flip": ("horizontal", "vertical"),
+    "noise": (0.05, 0.1, 0.2),
+    "blur": (0.5, 1.0, 1.5),
+    "contrast": (0.5, 0.75, 1.5),
+    "brightness": (-0.2, -0.1, 0.1, 0.2),
+}
+
+#: The strength of each family that leaves an image unchanged (where the clean score sits on a curve).
+IDENTITY: dict[str, float | str] = {"rotation": 0.0, "flip": "none", "noise": 0.0, "blur": 0.0, "contrast": 1.0,
+                                    "brightness": 0.0}
+
+#: Default attack strengths, L-inf, in [0, 1] pixel units (x 2 in the model's [-1, 1] input space).
+EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+ATTACKS = ("fgsm", "pgd")
+PGD_STEPS = 10
+BATCH = 256
+LOW, HIGH = -1.0, 1.0  # the valid model input range
+
+
+def _gray_mean(x: torch.Tensor) -> torch.Tensor:
+    grey = TF.rgb_to_grayscale(x) if x.shape[-3] == 3 else x
+    return grey.mean(dim=(-3, -2, -1), keepdim=True)
+
+
+def perturb(x: torch.Tensor, family: str, strength: float | str, seed: int = 0) -> torch.Tensor:
+    """One perturbation of the suite applied to a whole batch ``x`` (float (N, C, H, W) in [-1, 1]).
+
+    Returns a new tensor of the same shape, dtype and device; identity strengths (``IDENTITY``) return an exact
+    copy. ``seed`` only matters for ``noise`` (the noise is drawn on the CPU, so it does not depend on the device).
+    """
+    if family == "rotation":
+        out = TF.rotate(x, float(strength), interpolation=TF.InterpolationMode.BILINEAR, fill=LOW)
+    elif family == "flip":
+        if strength not in ("none", "horizontal", "vertical"):
+            raise SynthmedError(f"unknown flip {strength!r}; choose none, horizontal or vertical")
+        out = {"none": torch.clone, "horizontal": TF.horizontal_flip, "vertical": TF.vertical_flip}[strength](x)
+    elif family == "noise":
+        generator = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+        out = x + float(strength) * noise
+    elif family == "blur":
+        sigma = float(strength)
+        if sigma <= 0:
+            return x.clone()
+        k = 2 * math.ceil(3 * sigma) + 1
+        out = TF.gaussian_blur(x, [k, k], [sigma, sigma])
+    elif family == "contrast":
+        factor = float(strength)  # torchvision's _blend, written in the input space (an affine map of [0, 1])
+        out = factor * x + (1.0 - factor) * _gray_mean(x)
+    elif family == "brightness":
+        out = x + float(strength)
+    else:
+        raise SynthmedError(f"unknown perturbation {family!r}; choose one of {', '.join(PERTURBATIONS)}")
+    return out.clamp_(LOW, HIGH)
+
+
+def _attack_loss(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """The training loss of the true labels, summed (the sign of the gradient is all FGSM / PGD use)."""
+    if task == MULTI_LABEL:
+        return F.binary_cross_entropy_with_logits(logits, y.float(), reduction="sum")
+    return F.cross_entropy(logits, y.long(), reduction="sum")
+
+
+def _input_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = _attack_loss(model(x).float(), y, task)
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def _check_eps(eps: float) -> float:
+    if not 0 <= eps <= 1:
+        raise SynthmedError(f"attack epsilon {eps} is outside [0, 1]; give it in [0, 1] pixel units, e.g. 8/255")
+    return float(eps)
+
+
+def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, eps: float) -> torch.Tensor:
+    """FGSM (Goodfellow et al. 2015): one signed-gradient step of ``eps`` ([0, 1] pixel units) on input ``x``.
+
+    ``x``: float (N, C, H, W) in [-1, 1] on the model's device; ``y``: true labels. The model must be in eval mode.
+    """
+    step = 2.0 * _check_eps(eps)  # pixel units -> input units
+    return (x + step * _input_grad(model, x, y, task).sign()).clamp_(LOW, HIGH).detach()
+
+
+def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, eps: float, steps: int = PGD_STEPS,
+        step_size: float | None = None, random_start: bool = False, seed: int = 0) -> torch.Tensor:
+    """L-inf PGD (Madry et al. 2018): ``steps`` signed-gradient steps of ``step_size`` (default eps / 4), each
+    projected back onto the eps-ball around ``x`` and the valid range [-1, 1].
+
+    ``eps`` and ``step_size`` are in [0, 1] pixel units. Without ``random_start`` (the default) eps = 0 returns
+    ``x`` exactly; with it the start is uniform in the ball, drawn from a generator seeded with ``seed``.
+    """
+    if steps < 1:
+        raise SynthmedError(f"PGD needs at least one step, got {steps}; pass steps >= 1")
+    radius = 2.0 * _check_eps(eps)
+    alpha = 2.0 * (eps / 4 if step_size is None else _check_eps(step_size))
+    adv = x.detach().clone()
+    if random_start:
+        generator = torch.Generator().manual_seed(int(seed))
+        start = torch.rand(x.shape, generator=generator).to(x.device, x.dtype)
+        adv = (adv + (2 * start - 1) * radius).clamp_(LOW, HIGH)
+    for _ in range(steps):
+        adv = adv + alpha * _input_grad(model, adv, y, task).sign()
+        adv = (x + (adv - x).clamp_(-radius, radius)).clamp_(LOW, HIGH).detach()
+    return adv
+
+
+def _check_inputs(images: np.ndarray, labels: np.ndarray, task: str, precision: str) -> None:
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise SynthmedError("robustness needs uint8 images shaped (N, H, W) or (N, H, W, 3); convert them first")
+    if len(images) != len(labels) or not len(images):
+        raise SynthmedError(f"{len(images)} images but {len(labels)} labels; pass one label per image")
+    if task == MULTI_LABEL and labels.ndim != 2:
+        raise SynthmedError("multi-label labels must be (N, L) 0/1 arrays; pass the split's labels unchanged")
+    if precision not in ("fp32", "bf16"):
+        raise SynthmedError(f"unknown precision {precision!r}; choose fp32 or bf16 (resolve 'auto' first)")
+
+
+def _score(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str, precision: str, batch: int,
+           transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> dict:
+    """AUC / ACC of the model on ``transform(x, y, batch_index)`` of every batch (same batches for every call)."""
+    device = next(model.parameters()).device
+    probs = []
+    for b, i in enumerate(range(0, len(images), batch)):
+        x = to_tensor(images[i:i + batch]).to(device)
+        y = torch.from_numpy(labels[i:i + batch]).to(device)
+        probs.append(predict(model, transform(x, y, b), task, precision, batch=batch)[0])
+    metrics = classification_metrics(labels, torch.cat(probs).numpy(), task)
+    return {"auc": metrics["auc"], "acc": metrics["acc"]}
+
+
+def robustness_report(model: torch.nn.Module, images_uint8: np.ndarray, labels: np.ndarray, task: str,
+                      precision: str = "fp32", seed: int = 0, attacks: bool = True, eps: Sequence[float] = EPS,
+                      perturbations: dict[str, Sequence] | None = None, pgd_steps: int = PGD_STEPS,
+                      pgd_step_size: float | None = None, batch: int = BATCH) -> dict:
+    """Clean AUC / ACC, then AUC / ACC under every perturbation of the suite and every attack strength.
+
+    ``labels`` as the dataset holds them (int (N,) or (N, L) 0/1). Returns plain Python values (JSON-ready)::
+
+        {"clean": {"auc", "acc"}, "perturbations": {family: [{"strength", "auc", "acc"}, ...]},
+         "attacks": {"fgsm" | "pgd": [{"eps", "eps_255", "auc", "acc"}, ...]}, "settings": {...}}
+
+    Noise for batch b is seeded with ``seed + b``, so a report is reproducible for a seed and batch size.
+    Attacks are computed in fp32; all predictions use ``precision`` as the benchmark's evaluation does. Cost: PGD
+    takes ``pgd_steps`` forward + backward passes per eps > 0, so on a CPU pass a subset of the test images.
+    """
+    labels = np.asarray(labels)
+    _check_inputs(images_uint8, labels, task, precision)
+    suite = PERTURBATIONS if perturbations is None else perturbations
+    for family in suite:
+        if family not in PERTURBATIONS:
+            raise SynthmedError(f"unknown perturbation {family!r}; choose from {', '.join(PERTURBATIONS)}")
+    eps = [_check_eps(e) for e in eps]
+    was_training = model.training
+    model.eval()
+    try:
+        def score(transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> dict:
+            return _score(model, images_uint8, labels, task, precision, batch, transform)
+
+        report: dict = {"n": len(labels), "task": task, "clean": score(lambda x, y, b: x), "perturbations": {},
+                        "attacks": {}}
+        for family, strengths in suite.items():
+            report["perturbations"][family] = [
+                {"strength": s, **score(lambda x, y, b, f=family, s=s: perturb(x, f, s, seed + b))}
+                for s in strengths]
+        if attacks:
+            # eps = 0 is the clean input exactly (no random start), so it is not recomputed: it costs PGD's steps
+            attack_fns = {
+                "fgsm": lambda x, y, e: fgsm(model, x, y, task, e) if e else x,
+                "pgd": lambda x, y, e: pgd(model, x, y, task, e, pgd_steps, pgd_step_size) if e else x,
+            }
+            for name, fn in attack_fns.items():
+                report["attacks"][name] = [
+                    {"eps": e, "eps_255": round(e * 255, 3), **score(lambda x, y, b, fn=fn, e=e: fn(x, y, e))}
+                    for e in eps]
+    finally:
+        model.train(was_training)
+    report["settings"] = {
+        "seed": seed, "precision": precision, "batch": batch,
+        "units": "rotation: degrees; noise sigma and brightness shift: [-1, 1] input units; blur sigma: pixels; "
+                 "contrast: factor; attack eps: [0, 1] pixel units (x2 in input units), L-inf",
+        "pgd": {"steps": pgd_steps, "step_size": "eps/4" if pgd_step_size is None else pgd_step_size,
+                "random_start": False},
+    }
+    return report
+
+
+def _curve(runs: list[dict], getter: Callable[[dict], list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values = np.array([getter(r) for r in runs], dtype=float)
+    return values.mean(0), values.min(0), values.max(0)
+
+
+def robustness_plot(reports: dict[str, dict | list[dict]], title: str = "") -> bytes:
+    """PNG of ACC vs strength per perturbation family and ACC vs eps per attack, one line per method.
+
+    ``reports``: method name (e.g. "none", "tsynd") -> one ``robustness_report`` or a list of them (seeds: the line
+    is their mean, the band their range). Each curve includes the clean ACC at the identity strength / eps 0.
+    """
+    from synthmed.experiment.plots import _png, _pyplot
+
+    if not reports:
+        raise SynthmedError("robustness_plot needs at least one report; pass {method: robustness_report(...)}")
+    runs = {m: r if isinstance(r, list) else [r] for m, r in reports.items()}
+    first = next(iter(runs.values()))[0]
+    panels = [("perturbations", f) for f in first["perturbations"]] + [("attacks", a) for a in first["attacks"]]
+    n_cols = min(4, max(1, len(panels)))
+    n_rows = max(1, math.ceil(len(panels) / n_cols))
+    plt = _pyplot()
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.6 * n_rows + 0.4), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    lowest = 1.0
+    for ax, (kind, name) in zip(axes.flat, panels):
+        for method, method_runs in runs.items():
+            rows = method_runs[0][kind][name]
+            if kind == "attacks":
+                xs = [r["eps"] * 255 for r in rows]
+                mean, low, high = _curve(method_runs, lambda rep, n=name: [r["acc"] for r in rep["attacks"][n]])
+                ax.set_xlabel("eps (x/255, pixel units)", fontsize=8)
+            else:
+                points = [(IDENTITY[name], None)] + [(r["strength"], i) for i, r in enumerate(rows)]
+                if name != "flip":
+                    points.sort(key=lambda p: p[0])
+
+                def getter(rep: dict, n: str = name, pts: list = points) -> list[float]:
+                    return [rep["clean"]["acc"] if i is None else rep["perturbations"][n][i]["acc"] for _, i in pts]
+
+                mean, low, high = _curve(method_runs, getter)
+                labels = [p[0] for p in points]
+                xs = list(range(len(labels))) if name == "flip" else labels
+                if name == "flip":
+                    ax.set_xticks(xs, labels, fontsize=7)
+                ax.set_xlabel({"rotation": "degrees", "flip": "", "noise": "sigma (input units)",
+                               "blur": "sigma (px)", "contrast": "factor",
+                               "brightness": "shift (input units)"}.get(name, "strength"), fontsize=8)
+            lowest = min(lowest, float(np.nanmin(low, initial=1.0)))
+            (line,) = ax.plot(xs, mean, marker="o", ms=3, lw=1.2, label=method)
+            if len(method_runs) > 1:
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_title(name.upper() if kind == "attacks" else name, fontsize=9)
+        ax.set_ylabel("ACC", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    # one accuracy scale for every panel, so a flat curve looks flat and panels compare at a glance
+    for ax in axes.flat[:len(panels)]:
+        ax.set_ylim(max(0.0, lowest - 0.05) - 0.02, 1.02)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title or "accuracy under test-time perturbations and L-inf attacks", fontsize=10)
+    return _png(fig)
