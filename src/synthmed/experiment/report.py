@@ -68,6 +68,12 @@ def protocol_label(record: dict) -> str:
     return label
 
 
+def classifier_label(record: dict) -> str:
+    """``resnet18``, or ``resnet18 dropout 0.2`` when the head had dropout (TSynD comparisons)."""
+    dropout = record["config"].get("dropout") or 0
+    return record["classifier"] + (f" dropout {dropout:g}" if dropout else "")
+
+
 #: Lever fields of a run's config and how the method label shows a non-default value.
 LEVERS = (("synthetic_per_class", "{}/class"), ("synthetic_ratio", "ratio {:g}"), ("balance", "balance"),
           ("synthetic_weight", "weight {:g}"), ("min_confidence", "conf≥{:g}"), ("finetune_epochs", "ft {}"),
@@ -91,7 +97,7 @@ def summarise(records: list[dict]) -> list[dict]:
     """One row per (dataset, protocol with its parameters, classifier, recipe, method with its levers)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        groups[(r["dataset"], protocol_label(r), r["classifier"], r["recipe"], method_label(r))].append(r)
+        groups[(r["dataset"], protocol_label(r), classifier_label(r), r["recipe"], method_label(r))].append(r)
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
         dataset, protocol, classifier, recipe, method = key
@@ -316,7 +322,8 @@ def write_report(out: str | Path) -> list[Path]:
     body = [f"<h1>synthmed report</h1><ul>{''.join(f'<li>{html.escape(x)}</li>' for x in _header(records))}</ul>"]
     written = []
     for index, (title, group) in enumerate(_by_group(rows).items()):
-        runs = [r for r in records if _group_title({**r, "protocol": protocol_label(r)}) == title]
+        runs = [r for r in records
+                if _group_title({**r, "protocol": protocol_label(r), "classifier": classifier_label(r)}) == title]
         png = _plot(runs, title)
         png_path = out / f"report_{index}.png"
         atomic_write_bytes(png_path, png)

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.augment import create_augmenter
+from synthmed.augment.generative import TorchGenerator
 from synthmed.data import Dataset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_json
 from synthmed.experiment.store import ResultStore
-from synthmed.experiment.synthesis import SynthesisPlan, synthesise, write_artifacts
+from synthmed.experiment.synthesis import SynthesisPlan, fit_generator, synthesise, write_artifacts
 from synthmed.nets.classifiers import check_classifier
 from synthmed.train.checkpoint import save_checkpoint
 from synthmed.train.recipes import get_recipe
@@ -52,6 +53,7 @@ class RunSpec:
     stratified: bool = False
     precision: str = "auto"
     method_params: dict = field(default_factory=dict)
+    dropout: float = 0.0  # before the classifier head; TSynD's MC dropout needs it (use it for baselines too)
     # levers for generative methods (see experiment/synthesis.py)
     synthetic_per_class: int | None = None
     synthetic_ratio: float | None = None
@@ -113,7 +115,13 @@ class Runner:
         for spec in specs:
             get_recipe(spec.recipe, spec.epochs)
             check_classifier(spec.classifier)
-            if create_augmenter(spec.method, **spec.method_params).generative:
+            augmenter = create_augmenter(spec.method, **spec.method_params)
+            if getattr(augmenter, "needs_dropout", False) and not spec.dropout:
+                raise SynthmedError(f"{spec.method} measures uncertainty by MC dropout: give --dropout P (e.g. 0.2), "
+                                    "and the same for the methods it is compared with")
+            if not 0 <= spec.dropout < 1:
+                raise SynthmedError(f"--dropout {spec.dropout} must be in [0, 1)")
+            if augmenter.generative:
                 spec.plan().check()
             elif spec.min_confidence is not None or spec.finetune_epochs or spec.synthetic_weight != 1.0:
                 raise SynthmedError(f"--min-confidence, --finetune-epochs and --synthetic-weight apply to generative "
@@ -163,11 +171,15 @@ class Runner:
             augmenter, synthetic = synthesis.augmenter, (synthesis.images, synthesis.labels)
             write_artifacts(run_dir / "synthetic", synthesis, data, subset, spec.seed,
                             f"{data.name} {spec.protocol} · {spec.method} · seed {spec.seed}")
+        elif isinstance(augmenter, TorchGenerator):  # trained in the loop (TSynD): its autoencoder is cached
+            if on_status:
+                on_status(f"fitting {spec.method}'s autoencoder")
+            augmenter = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)[0]
         else:
             augmenter.fit(subset.train.images, subset.train.labels, seed=spec.seed)
         recipe = get_recipe(spec.recipe, spec.epochs)
         train_config = TrainConfig(recipe, spec.classifier, spec.patience, spec.paper_style, self.device,
-                                   spec.precision)
+                                   spec.precision, dropout=spec.dropout)
         if on_status:
             on_status("classifier")
         fit = train_classifier(subset.train, subset.val, subset.test, data.n_classes, data.task, train_config,
@@ -199,7 +211,8 @@ class Runner:
             "n_synthetic": fit.extra["n_train_synthetic"],
             "metrics": {"val": fit.val, "test": fit.test, "history": fit.history,
                         **({"synthetic": synthesis.summary()} if synthesis else {}),
-                        **({"finetune": fit.extra["finetune"]} if "finetune" in fit.extra else {})},
+                        **({"finetune": fit.extra["finetune"]} if "finetune" in fit.extra else {}),
+                        **({"rounds": augmenter.rounds_} if getattr(augmenter, "rounds_", None) else {})},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
         }
         with ResultStore(self.out / "results.sqlite") as store:

@@ -154,6 +154,7 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
     opt, sched = _optimizer(model, recipe)
     loss_fn = _Loss(task)
 
+    n_fixed = len(y_train)  # real + pre-generated synthetic; images added during training come after
     history: list[dict] = []
     best_key, best_state, best_epoch, stale = None, None, 0, 0
     start = time.perf_counter()
@@ -201,6 +202,8 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
             on_epoch(row)
         extra = augmenter.on_epoch_end(model, epoch)
         if extra is not None and len(extra[1]):
+            if getattr(augmenter, "replace_synthetic", False):  # drop the previous round's images
+                x_train, y_train, w_train = x_train[:n_fixed], y_train[:n_fixed], w_train[:n_fixed]
             x_train = torch.cat([x_train, to_tensor(extra[0])])
             y_train = torch.cat([y_train, torch.from_numpy(extra[1])])
             w_train = torch.cat([w_train, torch.full((len(extra[1]),), float(synthetic_weight))])

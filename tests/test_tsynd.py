@@ -1,0 +1,159 @@
+"""Seed 001: epistemic uncertainty (MC dropout, ensembles, entropy, BALD) and TSynD's latent optimisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from synthmed.augment import create_augmenter
+from synthmed.augment.generative import TorchGenerator
+from synthmed.data.dataset import Split
+from synthmed.errors import SynthmedError
+from synthmed.metrics.uncertainty import (
+    ensemble_samples,
+    image_uncertainty,
+    mc_dropout_samples,
+    mutual_information,
+    predictive_entropy,
+    split_head,
+)
+from synthmed.nets.classifiers import build_classifier
+from synthmed.train.recipes import get_recipe
+from synthmed.train.trainer import TrainConfig, to_tensor, train_classifier
+
+
+def test_mutual_information_of_identical_samples_is_zero_and_uniform_entropy_is_log_c():
+    probs = torch.softmax(torch.randn(1, 6, 4), -1).expand(5, 6, 4)  # 5 identical "samples"
+    assert torch.allclose(mutual_information(probs), torch.zeros(6), atol=1e-6)
+    uniform = torch.full((3, 2, 4), 0.25)
+    assert torch.allclose(predictive_entropy(uniform), torch.full((2,), math.log(4)))
+    # confident samples that disagree: maximal MI = log 2 for two classes
+    split = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert mutual_information(split).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_deterministic_model_has_zero_mi_and_dropout_model_has_some():
+    x = torch.randn(4, 1, 28, 28)
+    plain = build_classifier("resnet18", 1, 3)
+    with pytest.raises(SynthmedError, match="--dropout"):
+        mc_dropout_samples(plain, x)
+    assert torch.allclose(image_uncertainty([plain, plain], x)["mi"], torch.zeros(4), atol=1e-6)
+    model = build_classifier("resnet18", 1, 3, dropout=0.5)
+    samples = mc_dropout_samples(model, x, samples=8)
+    assert samples.shape == (8, 4, 3) and not model.training
+    assert (mutual_information(samples) > 0).all()
+    # the head-only shortcut samples the same distribution as full passes (BatchNorm frozen in both)
+    backbone, head = split_head(model)
+    model.eval()
+    assert torch.allclose(head(backbone(x)), model(x), atol=1e-5)
+    assert ensemble_samples([plain, model], x).shape == (2, 4, 3)
+
+
+def _blobs(n: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(60, 120, (n, 28, 28)).astype(np.uint8)
+    images[labels == 1, 10:18, 10:18] = 230
+    return Split(images, labels)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A briefly trained dropout classifier and a briefly trained TSynD autoencoder on a toy problem."""
+    train, val = _blobs(64, 0), _blobs(16, 1)
+    config = TrainConfig(get_recipe("medmnist", 2), precision="fp32", device="cpu", dropout=0.5)
+    fit = train_classifier(train, val, val, 2, "binary-class", config, seed=0)
+    tsynd = create_augmenter("tsynd", epochs=3, width=8, steps=4, eta=0.1, mc_samples=6, budget=0.125,
+                             every=1, device="cpu").fit(train.images, train.labels, seed=0)
+    return fit.model, tsynd, train
+
+
+@pytest.mark.parametrize("kind, constraint", [("mi", "ball"), ("entropy", "ball"), ("mi", "l2")])
+def test_latent_optimisation_raises_the_classifiers_uncertainty(trained, kind, constraint):
+    model, tsynd, train = trained
+    tsynd.params.update(uncertainty=kind, constraint=constraint)
+    torch.manual_seed(0)
+    z0, z, stats = tsynd.optimise_latents(model, to_tensor(train.images[:8]))
+    assert z.shape == z0.shape and z.shape[1:] == (8, 7, 7) and not torch.equal(z, z0)
+    assert stats["uncertainty_end"] > stats["uncertainty_start"]
+    shift = ((z - z0).flatten(1).norm(dim=1) / z0.flatten(1).norm(dim=1)).max().item()
+    assert shift <= tsynd.params["radius"] + 1e-5 if constraint == "ball" else shift > 0
+
+
+def test_rounds_add_images_with_their_source_labels(trained):
+    model, tsynd, train = trained
+    tsynd.params.update(uncertainty="mi", constraint="ball")
+    images, labels = tsynd.on_epoch_end(model, epoch=1)
+    assert images.dtype == np.uint8 and images.shape == (8, 28, 28) and labels.dtype == np.int64
+    assert set(labels.tolist()) <= {0, 1} and len(tsynd.rounds_) >= 1 and tsynd.rounds_[-1]["n"] == 8
+    assert model.training  # handed back ready to train
+    assert create_augmenter("tsynd", every=3).on_epoch_end(model, epoch=2) is None
+
+
+def test_random_latent_moves_by_the_same_distance_in_another_direction(trained):
+    _, tsynd, _ = trained
+    rand = create_augmenter("random-latent", device="cpu")
+    rand._set_sources(np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.int64), 0)
+    z0, z = torch.randn(5, 8, 7, 7), torch.randn(5, 8, 7, 7)
+    moved = rand.move(z0, z)
+    dist = lambda a: (a - z0).flatten(1).norm(dim=1)  # noqa: E731
+    assert torch.allclose(dist(moved), dist(z), atol=1e-4) and not torch.allclose(moved, z)
+    assert torch.equal(tsynd.move(z0, z), z)
+
+
+def test_save_load_keeps_the_autoencoder_and_the_round_draws(trained, tmp_path):
+    model, tsynd, train = trained
+    tsynd.save(tmp_path / "t.pt")
+    a = TorchGenerator.load(tmp_path / "t.pt")
+    b = TorchGenerator.load(tmp_path / "t.pt")
+    assert a.name == "tsynd" and np.array_equal(a.source_images_, train.images)
+    torch.manual_seed(0)
+    first = a.on_epoch_end(model, 1)
+    torch.manual_seed(0)
+    second = b.on_epoch_end(model, 1)
+    assert np.array_equal(first[1], second[1]) and np.array_equal(first[0], second[0])
+
+
+def test_tsynd_is_refused_without_dropout_and_outside_run(trained):
+    from synthmed.experiment.runner import Runner, RunSpec
+
+    _, tsynd, _ = trained
+    with pytest.raises(SynthmedError, match="synthmed run"):
+        tsynd.sample({0: 1})
+    with pytest.raises(SynthmedError, match="uncertainty='bald'"):
+        create_augmenter("tsynd", uncertainty="bald")
+
+    class NoData(Runner):
+        def dataset(self, spec):  # validation fails before the data are needed
+            raise AssertionError("data should not be loaded")
+
+    with pytest.raises(SynthmedError, match="--dropout"):
+        NoData("/tmp/never").validate([RunSpec("breastmnist", method="tsynd")])
+
+
+def test_trainer_replace_mode_keeps_only_the_last_round():
+    class Adds(nn.Module):
+        pass
+
+    from synthmed.augment.base import Augmenter
+
+    class TwoRounds(Augmenter):
+        replace_synthetic = True
+        sizes: list[int] = []
+
+        def on_epoch_end(self, classifier, epoch):
+            return np.zeros((3 * epoch, 28, 28), np.uint8), np.zeros(3 * epoch, np.int64)
+
+        def transform_batch(self, batch, generator):
+            TwoRounds.sizes.append(len(batch))
+            return batch
+
+    train, val = _blobs(8, 0), _blobs(8, 1)
+    config = TrainConfig(get_recipe("medmnist", 3, batch_size=64), precision="fp32", device="cpu")
+    fit = train_classifier(train, val, val, 2, "binary-class", config, augmenter=TwoRounds())
+    # epoch 1: 8 real; epoch 2: 8 + 3 from round 1; epoch 3: 8 + 6 from round 2 (round 1 replaced)
+    assert TwoRounds.sizes == [8, 11, 14] and fit.extra["n_train_synthetic"] == 9
