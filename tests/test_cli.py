@@ -58,7 +58,7 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
     out = tmp_path / "gen"
     args = ["run", "-d", "breastmnist", "--per-class", "12", "-m", "none,cvae", "--seeds", "0", "--epochs", "1",
             "--generator-epochs", "2", "--synthetic-per-class", "6", "--fidelity-epochs", "1",
-            "--synthetic-weight", "0.5,1", "--precision", "fp32", "--out", str(out)]
+            "--synthetic-weight", "0.5,1", "--precision", "fp32", "--track-fid-every", "1", "--out", str(out)]
     result = synthmed(*args, root=real_root)
     assert result.returncode == 0, result.stderr
     records = json.loads(synthmed("report", str(out), "--format", "json").stdout)
@@ -68,16 +68,19 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
         synthetic = r["metrics"]["synthetic"]
         assert r["n_synthetic"] == synthetic["n"] == 12 and 0.0 <= synthetic["fidelity"] <= 1.0
         assert synthetic["near_copy_share"] is not None and isinstance(synthetic["flags"], list)
+        assert synthetic["fid"] > 0 and synthetic["kid"] is not None and 0 <= synthetic["coverage"] <= 1
+        assert [p["epoch"] for p in synthetic["fid_over_epochs"]] == [1, 2]
         run_dir = out / "runs" / r["run_id"]
         for name in ("synthetic.npz", "synthetic.json", "synthetic_grid.png", "synthetic_losses.png",
-                     "synthetic_closest.png", "synthetic_audit.json"):
+                     "synthetic_closest.png", "synthetic_audit.json", "synthetic_tsne.png", "synthetic_fid.png"):
             assert (run_dir / name).stat().st_size > 0, name
     # the second lever setting reused the first one's generator and reference classifier
     assert [r["metrics"]["synthetic"]["generator_cached"] for r in cvae].count(True) == 1
     assert len(list((out / "cache" / "generators").iterdir())) == 1
     report = (out / "report.md").read_text()
     assert "Synthetic data: class fidelity, memorisation, collapse" in report and "cvae 6/class weight 0.5" in report
-    assert report.count("synthetic_grid.png") == 2
+    assert report.count("synthetic_grid.png") == 2 and report.count("synthetic_tsne.png") == 2
+    assert "FID / KID (in-domain features, mean over seeds) during generator training" in report
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
 
 

@@ -30,7 +30,8 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
           "no_verify": bool, "report": bool, "save_model": bool, "balance": bool, "generator_epochs": int,
-          "generator_seed": int, "fidelity": bool, "fidelity_epochs": int, "method_param": dict, "dropout": float}
+          "generator_seed": int, "fidelity": bool, "fidelity_epochs": int, "method_param": dict, "dropout": float,
+          "track_fid_every": int}
 GENERATOR_CACHE = typer.Option(None, "--generator-cache", "--cache-dir", help="Folder of cached trained generators "
                                "and reference classifiers, reused when method, data subset and seed match "
                                "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].")
@@ -130,6 +131,8 @@ def run(
     fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity", help="Measure class fidelity of generated sets "
                                   "(trains a cached reference classifier per dataset, subset and seed)."),
     fidelity_epochs: int = FIDELITY_EPOCHS,
+    track_fid_every: int = typer.Option(None, "--track-fid-every", help="Record the generator's FID and KID "
+                                        "(in-domain features) every K epochs of its training."),
     generator_cache: Path = GENERATOR_CACHE,
     device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where fast) | fp32 | bf16."),
@@ -167,6 +170,7 @@ def _run(o: dict) -> None:
                    precision=o["precision"], balance=o["balance"],
                    method_grid=_method_grid(o["method_param"], o["generator_epochs"]),
                    generator_seed=o["generator_seed"], fidelity=o["fidelity"], fidelity_epochs=o["fidelity_epochs"],
+                   track_fid_every=o["track_fid_every"],
                    levers={"synthetic_per_class": _levers(o["synthetic_per_class"], int),
                            "synthetic_ratio": _levers(o["synthetic_ratio"], float),
                            "synthetic_weight": _levers(o["synthetic_weight"], float),
@@ -244,6 +248,7 @@ def generate(
                                   "ResNet-18 trained on the real subset (cached, minutes on a CPU)."),
     min_confidence: float = typer.Option(None, "--min-confidence", help=MIN_CONFIDENCE_HELP.format(4)),
     fidelity_epochs: int = FIDELITY_EPOCHS,
+    track_fid_every: int = typer.Option(None, "--track-fid-every", help="Record FID and KID every K epochs."),
     cache_dir: Path = GENERATOR_CACHE,
     device: str = DEVICE,
     precision: str = typer.Option("auto", "--precision", help="Reference classifier: auto | fp32 | bf16."),
@@ -262,7 +267,7 @@ def generate(
         raise SynthmedError(f"method {method!r} does not generate images; choose a generative one "
                             "(ae, cvae, cgan, conv-ae, conv-cvae, conv-cgan)")
     plan = SynthesisPlan(method, {"epochs": epochs} if epochs is not None else {}, per_class, ratio, balance,
-                         min_confidence, fidelity, fidelity_epochs)
+                         min_confidence, fidelity, fidelity_epochs, track_fid_every=track_fid_every)
     plan.check()
     data = load_dataset(dataset, size=size, data_root=data_root, verify=not no_verify, seed=seed)
     subset = make_subset(data, protocol, seed=seed, per_class=per_class_train, fraction=fraction,
@@ -289,8 +294,11 @@ def generate(
         console.print(f"confidence filter >= {min_confidence}: kept {report['filter']['kept_share']:.0%} of the "
                       f"requested images from {report['filter']['candidates']} candidates", soft_wrap=True)
     if "fidelity" in report:
+        overall = report["distribution"]["overall"]
         console.print(f"class fidelity: {report['fidelity']['accuracy']:.3f} "
-                      f"(reference test ACC {report['fidelity']['reference']['test']['acc']:.3f})", soft_wrap=True)
+                      f"(reference test ACC {report['fidelity']['reference']['test']['acc']:.3f}); in-domain FID "
+                      f"{overall['fid']:.2f}, KID {overall['kid_mean']:.4f}, precision {overall['precision']:.2f}, "
+                      f"recall {overall['recall']:.2f}", soft_wrap=True)
     if report["flags"]:
         console.print(f"[bold yellow]warning:[/] failed checks: {', '.join(report['flags'])}; see "
                       f"{out.with_suffix('').name}_audit.json before using this set", highlight=False, soft_wrap=True)

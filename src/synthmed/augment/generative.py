@@ -116,6 +116,9 @@ class TorchGenerator(Augmenter):
     """
 
     generative = True
+    #: Optional ``monitor(model, epoch) -> dict | None`` called after every epoch of the main training phase
+    #: (e.g. FID tracking); its non-empty results are kept in ``monitor_history_`` and saved with the model.
+    monitor: Any = None
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**check_params(self.name, params))
@@ -201,6 +204,8 @@ class TorchGenerator(Augmenter):
         ``epochs`` (default: the ``epochs`` param) lets a method run it more than once, e.g. BAGAN-GP's
         autoencoder pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
         self.history_, self._step = [], 0
+        if epochs is None:
+            self.monitor_history_: list[dict] = []
         batch, n = self.params["batch_size"], len(x)
         n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
         for epoch in range(1, (self.params["epochs"] if epochs is None else epochs) + 1):
@@ -216,6 +221,10 @@ class TorchGenerator(Augmenter):
                     sums[key] = sums.get(key, 0.0) + value * len(idx)
                     seen[key] = seen.get(key, 0) + len(idx)
             self.history_.append({"epoch": epoch, **{key: sums[key] / seen[key] for key in sums}})
+            if self.monitor is not None and epochs is None:
+                measured = self.monitor(self, epoch)
+                if measured:
+                    self.monitor_history_.append({"epoch": epoch, **measured})
 
     def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         nets = self._fitted()
@@ -239,7 +248,7 @@ class TorchGenerator(Augmenter):
             "state": {name: net.state_dict() for name, net in nets.items()},
             "meta": {"format": FILE_FORMAT, "method": self.name, "n_classes": self.n_classes_,
                      "image_shape": list(self.image_shape_), "class_counts": self.class_counts_,
-                     "history": self.history_},
+                     "history": self.history_, "monitor_history": getattr(self, "monitor_history_", [])},
             "extra": self.extra_state(),
         }
         buffer = io.BytesIO()
@@ -263,6 +272,7 @@ class TorchGenerator(Augmenter):
         model.image_shape_ = tuple(meta["image_shape"])
         model.class_counts_ = list(meta["class_counts"])
         model.history_ = list(meta["history"])
+        model.monitor_history_ = list(meta.get("monitor_history", []))
         model.device_ = resolve_device(device)
         model.nets_ = model._build()
         try:

@@ -140,6 +140,9 @@ def _synthetic_summary(runs: list[dict]) -> dict | None:
             "near_copy": interval(values("near_copy_share")), "held_out": interval(values("held_out_near_copy_share")),
             "diversity": interval(values("min_diversity")), "kept": interval(values("kept_share")),
             "candidates": interval(values("fidelity_candidates")),
+            "fid": interval(values("fid")), "kid": interval(values("kid")), "precision": interval(values("precision")),
+            "recall": interval(values("recall")), "coverage": interval(values("coverage")),
+            "fid_over_epochs": [p["fid_over_epochs"] for p in parts if p.get("fid_over_epochs")],
             "generator_s": interval(fit_seconds), "flags": dict(flags),
             "reconstructions": any(p["reconstructions_by_design"] for p in parts)}
 
@@ -150,6 +153,44 @@ def _first_grid(runs: list[dict]) -> str | None:
         if (r.get("metrics") or {}).get("synthetic"):
             return f"runs/{r['run_id']}/synthetic_grid.png"
     return None
+
+
+FIGURE_CAPTIONS = {"grid": "image grid, top row real", "tsne": "t-SNE of in-domain features, real vs synthetic",
+                   "fid": "FID / KID over generator training"}
+
+
+def _figures(out: Path, row: dict) -> list[tuple[str, str]]:
+    """(kind, relative path) of the lowest seed's figures that exist: grid, t-SNE, FID over epochs."""
+    if not row.get("grid"):
+        return []
+    found = [(kind, row["grid"].replace("_grid.png", f"_{kind}.png")) for kind in FIGURE_CAPTIONS]
+    return [(kind, path) for kind, path in found if (out / path).exists()]
+
+
+def _fid_over_epochs(rows: list[dict]) -> tuple[list[str], str]:
+    """Markdown and HTML tables of mean FID / KID per tracked epoch and method (seed 002's Table 4)."""
+    series = {}
+    for row in rows:
+        by_epoch: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for tracked in row["synthetic"]["fid_over_epochs"]:
+            for point in tracked:
+                by_epoch[point["epoch"]].append((point["fid"], point["kid"]))
+        if by_epoch:
+            series[row["method"]] = {e: (np.mean([f for f, _ in v]), np.mean([k for _, k in v]))
+                                     for e, v in sorted(by_epoch.items())}
+    if not series:
+        return [], ""
+    epochs = sorted({e for s in series.values() for e in s})
+    header = ["method", *[f"epoch {e}" for e in epochs]]
+    cells = [[m, *[f"{s[e][0]:.2f} / {s[e][1]:.4f}" if e in s else "" for e in epochs]] for m, s in series.items()]
+    md = ["FID / KID (in-domain features, mean over seeds) during generator training:", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+          *["| " + " | ".join(c) + " |" for c in cells], ""]
+    page = ("<p>FID / KID (in-domain features, mean over seeds) during generator training:</p><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
+            + "</table>")
+    return md, page
 
 
 def _fmt(mean_std_ci: tuple[float, float, float]) -> str:
@@ -190,7 +231,8 @@ def _cells(row: dict) -> list[str]:
             else str(row["epochs"][0])]
 
 
-SYNTH_HEADER = ["method", "images / run", "class fidelity (mean ± std)", "reference test ACC", "near-copies",
+SYNTH_HEADER = ["method", "images / run", "class fidelity (mean ± std)", "reference test ACC", "FID (in-domain)",
+                "KID", "precision / recall / coverage", "near-copies",
                 "near-copies of real val images", "diversity (min class)", "kept by filter",
                 "generator fit (s, uncached)", "flags"]
 
@@ -213,7 +255,11 @@ def _synthetic_cells(row: dict) -> list[str]:
     fidelity = _mean_std(syn["fidelity"])
     if not math.isnan(syn["candidates"][0]):
         fidelity += f" (before filter {syn['candidates'][0]:.3f})"
-    return [row["method"], str(syn["per_run"]), fidelity, _mean_std(syn["reference_acc"]), near,
+    prc = " / ".join("–" if math.isnan(syn[k][0]) else f"{syn[k][0]:.2f}" for k in ("precision", "recall", "coverage"))
+    fid = "–" if math.isnan(syn["fid"][0]) else f"{syn['fid'][0]:.2f}" + (
+        "" if math.isnan(syn["fid"][1]) else f" ± {syn['fid'][1]:.2f}")
+    kid = "–" if math.isnan(syn["kid"][0]) else f"{syn['kid'][0]:.4f}"
+    return [row["method"], str(syn["per_run"]), fidelity, _mean_std(syn["reference_acc"]), fid, kid, prc, near,
             _mean_std(syn["held_out"], percent=True), _mean_std(syn["diversity"]), _mean_std(syn["kept"], percent=True),
             f"{syn['generator_s'][0]:.0f}" if not math.isnan(syn["generator_s"][0]) else "–", flags]
 
@@ -294,6 +340,9 @@ NOTES = [
     "image is below 0.1 x the median nearest-neighbour distance inside the training set, beside the same share "
     "for real validation images. Diversity: median pairwise distance of a class's synthetic images over that of "
     "its real images (collapse below 0.1).",
+    "FID, KID, precision / recall / coverage: synthetic vs the real training subset in the feature space of the "
+    "same reference classifier (its 512-d penultimate layer). In-domain numbers are not comparable with published "
+    "ImageNet-Inception FIDs; KID's subset size adapts to small sets.",
     "Published numbers are shown only for a method at the paper's setting (no lever changed).",
 ]
 
@@ -335,11 +384,13 @@ def write_report(out: str | Path) -> list[Path]:
         md += ["", f"![{title}]({png_path.name})", ""]
         synthetic_rows = [row for row in group if row["synthetic"]]
         if synthetic_rows:
-            md += ["### Synthetic data: class fidelity, memorisation, collapse", "",
+            md += ["### Synthetic data: class fidelity, memorisation, collapse, FID", "",
                    "| " + " | ".join(SYNTH_HEADER) + " |", "|" + "---|" * len(SYNTH_HEADER)]
             md += ["| " + " | ".join(_synthetic_cells(row)) + " |" for row in synthetic_rows]
-            md += ["", *[f"![{row['method']} grid]({row['grid']})" for row in synthetic_rows
-                         if row["grid"] and (out / row["grid"]).exists()], ""]
+            fid_md, fid_html = _fid_over_epochs(synthetic_rows)
+            md += ["", *fid_md]
+            md += [f"![{row['method']} {kind}]({path})" for row in synthetic_rows for kind, path in _figures(out, row)]
+            md += [""]
         cells = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
         table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row)) + "</tr>"
                              for row in group)
@@ -351,12 +402,12 @@ def write_report(out: str | Path) -> list[Path]:
             cells = "".join(f"<th>{html.escape(h)}</th>" for h in SYNTH_HEADER)
             table_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _synthetic_cells(row))
                                  + "</tr>" for row in synthetic_rows)
-            grids = "".join(f"<figure><figcaption>{html.escape(row['method'])} (lowest seed; top row real)"
-                            f"</figcaption><img alt='image grid' src='data:image/png;base64,"
-                            f"{base64.b64encode((out / row['grid']).read_bytes()).decode()}'></figure>"
-                            for row in synthetic_rows if row["grid"] and (out / row["grid"]).exists())
-            body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse</h3><table><tr>{cells}</tr>"
-                        f"{table_rows}</table>{grids}")
+            grids = "".join(f"<figure><figcaption>{html.escape(row['method'])}: {FIGURE_CAPTIONS[kind]} (lowest "
+                            f"seed)</figcaption><img alt='{kind}' src='data:image/png;base64,"
+                            f"{base64.b64encode((out / path).read_bytes()).decode()}'></figure>"
+                            for row in synthetic_rows for kind, path in _figures(out, row))
+            body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse, FID</h3><table><tr>{cells}</tr>"
+                        f"{table_rows}</table>{fid_html}{grids}")
     failures = failed_runs(out, {r["run_id"] for r in records})
     if failures:
         md += ["## Failed runs (no record; the same command retries them)", "",

@@ -64,11 +64,12 @@ class RunSpec:
     generator_seed: int | None = None
     fidelity: bool = True
     fidelity_epochs: int = 30
+    track_fid_every: int | None = None
 
     def plan(self) -> SynthesisPlan:
         return SynthesisPlan(self.method, dict(self.method_params), self.synthetic_per_class, self.synthetic_ratio,
                              self.balance, self.min_confidence, self.fidelity, self.fidelity_epochs,
-                             self.generator_seed)
+                             self.generator_seed, self.track_fid_every)
 
     def key(self, dataset_md5: str | None) -> tuple[str, dict]:
         """The run id (a hash of the config and the data file's MD5) and the config it hashes."""
@@ -252,4 +253,4 @@ def expand(datasets: list[str], methods: list[str], seeds: list[int], levers: di
 
 #: RunSpec fields that only generative methods use (kept at their defaults for the others, so a lever sweep
 #: does not rerun or duplicate the none / flip baselines).
-GENERATOR_ONLY = ("balance", "generator_seed", "fidelity", "fidelity_epochs")
+GENERATOR_ONLY = ("balance", "generator_seed", "fidelity", "fidelity_epochs", "track_fid_every")

@@ -54,6 +54,7 @@ class SynthesisPlan:
     fidelity: bool = True  # measure class fidelity (trains or reloads the cached reference classifier)
     fidelity_epochs: int = 30
     generator_seed: int | None = None  # None: the run seed
+    track_fid_every: int | None = None  # record FID / KID of the generator every K epochs of its training
 
     def check(self) -> None:
         chosen = [name for name, value in (("--synthetic-per-class", self.per_class),
@@ -69,6 +70,8 @@ class SynthesisPlan:
             raise SynthmedError(f"--min-confidence {self.min_confidence} must be in (0, 1), e.g. 0.8")
         if self.fidelity_epochs < 1:
             raise SynthmedError(f"--fidelity-epochs {self.fidelity_epochs} must be at least 1")
+        if self.track_fid_every is not None and self.track_fid_every < 1:
+            raise SynthmedError(f"--track-fid-every {self.track_fid_every} must be at least 1 (epochs)")
 
 
 @dataclass
@@ -81,12 +84,18 @@ class Synthesis:
     generator_cached: bool
     generator_seconds: float
     generator_path: Path | None
+    real_features: np.ndarray | None = None  # in-domain features of the real training subset (t-SNE)
+    synthetic_features: np.ndarray | None = None
 
     def summary(self) -> dict:
         """The figures a run record keeps (the full audit goes to audit.json)."""
         mem, col = self.audit["memorisation"], self.audit["collapse"]
         fid = self.audit.get("fidelity") or {}
-        return {"n": int(len(self.labels)), "counts": {str(c): n for c, n in self.counts.items()},
+        dist = (self.audit.get("distribution") or {}).get("overall") or {}
+        return {"fid": dist.get("fid"), "kid": dist.get("kid_mean"), "precision": dist.get("precision"),
+                "recall": dist.get("recall"), "coverage": dist.get("coverage"),
+                "fid_over_epochs": self.audit.get("fid_over_epochs"),
+                "n": int(len(self.labels)), "counts": {str(c): n for c, n in self.counts.items()},
                 "fidelity": fid.get("accuracy"), "fidelity_candidates": (self.audit.get("filter") or {}).get(
                     "candidate_fidelity"),
                 "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
@@ -109,21 +118,46 @@ def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None =
     return {c: int(DEFAULT_SYNTHETIC_PER_CLASS if per_class is None else per_class) for c in range(n_classes)}
 
 
-def generator_key(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int) -> dict:
-    """What determines a generator's weights (not the device it trained on)."""
+def generator_key(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int,
+                  track_fid_every: int | None = None) -> dict:
+    """What determines a generator's weights (not the device it trained on), and its FID tracking, whose
+    history is saved with it."""
     indices = json.dumps([subset.train_indices.tolist()])
     params = {k: v for k, v in augmenter.config().items() if k != "device"}
-    return {"params": params, "dataset": data.name, "dataset_md5": data.md5, "size": data.size,
-            "protocol": subset.protocol, "train_sha256": hashlib.sha256(indices.encode()).hexdigest(), "seed": seed}
+    key = {"params": params, "dataset": data.name, "dataset_md5": data.md5, "size": data.size,
+           "protocol": subset.protocol, "train_sha256": hashlib.sha256(indices.encode()).hexdigest(), "seed": seed}
+    return key | ({"track_fid_every": track_fid_every} if track_fid_every else {})
+
+
+class FidTracker:
+    """A ``TorchGenerator.monitor``: every ``every`` epochs (and at the last), FID and KID of ``per_class``
+    samples per class against the real training subset, in the in-domain feature space (seed 002, Table 4)."""
+
+    def __init__(self, extractor: object, real_images: np.ndarray, real_labels: np.ndarray, every: int,
+                 per_class: int = 100, seed: int = 0) -> None:
+        self.extractor, self.every, self.seed = extractor, every, seed
+        self.real = extractor.features(real_images)
+        self.counts = {int(c): per_class for c in np.unique(real_labels)}
+
+    def __call__(self, model: TorchGenerator, epoch: int) -> dict | None:
+        if epoch % self.every and epoch != model.params["epochs"]:
+            return None
+        from synthmed.metrics.distribution import distribution_metrics
+
+        images, _ = model.sample(self.counts, seed=self.seed)
+        m = distribution_metrics(self.real, self.extractor.features(images), kid_subsets=20, seed=self.seed)
+        return {"fid": m["fid"], "kid": m["kid_mean"], "kid_std": m["kid_std"]}
 
 
 def fit_generator(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int,
-                  cache_dir: str | Path) -> tuple[Augmenter, bool, float, Path | None]:
+                  cache_dir: str | Path,
+                  monitor: FidTracker | None = None) -> tuple[Augmenter, bool, float, Path | None]:
     """Fit ``augmenter`` on the real training subset, or reload the cached fit. Returns (augmenter, cached,
     fit seconds, cache path)."""
     path = None
     if isinstance(augmenter, TorchGenerator):
-        key = generator_key(augmenter, data, subset, seed)
+        augmenter.monitor = monitor
+        key = generator_key(augmenter, data, subset, seed, monitor.every if monitor else None)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
         if path.exists():
@@ -170,15 +204,20 @@ def synthesise(data: Dataset, subset: Subset, plan: SynthesisPlan, seed: int, ca
         raise SynthmedError("nothing to generate: " + ("the training subset is already balanced; give "
                                                        "--synthetic-per-class N" if plan.balance else
                                                        "every class would get 0 images"))
-    status(f"fitting {plan.method} ({augmenter.params.get('epochs', '?')} epochs)")
-    augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir)
-    reference = None
-    if plan.fidelity or plan.min_confidence is not None:
+    reference = extractor = monitor = None
+    if plan.fidelity or plan.min_confidence is not None or plan.track_fid_every:
+        from synthmed.metrics.distribution import DomainFeatures
         from synthmed.metrics.fidelity import reference_classifier
 
         status("reference classifier (cached after the first time)")
         reference = reference_classifier(data, subset, seed, cache_dir, plan.fidelity_epochs,
                                          device, precision, on_epoch=on_reference_epoch)
+        extractor = DomainFeatures(reference.model, name=f"domain:{data.name} reference ResNet-18 trained on this "
+                                   f"run's real subset ({len(train)} images, {reference.path.stem})")
+        if plan.track_fid_every:
+            monitor = FidTracker(extractor, train.images, train.labels, plan.track_fid_every, seed=gen_seed)
+    status(f"fitting {plan.method} ({augmenter.params.get('epochs', '?')} epochs)")
+    augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
     factor = FILTER_OVERSAMPLE if plan.min_confidence is not None else 1
     images, labels = augmenter.sample({c: n * factor for c, n in counts.items()}, seed=gen_seed)
     filter_info = None
@@ -199,14 +238,24 @@ def synthesise(data: Dataset, subset: Subset, plan: SynthesisPlan, seed: int, ca
                    held_out=subset.val.images, reconstructions=reconstructs(augmenter), seed=seed)
     if filter_info is not None:
         report["filter"] = filter_info
+    real_feats = synth_feats = None
     if plan.fidelity and reference is not None:
+        from synthmed.metrics.distribution import fidelity_from_features
         from synthmed.metrics.fidelity import class_fidelity
 
         report["fidelity"] = {**class_fidelity(reference.model, images, labels, data.task,
                                                reference.meta["precision"]),
                               "reference": {**reference.meta, "path": str(reference.path),
                                             "cached": reference.cached}}
-    return Synthesis(images, labels, augmenter, counts, report, cached, seconds, path)
+        status("FID, KID, precision / recall in the reference's feature space")
+        real_feats, synth_feats = extractor.features(train.images), extractor.features(images)
+        report["distribution"] = fidelity_from_features(real_feats, train.labels, synth_feats, labels,
+                                                        extractor.name, data.class_names, seed=seed)
+    if getattr(augmenter, "monitor_history_", None):
+        report["fid_over_epochs"] = augmenter.monitor_history_
+    if isinstance(augmenter, TorchGenerator):
+        augmenter.monitor = None  # the tracker holds features and a model; the run does not need it any more
+    return Synthesis(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
 
 
 def write_artifacts(stem: str | Path, synthesis: Synthesis, data: Dataset, subset: Subset, seed: int,
@@ -231,6 +280,13 @@ def write_artifacts(stem: str | Path, synthesis: Synthesis, data: Dataset, subse
                                title=title, seed=seed),
             "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
             "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"])}
+    if synthesis.real_features is not None:
+        from synthmed.metrics.distribution import tsne_plot
+
+        pngs["tsne"] = tsne_plot(synthesis.real_features, train.labels, synthesis.synthetic_features,
+                                 synthesis.labels, data.class_names, seed=seed, title=f"t-SNE · {title}")
+    if report.get("fid_over_epochs"):
+        pngs["fid"] = loss_curves(report["fid_over_epochs"], f"{method}: FID / KID over training · {title}")
     for name, png in pngs.items():
         path = Path(f"{stem}_{name}.png")
         atomic_write_bytes(path, png)
