@@ -157,3 +157,39 @@ def test_trainer_replace_mode_keeps_only_the_last_round():
     fit = train_classifier(train, val, val, 2, "binary-class", config, augmenter=TwoRounds())
     # epoch 1: 8 real; epoch 2: 8 + 3 from round 1; epoch 3: 8 + 6 from round 2 (round 1 replaced)
     assert TwoRounds.sizes == [8, 11, 14] and fit.extra["n_train_synthetic"] == 9
+
+
+@pytest.mark.slow
+def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import write_breast_like
+
+    write_breast_like(tmp_path / "data")
+    out = tmp_path / "runs"
+    env = {**os.environ, "SYNTHMED_DATA": str(tmp_path / "data"), "SYNTHMED_OFFLINE": "1"}
+    args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--no-verify", "--protocol", "full",
+            "-m", "none,tsynd", "--seeds", "0", "--epochs", "2", "--dropout", "0.2", "--robustness",
+            "-p", "epochs=2", "-p", "every=1", "-p", "steps=2", "-p", "mc_samples=4", "-p", "width=8",
+            "--precision", "fp32", "--out", str(out)]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"],
+                                        env=env, capture_output=True, text=True, timeout=120).stdout)
+    by_method = {r["method"]: r for r in records}
+    assert set(by_method) == {"none", "tsynd"}
+    for method in ("tsynd",):
+        rounds = by_method[method]["metrics"]["rounds"]
+        assert [r["epoch"] for r in rounds] == [1, 2] and all(r["n"] == 5 for r in rounds)  # 25 % of 20
+        assert by_method[method]["n_synthetic"] == 10  # two rounds accumulated
+    for r in records:
+        rob = r["metrics"]["robustness"]
+        assert {"clean", "perturbations", "attacks"} <= rob.keys() and r["config"]["dropout"] == 0.2
+        with np.load(out / "runs" / r["run_id"] / "cam.npz") as cam:
+            assert cam["eigengradcam"].shape == (8, 28, 28) and cam["images"].dtype == np.uint8
+    report = (out / "report.md").read_text()
+    assert "resnet18 dropout 0.2" in report and "Robustness and explanations" in report
+    assert (out / "report_eigengradcam_0.png").exists() and (out / "report_robustness_0.png").exists()

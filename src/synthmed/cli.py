@@ -31,7 +31,7 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
           "no_verify": bool, "report": bool, "save_model": bool, "balance": bool, "generator_epochs": int,
           "generator_seed": int, "fidelity": bool, "fidelity_epochs": int, "method_param": dict, "dropout": float,
-          "track_fid_every": int}
+          "track_fid_every": int, "robustness": bool}
 GENERATOR_CACHE = typer.Option(None, "--generator-cache", "--cache-dir", help="Folder of cached trained generators "
                                "and reference classifiers, reused when method, data subset and seed match "
                                "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].")
@@ -106,6 +106,8 @@ def run(
     stratified: bool = STRATIFIED,
     dropout: float = typer.Option(0.0, "--dropout", help="Dropout before the classifier head (TSynD's MC dropout "
                                   "needs it; give the baselines the same)."),
+    robustness: bool = typer.Option(False, "--robustness", help="Also score the test split under a fixed suite of "
+                                    "perturbations and FGSM / PGD attacks, and save GradCAM / EigenGradCAM maps."),
     paper_style: bool = typer.Option(False, "--paper-style", help="Also record test scores every epoch to show "
                                      "the optimistic max-over-epochs figure seed 000 reported."),
     synthetic_per_class: str = typer.Option(None, "--synthetic-per-class", help="Generative methods: new images "
@@ -167,6 +169,7 @@ def _run(o: dict) -> None:
                    recipe=o["recipe"], classifier=o["classifier"], epochs=o["epochs"], patience=o["patience"],
                    per_class=o["per_class"], fractions=_split(o["fraction"], float) if o["fraction"] else None,
                    stratified=o["stratified"], paper_style=o["paper_style"], size=o["size"], dropout=o["dropout"],
+                   robustness=o["robustness"],
                    precision=o["precision"], balance=o["balance"],
                    method_grid=_method_grid(o["method_param"], o["generator_epochs"]),
                    generator_seed=o["generator_seed"], fidelity=o["fidelity"], fidelity_epochs=o["fidelity_epochs"],

@@ -347,6 +347,47 @@ NOTES = [
 ]
 
 
+def _robustness_sections(out: Path, records: list[dict], md: list[str], body: list[str],
+                         written: list[Path]) -> tuple[list[str], list[str]]:
+    """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
+    seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
+    from synthmed.metrics.explain import panel_from_maps
+    from synthmed.metrics.robustness import robustness_plot
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if (r.get("metrics") or {}).get("robustness"):
+            groups[_group_title({**r, "protocol": protocol_label(r), "classifier": classifier_label(r)})].append(r)
+    for index, (title, runs) in enumerate(groups.items()):
+        by_method: dict[str, list[dict]] = defaultdict(list)
+        for r in sorted(runs, key=lambda r: (r["method"] != "none", r["seed"])):
+            by_method[method_label(r)].append(r)
+        curves = robustness_plot({m: [r["metrics"]["robustness"] for r in rs] for m, rs in by_method.items()},
+                                 f"robustness · {title}")
+        figures = [("robustness", curves)]
+        columns, images = [], None
+        for method, rs in by_method.items():
+            path = out / "runs" / rs[0]["run_id"] / "cam.npz"
+            if path.exists():
+                with np.load(path, allow_pickle=False) as cam:
+                    images, targets = cam["images"], cam["targets"]
+                    columns.append((f"{method}\nseed {rs[0]['seed']}", "map", cam["eigengradcam"].astype(np.float32),
+                                    cam["probs"]))
+        if columns:
+            names = [str(c) for c in range(int(targets.max()) + 1)]
+            figures.append(("eigengradcam", panel_from_maps(images, targets, names, columns,
+                                                            f"EigenGradCAM of the true class · {title}")))
+        md += [f"## Robustness and explanations: {title}", ""]
+        body.append(f"<h2>Robustness and explanations: {html.escape(title)}</h2>")
+        for kind, png in figures:
+            path = out / f"report_{kind}_{index}.png"
+            atomic_write_bytes(path, png)
+            written.append(path)
+            md += [f"![{kind}]({path.name})", ""]
+            body.append(f"<img alt='{kind}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    return md, body
+
+
 def failed_runs(out: Path, finished: set[str]) -> list[dict]:
     """Runs that left ``error.json`` and have no record (a later success removes the file)."""
     failures = []
@@ -409,6 +450,7 @@ def write_report(out: str | Path) -> list[Path]:
             body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse, FID</h3><table><tr>{cells}</tr>"
                         f"{table_rows}</table>{fid_html}{grids}")
     failures = failed_runs(out, {r["run_id"] for r in records})
+    md, body = _robustness_sections(out, records, md, body, written)
     if failures:
         md += ["## Failed runs (no record; the same command retries them)", "",
                *[f"- `{f['run_id']}` {f['what']}: {f['error']}" for f in failures], ""]

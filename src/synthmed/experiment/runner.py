@@ -25,7 +25,7 @@ from synthmed.augment import create_augmenter
 from synthmed.augment.generative import TorchGenerator
 from synthmed.data import Dataset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.files import atomic_write_json
+from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
 from synthmed.experiment.store import ResultStore
 from synthmed.experiment.synthesis import SynthesisPlan, fit_generator, synthesise, write_artifacts
 from synthmed.nets.classifiers import check_classifier
@@ -65,6 +65,7 @@ class RunSpec:
     fidelity: bool = True
     fidelity_epochs: int = 30
     track_fid_every: int | None = None
+    robustness: bool = False  # test-time perturbations, FGSM / PGD and CAM maps of fixed test images
 
     def plan(self) -> SynthesisPlan:
         return SynthesisPlan(self.method, dict(self.method_params), self.synthetic_per_class, self.synthetic_ratio,
@@ -159,6 +160,33 @@ class Runner:
         (self.out / "runs" / run_id / "error.json").unlink(missing_ok=True)  # an earlier failure, now retried
         return record
 
+    def _robustness(self, fit: object, subset: object, data: Dataset, run_dir: Path, seed: int,
+                    on_status: Callable[[str], None] | None) -> dict:
+        """Accuracy under the fixed perturbation suite and FGSM / PGD on the test split, and CAM maps of fixed
+        test images (``cam.npz``, composed side by side across methods by the report)."""
+        import io
+
+        from synthmed.metrics.explain import cam_maps
+        from synthmed.metrics.robustness import robustness_report
+        from synthmed.train.trainer import predict, to_tensor
+
+        if on_status:
+            on_status("robustness: perturbations and attacks on the test split")
+        test = subset.test
+        report = robustness_report(fit.model, test.images, test.labels, data.task, fit.precision, seed=seed)
+        index = explain_indices(test.labels)
+        x = to_tensor(test.images[index])
+        targets = test.labels[index] if test.labels.ndim == 1 else test.labels[index].argmax(1)
+        probs, _ = predict(fit.model, x, data.task, fit.precision)
+        arrays = {"index": index, "images": test.images[index], "targets": targets,
+                  "probs": probs.numpy()[np.arange(len(index)), targets]}
+        for method in ("gradcam", "eigengradcam"):
+            arrays[method] = cam_maps(fit.model, x, targets, method).astype(np.float16)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(run_dir / "cam.npz", buffer.getvalue())
+        return report
+
     def _execute(self, spec: RunSpec, data: Dataset, run_id: str, config: dict,
                  on_epoch: Callable[[dict], None] | None, on_status: Callable[[str], None] | None) -> dict:
         started = time.perf_counter()
@@ -191,6 +219,7 @@ class Runner:
                 on_status("fine-tuning on real images")
             fit = fine_tune_on_real(fit, subset.train, subset.val, subset.test, data.n_classes, data.task,
                                     train_config, spec.finetune_epochs, seed=spec.seed, on_epoch=on_epoch)
+        robustness = self._robustness(fit, subset, data, run_dir, spec.seed, on_status) if spec.robustness else None
         atomic_write_json(run_dir / "subset.json", subset.indices())
         atomic_write_json(run_dir / "history.json", fit.history)
         atomic_write_json(run_dir / "config.json", config)
@@ -213,7 +242,8 @@ class Runner:
             "metrics": {"val": fit.val, "test": fit.test, "history": fit.history,
                         **({"synthetic": synthesis.summary()} if synthesis else {}),
                         **({"finetune": fit.extra["finetune"]} if "finetune" in fit.extra else {}),
-                        **({"rounds": augmenter.rounds_} if getattr(augmenter, "rounds_", None) else {})},
+                        **({"rounds": augmenter.rounds_} if getattr(augmenter, "rounds_", None) else {}),
+                        **({"robustness": robustness} if robustness else {})},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
         }
         with ResultStore(self.out / "results.sqlite") as store:
@@ -227,11 +257,23 @@ def _product(grid: dict[str, list] | None) -> list[dict]:
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
+#: Test images per class whose GradCAM / EigenGradCAM maps every --robustness run saves.
+CAM_PER_CLASS = 4
+
+
+def explain_indices(labels: np.ndarray, per_class: int = CAM_PER_CLASS) -> np.ndarray:
+    """The test images every run explains: the first ``per_class`` of each class, so panels compare like with
+    like across methods and seeds."""
+    labels = labels if labels.ndim == 1 else labels.argmax(1)
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+
+
 def expand(datasets: list[str], methods: list[str], seeds: list[int], levers: dict[str, list] | None = None,
            method_grid: dict[str, list] | None = None, **common) -> list[RunSpec]:
     """The grid dataset x fraction x method x method parameters x lever setting x seed. ``levers`` maps a
     RunSpec lever field to its values (None = the default), ``method_grid`` a generator hyper-parameter to its
-    values (e.g. seed 002's Table 5 sweep); both multiply only generative methods, which alone use them."""
+    values (e.g. seed 002's Table 5 sweep). Levers multiply only generative methods, which alone use them;
+    hyper-parameters apply to every trained method (generators and TSynD's autoencoder)."""
     fractions = common.pop("fractions", None) or [common.pop("fraction", None)]
     settings = [{k: v for k, v in s.items() if v is not None} for s in _product(levers)]
     param_sets = _product(method_grid)
@@ -239,9 +281,10 @@ def expand(datasets: list[str], methods: list[str], seeds: list[int], levers: di
     for dataset in datasets:
         for fraction in fractions:
             for method in methods:
-                generative = create_augmenter(method).generative
+                augmenter = create_augmenter(method)
+                generative, trainable = augmenter.generative, isinstance(augmenter, TorchGenerator)
                 extra = common if generative else {k: v for k, v in common.items() if k not in GENERATOR_ONLY}
-                for params in (param_sets if generative else [{}]):
+                for params in (param_sets if trainable else [{}]):
                     for setting in (settings if generative else [{}]):
                         for seed in seeds:
                             specs.append(RunSpec(dataset=dataset, method=method, seed=seed, fraction=fraction,

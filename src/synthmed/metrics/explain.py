@@ -165,8 +165,6 @@ def gradcam_panel(models: dict[str, torch.nn.Module], images_uint8: np.ndarray, 
     Maps explain each image's true class (multi-label: its first positive label); each overlay is titled with the
     model's probability of that class. ``layer``: a dotted module name (e.g. ``"layer3.1"``), default layer4[-1].
     """
-    from synthmed.experiment.plots import _png, _pyplot
-
     if not models:
         raise SynthmedError("gradcam_panel needs at least one model; pass {name: model}")
     if images_uint8.dtype != np.uint8 or images_uint8.ndim not in (3, 4) or not len(images_uint8):
@@ -192,6 +190,16 @@ def gradcam_panel(models: dict[str, torch.nn.Module], images_uint8: np.ndarray, 
             diffs = np.stack([perturbation_difference(model, image, int(t), multi_label=multi_label)
                               for image, t in zip(images_uint8, targets)])
             columns.append((f"{name}\nchange", "diff", diffs, None))
+
+    name = "EigenGradCAM" if method == "eigengradcam" else "GradCAM"
+    return panel_from_maps(images_uint8, targets, class_names, columns, title or f"{name} maps of the true class")
+
+
+def panel_from_maps(images_uint8: np.ndarray, targets: np.ndarray, class_names: list[str],
+                    columns: list[tuple[str, str, np.ndarray, np.ndarray | None]], title: str) -> bytes:
+    """PNG of precomputed columns ``(header, "map" | "diff", per-image arrays, per-image probability or None)``
+    beside the images: lets a report put maps saved by different runs side by side."""
+    from synthmed.experiment.plots import _png, _pyplot
 
     plt = _pyplot()
     n_rows, n_cols = len(images_uint8), 1 + len(columns)
@@ -219,7 +227,6 @@ def gradcam_panel(models: dict[str, torch.nn.Module], images_uint8: np.ndarray, 
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or f"{'EigenGradCAM' if method == 'eigengradcam' else 'GradCAM'} maps of the true class",
-                 fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
