@@ -364,3 +364,32 @@ def test_domain_features_on_breastmnist_rank_held_out_images_above_noise(real_ro
     assert held_out["overall"]["coverage"] > bad["overall"]["coverage"] + 0.3
     assert held_out["overall"]["recall"] > bad["overall"]["recall"] + 0.3
     assert [row["class"] for row in held_out["per_class"]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_fidelity_command_scores_held_out_images_closer_than_noisy_ones(real_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    breast = np.load(real_root / "breastmnist.npz")
+    clean = tmp_path / "clean.npz"
+    noisy = tmp_path / "noisy.npz"
+    np.savez(clean, train_images=breast["val_images"], train_labels=breast["val_labels"])
+    noise = np.random.default_rng(0).normal(0, 60, breast["val_images"].shape)
+    np.savez(noisy, train_images=np.clip(breast["val_images"] + noise, 0, 255).astype(np.uint8),
+             train_labels=breast["val_labels"])
+    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+    base = [sys.executable, "-m", "synthmed", "fidelity", "breastmnist", "--domain-epochs", "1", "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache")]
+    fids = []
+    for path in (clean, noisy):
+        out = tmp_path / f"{path.stem}_fidelity.json"
+        result = subprocess.run([*base, str(path), "--out", str(out), "--tsne", str(tmp_path / f"{path.stem}.png")],
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(out.read_text())
+        assert report["features"].startswith("domain:breastmnist") and len(report["per_class"]) == 2
+        fids.append(report["overall"]["fid"])
+        assert (tmp_path / f"{path.stem}.png").read_bytes().startswith(b"\x89PNG")
+    assert fids[1] > fids[0] > 0  # real held-out images are closer to the training split than noisy ones

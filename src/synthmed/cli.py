@@ -307,6 +307,96 @@ def generate(
                       f"{out.with_suffix('').name}_audit.json before using this set", highlight=False, soft_wrap=True)
 
 
+def _load_real(real: str, size: int, data_root: str | None, verify: bool):
+    """REAL as a dataset name (MedMNIST flag or folder:PATH) or the path of a MedMNIST npz file."""
+    from synthmed.data import load_dataset
+
+    if real.endswith(".npz"):
+        path = Path(real)
+        flag = path.stem.rsplit("_", 1)[0] if path.stem.rsplit("_", 1)[-1].isdigit() else path.stem
+        size = int(path.stem.rsplit("_", 1)[1]) if flag != path.stem else 28
+        return load_dataset(flag, size=size, data_root=str(path.parent), verify=verify, download=False)
+    return load_dataset(real, size=size, data_root=data_root, verify=verify)
+
+
+def _load_synthetic(path: Path):
+    """A synthetic set from `synthmed generate` (npz + side-car), or any npz with train_images / train_labels."""
+    from synthmed.augment.export import read_synthetic, sidecar_path
+    from synthmed.data.dataset import check_split
+    from synthmed.data.medmnist import read_npz
+
+    if sidecar_path(path).exists():
+        return read_synthetic(path)[:2]
+    if not path.exists():
+        raise SynthmedError(f"{path} does not exist")
+    arrays = read_npz(path)
+    if "train_images" not in arrays or "train_labels" not in arrays:
+        raise SynthmedError(f"{path} lacks train_images / train_labels (the MedMNIST layout synthmed generate writes)")
+    labels = arrays["train_labels"]
+    split = check_split(path.name, "train", arrays["train_images"], labels, int(labels.max()) + 1, "multi-class")
+    return split.images, split.labels
+
+
+@app.command()
+def fidelity(
+    real: str = typer.Argument(..., help="Real data: a MedMNIST flag (breastmnist), folder:PATH, or a MedMNIST npz."),
+    synthetic: Path = typer.Argument(..., help="Synthetic set: an npz with train_images / train_labels."),
+    features: str = typer.Option("domain", "--features", help="domain (a ResNet-18 trained on the real training "
+                                 "split, cached) | inception (standard FID Inception from --inception-weights)."),
+    inception_weights: Path = typer.Option(None, "--inception-weights", help="Local pt_inception-2015-12-05 "
+                                           "weights file (never downloaded)."),
+    split: str = typer.Option("train", "--split", help="Real split to compare with: train | val | test."),
+    domain_epochs: int = typer.Option(30, "--domain-epochs", help="Epochs of the in-domain extractor."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the full report as JSON here."),
+    tsne: Path = typer.Option(None, "--tsne", help="Write a t-SNE PNG of real and synthetic features here."),
+    cache_dir: Path = GENERATOR_CACHE,
+    device: str = DEVICE,
+    size: int = SIZE,
+    data_root: str = DATA_ROOT,
+    no_verify: bool = NO_VERIFY,
+) -> None:
+    """FID, KID, precision / recall and density / coverage of a synthetic set, overall and per class."""
+    from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
+    from synthmed.metrics.distribution import DomainFeatures, InceptionFeatures, fidelity_from_features, tsne_plot
+
+    if features not in ("domain", "inception"):
+        raise SynthmedError(f"--features {features!r}: choose domain or inception")
+    if split not in ("train", "val", "test"):
+        raise SynthmedError(f"--split {split!r}: choose train, val or test")
+    images, labels = _load_synthetic(synthetic)
+    data = _load_real(real, size, data_root, not no_verify)
+    if features == "inception":
+        extractor = InceptionFeatures(inception_weights, device="cpu" if device == "auto" else device)
+    else:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("in-domain extractor (cached after the first time)", total=domain_epochs)
+            extractor = DomainFeatures.for_dataset(data, cache_dir or _cache_root(), domain_epochs, seed, device,
+                                                   on_epoch=lambda row: progress.advance(task))
+    reference = data.split(split)
+    with console.status("features and metrics"):
+        real_feats, synth_feats = extractor.features(reference.images), extractor.features(images)
+        result = fidelity_from_features(real_feats, reference.labels, synth_feats, labels, extractor.name,
+                                        data.class_names, seed=seed)
+    table = Table(title=f"{synthetic.name} vs {data.name} {split} ({extractor.name[:60]})")
+    for name in ("set", "n real / synth", "FID", "KID (± std)", "precision", "recall", "density", "coverage"):
+        table.add_column(name)
+    rows = [("all", result["overall"])] + [(f"class {r['class']} {r['name'] or ''}"[:28], r)
+                                           for r in result["per_class"] if "fid" in r]
+    for name, m in rows:
+        table.add_row(name, f"{m['n_real']} / {m['n_synthetic']}", f"{m['fid']:.2f}",
+                      f"{m['kid_mean']:.4f} ± {m['kid_std']:.4f}", *(f"{m[k]:.3f}" for k in
+                                                                   ("precision", "recall", "density", "coverage")))
+    Console().print(table)
+    console.print(result["note"], soft_wrap=True)
+    if out:
+        atomic_write_json(out, result)
+    if tsne:
+        atomic_write_bytes(tsne, tsne_plot(real_feats, reference.labels, synth_feats, labels, data.class_names,
+                                           seed=seed, title=f"t-SNE · {synthetic.name} vs {data.name} {split}"))
+
+
 @app.command("report")
 def report_cmd(
     out: Path = typer.Argument(..., help="Run folder holding results.sqlite."),
