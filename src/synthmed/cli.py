@@ -231,7 +231,8 @@ def _cache_root() -> Path:
 @app.command()
 def generate(
     dataset: str = typer.Option(..., "--dataset", "-d", help="MedMNIST flag or folder:PATH."),
-    method: str = typer.Option(..., "--method", "-m", help="Generative method (ae, cvae, cgan, conv-ae, ...)."),
+    method: str = typer.Option(..., "--method", "-m", help="Generative method (ae, cvae, cgan, conv-*, dcgan, "
+                                "wgan, wgan-gp, lsgan, sngan, bagan-gp)."),
     out: Path = typer.Option(..., "--out", "-o", help="The synthetic set FILE.npz; FILE.json (provenance), "
                              "FILE_grid.png, FILE_losses.png, FILE_closest.png and FILE_audit.json go beside it."),
     protocol: str = typer.Option("lowdata", "--protocol", help="lowdata | fraction | full: the real training "
@@ -267,8 +268,10 @@ def generate(
     if out.suffix != ".npz":
         raise SynthmedError(f"--out {out} must end in .npz (the synthetic set is a MedMNIST-layout npz file)")
     if not create_augmenter(method).generative:
-        raise SynthmedError(f"method {method!r} does not generate images; choose a generative one "
-                            "(ae, cvae, cgan, conv-ae, conv-cvae, conv-cgan)")
+        from synthmed.augment import available
+
+        choices = ", ".join(m for m in available() if create_augmenter(m).generative)
+        raise SynthmedError(f"method {method!r} does not generate images on its own; choose one of {choices}")
     plan = SynthesisPlan(method, {"epochs": epochs} if epochs is not None else {}, per_class, ratio, balance,
                          min_confidence, fidelity, fidelity_epochs, track_fid_every=track_fid_every)
     plan.check()
