@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import blobs as _blobs
 
 from synthmed.data import load_dataset, make_subset
-from synthmed.data.dataset import Split
 from synthmed.errors import SynthmedError
 from synthmed.experiment.report import method_label
 from synthmed.experiment.runner import expand
@@ -87,13 +87,6 @@ def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_smal
     assert summary["kept_share"] == info["kept_share"] and summary["fidelity"] == 1.0
 
 
-def _blobs(n: int, seed: int) -> Split:
-    """Two classes a small ResNet can tell apart: a bright or a dark square in the centre."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(60, 120, (n, 28, 28)).astype(np.uint8)
-    images[labels == 1, 10:18, 10:18] = 230
-    return Split(images, labels)
 
 
 @pytest.mark.slow

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import blobs as _blobs
 from torch import nn
 
 from synthmed.augment import create_augmenter
 from synthmed.augment.generative import TorchGenerator
-from synthmed.data.dataset import Split
 from synthmed.errors import SynthmedError
 from synthmed.metrics.uncertainty import (
     ensemble_samples,
@@ -53,12 +53,6 @@ def test_deterministic_model_has_zero_mi_and_dropout_model_has_some():
     assert ensemble_samples([plain, model], x).shape == (2, 4, 3)
 
 
-def _blobs(n: int, seed: int) -> Split:
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(60, 120, (n, 28, 28)).astype(np.uint8)
-    images[labels == 1, 10:18, 10:18] = 230
-    return Split(images, labels)
 
 
 @pytest.fixture(scope="module")

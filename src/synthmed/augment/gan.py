@@ -23,7 +23,7 @@ from torch import nn
 
 from synthmed.augment.base import register
 from synthmed.augment.generative import TorchGenerator
-from synthmed.nets.generators import ConvDecoder, ConvEncoder, FCDecoder, FCEncoder, dcgan_init
+from synthmed.nets.generators import ConvDecoder, ConvEncoder, FCDecoder, FCEncoder, dcgan_init, spectral_normalize
 
 
 class GanLoss:
@@ -92,6 +92,18 @@ def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, 
         finally:
             critic.requires_grad_(True)
     return out
+
+
+def conv_gan_nets(params: dict, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
+    """The conditional DCGAN pair with N(0, 0.02) init, the critic spectrally normalised when
+    ``params["sn_discriminator"]`` (after the init, so the norm is estimated on the final weights)."""
+    nets = {"generator": ConvDecoder(params["latent_dim"], channels, size, params["width"], n_classes),
+            "discriminator": ConvEncoder(channels, size, 1, params["width"], n_classes)}
+    for net in nets.values():
+        dcgan_init(net)
+    if params.get("sn_discriminator"):
+        spectral_normalize(nets["discriminator"])
+    return nets
 
 
 class _ConditionalGAN(TorchGenerator):
@@ -168,9 +180,4 @@ class ConvConditionalGAN(_ConditionalGAN):
                          width=width, device=device)
 
     def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
-        p = self.params
-        nets = {"generator": ConvDecoder(p["latent_dim"], channels, size, p["width"], n_classes),
-                "discriminator": ConvEncoder(channels, size, 1, p["width"], n_classes)}
-        for net in nets.values():
-            dcgan_init(net)
-        return nets
+        return conv_gan_nets(self.params, channels, size, n_classes)

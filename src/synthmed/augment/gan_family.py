@@ -22,8 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from synthmed.augment.base import register
-from synthmed.augment.gan import BCEGanLoss, GanLoss, _ConditionalGAN
-from synthmed.nets.generators import ConvDecoder, ConvEncoder, dcgan_init, spectral_normalize
+from synthmed.augment.gan import BCEGanLoss, GanLoss, _ConditionalGAN, conv_gan_nets
 
 # ---- losses ---------------------------------------------------------------------------------------------
 
@@ -111,14 +110,7 @@ class _ConvGAN(_ConditionalGAN):
     arch = "conv"
 
     def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
-        p = self.params
-        nets = {"generator": ConvDecoder(p["latent_dim"], channels, size, p["width"], n_classes),
-                "discriminator": ConvEncoder(channels, size, 1, p["width"], n_classes)}
-        for net in nets.values():
-            dcgan_init(net)
-        if p["sn_discriminator"]:
-            spectral_normalize(nets["discriminator"])  # after the init, so the norm is estimated on final weights
-        return nets
+        return conv_gan_nets(self.params, channels, size, n_classes)
 
     def spectral_layers(self) -> list[nn.Module]:
         """The critic's spectrally normalised layers (empty without ``sn_discriminator``)."""
