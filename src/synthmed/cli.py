@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Does synthetic data help a medical image classifier? Train, augment, evaluate, report.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
 app.add_typer(data_app, name="data")
+experiment_app = typer.Typer(no_args_is_help=True, help="Run and inspect YAML experiment files (see configs/).")
+app.add_typer(experiment_app, name="experiment")
 console = Console(stderr=True)
 
 DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the MedMNIST npz files "
@@ -158,9 +160,7 @@ def run(
 
 
 def _run(o: dict) -> None:
-    from synthmed.experiment.report import print_table, write_report
     from synthmed.experiment.runner import Runner, expand
-    from synthmed.train.recipes import get_recipe
 
     if not o["dataset"] or not o["out"]:
         raise SynthmedError("give --dataset and --out (on the command line or as keys of --config)")
@@ -182,6 +182,16 @@ def _run(o: dict) -> None:
     runner = Runner(out, data_root=o["data_root"], verify=not o["no_verify"], device=o["device"],
                     save_model=o["save_model"], cache_dir=o["generator_cache"])
     runner.validate(specs)
+    _execute(runner, specs, o["report"])
+
+
+def _execute(runner, specs: list, report: bool) -> None:
+    """Run the pending specs with progress bars; a failed run is reported and the grid goes on; then the
+    table and the report. Exit code 1 when any run failed."""
+    from synthmed.experiment.report import print_table, write_report
+    from synthmed.train.recipes import get_recipe
+
+    out = runner.out
     todo = runner.pending(specs)
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
                   f"{len(todo)} to do")
@@ -214,7 +224,7 @@ def _run(o: dict) -> None:
     if not (out / "results.sqlite").exists() or len(failed) == len(todo) == len(specs):
         raise SynthmedError(f"every run failed; the first: {failed[0]}" if failed else "no run finished")
     print_table(out, console)
-    if o["report"]:
+    if report:
         paths = write_report(out)
         console.print("report: " + ", ".join(str(p) for p in paths))
     if failed:
@@ -398,6 +408,57 @@ def fidelity(
     if tsne:
         atomic_write_bytes(tsne, tsne_plot(real_feats, reference.labels, synth_feats, labels, data.class_names,
                                            seed=seed, title=f"t-SNE · {synthetic.name} vs {data.name} {split}"))
+
+
+def _experiment(file: Path, data_root: str | None, verify: bool, device: str):
+    from synthmed.experiment.grid import available_datasets, load_experiment
+    from synthmed.experiment.runner import Runner
+
+    header, specs = load_experiment(file)
+    runnable, skipped = available_datasets(specs, data_root)
+    for name, hint in skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {hint}", highlight=False, soft_wrap=True)
+    runner = Runner(header["out"], data_root=data_root, verify=verify, device=device)
+    return header, runnable, runner
+
+
+@experiment_app.command("run")
+def experiment_run(
+    file: Path = typer.Argument(..., help="Experiment YAML (configs/*.yaml)."),
+    data_root: str = DATA_ROOT,
+    no_verify: bool = NO_VERIFY,
+    device: str = DEVICE,
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the end."),
+) -> None:
+    """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
+    header, specs, runner = _experiment(file, data_root, not no_verify, device)
+    if not specs:
+        raise SynthmedError(f"no dataset of {file} is available; see the download hints above")
+    runner.validate(specs)
+    console.print(f"experiment {header['name']} -> {runner.out}")
+    _execute(runner, specs, report)
+
+
+@experiment_app.command("status")
+def experiment_status(
+    file: Path = typer.Argument(..., help="Experiment YAML."),
+    data_root: str = DATA_ROOT,
+    no_verify: bool = NO_VERIFY,
+) -> None:
+    """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record)."""
+    from synthmed.experiment.report import failed_runs
+
+    header, specs, runner = _experiment(file, data_root, not no_verify, "cpu")
+    pending = runner.pending(specs)
+    ids = {s.key(runner.dataset(s).md5)[0] for s in pending}
+    failed = [f for f in failed_runs(runner.out, set()) if f["run_id"] in ids] if (runner.out / "runs").exists() else []
+    table = Table(title=f"{header['name']} ({runner.out})")
+    for name in ("runs", "done", "pending", "failed"):
+        table.add_column(name)
+    table.add_row(str(len(specs)), str(len(specs) - len(pending)), str(len(pending) - len(failed)), str(len(failed)))
+    Console().print(table)
+    for f in failed:
+        console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")

@@ -1,0 +1,102 @@
+"""Experiment files: validation, grid expansion, skipped datasets, run and status from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synthmed.errors import SynthmedError
+from synthmed.experiment.grid import available_datasets, load_experiment
+from synthmed.experiment.runner import Runner
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["chaptoukaev2021", "chaptoukaev2021-quick", "sharma2022", "sharma2022-quick",
+                                  "tsynd2024", "tsynd2024-quick"])
+def test_presets_expand_and_validate(name):
+    header, specs = load_experiment(CONFIGS / f"{name}.yaml")
+    expected = {"chaptoukaev2021": 8 * 4 * 3, "chaptoukaev2021-quick": 2 * 4, "sharma2022": 4 * 7 * 3,
+                "sharma2022-quick": 3, "tsynd2024": 2 * 4 * 3, "tsynd2024-quick": 3}[name]
+    assert header["name"] == name and len(specs) == expected
+    assert len({s.key("md5")[0] for s in specs}) == expected  # every run is distinct
+
+
+@pytest.mark.parametrize("name", ["chaptoukaev2021-quick", "sharma2022-quick", "tsynd2024-quick"])
+def test_quick_presets_pass_the_runners_checks(real_root, name):
+    _, specs = load_experiment(CONFIGS / f"{name}.yaml")
+    Runner("/tmp/never-written", data_root=str(real_root), download=False).validate(specs)
+
+
+def test_expansion_carries_method_parameters_levers_and_options(tmp_path):
+    _, specs = load_experiment(write(tmp_path, """
+datasets: [breastmnist]
+protocols: [lowdata, {protocol: fraction, fraction: 0.5, stratified: true}]
+methods: [none, {method: cvae, params: {epochs: 5, lr: 1e-4}, synthetic_weight: 0.5}]
+recipes: [{recipe: medmnist, epochs: 2, patience: 1}]
+seeds: [0, 1]
+options: {dropout: 0.1}
+"""))
+    assert len(specs) == 2 * 2 * 2
+    cvae = [s for s in specs if s.method == "cvae"]
+    assert all(s.method_params == {"epochs": 5, "lr": 1e-4} and s.synthetic_weight == 0.5 for s in cvae)
+    assert {s.protocol for s in specs} == {"lowdata", "fraction"} and all(s.dropout == 0.1 for s in specs)
+    assert all(s.epochs == 2 and s.patience == 1 for s in specs)
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("datasets: [breastmnist]\nmethods: [none]\nfoo: 1\n", "unknown key 'foo'"),
+    ("datasets: [breastmnist]\nmethods: [{method: cvae, weight: 2}]\n", "methods[0]: unknown key 'weight'"),
+    ("datasets: [breastmnist]\nmethods: [none]\nseeds: [a]\n", "'seeds' must be"),
+    ("datasets: [breastmnist]\nmethods: [none]\nrecipes: [{recipe: medmnist, epochs: ten}]\n",
+     "recipes[0].epochs should be int"),
+    ("datasets: breastmnist\nmethods: [none]\n", "'datasets' must be"),
+    ("datasets: [breastmnist]\nmethods: [none]\noptions: {gpus: 2}\n", "options: unknown key 'gpus'"),
+])
+def test_validation_errors_are_one_line(tmp_path, text, phrase):
+    with pytest.raises(SynthmedError) as err:
+        load_experiment(write(tmp_path, text))
+    assert phrase in str(err.value) and "\n" not in str(err.value)
+
+
+def test_absent_datasets_are_skipped_with_the_hint(real_root, tmp_path):
+    _, specs = load_experiment(write(tmp_path, "datasets: [breastmnist, octmnist]\nmethods: [none]\nseeds: [0]\n"))
+    runnable, skipped = available_datasets(specs, str(real_root))
+    assert [s.dataset for s in runnable] == ["breastmnist"] and "octmnist.npz" in skipped["octmnist"]
+
+
+@pytest.mark.slow
+def test_experiment_run_and_status(real_root, tmp_path):
+    out = tmp_path / "out"
+    path = write(tmp_path, f"""
+name: tiny
+out: {out}
+datasets: [breastmnist, octmnist]
+protocols: [{{protocol: lowdata, per_class: 8}}]
+methods: [none, flip]
+recipes: [{{recipe: medmnist, epochs: 1}}]
+seeds: [0]
+""")
+    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "synthmed", "experiment", *args, str(path)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    before = cli("status")
+    assert before.returncode == 0 and "skipped octmnist" in before.stderr
+    assert "│ 2    │ 0    │ 2       │ 0      │" in before.stdout
+    result = cli("run")
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.html").exists()
+    assert "│ 2    │ 2    │ 0       │ 0      │" in cli("status").stdout
