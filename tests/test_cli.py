@@ -99,10 +99,16 @@ def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_pat
 
 
 @pytest.mark.slow
-def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path):
+@pytest.mark.parametrize("driver", ["run", "experiment"])
+def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, driver):
     out = tmp_path / "kill"
     args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--per-class", "8", "-m", "none",
             "--seeds", "0,1,2", "--epochs", "2", "--out", str(out), "--no-report"]
+    if driver == "experiment":  # the same grid as an experiment file
+        (tmp_path / "exp.yaml").write_text(f"out: {out}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0, 1, 2]\n"
+                                           "protocols: [{protocol: lowdata, per_class: 8}]\n"
+                                           "recipes: [{recipe: medmnist, epochs: 2}]\n")
+        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(tmp_path / "exp.yaml"), "--no-report"]
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
