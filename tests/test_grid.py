@@ -100,3 +100,35 @@ seeds: [0]
     assert result.returncode == 0, result.stderr
     assert (out / "report.html").exists()
     assert "│ 2    │ 2    │ 0       │ 0      │" in cli("status").stdout
+
+
+@pytest.mark.slow
+def test_ray_backend_writes_the_same_records_as_the_local_one(real_root, tmp_path):
+    pytest.importorskip("ray")
+    import json
+
+    def experiment(out: Path) -> Path:
+        path = tmp_path / f"{out.name}.yaml"
+        path.write_text(f"out: {out}\ndatasets: [breastmnist]\nprotocols: [{{protocol: lowdata, per_class: 8}}]\n"
+                        "methods: [none, flip]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0]\n"
+                        "options: {precision: fp32}\n")
+        return path
+
+    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)}
+    records = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / backend
+        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(experiment(out)), "--backend", backend,
+                "--no-report"]
+        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        listed = subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"], env=env,
+                                capture_output=True, text=True, timeout=120)
+        records[backend] = {r["run_id"]: r for r in json.loads(listed.stdout)}
+    assert records["ray"].keys() == records["local"].keys() and len(records["ray"]) == 2
+    for run_id, local in records["local"].items():
+        remote = records["ray"][run_id]
+        assert remote["test_auc"] == pytest.approx(local["test_auc"], abs=1e-9)
+        assert remote["metrics"]["history"] == local["metrics"]["history"]
+        assert (tmp_path / "ray" / "runs" / run_id / "subset.json").exists()

@@ -185,22 +185,53 @@ def _run(o: dict) -> None:
     _execute(runner, specs, o["report"])
 
 
-def _execute(runner, specs: list, report: bool) -> None:
-    """Run the pending specs with progress bars; a failed run is reported and the grid goes on; then the
-    table and the report. Exit code 1 when any run failed."""
+def _label(spec) -> str:
+    return f"{spec.dataset} {spec.method} seed {spec.seed}"
+
+
+def _done_line(label: str, record: dict) -> str:
+    return (f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
+            f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)")
+
+
+def _execute(runner, specs: list, report: bool, backend: str = "local", address: str | None = None,
+             cpus_per_run: int = 1) -> None:
+    """Run the pending specs with progress bars (locally, or as Ray tasks); a failed run is reported and the
+    grid goes on; then the table and the report. Exit code 1 when any run failed."""
     from synthmed.experiment.report import print_table, write_report
     from synthmed.train.recipes import get_recipe
 
     out = runner.out
     todo = runner.pending(specs)
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
-                  f"{len(todo)} to do")
+                  f"{len(todo)} to do" + (f" (ray backend, {cpus_per_run} CPU per run)" if backend == "ray" else ""))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     failed: list[str] = []
+
+    def fail(label: str, message: str) -> None:  # this run failed (error.json written); the grid goes on
+        failed.append(f"{label}: {message}")
+        console.print(f"[bold red]failed:[/] {label}: {message}", highlight=False, soft_wrap=True)
+
     with Progress(*columns, console=console, transient=False) as progress:
         total = progress.add_task("runs", total=len(todo))
+        if backend == "ray":
+            from synthmed.experiment.backends import run_on_ray
+            from synthmed.experiment.store import ResultStore
+
+            def on_result(spec, status: str, payload) -> None:
+                if status == "ok":
+                    with ResultStore(out / "results.sqlite") as store:  # the driver alone writes the store
+                        store.add(payload)
+                    console.print(_done_line(_label(spec), payload))
+                else:
+                    fail(_label(spec), payload)
+                progress.advance(total)
+
+            if todo:
+                run_on_ray(runner, todo, on_result, address=address, cpus_per_run=cpus_per_run)
+            todo = []
         for spec in todo:
-            label = f"{spec.dataset} {spec.method} seed {spec.seed}"
+            label = _label(spec)
             epochs_task = progress.add_task(f"  {label}", total=get_recipe(spec.recipe, spec.epochs).epochs)
 
             def on_epoch(row: dict, task=epochs_task, label=label) -> None:
@@ -211,17 +242,12 @@ def _execute(runner, specs: list, report: bool) -> None:
 
             try:
                 record = runner.run(spec, on_epoch=on_epoch, on_status=on_status)
-            except SynthmedError as err:  # this run failed (error.json written); the grid goes on
-                failed.append(f"{label}: {err}")
-                console.print(f"[bold red]failed:[/] {label}: {err}", highlight=False, soft_wrap=True)
-                progress.update(epochs_task, visible=False)
-                progress.advance(total)
-                continue
+                console.print(_done_line(label, record))
+            except SynthmedError as err:
+                fail(label, str(err))
             progress.update(epochs_task, visible=False)
             progress.advance(total)
-            console.print(f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
-                          f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)")
-    if not (out / "results.sqlite").exists() or len(failed) == len(todo) == len(specs):
+    if not (out / "results.sqlite").exists() or len(failed) == len(specs):
         raise SynthmedError(f"every run failed; the first: {failed[0]}" if failed else "no run finished")
     print_table(out, console)
     if report:
@@ -429,14 +455,20 @@ def experiment_run(
     no_verify: bool = NO_VERIFY,
     device: str = DEVICE,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report at the end."),
+    backend: str = typer.Option("local", "--backend", help="local (this process) | ray (one Ray task per run)."),
+    address: str = typer.Option(None, "--address", help="ray: an existing cluster (auto or ray://HOST:10001); "
+                                "default: start a local Ray instance on this machine's cores."),
+    cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray: CPUs each run declares (and its torch threads)."),
 ) -> None:
     """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
     header, specs, runner = _experiment(file, data_root, not no_verify, device)
     if not specs:
         raise SynthmedError(f"no dataset of {file} is available; see the download hints above")
     runner.validate(specs)
+    if backend not in ("local", "ray"):
+        raise SynthmedError(f"--backend {backend!r}: choose local or ray")
     console.print(f"experiment {header['name']} -> {runner.out}")
-    _execute(runner, specs, report)
+    _execute(runner, specs, report, backend, address, cpus_per_run)
 
 
 @experiment_app.command("status")

@@ -139,16 +139,26 @@ class Runner:
 
     def run(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None,
             on_status: Callable[[str], None] | None = None) -> dict:
-        """Execute one run (unless already stored) and return its record.
+        """Execute one run (unless already stored), insert its record and return it."""
+        run_id = spec.key(self.dataset(spec).md5)[0]
+        with ResultStore(self.out / "results.sqlite") as store:
+            if store.has(run_id):
+                return next(r for r in store.records() if r["run_id"] == run_id)
+        record = self.compute(spec, on_epoch, on_status)
+        with ResultStore(self.out / "results.sqlite") as store:
+            store.add(record)
+        return record
+
+    def compute(self, spec: RunSpec, on_epoch: Callable[[dict], None] | None = None,
+                on_status: Callable[[str], None] | None = None) -> dict:
+        """Train and evaluate one run, write its artifacts and return its record without storing it (so a
+        remote worker can compute and the driver alone writes the store).
 
         A run that fails with a SynthmedError (a generator whose loss became NaN, a filter that kept nothing)
         leaves ``runs/RUN_ID/error.json`` with the message and traceback, no record, and re-raises, so the
         caller can go on with the grid and the same command retries the run later."""
         data = self.dataset(spec)
         run_id, config = spec.key(data.md5)
-        with ResultStore(self.out / "results.sqlite") as store:
-            if store.has(run_id):
-                return next(r for r in store.records() if r["run_id"] == run_id)
         try:
             record = self._execute(spec, data, run_id, config, on_epoch, on_status)
         except SynthmedError as err:
@@ -246,8 +256,6 @@ class Runner:
                         **({"robustness": robustness} if robustness else {})},
             "versions": versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **paper,
         }
-        with ResultStore(self.out / "results.sqlite") as store:
-            store.add(record)
         return record
 
 
