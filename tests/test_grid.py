@@ -83,7 +83,7 @@ name: tiny
 out: {out}
 datasets: [breastmnist, octmnist]
 protocols: [{{protocol: lowdata, per_class: 8}}]
-methods: [none, flip]
+methods: [none]
 recipes: [{{recipe: medmnist, epochs: 1}}]
 seeds: [0]
 """)
@@ -95,11 +95,11 @@ seeds: [0]
 
     before = cli("status")
     assert before.returncode == 0 and "skipped octmnist" in before.stderr
-    assert "│ 2    │ 0    │ 2       │ 0      │" in before.stdout
+    assert "│ 1    │ 0    │ 1       │ 0      │" in before.stdout
     result = cli("run")
     assert result.returncode == 0, result.stderr
     assert (out / "report.html").exists()
-    assert "│ 2    │ 2    │ 0       │ 0      │" in cli("status").stdout
+    assert "│ 1    │ 1    │ 0       │ 0      │" in cli("status").stdout
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ def test_ray_backend_writes_the_same_records_as_the_local_one(real_root, tmp_pat
     def experiment(out: Path) -> Path:
         path = tmp_path / f"{out.name}.yaml"
         path.write_text(f"out: {out}\ndatasets: [breastmnist]\nprotocols: [{{protocol: lowdata, per_class: 8}}]\n"
-                        "methods: [none, flip]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0]\n"
+                        "methods: [none]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0, 1]\n"
                         "options: {precision: fp32}\n")
         return path
 
