@@ -166,7 +166,7 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     out = tmp_path / "runs"
     env = {**os.environ, "SYNTHMED_DATA": str(tmp_path / "data"), "SYNTHMED_OFFLINE": "1"}
     args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--no-verify", "--protocol", "full",
-            "-m", "none,tsynd", "--seeds", "0", "--epochs", "2", "--dropout", "0.2", "--robustness",
+            "-m", "tsynd", "--seeds", "0", "--epochs", "2", "--dropout", "0.2", "--robustness",
             "-p", "epochs=2", "-p", "every=1", "-p", "steps=2", "-p", "mc_samples=4", "-p", "width=8",
             "--precision", "fp32", "--out", str(out)]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
@@ -174,7 +174,7 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     records = json.loads(subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"],
                                         env=env, capture_output=True, text=True, timeout=120).stdout)
     by_method = {r["method"]: r for r in records}
-    assert set(by_method) == {"none", "tsynd"}
+    assert set(by_method) == {"tsynd"}
     for method in ("tsynd",):
         rounds = by_method[method]["metrics"]["rounds"]
         assert [r["epoch"] for r in rounds] == [1, 2] and all(r["n"] == 5 for r in rounds)  # 25 % of 20
