@@ -33,9 +33,16 @@ def test_presets_expand_and_validate(name):
 
 
 @pytest.mark.parametrize("name", ["chaptoukaev2021-quick", "sharma2022-quick", "tsynd2024-quick"])
-def test_quick_presets_pass_the_runners_checks(real_root, name):
+def test_quick_presets_pass_the_runners_checks(real_root, name, tmp_path):
+    import dataclasses
+
     _, specs = load_experiment(CONFIGS / f"{name}.yaml")
-    Runner("/tmp/never-written", data_root=str(real_root), download=False).validate(specs)
+    runner = Runner(tmp_path / "never-written", data_root=str(real_root), download=False)
+    runner.validate(specs)  # raises on an unknown method, parameter, recipe or an unusable subset
+    assert not (tmp_path / "never-written").exists()  # validation writes nothing
+    broken = dataclasses.replace(specs[-1], method_params={**specs[-1].method_params, "no_such_param": 1})
+    with pytest.raises(SynthmedError, match="no_such_param"):
+        runner.validate([broken])
 
 
 def test_expansion_carries_method_parameters_levers_and_options(tmp_path):
