@@ -108,8 +108,9 @@ seeds: [0]
 
 
 @pytest.mark.slow
-def test_ray_backend_writes_the_same_records_as_the_local_one(real_root, tmp_path):
+def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root, tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    pytest.importorskip("mlflow")
     import json
 
     def experiment(out: Path) -> Path:
@@ -120,20 +121,43 @@ def test_ray_backend_writes_the_same_records_as_the_local_one(real_root, tmp_pat
         return path
 
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)}
+           "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path),
+           "MLFLOW_ALLOW_FILE_STORE": "true"}
     records = {}
-    for backend in ("local", "ray"):
+    extra = {"local": ["--mlflow", (tmp_path / "mlruns").as_uri()], "ray": ["--backend", "ray"],
+             "pool": ["--workers", "2"]}
+    for backend, options in extra.items():
         out = tmp_path / backend
-        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(experiment(out)), "--backend", backend,
-                "--no-report"]
+        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(experiment(out)), "--no-report", *options]
         result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
+        assert ("mlflow: 1 run(s) logged" in result.stderr) == (backend == "local")
         listed = subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"], env=env,
                                 capture_output=True, text=True, timeout=120)
         records[backend] = {r["run_id"]: r for r in json.loads(listed.stdout)}
-    assert records["ray"].keys() == records["local"].keys() and len(records["ray"]) == 1
-    for run_id, local in records["local"].items():
-        remote = records["ray"][run_id]
-        assert remote["test_auc"] == pytest.approx(local["test_auc"], abs=1e-9)
-        assert remote["metrics"]["history"] == local["metrics"]["history"]
-        assert (tmp_path / "ray" / "runs" / run_id / "subset.json").exists()
+    for backend in ("ray", "pool"):
+        assert records[backend].keys() == records["local"].keys() and len(records[backend]) == 1
+        for run_id, local in records["local"].items():
+            remote = records[backend][run_id]
+            assert remote["test_auc"] == pytest.approx(local["test_auc"], abs=1e-9)
+            assert remote["metrics"]["history"] == local["metrics"]["history"]
+            assert (tmp_path / backend / "runs" / run_id / "subset.json").exists()
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    [logged] = client.search_runs([client.get_experiment_by_name("local").experiment_id])
+    assert logged.data.tags["synthmed.run_id"] in records["local"]
+    assert logged.data.metrics["test_auc"] == pytest.approx(next(iter(records["local"].values()))["test_auc"])
+
+
+def test_pool_size_is_bounded_by_cores_and_memory():
+    from synthmed.experiment.backends import MEMORY_PER_WORKER, pool_size
+
+    assert pool_size(8, 1, cores=2, memory=None) == 2
+    assert pool_size(8, 2, cores=8, memory=None) == 4
+    assert pool_size(8, 1, cores=8, memory=2 * MEMORY_PER_WORKER) == 2
+    assert pool_size(3, 4, cores=2, memory=0) == 1  # always at least one worker
+    with pytest.raises(SynthmedError, match="--workers 0"):
+        pool_size(0, 1)

@@ -18,7 +18,8 @@ def record(method: str, seed: int, auc: float, acc: float, protocol: str = "lowd
             "test_auc": auc, "test_acc": acc, "paper_test_auc": auc + 0.02, "paper_test_acc": acc + 0.03,
             "best_epoch": 2, "epochs_run": 2, "train_time": 1.0, "total_time": 2.0, "n_train": 546, "n_val": 78,
             "n_test": 156, "device": "cpu", "precision": "fp32", "metrics": {"history": history},
-            "versions": {"torch": "x"}}
+            "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
+            "created": f"2026-01-0{seed + 1}"}
 
 
 def test_interval_matches_t_distribution():
@@ -56,5 +57,7 @@ def test_report_files(tmp_path):
     assert "| none | 0,1,2 | 0.877 | 0.877 ± 0.025" in md  # mean validation AUC, then test AUC
     assert "+0.010 [+0.010, +0.010] better" in md
     assert "0.897 / 0.830" in md  # the optimistic test-selected column
+    assert "6 runs · total compute 0.00 h (0.2 min) · device cpu (fp32)" in md
+    assert "hardware: CPU 2 × Test CPU, GPU none, 1 torch threads per run" in md and "versions: torch x" in md
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     assert all(p.exists() for p in paths)

@@ -33,12 +33,18 @@ SIZE = typer.Option(28, "--size", help="Image size: 28, or 64/128/224 when that 
 _TYPES = {"epochs": int, "patience": int, "per_class": int, "size": int, "stratified": bool, "paper_style": bool,
           "no_verify": bool, "report": bool, "save_model": bool, "balance": bool, "generator_epochs": int,
           "generator_seed": int, "fidelity": bool, "fidelity_epochs": int, "method_param": dict, "dropout": float,
-          "track_fid_every": int, "robustness": bool}
+          "track_fid_every": int, "robustness": bool, "workers": int, "cpus_per_run": int}
 GENERATOR_CACHE = typer.Option(None, "--generator-cache", "--cache-dir", help="Folder of cached trained generators "
                                "and reference classifiers, reused when method, data subset and seed match "
                                "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].")
 MIN_CONFIDENCE_HELP = ("Keep only synthetic images to which the reference classifier gives at least this probability "
                        "of their intended class (drawn from {}x as many candidates).")
+WORKERS = typer.Option(1, "--workers", help="local: run this many runs at once in worker processes (bounded by "
+                       "cores / --cpus-per-run and by free memory).")
+CPUS_PER_RUN = typer.Option(1, "--cpus-per-run", help="CPUs (torch threads) each run uses with --workers or "
+                            "the ray backend.")
+MLFLOW = typer.Option(None, "--mlflow", help="Also log every run to this MLflow tracking URI (e.g. file:./mlruns "
+                      "or http://host:5000); needs pip install mlflow.")
 FIDELITY_EPOCHS = typer.Option(30, "--fidelity-epochs", help="Epochs of the reference classifier (class fidelity, "
                                "confidence filter).")
 
@@ -145,6 +151,9 @@ def run(
     no_verify: bool = NO_VERIFY,
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md and report.html at the end."),
     save_model: bool = typer.Option(False, "--save-model", help="Keep each run's selected weights (model.pt)."),
+    workers: int = WORKERS,
+    cpus_per_run: int = CPUS_PER_RUN,
+    mlflow: str = MLFLOW,
 ) -> None:
     """Run dataset x method x seed, skipping runs already in OUT/results.sqlite, then report."""
     opts = dict(ctx.params)
@@ -182,7 +191,8 @@ def _run(o: dict) -> None:
     runner = Runner(out, data_root=o["data_root"], verify=not o["no_verify"], device=o["device"],
                     save_model=o["save_model"], cache_dir=o["generator_cache"])
     runner.validate(specs)
-    _execute(runner, specs, o["report"])
+    _execute(runner, specs, o["report"], workers=o["workers"], cpus_per_run=o["cpus_per_run"],
+             mlflow=o["mlflow"], name=out.name)
 
 
 def _label(spec) -> str:
@@ -195,16 +205,29 @@ def _done_line(label: str, record: dict) -> str:
 
 
 def _execute(runner, specs: list, report: bool, backend: str = "local", address: str | None = None,
-             cpus_per_run: int = 1) -> None:
-    """Run the pending specs with progress bars (locally, or as Ray tasks); a failed run is reported and the
-    grid goes on; then the table and the report. Exit code 1 when any run failed."""
-    from synthmed.experiment.report import print_table, write_report
+             cpus_per_run: int = 1, workers: int = 1, mlflow: str | None = None, name: str = "synthmed") -> None:
+    """Run the pending specs with progress bars (in this process, a pool of workers, or as Ray tasks); a failed
+    run is reported and the grid goes on; then the table, the report and the MLflow mirror. Exit code 1 when any
+    run failed."""
+    from synthmed.experiment.report import load_records, print_table, write_report
     from synthmed.train.recipes import get_recipe
 
     out = runner.out
+    logger = None
+    if mlflow:
+        from synthmed.experiment.tracking import MlflowLogger
+
+        logger = MlflowLogger(mlflow, name)  # fails before any run when mlflow is missing
     todo = runner.pending(specs)
+    pooled = "ray" if backend == "ray" else "pool" if workers > 1 else None
+    if pooled == "pool":
+        from synthmed.experiment.backends import pool_size
+
+        workers = pool_size(workers, cpus_per_run)
+    where = {"ray": f" (ray backend, {cpus_per_run} CPU per run)",
+             "pool": f" ({workers} worker processes, {cpus_per_run} CPU each)"}
     console.print(f"{len(specs)} runs, {len(specs) - len(todo)} already in {out / 'results.sqlite'}, "
-                  f"{len(todo)} to do" + (f" (ray backend, {cpus_per_run} CPU per run)" if backend == "ray" else ""))
+                  f"{len(todo)} to do" + where.get(pooled, ""))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     failed: list[str] = []
 
@@ -214,8 +237,8 @@ def _execute(runner, specs: list, report: bool, backend: str = "local", address:
 
     with Progress(*columns, console=console, transient=False) as progress:
         total = progress.add_task("runs", total=len(todo))
-        if backend == "ray":
-            from synthmed.experiment.backends import run_on_ray
+        if pooled:
+            from synthmed.experiment.backends import run_on_pool, run_on_ray
             from synthmed.experiment.store import ResultStore
 
             def on_result(spec, status: str, payload) -> None:
@@ -227,8 +250,10 @@ def _execute(runner, specs: list, report: bool, backend: str = "local", address:
                     fail(_label(spec), payload)
                 progress.advance(total)
 
-            if todo:
+            if todo and pooled == "ray":
                 run_on_ray(runner, todo, on_result, address=address, cpus_per_run=cpus_per_run)
+            elif todo:
+                run_on_pool(runner, todo, on_result, workers=workers, threads=cpus_per_run)
             todo = []
         for spec in todo:
             label = _label(spec)
@@ -253,6 +278,8 @@ def _execute(runner, specs: list, report: bool, backend: str = "local", address:
     if report:
         paths = write_report(out)
         console.print("report: " + ", ".join(str(p) for p in paths))
+    if logger is not None:
+        console.print(f"mlflow: {logger.sync(out, load_records(out))} run(s) logged to {mlflow}")
     if failed:
         console.print(f"[bold red]{len(failed)} run(s) failed[/] (runs/RUN_ID/error.json holds each traceback; "
                       "running the same command again retries them)", highlight=False)
@@ -458,7 +485,9 @@ def experiment_run(
     backend: str = typer.Option("local", "--backend", help="local (this process) | ray (one Ray task per run)."),
     address: str = typer.Option(None, "--address", help="ray: an existing cluster (auto or ray://HOST:10001); "
                                 "default: start a local Ray instance on this machine's cores."),
-    cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray: CPUs each run declares (and its torch threads)."),
+    cpus_per_run: int = CPUS_PER_RUN,
+    workers: int = WORKERS,
+    mlflow: str = MLFLOW,
 ) -> None:
     """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
     header, specs, runner = _experiment(file, data_root, not no_verify, device)
@@ -468,7 +497,8 @@ def experiment_run(
     if backend not in ("local", "ray"):
         raise SynthmedError(f"--backend {backend!r}: choose local or ray")
     console.print(f"experiment {header['name']} -> {runner.out}")
-    _execute(runner, specs, report, backend, address, cpus_per_run)
+    _execute(runner, specs, report, backend, address, cpus_per_run, workers=workers, mlflow=mlflow,
+             name=header["name"])
 
 
 @experiment_app.command("status")

@@ -1,22 +1,36 @@
-"""Where runs execute: ``local`` (this process, one run after another; see ``Runner.run``) or ``ray``.
+"""Where runs execute: ``local`` (this process, or a pool of ``--workers`` processes) or ``ray``.
 
-With Ray, every run is a task that declares its needs (``cpus_per_run`` CPUs, one GPU with ``--device cuda``);
-the worker trains, writes the run's artifacts atomically into the shared output folder and returns the record;
-the driver alone inserts records into the SQLite store, as they arrive. A killed driver therefore loses only
-runs in flight, and the same command later skips every stored run. On a cluster, the output folder (and the
-data root) must be on storage every node sees, and synthmed must be installed on every node.
+Pool workers and Ray tasks compute a run in a fresh Runner, write its artifacts atomically into the output
+folder and return the record; the driver alone inserts records into the SQLite store, as they arrive. A killed
+driver therefore loses only runs in flight, and the same command later skips every stored run. With Ray, every
+run is a task that declares its needs (``cpus_per_run`` CPUs, one GPU with ``--device cuda``). On a cluster, the
+output folder (and the data root) must be on storage every node sees, and synthmed installed on every node.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from synthmed.errors import SynthmedError
 from synthmed.experiment.runner import Runner, RunSpec
 
+#: the memory a pool worker is budgeted (peak RSS of a DenseNet-121 run at 64 px, with headroom)
+MEMORY_PER_WORKER = 3 * 2**30
 
-def _remote_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, object]:
-    """A Ray task: compute one run in a fresh Runner; ("ok", record) or ("failed", message)."""
+OnResult = Callable[[RunSpec, str, object], None]
+
+
+def _settings(runner: Runner) -> dict:
+    return {"out": str(runner.out), "data_root": runner.data_root, "verify": runner.verify,
+            "device": runner.device, "download": runner.download, "save_model": runner.save_model,
+            "cache_dir": str(runner.cache_dir)}
+
+
+def remote_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, object]:
+    """One run in a worker process: ("ok", record) or ("failed", message); nothing touches the store."""
     import torch
 
     torch.set_num_threads(threads)
@@ -26,17 +40,54 @@ def _remote_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, o
         return "failed", str(err)
 
 
-def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: Callable[[RunSpec, str, object], None],
-               address: str | None = None, cpus_per_run: int = 1, num_cpus: int | None = None) -> None:
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return None
+
+
+def pool_size(workers: int, threads: int, cores: int | None = None, memory: int | None = -1) -> int:
+    """``workers`` bounded by the cores (``threads`` each) and the free memory (MEMORY_PER_WORKER each;
+    ``memory=-1`` reads this machine's, ``None`` ignores it)."""
+    if workers < 1 or threads < 1:
+        raise SynthmedError(f"--workers {workers} and --threads {threads} must be at least 1")
+    cores = cores or os.cpu_count() or 1
+    memory = _available_memory() if memory == -1 else memory
+    bound = max(1, cores // threads)
+    if memory is not None:
+        bound = min(bound, max(1, memory // MEMORY_PER_WORKER))
+    return min(workers, bound)
+
+
+def run_on_pool(runner: Runner, specs: list[RunSpec], on_result: OnResult, workers: int,
+                threads: int = 1, compute: Callable = remote_compute) -> int:
+    """Run ``specs`` in a pool of worker processes (sized by ``pool_size``) and call ``on_result`` in the driver
+    as each finishes; returns the pool size used. ``compute`` is replaceable for bench/scheduler.py."""
+    size = pool_size(workers, threads)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
+    with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+        pending = {pool.submit(compute, _settings(runner), spec, threads): spec for spec in specs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = pending.pop(future)
+                try:
+                    status, payload = future.result()
+                except Exception as err:  # noqa: BLE001 - a worker died (killed, out of memory): record, go on
+                    status, payload = "failed", f"worker process failed: {type(err).__name__}: {err}"
+                on_result(spec, status, payload)
+    return size
+
+
+def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: OnResult, address: str | None = None,
+               cpus_per_run: int = 1, num_cpus: int | None = None, compute: Callable = remote_compute) -> None:
     """Run ``specs`` as Ray tasks (a local instance unless ``address`` is ``auto`` or ``ray://...``) and call
     ``on_result(spec, "ok" | "failed", record | message)`` in the driver as each finishes."""
     try:
         import ray
     except ImportError:
         raise SynthmedError("the ray backend needs Ray: pip install 'synthmed[ray]' (or pip install ray)") from None
-    settings = {"out": str(runner.out), "data_root": runner.data_root, "verify": runner.verify,
-                "device": runner.device, "download": runner.download, "save_model": runner.save_model,
-                "cache_dir": str(runner.cache_dir)}
     started_here = not ray.is_initialized()
     if started_here:
         kwargs = {"include_dashboard": False, "log_to_driver": False}
@@ -46,8 +97,8 @@ def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: Callable[[RunSpe
             ray.init(num_cpus=num_cpus, **kwargs)
     try:
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if runner.device == "cuda" else 0,
-                          max_retries=0)(_remote_compute)
-        pending = {task.remote(settings, spec, cpus_per_run): spec for spec in specs}
+                          max_retries=0)(compute)
+        pending = {task.remote(_settings(runner), spec, cpus_per_run): spec for spec in specs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             spec = pending.pop(done[0])

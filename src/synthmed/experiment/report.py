@@ -319,12 +319,22 @@ def _plot(records: list[dict], title: str) -> bytes:
     return buffer.getvalue()
 
 
+HARDWARE_KEYS = ("cpu", "cpus", "gpu", "machine", "processor", "torch_threads")
+
+
 def _header(records: list[dict]) -> list[str]:
-    versions = records[-1]["versions"]
-    total = sum(r["total_time"] for r in records)
+    """Runs, compute time, devices, hardware and library versions (of the newest run; older runs' versions are
+    in their records)."""
+    versions = max(records, key=lambda r: r.get("created") or "")["versions"]
+    total = sum(r["total_time"] or 0 for r in records)
     devices = sorted({f"{r['device']} ({r['precision']})" for r in records})
-    return [f"{len(records)} runs · total compute {total / 60:.1f} min · device {', '.join(devices)}",
-            "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
+    cpus = f"{hardware.get('cpus', '?')} × {hardware.get('cpu') or hardware.get('processor', '?')}"
+    return [f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
+            f"device {', '.join(devices)}",
+            f"hardware: CPU {cpus}, GPU {hardware.get('gpu', 'none')}, {hardware.get('torch_threads', '?')} torch "
+            "threads per run",
+            "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS)]
 
 
 NOTES = [

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import platform
 import time
 import traceback
@@ -88,8 +89,20 @@ def versions() -> dict:
 
     return {"synthmed": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu": cpu_model(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class Runner:
