@@ -13,13 +13,12 @@ import yaml
 from synthmed.errors import SynthmedError
 
 
-def load_run_config(path: str | Path, types: dict[str, type]) -> dict:
-    """Read ``path`` and check every key and value type against ``types`` (option name -> type)."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
+    """A YAML file's top-level mapping (``{}`` when empty), or one error line naming the file and problem."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise SynthmedError(f"config file {path} does not exist") from None
+        raise SynthmedError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -27,7 +26,14 @@ def load_run_config(path: str | Path, types: dict[str, type]) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise SynthmedError(f"{path} must hold a mapping of option: value, not a {type(raw).__name__}")
+        raise SynthmedError(f"{path} must hold a mapping ({expected}), not a {type(raw).__name__}")
+    return raw
+
+
+def load_run_config(path: str | Path, types: dict[str, type]) -> dict:
+    """Read ``path`` and check every key and value type against ``types`` (option name -> type)."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "config file", "option: value")
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")

@@ -20,8 +20,7 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-import yaml
-
+from synthmed.config import read_yaml_mapping
 from synthmed.errors import SynthmedError
 from synthmed.experiment.runner import RunSpec
 
@@ -80,14 +79,7 @@ def _entries(doc: dict, key: str, name_key: str, allowed: dict[str, type], path:
 def load_experiment(path: str | Path) -> tuple[dict, list[RunSpec]]:
     """Read and check an experiment file; return (its header: name, out, options) and the expanded runs."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SynthmedError(f"experiment file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise SynthmedError(f"{path} is not valid YAML: {getattr(err, 'problem', err)}") from None
-    if not isinstance(doc, dict):
-        raise SynthmedError(f"{path} must hold a mapping (name, out, datasets, methods, ...)")
+    doc = read_yaml_mapping(path, "experiment file", "name, out, datasets, methods, ...")
     for key in doc:
         if key not in TOP:
             raise SynthmedError(f"{path}: unknown key {key!r}; known: {', '.join(sorted(TOP))}")
