@@ -31,6 +31,7 @@ from synthmed.experiment.store import ResultStore
 from synthmed.experiment.synthesis import SynthesisPlan, fit_generator, synthesise, write_artifacts
 from synthmed.nets.classifiers import check_classifier
 from synthmed.train.checkpoint import save_checkpoint
+from synthmed.train.device import cpu_model
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
 
@@ -93,16 +94,6 @@ def versions() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
 
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo), else what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Runner:

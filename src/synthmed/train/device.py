@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import platform
 
 import torch
 
@@ -20,14 +21,27 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with AMX or AVX512-BF16, where oneDNN runs bf16 convolutions several times faster."""
+def _cpuinfo() -> str:
+    """Linux's /proc/cpuinfo ("" elsewhere)."""
     try:
         with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
+            return handle.read()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX or AVX512-BF16, where oneDNN runs bf16 convolutions several times faster."""
+    flags = _cpuinfo()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (for the report header), else what the platform module knows."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
