@@ -329,11 +329,12 @@ def _header(records: list[dict]) -> list[str]:
     total = sum(r["total_time"] or 0 for r in records)
     devices = sorted({f"{r['device']} ({r['precision']})" for r in records})
     hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
-    cpus = f"{hardware.get('cpus', '?')} × {hardware.get('cpu') or hardware.get('processor', '?')}"
+    cpu = hardware.get("cpu") or hardware.get("processor", "unknown")
+    cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
+    gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
     return [f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
             f"device {', '.join(devices)}",
-            f"hardware: CPU {cpus}, GPU {hardware.get('gpu', 'none')}, {hardware.get('torch_threads', '?')} torch "
-            "threads per run",
+            f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
             "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS)]
 
 
