@@ -23,6 +23,29 @@ def synthmed(*args: str, root: Path | None = None, **kwargs) -> subprocess.Compl
                           timeout=600, **kwargs)
 
 
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``synthmed ARGS`` in this process: error paths and quick commands without an interpreter and torch
+    start-up per call (the subprocess helper above stays for runs, kills and resumes)."""
+    from synthmed.cli import main
+
+    def invoke(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+        monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
+        if root is not None:
+            monkeypatch.setenv("SYNTHMED_DATA", str(root))
+        monkeypatch.setattr(sys, "argv", ["synthmed", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as done:  # typer ends with sys.exit, main() with exit code 2 on user errors
+            code = done.code if isinstance(done.code, int) else 0
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return invoke
+
+
 def count_records(out: Path) -> int:
     with sqlite3.connect(out / "results.sqlite") as conn:
         return conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone()
@@ -138,9 +161,9 @@ def assert_clean_failure(result: subprocess.CompletedProcess, out: Path, *phrase
     assert not out.exists()
 
 
-def test_missing_file_offline(tmp_path):
+def test_missing_file_offline(tmp_path, cli):
     out = tmp_path / "out"
-    result = synthmed("run", "-d", "breastmnist", "--out", str(out), root=tmp_path / "empty")
+    result = cli("run", "-d", "breastmnist", "--out", str(out), root=tmp_path / "empty")
     assert_clean_failure(result, out, "breastmnist.npz not found", "750601b1f35ba3300ea97c75c52ff8f6")
 
 
@@ -150,51 +173,51 @@ def test_missing_file_offline(tmp_path):
     (["--protocol", "half"], ["unknown protocol 'half'"]),
     (["--classifier", "vit"], ["unknown classifier 'vit'"]),
 ])
-def test_unknown_names(real_root, tmp_path, extra, phrases):
+def test_unknown_names(real_root, tmp_path, extra, phrases, cli):
     out = tmp_path / "out"
-    result = synthmed("run", "-d", "breastmnist", "--epochs", "1", "--out", str(out), *extra, root=real_root)
+    result = cli("run", "-d", "breastmnist", "--epochs", "1", "--out", str(out), *extra, root=real_root)
     assert_clean_failure(result, out, *phrases)
 
 
-def test_unknown_dataset(tmp_path):
+def test_unknown_dataset(tmp_path, cli):
     out = tmp_path / "out"
-    assert_clean_failure(synthmed("run", "-d", "mnist", "--out", str(out)), out, "unknown dataset 'mnist'")
+    assert_clean_failure(cli("run", "-d", "mnist", "--out", str(out)), out, "unknown dataset 'mnist'")
 
 
-def test_wrong_md5_and_bad_labels(tmp_path):
+def test_wrong_md5_and_bad_labels(tmp_path, cli):
     import numpy as np
 
     root, out = tmp_path / "data", tmp_path / "out"
     write_breast_like(root, train_labels=np.full((20, 1), 7, dtype=np.uint8))
-    assert_clean_failure(synthmed("run", "-d", "breastmnist", "--out", str(out), root=root), out, "MD5",
+    assert_clean_failure(cli("run", "-d", "breastmnist", "--out", str(out), root=root), out, "MD5",
                          "--no-verify")
-    result = synthmed("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
+    result = cli("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
     assert_clean_failure(result, out, "train_labels range over 7..7")
 
 
-def test_truncated_file(real_root, tmp_path):
+def test_truncated_file(real_root, tmp_path, cli):
     root, out = tmp_path / "data", tmp_path / "out"
     root.mkdir()
     data = (real_root / "breastmnist.npz").read_bytes()
     (root / "breastmnist.npz").write_bytes(data[: len(data) // 3])
-    result = synthmed("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
+    result = cli("run", "-d", "breastmnist", "--out", str(out), "--no-verify", root=root)
     assert_clean_failure(result, out, "truncated or corrupt")
 
 
-def test_empty_class_in_fraction_subset(tmp_path):
+def test_empty_class_in_fraction_subset(tmp_path, cli):
     import numpy as np
 
     root, out = tmp_path / "data", tmp_path / "out"
     labels = np.zeros((20, 1), dtype=np.uint8)
     labels[0] = 1
     write_breast_like(root, train_labels=labels)
-    result = synthmed("run", "-d", "breastmnist", "--protocol", "fraction", "--fraction", "0.05", "--seeds", "1",
+    result = cli("run", "-d", "breastmnist", "--protocol", "fraction", "--fraction", "0.05", "--seeds", "1",
                       "--out", str(out), "--no-verify", root=root)
     assert_clean_failure(result, out, "has no images", "--stratified")
 
 
-def test_data_info_and_verify(real_root):
-    info = synthmed("data", "info", "pneumoniamnist", root=real_root)
+def test_data_info_and_verify(real_root, cli):
+    info = cli("data", "info", "pneumoniamnist", root=real_root)
     assert info.returncode == 0 and "1214" in info.stdout and "3494" in info.stdout and "MD5 ok" in info.stdout
-    verify = synthmed("data", "verify", "breastmnist", root=real_root)
+    verify = cli("data", "verify", "breastmnist", root=real_root)
     assert verify.returncode == 0 and "verified" in verify.stdout
