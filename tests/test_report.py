@@ -61,3 +61,13 @@ def test_report_files(tmp_path):
     assert "hardware: CPU 2 × Test CPU, GPU none, 1 torch threads per run" in md and "versions: torch x" in md
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     assert all(p.exists() for p in paths)
+    import csv
+
+    runs = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert len(runs) == 6 and {r["method"] for r in runs} == {"none", "flip"}
+    assert float(next(r for r in runs if r["method"] == "flip" and r["seed"] == "1")["test_auc"]) == 0.86
+    summary = {r["method"]: r for r in csv.DictReader((tmp_path / "summary.csv").open())}
+    assert summary["none"]["seeds"] == "0 1 2"
+    assert float(summary["none"]["test_auc_mean"]) == pytest.approx(0.8767, abs=1e-4)
+    assert float(summary["flip"]["diff_test_auc_mean"]) == pytest.approx(0.01)
+    assert summary["none"]["diff_test_auc_mean"] == ""  # no difference of the baseline to itself

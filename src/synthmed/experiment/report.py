@@ -9,6 +9,7 @@ seed papers' published numbers beside ours.
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import json
@@ -477,7 +478,51 @@ def write_report(out: str | Path) -> list[Path]:
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     atomic_write_text(out / "report.html", page)
-    return [out / "report.md", out / "report.html", *written]
+    atomic_write_text(out / "runs.csv", runs_csv(records))
+    atomic_write_text(out / "summary.csv", summary_csv(rows))
+    return [out / "report.md", out / "report.html", out / "runs.csv", out / "summary.csv", *written]
+
+
+RUN_COLUMNS = ("run_id", "dataset", "protocol", "classifier", "recipe", "method", "seed", "val_auc", "val_acc",
+               "test_auc", "test_acc", "paper_test_auc", "paper_test_acc", "best_epoch", "epochs_run", "n_train",
+               "n_val", "n_test", "n_synthetic", "train_time", "total_time", "peak_rss_mb", "device", "precision",
+               "created")
+#: audit figures of a run's synthetic set (FID, KID, precision / recall / coverage: in-domain features)
+SYNTHETIC_COLUMNS = ("n", "fidelity", "reference_test_acc", "near_copy_share", "held_out_near_copy_share",
+                     "min_diversity", "kept_share", "fid", "kid", "precision", "recall", "coverage")
+
+
+def _csv(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def runs_csv(records: list[dict]) -> str:
+    """One row per run: its labels (protocol, classifier and method with their parameters, as in the tables),
+    scores, audit figures of its synthetic set and flags; for pandas or a spreadsheet."""
+    rows = [[*RUN_COLUMNS, *(f"synthetic_{c}" for c in SYNTHETIC_COLUMNS), "synthetic_flags"]]
+    for r in records:
+        labels = {"protocol": protocol_label(r), "classifier": classifier_label(r), "method": method_label(r)}
+        synthetic = (r.get("metrics") or {}).get("synthetic") or {}
+        rows.append([labels.get(c, r.get(c)) for c in RUN_COLUMNS]
+                    + [synthetic.get(c) for c in SYNTHETIC_COLUMNS] + [";".join(synthetic.get("flags", []))])
+    return _csv(rows)
+
+
+def summary_csv(rows: list[dict]) -> str:
+    """One row per table row: mean, std and 95 % interval half-width of each score, paired differences."""
+    header = ["dataset", "protocol", "classifier", "recipe", "method", "n", "seeds"]
+    metrics = ("test_auc", "test_acc", "val_auc")
+    header += [f"{m}_{part}" for m in metrics for part in ("mean", "std", "ci95")]
+    header += [f"diff_{m}_{part}" for m in ("test_auc", "test_acc") for part in ("mean", "std", "ci95", "n")]
+    out = [header]
+    for row in rows:
+        cells = [row[k] for k in header[:5]] + [row["n"], " ".join(map(str, row["seeds"]))]
+        cells += [v for m in metrics for v in row[m]]
+        cells += [v for m in ("test_auc", "test_acc") for v in row.get(f"diff_{m}", (None,) * 4)]
+        out.append(cells)
+    return _csv(out)
 
 
 def print_table(out: str | Path, console) -> None:
