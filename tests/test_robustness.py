@@ -16,6 +16,7 @@ from synthmed.metrics.robustness import (
     EPS,
     IDENTITY,
     PERTURBATIONS,
+    attack_subset,
     fgsm,
     perturb,
     pgd,
@@ -135,6 +136,21 @@ def test_each_perturbation_keeps_shape_and_dtype_and_identity_is_exact(channels)
     assert perturb(x, "contrast", 0.5).std() < x.std()
     with pytest.raises(SynthmedError, match="unknown perturbation"):
         perturb(x, "sepia", 1.0)
+
+
+def test_attacks_on_a_fixed_stratified_subset(toy_model, toy_report):
+    model, images, labels = toy_model
+    chosen = attack_subset(labels, 50, seed=3)
+    assert len(chosen) == 50 and np.array_equal(chosen, attack_subset(labels, 50, seed=3))
+    assert abs(labels[chosen].mean() - labels.mean()) < 0.03  # class shares kept
+    assert len(attack_subset(labels, None)) == len(attack_subset(labels, 10_000)) == len(labels)
+    report = robustness_report(model, images, labels, "binary-class", seed=3, eps=(0.0, 8 / 255),
+                               perturbations={}, pgd_steps=3, attack_images=50)
+    subset_clean = robustness_report(model, images[chosen], labels[chosen], "binary-class", attacks=False,
+                                     perturbations={})["clean"]
+    assert report["settings"]["attack_images"] == 50 and report["settings"]["attack_indices"] == chosen.tolist()
+    assert report["attacks"]["pgd"][0]["acc"] == subset_clean["acc"]  # curves start at the subset's clean score
+    assert report["clean"] == toy_report["clean"]  # clean and perturbation scores still use every image
 
 
 def test_suite_is_deterministic_for_a_seed(toy_model):

@@ -186,4 +186,5 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
             assert cam["eigengradcam"].shape == (8, 28, 28) and cam["images"].dtype == np.uint8
     report = (out / "report.md").read_text()
     assert "resnet18 dropout 0.2" in report and "Robustness and explanations" in report
+    assert "FGSM and PGD (10 steps, no random start) on all of them." in report  # fewer than 300 test images
     assert (out / "report_eigengradcam_0.png").exists() and (out / "report_robustness_0.png").exists()

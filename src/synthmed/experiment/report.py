@@ -389,8 +389,13 @@ def _robustness_sections(out: Path, records: list[dict], md: list[str], body: li
             names = [str(c) for c in range(int(targets.max()) + 1)]
             figures.append(("eigengradcam", panel_from_maps(images, targets, names, columns,
                                                             f"EigenGradCAM of the true class · {title}")))
-        md += [f"## Robustness and explanations: {title}", ""]
-        body.append(f"<h2>Robustness and explanations: {html.escape(title)}</h2>")
+        settings = runs[0]["metrics"]["robustness"]
+        n, attacked = settings["n"], settings["settings"].get("attack_images", settings["n"])
+        pgd_steps = settings["settings"]["pgd"]["steps"]
+        scope = (f"Perturbations on all {n} test images; FGSM and PGD ({pgd_steps} steps, no random start) on "
+                 + (f"a fixed class-stratified subset of {attacked} of them." if attacked < n else "all of them."))
+        md += [f"## Robustness and explanations: {title}", "", scope, ""]
+        body.append(f"<h2>Robustness and explanations: {html.escape(title)}</h2><p>{html.escape(scope)}</p>")
         for kind, png in figures:
             path = out / f"report_{kind}_{index}.png"
             atomic_write_bytes(path, png)

@@ -181,13 +181,14 @@ class Runner:
         import io
 
         from synthmed.metrics.explain import cam_maps
-        from synthmed.metrics.robustness import robustness_report
+        from synthmed.metrics.robustness import RUN_ATTACK_IMAGES, robustness_report
         from synthmed.train.trainer import predict, to_tensor
 
         if on_status:
             on_status("robustness: perturbations and attacks on the test split")
         test = subset.test
-        report = robustness_report(fit.model, test.images, test.labels, data.task, fit.precision, seed=seed)
+        report = robustness_report(fit.model, test.images, test.labels, data.task, fit.precision, seed=seed,
+                                   attack_images=RUN_ATTACK_IMAGES)
         index = explain_indices(test.labels)
         x = to_tensor(test.images[index])
         targets = test.labels[index] if test.labels.ndim == 1 else test.labels[index].argmax(1)
