@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,29 @@ def breast_copy(real_root, tmp_path) -> Path:
     """A writable copy of the official BreastMNIST file in its own data root."""
     shutil.copy(real_root / "breastmnist.npz", tmp_path / "breastmnist.npz")
     return tmp_path
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``synthmed ARGS`` in this process: error paths and quick commands without an interpreter and torch
+    start-up per call (a subprocess stays for runs that train, kills and resumes)."""
+    from synthmed.cli import main
+
+    def invoke(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+        monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
+        if root is not None:
+            monkeypatch.setenv("SYNTHMED_DATA", str(root))
+        monkeypatch.setattr(sys, "argv", ["synthmed", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as done:  # typer ends with sys.exit, main() with exit code 2 on user errors
+            code = done.code if isinstance(done.code, int) else 0
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+    return invoke
 
 
 def write_breast_like(root: Path, **overrides) -> Path:

@@ -23,36 +23,13 @@ def synthmed(*args: str, root: Path | None = None, **kwargs) -> subprocess.Compl
                           timeout=600, **kwargs)
 
 
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """``synthmed ARGS`` in this process: error paths and quick commands without an interpreter and torch
-    start-up per call (the subprocess helper above stays for runs, kills and resumes)."""
-    from synthmed.cli import main
-
-    def invoke(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
-        monkeypatch.setenv("SYNTHMED_OFFLINE", "1")
-        if root is not None:
-            monkeypatch.setenv("SYNTHMED_DATA", str(root))
-        monkeypatch.setattr(sys, "argv", ["synthmed", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as done:  # typer ends with sys.exit, main() with exit code 2 on user errors
-            code = done.code if isinstance(done.code, int) else 0
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
-
-    return invoke
-
-
 def count_records(out: Path) -> int:
     with sqlite3.connect(out / "results.sqlite") as conn:
         return conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone()
 
 
 @pytest.mark.slow
-def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path):
+def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
     out = tmp_path / "runs" / "demo"
     args = ["run", "-d", "breastmnist", "-m", "none,flip", "--seeds", "0", "--epochs", "2", "--recipe",
             "chaptoukaev", "--paper-style", "--out", str(out)]
@@ -64,14 +41,14 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path):
     assert "0.872 / 0.807 (seed 000 Table 2" in report and "test-selected" in report
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
-    records = json.loads(synthmed("report", str(out), "--format", "json").stdout)
+    records = json.loads(cli("report", str(out), "--format", "json").stdout)
     assert {r["method"] for r in records} == {"none", "flip"}
     none = next(r for r in records if r["method"] == "none")
     assert none["n_train"] == 546 and none["n_val"] == 78 and none["n_test"] == 156
     assert none["best_epoch"] in (1, 2) and none["paper_test_auc"] >= none["test_auc"] - 1e-12
     run_dir = out / "runs" / none["run_id"]
     assert len(json.loads((run_dir / "subset.json").read_text())["train"]) == 546
-    again = synthmed(*args, root=real_root)
+    again = cli(*args, root=real_root)  # in-process: resuming needs no training
     assert again.returncode == 0 and "2 already in" in again.stderr and "0 to do" in again.stderr
     assert count_records(out) == (2, 2)
 

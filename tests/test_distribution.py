@@ -367,11 +367,7 @@ def test_domain_features_on_breastmnist_rank_held_out_images_above_noise(real_ro
 
 
 @pytest.mark.slow
-def test_fidelity_command_scores_held_out_images_closer_than_noisy_ones(real_root, tmp_path):
-    import os
-    import subprocess
-    import sys
-
+def test_fidelity_command_scores_held_out_images_closer_than_noisy_ones(real_root, tmp_path, cli):
     breast = np.load(real_root / "breastmnist.npz")
     clean = tmp_path / "clean.npz"
     noisy = tmp_path / "noisy.npz"
@@ -379,15 +375,13 @@ def test_fidelity_command_scores_held_out_images_closer_than_noisy_ones(real_roo
     noise = np.random.default_rng(0).normal(0, 60, breast["val_images"].shape)
     np.savez(noisy, train_images=np.clip(breast["val_images"] + noise, 0, 255).astype(np.uint8),
              train_labels=breast["val_labels"])
-    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
-    base = [sys.executable, "-m", "synthmed", "fidelity", "breastmnist", "--domain-epochs", "1", "--device", "cpu",
+    base = ["fidelity", "breastmnist", "--domain-epochs", "1", "--device", "cpu",
             "--cache-dir", str(tmp_path / "cache")]
     fids = []
     for path in (clean, noisy):
         out = tmp_path / f"{path.stem}_fidelity.json"
         tsne = ["--tsne", str(tmp_path / f"{path.stem}.png")] if path == clean else []
-        result = subprocess.run([*base, str(path), "--out", str(out), *tsne], env=env, capture_output=True,
-                                text=True, timeout=600)
+        result = cli(*base, str(path), "--out", str(out), *tsne, root=real_root)
         assert result.returncode == 0, result.stderr
         report = json.loads(out.read_text())
         assert report["features"].startswith("domain:breastmnist") and len(report["per_class"]) == 2

@@ -111,7 +111,7 @@ seeds: [0]
 def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     pytest.importorskip("mlflow")
-    import json
+    from synthmed.experiment.report import load_records
 
     def experiment(out: Path) -> Path:
         path = tmp_path / f"{out.name}.yaml"
@@ -132,9 +132,7 @@ def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root
         result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         assert ("mlflow: 1 run(s) logged" in result.stderr) == (backend == "local")
-        listed = subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"], env=env,
-                                capture_output=True, text=True, timeout=120)
-        records[backend] = {r["run_id"]: r for r in json.loads(listed.stdout)}
+        records[backend] = {r["run_id"]: r for r in load_records(out)}
     for backend in ("ray", "pool"):
         assert records[backend].keys() == records["local"].keys() and len(records[backend]) == 1
         for run_id, local in records["local"].items():
