@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from synthmed.experiment.report import interval, summarise, write_report
+from synthmed.experiment.report import fraction_tables, interval, summarise, write_report
 from synthmed.experiment.store import ResultStore
 
 
@@ -45,6 +45,19 @@ def test_published_numbers_only_for_the_papers_setting():
     labels = {r["protocol"]: r["published"] for r in rows}
     assert labels["lowdata 50/class"] is None
     assert labels["full"][1] == (0.901, 0.863)
+
+
+def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
+    records = [record(m, s, auc + bump, 0.8, protocol="fraction", fraction=f)
+               for f, auc in ((0.05, 0.70), (0.5, 0.90)) for s in range(3)
+               for m, bump in (("none", 0.01 * s), ("dcgan", 0.01 * s + 0.05))]
+    records.append(record("flip", 0, 0.6, 0.8, protocol="fraction", fraction=0.5))
+    md, page = fraction_tables(summarise(records))
+    assert md[2] == "| training share | none | dcgan | flip |"
+    assert md[4] == "| fraction 0.05 | 0.710 ± 0.010 (n=3) | 0.760 ± 0.010* (n=3) |  |"
+    assert md[5] == "| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.600 (n=1) |"
+    assert "<th>dcgan</th>" in page
+    assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == ([], "")
 
 
 def test_report_files(tmp_path):

@@ -168,6 +168,16 @@ def _figures(out: Path, row: dict) -> list[tuple[str, str]]:
     return [(kind, path) for kind, path in found if (out / path).exists()]
 
 
+def _table(caption: str, header: list[str], cells: list[list[str]]) -> tuple[list[str], str]:
+    """One table as Markdown lines and as HTML, under a one-line caption."""
+    md = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+          *["| " + " | ".join(c) + " |" for c in cells], ""]
+    page = (f"<p>{html.escape(caption)}</p><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                                for row in cells) + "</table>")
+    return md, page
+
+
 def _fid_over_epochs(rows: list[dict]) -> tuple[list[str], str]:
     """Markdown and HTML tables of mean FID / KID per tracked epoch and method (seed 002's Table 4)."""
     series = {}
@@ -184,13 +194,44 @@ def _fid_over_epochs(rows: list[dict]) -> tuple[list[str], str]:
     epochs = sorted({e for s in series.values() for e in s})
     header = ["method", *[f"epoch {e}" for e in epochs]]
     cells = [[m, *[f"{s[e][0]:.2f} / {s[e][1]:.4f}" if e in s else "" for e in epochs]] for m, s in series.items()]
-    md = ["FID / KID (in-domain features, mean over seeds) during generator training:", "",
-          "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-          *["| " + " | ".join(c) + " |" for c in cells], ""]
-    page = ("<p>FID / KID (in-domain features, mean over seeds) during generator training:</p><table><tr>"
-            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
-            + "</table>")
+    return _table("FID / KID (in-domain features, mean over seeds) during generator training:", header, cells)
+
+
+def fraction_tables(rows: list[dict]) -> tuple[list[str], str]:
+    """Seed 002's Table 1 layout: test AUC (mean ± std over seeds) with one row per training fraction and one
+    column per method, for every (dataset, classifier, recipe) run at two or more fractions. A gain over
+    ``none`` whose paired 95 % interval excludes 0 is marked with ``*``."""
+    md: list[str] = []
+    page = ""
+    by_setting: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["protocol"].startswith("fraction"):
+            by_setting[(row["dataset"], row["classifier"], row["recipe"])].append(row)
+    for (dataset, classifier, recipe), group in sorted(by_setting.items()):
+        protocols = sorted({r["protocol"] for r in group}, key=lambda p: float(p.split()[1]))
+        if len(protocols) < 2:
+            continue
+        methods = list(dict.fromkeys(r["method"] for r in group))
+        cell = {(r["protocol"], r["method"]): r for r in group}
+        cells = []
+        for protocol in protocols:
+            line = [protocol]
+            for method in methods:
+                row = cell.get((protocol, method))
+                if row is None:
+                    line.append("")
+                    continue
+                mean, std, _ = row["test_auc"]
+                diff = row.get("diff_test_auc")
+                sure = diff is not None and not math.isnan(diff[2]) and diff[0] - diff[2] > 0
+                line.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}") + ("*" if sure else "")
+                            + f" (n={row['n']})")
+            cells.append(line)
+        caption = (f"{dataset} · {classifier} · recipe {recipe}: test AUC by training fraction (seed 002's "
+                   "Table 1 layout; * = paired gain over none whose 95 % interval excludes 0)")
+        table_md, table_html = _table(caption, ["training share", *methods], cells)
+        md += table_md
+        page += table_html
     return md, page
 
 
@@ -466,6 +507,10 @@ def write_report(out: str | Path) -> list[Path]:
                             for row in synthetic_rows for kind, path in _figures(out, row))
             body.append(f"<h3>Synthetic data: class fidelity, memorisation, collapse, FID</h3><table><tr>{cells}</tr>"
                         f"{table_rows}</table>{fid_html}{grids}")
+    pivot_md, pivot_html = fraction_tables(rows)
+    if pivot_md:
+        md += ["## By training fraction", "", *pivot_md]
+        body.append(f"<h2>By training fraction</h2>{pivot_html}")
     failures = failed_runs(out, {r["run_id"] for r in records})
     md, body = _robustness_sections(out, records, md, body, written)
     if failures:
