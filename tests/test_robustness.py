@@ -293,3 +293,21 @@ def test_real_breastmnist_report_and_panel(real_root):
     png = gradcam_panel({"tiny": model}, data.test.images[:4], data.test.labels[:4], data.class_names,
                         layer="0", difference=True)
     assert png.startswith(PNG)
+
+
+def test_robustness_table_summarises_each_method_over_seeds(toy_report):
+    from synthmed.experiment.report import robustness_table
+
+    other = json.loads(json.dumps(toy_report))
+    other["clean"]["acc"] = toy_report["clean"]["acc"] - 0.1
+    runs = {"none": [{"seed": 0, "metrics": {"robustness": toy_report}}],
+            "tsynd": [{"seed": s, "metrics": {"robustness": r}} for s, r in ((0, toy_report), (1, other))]}
+    header, rows = robustness_table(runs)
+    strengths = [p["eps_255"] for p in toy_report["attacks"]["pgd"] if p["eps"] > 0]
+    assert header[:4] == ["method", "seeds", "clean ACC", "ACC, perturbation suite (mean)"]
+    assert header[4:] == [f"{a} {e:g}/255 ACC" for a in ("FGSM", "PGD") for e in strengths]
+    suite = np.mean([p["acc"] for points in toy_report["perturbations"].values() for p in points])
+    assert rows[0][:4] == ["none", "0", f"{toy_report['clean']['acc']:.3f}", f"{suite:.3f}"]
+    assert rows[1][2] == f"{toy_report['clean']['acc'] - 0.05:.3f} ± {0.1 / np.sqrt(2):.3f}"
+    pgd_max = toy_report["attacks"]["pgd"][-1]["acc"]
+    assert rows[1][-1] == f"{pgd_max:.3f} ± 0.000" and len(rows[1]) == len(header)

@@ -400,6 +400,30 @@ NOTES = [
 ]
 
 
+def robustness_table(by_method: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows summarising robustness per method (mean ± std over its runs' reports): clean ACC, ACC
+    averaged over the whole perturbation suite, and ACC under FGSM and PGD at every attack strength."""
+
+    def cell(values: list[float]) -> str:
+        mean, std, _ = interval(values)
+        return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+    first = next(iter(by_method.values()))[0]["metrics"]["robustness"]
+    attacks = [(name, point["eps_255"]) for name, points in first["attacks"].items() for point in points
+               if point["eps"] > 0]
+    header = ["method", "seeds", "clean ACC", "ACC, perturbation suite (mean)",
+              *[f"{name.upper()} {eps:g}/255 ACC" for name, eps in attacks]]
+    rows = []
+    for method, runs in by_method.items():
+        reports = [r["metrics"]["robustness"] for r in runs]
+        suite = [np.mean([p["acc"] for points in rep["perturbations"].values() for p in points]) for rep in reports]
+        attacked = [cell([next(p["acc"] for p in rep["attacks"][name] if p["eps_255"] == eps) for rep in reports])
+                    for name, eps in attacks]
+        rows.append([method, ",".join(str(r["seed"]) for r in runs), cell([rep["clean"]["acc"] for rep in reports]),
+                     cell(suite), *attacked])
+    return header, rows
+
+
 def _robustness_sections(out: Path, records: list[dict], md: list[str], body: list[str],
                          written: list[Path]) -> tuple[list[str], list[str]]:
     """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
@@ -435,8 +459,10 @@ def _robustness_sections(out: Path, records: list[dict], md: list[str], body: li
         pgd_steps = settings["settings"]["pgd"]["steps"]
         scope = (f"Perturbations on all {n} test images; FGSM and PGD ({pgd_steps} steps, no random start) on "
                  + (f"a fixed class-stratified subset of {attacked} of them." if attacked < n else "all of them."))
-        md += [f"## Robustness and explanations: {title}", "", scope, ""]
-        body.append(f"<h2>Robustness and explanations: {html.escape(title)}</h2><p>{html.escape(scope)}</p>")
+        table_md, table_html = _table("Accuracy (mean ± std over seeds):", *robustness_table(by_method))
+        md += [f"## Robustness and explanations: {title}", "", scope, "", *table_md]
+        body.append(f"<h2>Robustness and explanations: {html.escape(title)}</h2><p>{html.escape(scope)}</p>"
+                    + table_html)
         for kind, png in figures:
             path = out / f"report_{kind}_{index}.png"
             atomic_write_bytes(path, png)
