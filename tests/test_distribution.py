@@ -302,7 +302,22 @@ def test_fidelity_report_per_class_and_json():
     assert keys <= set(full) and keys <= set(report["overall"])
     assert full["kid_subset_size"] == 15 and full["fid"] > 0
     assert single["n_synthetic"] == 1 and "fid" not in single and "fewer than 2" in single["note"]
-    assert report["overall"]["n_real"] == 60 and report["overall"]["kid_subset_size"] == 28
+    # overall: against the real images of the classes both sets have (class 2 has no synthetic images)
+    assert report["overall"]["n_real"] == 40 and report["overall"]["real_classes"] == [0, 1]
+    assert report["overall"]["kid_subset_size"] == 28
+
+
+def test_overall_fid_of_a_minority_only_set_is_its_class_fid():
+    """--balance fills only minority classes: the overall figure must not measure the classes left out."""
+    real_labels = np.repeat([0, 1], [20, 40])
+    real = structured_images(60, real_labels, 0)
+    synth_labels = np.zeros(20, dtype=np.int64)
+    report = fidelity_report(real, real_labels, structured_images(20, synth_labels, 1), synth_labels, PooledPixels())
+    assert report["overall"]["real_classes"] == [0] and report["overall"]["n_real"] == 20
+    assert report["overall"]["fid"] == pytest.approx(report["per_class"][0]["fid"])
+    every_class = fidelity_report(real, real_labels, structured_images(60, real_labels, 1), real_labels,
+                                  PooledPixels())
+    assert every_class["overall"]["n_real"] == 60 and every_class["overall"]["real_classes"] == [0, 1]
 
 
 def test_fidelity_report_ranks_a_copy_above_noise():

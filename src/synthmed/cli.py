@@ -448,7 +448,9 @@ def fidelity(
     table = Table(title=f"{synthetic.name} vs {data.name} {split} ({extractor.name[:60]})")
     for name in ("set", "n real / synth", "FID", "KID (± std)", "precision", "recall", "density", "coverage"):
         table.add_column(name)
-    rows = [("all", result["overall"])] + [(f"class {r['class']} {r['name'] or ''}"[:28], r)
+    overall = result["overall"]
+    scope = "all" if not result["classes_only_real"] else "classes " + ",".join(map(str, overall["real_classes"]))
+    rows = [(scope, overall)] + [(f"class {r['class']} {r['name'] or ''}"[:28], r)
                                            for r in result["per_class"] if "fid" in r]
     for name, m in rows:
         table.add_row(name, f"{m['n_real']} / {m['n_synthetic']}", f"{m['fid']:.2f}",

@@ -393,7 +393,8 @@ NOTES = [
     "image is below 0.1 x the median nearest-neighbour distance inside the training set, beside the same share "
     "for real validation images. Diversity: median pairwise distance of a class's synthetic images over that of "
     "its real images (collapse below 0.1).",
-    "FID, KID, precision / recall / coverage: synthetic vs the real training subset in the feature space of the "
+    "FID, KID, precision / recall / coverage: synthetic vs the real training subset (only its images of the classes "
+    "the synthetic set fills, e.g. the minority classes under --balance) in the feature space of the "
     "same reference classifier (its 512-d penultimate layer). In-domain numbers are not comparable with published "
     "ImageNet-Inception FIDs; KID's subset size adapts to small sets.",
     "Published numbers are shown only for a method at the paper's setting (no lever changed).",

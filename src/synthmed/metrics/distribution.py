@@ -355,8 +355,9 @@ def fidelity_from_features(real_feats: np.ndarray, real_labels: np.ndarray, synt
     x, y = _pair(real_feats, synth_feats, 2)
     real_member, real_classes = _class_masks(real_labels, len(x), "the real set")
     synth_member, synth_classes = _class_masks(synth_labels, len(y), "the synthetic set")
+    shared = sorted(set(real_classes) & set(synth_classes))
     rows = []
-    for c in sorted(set(real_classes) & set(synth_classes)):
+    for c in shared:
         xc, yc = x[real_member[:, c]], y[synth_member[:, c]]
         row = {"class": c, "name": class_names[c] if class_names and c < len(class_names) else None}
         if min(len(xc), len(yc)) < 2:
@@ -364,8 +365,13 @@ def fidelity_from_features(real_feats: np.ndarray, real_labels: np.ndarray, synt
         else:
             row.update(distribution_metrics(xc, yc, k, kid_subsets, seed))
         rows.append(row)
+    # A set that fills only some classes (e.g. minority classes up to the majority) is compared, as a whole,
+    # with the real images of the classes it has: against all real images its FID would measure the absent
+    # classes, not the generator.
+    scope = real_member[:, shared].any(1) if shared and set(real_classes) - set(synth_classes) else slice(None)
+    overall = {**distribution_metrics(x[scope], y, k, kid_subsets, seed), "real_classes": shared}
     return {"features": features, "feature_dim": int(x.shape[1]), "n_real": len(x), "n_synthetic": len(y),
-            "overall": distribution_metrics(x, y, k, kid_subsets, seed), "per_class": rows,
+            "overall": overall, "per_class": rows,
             "classes_only_real": sorted(set(real_classes) - set(synth_classes)),
             "classes_only_synthetic": sorted(set(synth_classes) - set(real_classes)),
             "settings": {"k": k, "kid_subsets": kid_subsets, "kid_max_subset_size": KID_MAX_SUBSET, "seed": seed},
