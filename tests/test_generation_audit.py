@@ -120,6 +120,9 @@ def test_plots_are_valid_pngs(breast, noise):
     grid = image_grid(train.images, train.labels, noise, synth_labels, breast.class_names, n_per_row=10)
     width, height = png_size(grid)
     assert height > width / 2  # 2 classes x (1 real + 2 synthetic rows) of 10 images
+    minority_only = image_grid(train.images, train.labels, noise[:20], np.zeros(20, dtype=np.int64),
+                               breast.class_names, n_per_row=10)
+    assert png_size(minority_only)[1] < height  # the class without synthetic images gets no blank rows
     rgb = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
     assert png_size(image_grid(rgb, np.arange(12) % 3, rgb, np.arange(12) % 3, ["a", "b", "c"], n_per_row=4))
     assert png_size(loss_curves([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": math.nan}], "cvae"))

@@ -89,6 +89,9 @@ def image_grid(real_images: np.ndarray, real_labels: np.ndarray, synth_images: n
     for c, name in enumerate(class_names):
         rows.append(pick(real_images, real_labels, c, n_per_row))
         labels.append(f"{c} {name[:24]} · real")
+        if not (synth_labels == c).any():  # e.g. the majority class under --balance: say so, draw no blank rows
+            labels[-1] += " (no synthetic images)"
+            continue
         synth = pick(synth_images, synth_labels, c, n_per_row * synth_rows)
         for r in range(synth_rows):
             rows.append(synth[r * n_per_row:(r + 1) * n_per_row])
