@@ -153,8 +153,9 @@ def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root
 def test_pool_size_is_bounded_by_cores_and_memory():
     from synthmed.experiment.backends import MEMORY_PER_WORKER, pool_size
 
-    assert pool_size(8, 1, cores=2, memory=None) == 2
-    assert pool_size(8, 2, cores=8, memory=None) == 4
+    plenty = 64 * MEMORY_PER_WORKER
+    assert pool_size(8, 1, cores=2, memory=plenty) == 2
+    assert pool_size(8, 2, cores=8, memory=plenty) == 4
     assert pool_size(8, 1, cores=8, memory=2 * MEMORY_PER_WORKER) == 2
     assert pool_size(3, 4, cores=2, memory=0) == 1  # always at least one worker
     with pytest.raises(SynthmedError, match="--workers 0"):

@@ -47,13 +47,13 @@ def _available_memory() -> int | None:
         return None
 
 
-def pool_size(workers: int, threads: int, cores: int | None = None, memory: int | None = -1) -> int:
-    """``workers`` bounded by the cores (``threads`` each) and the free memory (MEMORY_PER_WORKER each;
-    ``memory=-1`` reads this machine's, ``None`` ignores it)."""
+def pool_size(workers: int, threads: int, cores: int | None = None, memory: int | None = None) -> int:
+    """``workers`` bounded by the cores (``threads`` each) and the free memory in bytes (MEMORY_PER_WORKER each);
+    ``cores`` and ``memory`` default to this machine's (no memory bound where the platform cannot tell)."""
     if workers < 1 or threads < 1:
-        raise SynthmedError(f"--workers {workers} and --threads {threads} must be at least 1")
+        raise SynthmedError(f"--workers {workers} and --cpus-per-run {threads} must be at least 1")
     cores = cores or os.cpu_count() or 1
-    memory = _available_memory() if memory == -1 else memory
+    memory = _available_memory() if memory is None else memory
     bound = max(1, cores // threads)
     if memory is not None:
         bound = min(bound, max(1, memory // MEMORY_PER_WORKER))
@@ -61,12 +61,11 @@ def pool_size(workers: int, threads: int, cores: int | None = None, memory: int 
 
 
 def run_on_pool(runner: Runner, specs: list[RunSpec], on_result: OnResult, workers: int,
-                threads: int = 1, compute: Callable = remote_compute) -> int:
-    """Run ``specs`` in a pool of worker processes (sized by ``pool_size``) and call ``on_result`` in the driver
-    as each finishes; returns the pool size used. ``compute`` is replaceable for bench/scheduler.py."""
-    size = pool_size(workers, threads)
+                threads: int = 1, compute: Callable = remote_compute) -> None:
+    """Run ``specs`` in a pool of ``workers`` processes (bound it with ``pool_size`` first) and call ``on_result``
+    in the driver as each finishes. ``compute`` is replaceable for bench/scheduler.py."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-    with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = {pool.submit(compute, _settings(runner), spec, threads): spec for spec in specs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -77,7 +76,6 @@ def run_on_pool(runner: Runner, specs: list[RunSpec], on_result: OnResult, worke
                 except Exception as err:  # noqa: BLE001 - a worker died (killed, out of memory): record, go on
                     status, payload = "failed", f"worker process failed: {type(err).__name__}: {err}"
                 on_result(spec, status, payload)
-    return size
 
 
 def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: OnResult, address: str | None = None,
