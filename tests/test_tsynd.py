@@ -184,7 +184,9 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
         assert {"clean", "perturbations", "attacks"} <= rob.keys() and r["config"]["dropout"] == 0.2
         with np.load(out / "runs" / r["run_id"] / "cam.npz") as cam:
             assert cam["eigengradcam"].shape == (8, 28, 28) and cam["images"].dtype == np.uint8
+            assert cam["class_names"].tolist() == ["malignant", "normal, benign"]  # the panel's row labels
     report = (out / "report.md").read_text()
     assert "resnet18 dropout 0.2" in report and "Robustness and explanations" in report
     assert "FGSM and PGD (10 steps, no random start) on all of them." in report  # fewer than 300 test images
+    assert "| method | seeds | clean ACC | ACC, perturbation suite (mean) | FGSM 1/255 ACC" in report
     assert (out / "report_eigengradcam_0.png").exists() and (out / "report_robustness_0.png").exists()

@@ -42,6 +42,12 @@ def check_flag(name: str) -> str:
     return flag
 
 
+def medmnist_class_names(flag: str) -> list[str]:
+    """The class names ``medmnist.INFO`` gives a flag, in label order; [] for anything else (an image folder)."""
+    labels = INFO.get(flag, {}).get("label", {})
+    return [labels[str(i)] for i in range(len(labels))]
+
+
 def file_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
@@ -157,7 +163,7 @@ def load_medmnist(name: str, size: int = 28, root: str | os.PathLike | None = No
     missing = [key for key in KEYS if key not in arrays]
     if missing:
         raise SynthmedError(f"{path} lacks {', '.join(missing)}; a MedMNIST npz holds {', '.join(KEYS)}")
-    class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
+    class_names = medmnist_class_names(flag)
     splits = {s: check_split(flag, s, arrays[f"{s}_images"], arrays[f"{s}_labels"], len(class_names),
                              info["task"]) for s in SPLITS}
     side = splits["train"].images.shape[1]

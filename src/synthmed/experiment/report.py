@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from synthmed.data.medmnist import medmnist_class_names
 from synthmed.errors import SynthmedError
 from synthmed.experiment.files import atomic_write_bytes, atomic_write_text
 from synthmed.experiment.papers import published
@@ -443,16 +444,16 @@ def _robustness_sections(out: Path, records: list[dict], md: list[str], body: li
         curves = robustness_plot({m: [r["metrics"]["robustness"] for r in rs] for m, rs in by_method.items()},
                                  f"robustness · {title}")
         figures = [("robustness", curves)]
-        columns, images = [], None
+        columns, images, names = [], None, medmnist_class_names(runs[0]["dataset"])
         for method, rs in by_method.items():
             path = out / "runs" / rs[0]["run_id"] / "cam.npz"
             if path.exists():
                 with np.load(path, allow_pickle=False) as cam:
                     images, targets = cam["images"], cam["targets"]
+                    names = cam["class_names"].tolist() if "class_names" in cam else names  # older runs: INFO's
                     columns.append((f"{method}\nseed {rs[0]['seed']}", "map", cam["eigengradcam"].astype(np.float32),
                                     cam["probs"]))
         if columns:
-            names = [str(c) for c in range(int(targets.max()) + 1)]
             figures.append(("eigengradcam", panel_from_maps(images, targets, names, columns,
                                                             f"EigenGradCAM of the true class · {title}")))
         settings = runs[0]["metrics"]["robustness"]

@@ -194,7 +194,7 @@ class Runner:
         targets = test.labels[index] if test.labels.ndim == 1 else test.labels[index].argmax(1)
         probs, _ = predict(fit.model, x, data.task, fit.precision)
         arrays = {"index": index, "images": test.images[index], "targets": targets,
-                  "probs": probs.numpy()[np.arange(len(index)), targets]}
+                  "probs": probs.numpy()[np.arange(len(index)), targets], "class_names": np.array(data.class_names)}
         for method in ("gradcam", "eigengradcam"):
             arrays[method] = cam_maps(fit.model, x, targets, method).astype(np.float16)
         buffer = io.BytesIO()

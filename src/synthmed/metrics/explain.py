@@ -19,6 +19,8 @@ The map is upsampled bilinearly (align_corners=False, as cv2.resize) to the inpu
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -207,9 +209,9 @@ def panel_from_maps(images_uint8: np.ndarray, targets: np.ndarray, class_names: 
     grey = images_uint8.ndim == 3
     for r in range(n_rows):
         image = images_uint8[r]
-        name = class_names[targets[r]] if targets[r] < len(class_names) else str(targets[r])
+        name = class_names[targets[r]] if targets[r] < len(class_names) else ""
         axes[r, 0].imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
-        axes[r, 0].set_ylabel(f"{targets[r]} {name[:18]}", fontsize=7)
+        axes[r, 0].set_ylabel(f"{targets[r]} {name[:18]}".strip(), fontsize=7)
         for c, (header, kind, arrays, probs) in enumerate(columns, start=1):
             ax = axes[r, c]
             if kind == "map":
@@ -227,6 +229,6 @@ def panel_from_maps(images_uint8: np.ndarray, targets: np.ndarray, class_names: 
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, width=int(13 * (1.5 * n_cols + 0.6))), fontsize=9)  # ~13 characters per inch
     fig.tight_layout()
     return _png(fig)
