@@ -52,10 +52,14 @@ def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
                for f, auc in ((0.05, 0.70), (0.5, 0.90)) for s in range(3)
                for m, bump in (("none", 0.01 * s), ("dcgan", 0.01 * s + 0.05))]
     records.append(record("flip", 0, 0.6, 0.8, protocol="fraction", fraction=0.5))
+    # fewer generator epochs at the larger fraction: the same column, the cell says so
+    records += [record("sngan", s, 0.9, 0.8, protocol="fraction", fraction=f, method_params=p)
+                for f, p in ((0.05, {}), (0.5, {"epochs": 20})) for s in range(2)]
     md, page = fraction_tables(summarise(records))
-    assert md[2] == "| training share | none | dcgan | flip |"
-    assert md[4] == "| fraction 0.05 | 0.710 ± 0.010 (n=3) | 0.760 ± 0.010* (n=3) |  |"
-    assert md[5] == "| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.600 (n=1) |"
+    assert md[2] == "| training share | none | dcgan | sngan | flip |"
+    assert md[4] == "| fraction 0.05 | 0.710 ± 0.010 (n=3) | 0.760 ± 0.010* (n=3) | 0.900 ± 0.000* (n=2) |  |"
+    assert md[5] == ("| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.900 ± 0.000 (n=2, epochs=20) "
+                     "| 0.600 (n=1) |")
     assert "<th>dcgan</th>" in page
     assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == ([], "")
 

@@ -83,16 +83,23 @@ LEVERS = (("synthetic_per_class", "{}/class"), ("synthetic_ratio", "ratio {:g}")
 LEVER_DEFAULTS = {"synthetic_weight": 1.0, "finetune_epochs": 0, "balance": False}
 
 
-def method_label(record: dict) -> str:
-    """``cvae``, or with its non-default levers and parameters: ``cvae weight 0.5 ft 5 epochs=100``."""
+def method_label(record: dict, params: bool = True) -> str:
+    """``cvae``, or with its non-default levers and (unless ``params=False``) hyper-parameters:
+    ``cvae weight 0.5 ft 5 epochs=100``."""
     config = record["config"]
     parts = [record["method"]]
     for key, fmt in LEVERS:
         value = config.get(key)
         if value is not None and value != LEVER_DEFAULTS.get(key):
             parts.append(fmt.format(value))
-    parts += [f"{k}={v}" for k, v in sorted((config.get("method_params") or {}).items())]
+    if params and params_label(config):
+        parts.append(params_label(config))
     return " ".join(parts)
+
+
+def params_label(config: dict) -> str:
+    """A run's generator hyper-parameters that differ from the preset: ``epochs=20 lr=0.0001`` (or "")."""
+    return " ".join(f"{k}={v}" for k, v in sorted((config.get("method_params") or {}).items()))
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -104,7 +111,9 @@ def summarise(records: list[dict]) -> list[dict]:
     for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
         dataset, protocol, classifier, recipe, method = key
         row = {"dataset": dataset, "protocol": protocol, "classifier": classifier,
-               "recipe": recipe, "method": method, "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
+               "recipe": recipe, "method": method, "lever_label": method_label(runs[0], params=False),
+               "params": params_label(runs[0]["config"]),
+               "n": len(runs), "seeds": sorted(r["seed"] for r in runs),
                "epochs": sorted({r["epochs_run"] for r in runs}), "time": sum(r["total_time"] for r in runs)}
         for metric in ("test_auc", "test_acc", "val_auc", "paper_test_auc", "paper_test_acc"):
             row[metric] = interval([r[metric] for r in runs])
@@ -200,8 +209,10 @@ def _fid_over_epochs(rows: list[dict]) -> tuple[list[str], str]:
 
 def fraction_tables(rows: list[dict]) -> tuple[list[str], str]:
     """Seed 002's Table 1 layout: test AUC (mean ± std over seeds) with one row per training fraction and one
-    column per method, for every (dataset, classifier, recipe) run at two or more fractions. A gain over
-    ``none`` whose paired 95 % interval excludes 0 is marked with ``*``."""
+    column per method and levers, for every (dataset, classifier, recipe) run at two or more fractions; a cell
+    names the hyper-parameters that differ from the preset (e.g. fewer generator epochs at a larger fraction),
+    and several settings of one cell are listed one after another. A gain over ``none`` whose paired 95 %
+    interval excludes 0 is marked with ``*``."""
     md: list[str] = []
     page = ""
     by_setting: dict[tuple, list[dict]] = defaultdict(list)
@@ -212,22 +223,20 @@ def fraction_tables(rows: list[dict]) -> tuple[list[str], str]:
         protocols = sorted({r["protocol"] for r in group}, key=lambda p: float(p.split()[1]))
         if len(protocols) < 2:
             continue
-        methods = list(dict.fromkeys(r["method"] for r in group))
-        cell = {(r["protocol"], r["method"]): r for r in group}
-        cells = []
-        for protocol in protocols:
-            line = [protocol]
-            for method in methods:
-                row = cell.get((protocol, method))
-                if row is None:
-                    line.append("")
-                    continue
-                mean, std, _ = row["test_auc"]
-                diff = row.get("diff_test_auc")
-                sure = diff is not None and not math.isnan(diff[2]) and diff[0] - diff[2] > 0
-                line.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}") + ("*" if sure else "")
-                            + f" (n={row['n']})")
-            cells.append(line)
+        methods = list(dict.fromkeys(r["lever_label"] for r in group))
+        cell: dict[tuple, list[dict]] = defaultdict(list)
+        for r in group:
+            cell[(r["protocol"], r["lever_label"])].append(r)
+
+        def text(row: dict) -> str:
+            mean, std, _ = row["test_auc"]
+            diff = row.get("diff_test_auc")
+            sure = diff is not None and not math.isnan(diff[2]) and diff[0] - diff[2] > 0
+            return (f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}") + ("*" if sure else "")
+                    + f" (n={row['n']}" + (f", {row['params']}" if row["params"] else "") + ")")
+
+        cells = [[protocol, *["; ".join(text(r) for r in cell[(protocol, m)]) for m in methods]]
+                 for protocol in protocols]
         caption = (f"{dataset} · {classifier} · recipe {recipe}: test AUC by training fraction (seed 002's "
                    "Table 1 layout; * = paired gain over none whose 95 % interval excludes 0)")
         table_md, table_html = _table(caption, ["training share", *methods], cells)
