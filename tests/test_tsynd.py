@@ -99,6 +99,22 @@ def test_random_latent_moves_by_the_same_distance_in_another_direction(trained):
     assert torch.equal(tsynd.move(z0, z), z)
 
 
+def test_random_latent_rounds_report_the_uncertainty_of_the_images_they_add(trained):
+    """Same autoencoder, same draws: TSynD's decoded latents are more uncertain than randomly moved ones, and the
+    random-latent round reports its own images' uncertainty, not that of the optimised latents it discards."""
+    model, _, train = trained
+    settings = dict(epochs=3, width=8, steps=4, eta=0.1, mc_samples=6, budget=0.5, every=1, device="cpu")
+    rounds = {}
+    for method in ("tsynd", "random-latent"):
+        augmenter = create_augmenter(method, **settings).fit(train.images, train.labels, seed=0)
+        augmenter.on_epoch_end(model, epoch=1)
+        rounds[method] = augmenter.rounds_[-1]
+    assert rounds["tsynd"]["uncertainty_start"] == pytest.approx(rounds["random-latent"]["uncertainty_start"])
+    assert rounds["tsynd"]["latent_shift"] == pytest.approx(rounds["random-latent"]["latent_shift"], rel=1e-4)
+    assert rounds["tsynd"]["uncertainty_end"] > rounds["random-latent"]["uncertainty_end"]
+    model.train(False)
+
+
 def test_save_load_keeps_the_autoencoder_and_the_round_draws(trained, tmp_path):
     model, tsynd, train = trained
     tsynd.save(tmp_path / "t.pt")

@@ -206,8 +206,12 @@ class TSynD(TorchGenerator):
         stats: dict[str, float] = {}
         for i in range(0, len(x), 256):  # bounded memory: the ascent keeps activations for the backward pass
             z0, z, s = self.optimise_latents(classifier, x[i:i + 256])
-            z = self.move(z0, z)
+            moved = self.move(z0, z)
             with torch.no_grad():
+                if moved is not z:  # random-latent: the uncertainty of what is decoded, not of the optimised z
+                    s["uncertainty_end"] = self._score(classifier, moved, next(classifier.parameters()).device
+                                                       ).mean().item()
+                z = moved
                 out.append(self.nets_["decoder"](z).cpu())
             for k, v in s.items():
                 stats[k] = stats.get(k, 0.0) + v * len(z0) / len(x)
