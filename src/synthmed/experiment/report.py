@@ -92,9 +92,9 @@ def method_label(record: dict, params: bool = True) -> str:
         value = config.get(key)
         if value is not None and value != LEVER_DEFAULTS.get(key):
             parts.append(fmt.format(value))
-    if params and params_label(config):
+    if params:
         parts.append(params_label(config))
-    return " ".join(parts)
+    return " ".join(part for part in parts if part)
 
 
 def params_label(config: dict) -> str:
