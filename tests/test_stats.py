@@ -1,0 +1,365 @@
+"""synthmed.report.stats: intervals, power, Holm, sequential looks and paired verdicts against hand computations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from synthmed.errors import SynthmedError
+from synthmed.report.stats import (
+    BETTER,
+    BETTER_WITHIN,
+    EQUIVALENT,
+    UNDECIDED,
+    VERDICTS,
+    WORSE,
+    WORSE_WITHIN,
+    adjust,
+    compare,
+    holm,
+    interval,
+    look_alpha,
+    minimum_detectable_effect,
+    planned_looks,
+)
+
+
+def _around(mean: float, sd: float, n: int, seed: int = 0) -> np.ndarray:
+    """n values with exactly this sample mean and sample std (so verdicts do not hinge on a random draw)."""
+    z = np.random.default_rng(seed).standard_normal(n)
+    z = (z - z.mean()) / z.std(ddof=1)
+    return mean + sd * z
+
+
+def _power(ncp: float, n: int, alpha: float) -> float:
+    df = n - 1
+    crit = sps.t.ppf(1 - alpha / 2, df)
+    # lower tail as 1 - sf: nct.cdf itself can return NaN far in the lower tail for small df
+    return float(sps.nct.sf(crit, df, ncp) + (1 - sps.nct.sf(-crit, df, ncp)))
+
+
+# --- interval ---------------------------------------------------------------------------------------------------------
+
+
+def test_interval_matches_hand_computation_and_ignores_missing():
+    values = [0.71, 0.74, None, 0.69, float("nan"), 0.73]
+    kept = np.array([0.71, 0.74, 0.69, 0.73])
+    mean, std, half = interval(values)
+    assert mean == pytest.approx(kept.mean())
+    assert std == pytest.approx(kept.std(ddof=1))
+    assert half == pytest.approx(sps.t.ppf(0.975, 3) * kept.std(ddof=1) / 2)
+    _, _, half90 = interval(values, level=0.9)
+    assert half90 == pytest.approx(sps.t.ppf(0.95, 3) * kept.std(ddof=1) / 2)
+    assert half90 < half
+
+
+def test_interval_empty_and_single():
+    assert all(math.isnan(x) for x in interval([]))
+    assert all(math.isnan(x) for x in interval([None, float("nan")]))
+    mean, std, half = interval([0.8])
+    assert mean == 0.8 and math.isnan(std) and math.isnan(half)
+
+
+def test_interval_identical_values_have_zero_width():
+    assert interval([0.1, 0.1, 0.1]) == (0.1, 0.0, 0.0)
+
+
+def test_interval_bad_level():
+    with pytest.raises(SynthmedError, match="level"):
+        interval([1.0, 2.0], level=95)
+
+
+# --- minimum detectable effect ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
+@pytest.mark.parametrize("alpha", [0.05, 0.01])
+def test_mde_has_the_requested_power(n, alpha):
+    std = 0.012
+    effect = minimum_detectable_effect(std, n, alpha, 0.8)
+    ncp = effect * math.sqrt(n) / std
+    assert _power(ncp, n, alpha) == pytest.approx(0.8, abs=1e-6)
+    # a slightly smaller effect has less power: the root is the smallest one
+    assert _power(0.99 * ncp, n, alpha) < 0.8
+
+
+@pytest.mark.parametrize("n", [3, 10])
+def test_mde_counts_both_tails(n):
+    # at a power just above alpha the effect is small and the wrong-sign tail carries real probability
+    effect = minimum_detectable_effect(0.01, n, 0.05, 0.1)
+    assert _power(effect * math.sqrt(n) / 0.01, n, 0.05) == pytest.approx(0.1, abs=1e-6)
+    assert minimum_detectable_effect(0.01, n, 0.05, 0.04) == 0.0  # alpha alone already has that power
+
+
+def test_mde_approaches_the_normal_formula_for_large_n():
+    std, n = 0.02, 5000
+    normal = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * std / math.sqrt(n)
+    effect = minimum_detectable_effect(std, n)
+    assert effect == pytest.approx(normal, rel=1e-3)
+    assert effect > normal  # the t-test needs a little more than the z-test
+
+
+def test_mde_shrinks_with_more_seeds_and_scales_with_std():
+    assert (
+        minimum_detectable_effect(0.01, 5) > minimum_detectable_effect(0.01, 10) > minimum_detectable_effect(0.01, 40)
+    )
+    assert minimum_detectable_effect(0.02, 7) == pytest.approx(2 * minimum_detectable_effect(0.01, 7))
+
+
+def test_mde_edge_cases():
+    assert math.isnan(minimum_detectable_effect(0.01, 1))
+    assert math.isnan(minimum_detectable_effect(float("nan"), 10))
+    assert math.isnan(minimum_detectable_effect(float("inf"), 10))
+    assert minimum_detectable_effect(0.0, 10) == 0.0
+    with pytest.raises(SynthmedError, match="power"):
+        minimum_detectable_effect(0.01, 10, power=1.0)
+    with pytest.raises(SynthmedError, match="alpha"):
+        minimum_detectable_effect(0.01, 10, alpha=0.0)
+
+
+# --- holm -------------------------------------------------------------------------------------------------------------
+
+
+def test_holm_hand_computation():
+    # sorted: 0.005 * 4 = 0.02; 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_keeps_nan_and_does_not_count_it():
+    out = holm([0.01, float("nan"), 0.04, None])
+    assert math.isnan(out[1]) and math.isnan(out[3])
+    assert out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
+
+
+def test_holm_caps_at_one_and_handles_empty():
+    assert holm([0.5, 0.6, 0.9]) == pytest.approx([1.0, 1.0, 1.0])
+    assert holm([]) == []
+    assert holm([0.03]) == pytest.approx([0.03])
+    with pytest.raises(SynthmedError, match="p-values"):
+        holm([0.1, 1.5])
+
+
+# --- sequential looks -------------------------------------------------------------------------------------------------
+
+
+def test_planned_looks_values():
+    assert planned_looks(3, 3, 2) == 1
+    assert planned_looks(3, 5, 2) == 2
+    assert planned_looks(3, 6, 2) == 3  # 3 -> 5 -> 6: a partial last round still gets a look
+    assert planned_looks(5, 20, 5) == 4
+    assert planned_looks(2, 10, 1) == 9
+
+
+def test_look_alpha_values():
+    assert look_alpha(0.05, 1) == 0.05
+    assert look_alpha(0.05, 4) == pytest.approx(0.0125)
+    assert look_alpha(0.05, planned_looks(5, 20, 5)) == pytest.approx(0.05 / 4)
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [((1, 10, 2), "start"), ((3, 10, 0), "step"), ((5, 4, 1), "max_seeds")],
+)
+def test_planned_looks_bad_input(args, word):
+    with pytest.raises(SynthmedError, match=word):
+        planned_looks(*args)
+
+
+@pytest.mark.parametrize(("alpha", "looks", "word"), [(0.0, 2, "alpha"), (1.0, 2, "alpha"), (0.05, 0, "looks")])
+def test_look_alpha_bad_input(alpha, looks, word):
+    with pytest.raises(SynthmedError, match=word):
+        look_alpha(alpha, looks)
+
+
+# --- compare: verdicts ------------------------------------------------------------------------------------------------
+
+
+def test_clearly_better():
+    c = compare(_around(0.05, 0.005, 10), "flip", "none")
+    assert c.verdict == BETTER and c.decided
+    assert c.t_low > 0 and c.p_value < 1e-6
+    assert c.n == 10 and c.mean == pytest.approx(0.05) and c.std == pytest.approx(0.005)
+
+
+def test_clearly_worse():
+    c = compare(_around(-0.05, 0.005, 10), "cvae", "none")
+    assert c.verdict == WORSE and c.t_high < 0 and c.decided
+
+
+def test_equivalent():
+    c = compare(_around(0.0005, 0.001, 10), "dcgan", "none", margin=0.01)
+    assert c.verdict == EQUIVALENT and c.decided
+    assert -0.01 < c.tost_low < c.tost_high < 0.01
+    # without a margin equivalence cannot be claimed
+    assert compare(_around(0.0005, 0.001, 10), "dcgan", "none", margin=0.0).verdict == UNDECIDED
+
+
+def test_better_and_worse_by_less_than_the_margin():
+    assert compare(_around(0.004, 0.001, 20), "flip", "none").verdict == BETTER_WITHIN
+    assert compare(_around(-0.004, 0.001, 20), "flip", "none").verdict == WORSE_WITHIN
+    # the same differences against a margin they exceed are plainly better
+    assert compare(_around(0.004, 0.001, 20), "flip", "none", margin=0.003).verdict == BETTER
+
+
+def test_undecided_with_three_noisy_diffs():
+    c = compare([0.03, -0.02, 0.01], "tsynd", "none")
+    assert c.verdict == UNDECIDED and not c.decided
+    assert c.t_low < 0 < c.t_high
+    assert c.mde > 0 and math.isfinite(c.mde)
+    assert c.mde == pytest.approx(minimum_detectable_effect(c.std, 3, 0.05, 0.8))
+
+
+def test_one_and_zero_seeds_are_undecided():
+    one = compare([0.02], "a", "none")
+    assert one.verdict == UNDECIDED and one.n == 1 and one.mean == 0.02
+    assert all(
+        math.isnan(getattr(one, f)) for f in ("std", "t_low", "t_high", "boot_low", "tost_high", "p_value", "mde")
+    )
+    zero = compare([], "a", "none")
+    assert zero.verdict == UNDECIDED and zero.n == 0 and math.isnan(zero.mean)
+
+
+def test_identical_diffs_collapse_the_intervals():
+    c = compare([0.02] * 5, "a", "none")
+    assert (c.t_low, c.t_high, c.tost_low, c.tost_high, c.boot_low, c.boot_high) == (0.02,) * 6
+    assert c.std == 0.0 and c.p_value == 0.0 and c.verdict == BETTER and c.mde == 0.0
+    assert compare([0.005] * 5, "a", "none").verdict == BETTER_WITHIN
+    zero = compare([0.0] * 5, "a", "none")
+    assert zero.p_value == 1.0 and zero.verdict == EQUIVALENT
+    assert compare([0.0] * 5, "a", "none", margin=0.0).verdict == UNDECIDED
+
+
+# --- compare: intervals and p-value -----------------------------------------------------------------------------------
+
+
+def test_t_and_tost_intervals_match_hand_computation():
+    diffs = [0.012, -0.003, 0.020, 0.007, 0.015]
+    arr = np.array(diffs)
+    mean, sd, n = arr.mean(), arr.std(ddof=1), len(diffs)
+    c = compare(diffs, "a", "none", alpha=0.05)
+    h95 = sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    h90 = sps.t.ppf(0.95, n - 1) * sd / math.sqrt(n)
+    assert (c.t_low, c.t_high) == pytest.approx((mean - h95, mean + h95))
+    assert (c.tost_low, c.tost_high) == pytest.approx((mean - h90, mean + h90))
+    assert c.p_value == pytest.approx(sps.ttest_1samp(arr, 0.0).pvalue)
+    c10 = compare(diffs, "a", "none", alpha=0.1)
+    h80 = sps.t.ppf(0.9, n - 1) * sd / math.sqrt(n)
+    assert (c10.tost_low, c10.tost_high) == pytest.approx((mean - h80, mean + h80))
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    diffs = [0.012, -0.003, 0.020, 0.007, 0.015, 0.001]
+    a = compare(diffs, "a", "none", seed=3)
+    b = compare(diffs, "a", "none", seed=3)
+    other = compare(diffs, "a", "none", seed=4)
+    assert (a.boot_low, a.boot_high) == (b.boot_low, b.boot_high)
+    assert (a.boot_low, a.boot_high) != (other.boot_low, other.boot_high)
+    assert min(diffs) <= a.boot_low < np.mean(diffs) < a.boot_high <= max(diffs)
+
+
+def test_bootstrap_is_close_to_the_t_interval_for_a_large_normal_sample():
+    diffs = np.random.default_rng(7).normal(0.01, 0.02, size=400)
+    c = compare(diffs, "a", "none", n_boot=4000)
+    width = c.t_high - c.t_low
+    assert abs(c.boot_low - c.t_low) < 0.1 * width
+    assert abs(c.boot_high - c.t_high) < 0.1 * width
+    assert not c.intervals_disagree
+
+
+def test_intervals_disagree_on_three_seeds():
+    # t-interval (df 2) is wide and holds 0; every bootstrap mean of 0.01 / 0.02 / 0.03 is >= 0.01
+    c = compare([0.01, 0.02, 0.03], "a", "none")
+    assert c.t_low < 0 < c.boot_low
+    assert c.intervals_disagree
+    assert not compare([0.03, -0.02, 0.01], "a", "none").intervals_disagree
+
+
+def test_comparison_is_json_ready_and_frozen():
+    c = compare(_around(0.05, 0.005, 10), "flip", "none")
+    data = dataclasses.asdict(c)
+    json.dumps(data)
+    assert data["verdict"] in VERDICTS and type(data["intervals_disagree"]) is bool and type(data["n"]) is int
+    assert all(type(data[k]) is float for k in ("mean", "std", "t_low", "boot_high", "p_value", "mde"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.verdict = "worse"  # type: ignore[misc]
+
+
+def test_adjust_fills_holm():
+    comps = [compare(d, m, "none") for m, d in (("a", [0.03, -0.02, 0.01]), ("b", _around(0.05, 0.005, 10)))]
+    assert all(c.p_holm is None for c in comps)
+    out = adjust(comps)
+    assert [c.p_holm for c in out] == pytest.approx(holm([c.p_value for c in comps]))
+    assert [c.method for c in out] == ["a", "b"] and comps[0].p_holm is None
+    assert out[0].p_holm >= out[0].p_value
+
+
+# --- compare: bad input -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"margin": -0.01}, "margin"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": 0.5}, "alpha"),
+        ({"n_boot": 0}, "n_boot"),
+    ],
+)
+def test_compare_bad_arguments(kwargs, word):
+    with pytest.raises(SynthmedError, match=word) as info:
+        compare([0.01, 0.02, 0.03], "a", "none", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
+def test_compare_non_finite_diffs(bad):
+    with pytest.raises(SynthmedError, match="finite"):
+        compare([0.01, bad, 0.03], "a", "none")
+
+
+# --- sentences --------------------------------------------------------------------------------------------------------
+
+
+def test_sentences_for_each_verdict():
+    cases = [
+        (
+            compare(_around(0.0005, 0.001, 10), "dcgan", "none"),
+            EQUIVALENT,
+            "dcgan is equivalent to none within ±0.01 AUC",
+        ),
+        (compare(_around(-0.021, 0.01, 5), "cvae", "none"), WORSE, "cvae is worse than none: -0.021 AUC [95 % CI"),
+        (compare(_around(0.05, 0.005, 10), "gan", "none"), BETTER, "gan is better than none: +0.050 AUC [95 % CI"),
+        (
+            compare(_around(0.004, 0.001, 12), "flip", "none"),
+            BETTER_WITHIN,
+            "flip is better than none, by less than the margin of 0.01 AUC: +0.004",
+        ),
+        (
+            compare(_around(-0.004, 0.001, 12), "flip", "none"),
+            WORSE_WITHIN,
+            "flip is worse than none, by less than the margin of 0.01 AUC: -0.004",
+        ),
+        (compare([0.03, -0.02, 0.01], "tsynd", "none"), UNDECIDED, "tsynd vs none is undecided: +0.007"),
+    ]
+    for c, verdict, start in cases:
+        assert c.verdict == verdict
+        text = c.sentence()
+        assert text.startswith(start), text
+        assert f"({c.n} seeds)" in text
+        assert "bootstrap" not in text
+    undecided = cases[-1][0].sentence()
+    assert f"could detect a difference of {cases[-1][0].mde:.3f} AUC with 80 % power" in undecided
+
+
+def test_sentence_level_unit_bootstrap_and_few_seeds():
+    c = compare([0.01, 0.02, 0.03], "tsynd", "none", alpha=0.05 / 3)
+    text = c.sentence(unit="ACC")
+    assert "[98.3 % CI" in text and "ACC" in text and "AUC" not in text
+    assert f"the bootstrap interval [{c.boot_low:+.3f}, {c.boot_high:+.3f}] disagrees" in text
+    assert "1 seed" in compare([0.02], "a", "none").sentence()
+    assert "no paired seeds" in compare([], "a", "none").sentence()
