@@ -80,3 +80,14 @@ def blobs(n: int, seed: int):
     images = rng.integers(60, 120, (n, 28, 28)).astype(np.uint8)
     images[labels == 1, 10:18, 10:18] = 230
     return Split(images, labels)
+
+
+#: Fixtures that read the official MedMNIST files: a test using one is marked slow, so `pytest -m "not slow"` runs
+#: the tests that need no data file.
+DATA_FIXTURES = {"real_root", "breast_copy"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

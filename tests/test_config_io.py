@@ -11,37 +11,47 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthmed.config import load_run_config
 from synthmed.data import load_dataset
 from synthmed.data import medmnist as mm
 from synthmed.errors import SynthmedError
-from synthmed.experiment.files import atomic_write_bytes
-from synthmed.experiment.store import ResultStore
-from synthmed.train.checkpoint import load_checkpoint, save_checkpoint
-
-TYPES = {"dataset": str, "methods": str, "epochs": int, "paper_style": bool, "fraction": str}
+from synthmed.experiment.grid import expand, load_grid
+from synthmed.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from synthmed.store import ResultStore
 
 
 def test_yaml_lists_and_types(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("dataset: breastmnist\nmethods: [none, flip]\nepochs: 3\npaper-style: true\nfraction: 0.5\n")
-    assert load_run_config(path, TYPES) == {"dataset": "breastmnist", "methods": "none,flip", "epochs": 3,
-                                            "paper_style": True, "fraction": "0.5"}
+    path.write_text(
+        "datasets: breastmnist\nmethods: [none, flip]\nrecipes: {recipe: medmnist, epochs: 3}\n"
+        "options: {report-test-selected: true}\nseeds: 0\n"
+    )
+    specs = expand(load_grid(path))
+    assert [(s.dataset, s.method, s.epochs, s.report_test_selected) for s in specs] == [
+        ("breastmnist", "none", 3, True),
+        ("breastmnist", "flip", 3, True),
+    ]
 
 
-@pytest.mark.parametrize("text,pattern", [
-    ("datset: breastmnist\n", "unknown key 'datset'"),
-    ("epochs: three\n", "key 'epochs' .* should be int"),
-    ("epochs: true\n", "should be int"),
-    ("- a\n- b\n", "must hold a mapping"),
-    ("dataset: [unclosed\n", "not valid YAML at line"),
-    ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,pattern",
+    [
+        ("datset: breastmnist\n", "unknown key 'datset'"),
+        (
+            "datasets: x\nrecipes: {recipe: medmnist, epochs: three}\n",
+            "recipes.epochs should be an integer, got 'three'",
+        ),
+        ("datasets: x\nrecipes: {recipe: medmnist, epochs: true}\n", "should be an integer, got True"),
+        ("epochs: three\ndatasets: x\n", "epochs should be an integer"),  # the old dialect is checked the same way
+        ("- a\n- b\n", "must hold a mapping"),
+        ("dataset: [unclosed\n", "not valid YAML at line"),
+        ("!!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    ],
+)
 def test_yaml_errors_are_one_line(tmp_path, text, pattern):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(SynthmedError, match=pattern) as err:
-        load_run_config(path, TYPES)
+        expand(load_grid(path))
     assert "\n" not in str(err.value)
 
 

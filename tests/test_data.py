@@ -16,10 +16,13 @@ def test_twelve_2d_flags_known():
     assert len(FLAGS_2D) == 12 and "breastmnist" in FLAGS_2D and "chestmnist" in FLAGS_2D
 
 
-@pytest.mark.parametrize("name,train,val,test,counts", [
-    ("breastmnist", 546, 78, 156, [147, 399]),
-    ("pneumoniamnist", 4708, 524, 624, [1214, 3494]),
-])
+@pytest.mark.parametrize(
+    "name,train,val,test,counts",
+    [
+        ("breastmnist", 546, 78, 156, [147, 399]),
+        ("pneumoniamnist", 4708, 524, 624, [1214, 3494]),
+    ],
+)
 def test_official_files_load(real_root, name, train, val, test, counts):
     data = load_dataset(name, data_root=real_root)
     assert (len(data.train), len(data.val), len(data.test)) == (train, val, test)
@@ -81,15 +84,18 @@ def test_wrong_md5_refused_unless_no_verify(tmp_path):
     assert len(data.train) == 20 and not data.extra["md5_ok"]
 
 
-@pytest.mark.parametrize("override,pattern", [
-    ({"train_labels": np.full((20, 1), 5, dtype=np.uint8)}, "range over 5..5"),
-    ({"train_images": np.zeros((20, 28, 27), dtype=np.uint8)}, "square"),
-    ({"train_images": np.zeros((20, 28), dtype=np.uint8)}, "shape"),
-    ({"train_images": np.zeros((20, 28, 28), dtype=np.float32)}, "dtype float32"),
-    ({"train_labels": np.zeros((20, 1), dtype=np.float64)}, "integer class indices"),
-    ({"train_labels": np.zeros((19, 1), dtype=np.uint8)}, "20 images but 19 labels"),
-    ({"val_images": np.zeros((6, 32, 32), dtype=np.uint8)}, "share one shape"),
-])
+@pytest.mark.parametrize(
+    "override,pattern",
+    [
+        ({"train_labels": np.full((20, 1), 5, dtype=np.uint8)}, "range over 5..5"),
+        ({"train_images": np.zeros((20, 28, 27), dtype=np.uint8)}, "square"),
+        ({"train_images": np.zeros((20, 28), dtype=np.uint8)}, "shape"),
+        ({"train_images": np.zeros((20, 28, 28), dtype=np.float32)}, "dtype float32"),
+        ({"train_labels": np.zeros((20, 1), dtype=np.float64)}, "integer class indices"),
+        ({"train_labels": np.zeros((19, 1), dtype=np.uint8)}, "20 images but 19 labels"),
+        ({"val_images": np.zeros((6, 32, 32), dtype=np.uint8)}, "share one shape"),
+    ],
+)
 def test_bad_arrays_refused(tmp_path, override, pattern):
     write_breast_like(tmp_path, **override)
     with pytest.raises(SynthmedError, match=pattern) as err:
@@ -165,3 +171,48 @@ def test_image_folder_corrupt_image_refused(tmp_path):
     (tmp_path / "b" / "bad.png").write_bytes(b"not an image")
     with pytest.raises(SynthmedError, match="bad.png is not a readable image"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_any_medmnist_layout_npz_is_a_dataset_whatever_its_name(breast_copy, tmp_path):
+    renamed = tmp_path / "my_ultrasound.npz"
+    (breast_copy / "breastmnist.npz").rename(renamed)
+    data = load_dataset(f"npz:{renamed}")
+    assert data.name == "my_ultrasound" and data.task == "multi-class" and data.class_names == ["0", "1"]
+    assert (len(data.train), len(data.val), len(data.test)) == (546, 78, 156) and data.extra["md5_ok"] is None
+    assert load_dataset(f"npz:{renamed}", classes=["malignant", "benign"]).class_names == ["malignant", "benign"]
+    (tmp_path / "my_ultrasound.json").write_text('{"class_names": ["m", "b"], "task": "binary-class"}')
+    named = load_dataset(f"npz:{renamed}")
+    assert named.class_names == ["m", "b"] and named.task == "binary-class"
+    with pytest.raises(SynthmedError, match="--classes names 3 classes but the labels of my_ultrasound.npz have 2"):
+        load_dataset(f"npz:{renamed}", classes=["a", "b", "c"])
+    with pytest.raises(SynthmedError, match="holds 28x28 images but size 64 was asked for; pass --size 28"):
+        load_dataset(f"npz:{renamed}", size=64)
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ({"val_labels": np.zeros((6, 3), dtype=np.uint8)}, "has \\(N, L\\) labels; for a multi-label set say so"),
+        ({"train_labels": np.zeros((20, 1), dtype=np.uint8)}, "mine train: class '1' has no images"),
+        (
+            {f"{s}_labels": np.zeros((n, 1), dtype=np.uint8) for s, n in (("train", 20), ("val", 6), ("test", 8))},
+            "1 class\\(es\\); a classification set needs two",
+        ),
+        ({"test_images": np.zeros((8, 32, 32), dtype=np.uint8)}, "test_images are \\(32, 32\\) but train images are"),
+        ({"train_images": np.zeros((20, 28, 28), dtype=np.float32)}, "dtype float32, expected uint8"),
+    ],
+)
+def test_bad_npz_datasets_are_one_line_errors(tmp_path, override, pattern):
+    path = write_breast_like(tmp_path, **override).rename(tmp_path / "mine.npz")
+    with pytest.raises(SynthmedError, match=pattern) as err:
+        load_dataset(f"npz:{path}")
+    assert "\n" not in str(err.value)
+
+
+def test_npz_without_the_medmnist_keys_or_with_pickles_is_refused(tmp_path):
+    np.savez(tmp_path / "a.npz", images=np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(SynthmedError, match="lacks train_images"):
+        load_dataset(f"npz:{tmp_path / 'a.npz'}")
+    np.savez(tmp_path / "b.npz", train_images=np.array([object()], dtype=object))
+    with pytest.raises(SynthmedError, match="pickled"):
+        load_dataset(f"npz:{tmp_path / 'b.npz'}")

@@ -11,24 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
+from synthmed.audit.features import DomainFeatures, FeatureExtractor, InceptionFeatures, fidelity_report
 from synthmed.data import load_dataset, make_subset
 from synthmed.data.dataset import Dataset, Split
 from synthmed.errors import SynthmedError
 from synthmed.metrics.distribution import (
     COMPARABILITY_NOTE,
-    DomainFeatures,
-    FeatureExtractor,
-    InceptionFeatures,
     fid,
     fidelity_from_features,
-    fidelity_report,
     frechet_distance,
     kid,
     prdc,
     tsne_embedding,
-    tsne_plot,
 )
 from synthmed.nets.classifiers import build_classifier
+from synthmed.report.figures import tsne_plot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -39,14 +36,19 @@ def gaussian(n: int, d: int, seed: int, mean: float = 0.0, scale: float = 1.0) -
 
 def brute_prdc(x: np.ndarray, y: np.ndarray, k: int) -> dict:
     """The textbook definitions on full distance matrices (no chunks), to check the chunked version against."""
+
     def radii(a):
         d = np.linalg.norm(a[:, None] - a[None], axis=-1)
         return np.sort(d, axis=1)[:, k]
 
     d = np.linalg.norm(x[:, None] - y[None], axis=-1)  # (real, synthetic)
     r_x, r_y = radii(x), radii(y)
-    return {"precision": (d <= r_x[:, None]).any(0).mean(), "recall": (d <= r_y[None, :]).any(1).mean(),
-            "density": (d <= r_x[:, None]).sum(0).mean() / k, "coverage": (d.min(1) <= r_x).mean()}
+    return {
+        "precision": (d <= r_x[:, None]).any(0).mean(),
+        "recall": (d <= r_y[None, :]).any(1).mean(),
+        "density": (d <= r_x[:, None]).sum(0).mean() / k,
+        "coverage": (d.min(1) <= r_x).mean(),
+    }
 
 
 class PooledPixels(FeatureExtractor):
@@ -62,6 +64,7 @@ class PooledPixels(FeatureExtractor):
 
 # ------------------------------------------------------------------------------------------------------------ FID
 
+
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
     feats = np.abs(gaussian(300, 32, 0)) * np.linspace(0.5, 3, 32)
     scale = np.trace(np.cov(feats, rowvar=False))
@@ -76,7 +79,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
 def test_fid_of_isotropic_gaussians_is_the_closed_form(s1, s2, shift):
     d = 16
     mu1, mu2 = np.zeros(d), np.full(d, shift)
-    expected = shift ** 2 * d + d * (s1 + s2 - 2 * np.sqrt(s1 * s2))
+    expected = shift**2 * d + d * (s1 + s2 - 2 * np.sqrt(s1 * s2))
     assert frechet_distance(mu1, s1 * np.eye(d), mu2, s2 * np.eye(d)) == pytest.approx(expected, abs=1e-8)
 
 
@@ -97,12 +100,15 @@ def test_fid_with_fewer_images_than_dimensions_is_finite():
     assert np.isfinite(fid(x, y)) and fid(x, y) > 64 * 0.25  # at least the mean term
 
 
-@pytest.mark.parametrize("real, synth, phrase", [
-    (np.zeros((1, 4)), np.zeros((5, 4)), "at least 2"),
-    (np.zeros((5, 4)), np.zeros((5, 3)), "differ in width"),
-    (np.zeros(5), np.zeros((5, 4)), "2-D"),
-    (np.full((5, 4), np.nan), np.zeros((5, 4)), "NaN"),
-])
+@pytest.mark.parametrize(
+    "real, synth, phrase",
+    [
+        (np.zeros((1, 4)), np.zeros((5, 4)), "at least 2"),
+        (np.zeros((5, 4)), np.zeros((5, 3)), "differ in width"),
+        (np.zeros(5), np.zeros((5, 4)), "2-D"),
+        (np.full((5, 4), np.nan), np.zeros((5, 4)), "NaN"),
+    ],
+)
 def test_bad_feature_sets_are_one_line_errors(real, synth, phrase):
     with pytest.raises(SynthmedError, match=phrase) as err:
         fid(real, synth)
@@ -110,6 +116,7 @@ def test_bad_feature_sets_are_one_line_errors(real, synth, phrase):
 
 
 # ------------------------------------------------------------------------------------------------------------ KID
+
 
 def test_kid_adapts_its_subset_size_to_small_sets():
     x, y = gaussian(50, 64, 0), gaussian(80, 64, 1)
@@ -135,13 +142,15 @@ def test_kid_matches_torch_fidelity():
     metric_kid = pytest.importorskip("torch_fidelity.metric_kid")
     x, y = gaussian(120, 16, 0).astype(np.float32), gaussian(90, 16, 1, mean=0.3).astype(np.float32)
     ours = kid(x, y, subsets=20, seed=7)
-    theirs = metric_kid.kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=20,
-                                               kid_subset_size=90, rng_seed=7, verbose=False)
+    theirs = metric_kid.kid_features_to_metric(
+        torch.from_numpy(x), torch.from_numpy(y), kid_subsets=20, kid_subset_size=90, rng_seed=7, verbose=False
+    )
     assert ours["mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4, abs=1e-7)
     assert ours["std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-3, abs=1e-7)
 
 
 # --------------------------------------------------------------------------------------------------------- PRDC
+
 
 def test_prdc_of_identical_and_of_far_apart_sets():
     x = gaussian(100, 8, 0)
@@ -175,6 +184,7 @@ def test_precision_recall_match_torch_fidelity():
 
 # --------------------------------------------------------------------------------------------- feature extractors
 
+
 @pytest.mark.parametrize("shape, channels", [((6, 28, 28), 1), ((6, 28, 28, 3), 3), ((6, 28, 28), 3)])
 def test_domain_features_of_grey_and_rgb_images(shape, channels):
     torch.manual_seed(0)
@@ -188,12 +198,15 @@ def test_domain_features_of_grey_and_rgb_images(shape, channels):
     assert not extractor.head._forward_pre_hooks  # the hook is removed after each call
 
 
-@pytest.mark.parametrize("images, phrase", [
-    (np.zeros((4, 28, 28), dtype=np.float32), "must be uint8"),
-    (np.zeros((4, 28, 28, 1), dtype=np.uint8), "must be uint8"),
-    (np.zeros((0, 28, 28), dtype=np.uint8), "empty"),
-    (np.zeros((4, 28, 28, 3), dtype=np.uint8), "takes grey images"),
-])
+@pytest.mark.parametrize(
+    "images, phrase",
+    [
+        (np.zeros((4, 28, 28), dtype=np.float32), "must be uint8"),
+        (np.zeros((4, 28, 28, 1), dtype=np.uint8), "must be uint8"),
+        (np.zeros((0, 28, 28), dtype=np.uint8), "empty"),
+        (np.zeros((4, 28, 28, 3), dtype=np.uint8), "takes grey images"),
+    ],
+)
 def test_domain_features_refuse_bad_images(images, phrase):
     extractor = DomainFeatures(build_classifier("resnet18", 1, 2, 28))
     with pytest.raises(SynthmedError, match=phrase) as err:
@@ -278,6 +291,7 @@ def test_inception_features_with_stand_in_weights(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- report
 
+
 def structured_images(n: int, label: np.ndarray, seed: int, brightness: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 100, (n, 28, 28)) + 80 * label[:, None, None] + brightness
@@ -297,8 +311,18 @@ def test_fidelity_report_per_class_and_json():
     assert report["classes_only_real"] == [2] and report["classes_only_synthetic"] == [3]
     full, single = report["per_class"]
     assert full["name"] == "a" and full["n_real"] == 20 and full["n_synthetic"] == 15
-    keys = {"fid", "kid_mean", "kid_std", "kid_subset_size", "kid_subsets", "precision", "recall", "density",
-            "coverage", "k"}
+    keys = {
+        "fid",
+        "kid_mean",
+        "kid_std",
+        "kid_subset_size",
+        "kid_subsets",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "k",
+    }
     assert keys <= set(full) and keys <= set(report["overall"])
     assert full["kid_subset_size"] == 15 and full["fid"] > 0
     assert single["n_synthetic"] == 1 and "fid" not in single and "fewer than 2" in single["note"]
@@ -315,8 +339,7 @@ def test_overall_fid_of_a_minority_only_set_is_its_class_fid():
     report = fidelity_report(real, real_labels, structured_images(20, synth_labels, 1), synth_labels, PooledPixels())
     assert report["overall"]["real_classes"] == [0] and report["overall"]["n_real"] == 20
     assert report["overall"]["fid"] == pytest.approx(report["per_class"][0]["fid"])
-    every_class = fidelity_report(real, real_labels, structured_images(60, real_labels, 1), real_labels,
-                                  PooledPixels())
+    every_class = fidelity_report(real, real_labels, structured_images(60, real_labels, 1), real_labels, PooledPixels())
     assert every_class["overall"]["n_real"] == 60 and every_class["overall"]["real_classes"] == [0, 1]
 
 
@@ -344,6 +367,7 @@ def test_fidelity_from_features_checks_labels():
 
 # -------------------------------------------------------------------------------------------------------- t-SNE
 
+
 def test_tsne_embedding_and_plot():
     real, synth = gaussian(30, 64, 0), gaussian(20, 64, 1, mean=2.0)
     points = tsne_embedding(real, synth, seed=0)
@@ -359,12 +383,14 @@ def test_tsne_embedding_and_plot():
 
 # ---------------------------------------------------------------------------------------------------- real data
 
+
 @pytest.mark.slow
 def test_domain_features_on_breastmnist_rank_held_out_images_above_noise(real_root, tmp_path):
     breast = load_dataset("breastmnist", data_root=real_root)
     subset = make_subset(breast, "lowdata", seed=0, per_class=20)  # a small training set keeps the test fast
-    extractor = DomainFeatures.for_dataset(breast, tmp_path, epochs=1, seed=0, device="cpu", precision="fp32",
-                                           subset=subset)
+    extractor = DomainFeatures.for_dataset(
+        breast, tmp_path, epochs=1, seed=0, device="cpu", precision="fp32", subset=subset
+    )
     assert extractor.name.startswith("domain:breastmnist resnet18 (real lowdata training split, 40 images")
     train, val = breast.train.subset(np.arange(150)), breast.val
     held_out = fidelity_report(train.images, train.labels, val.images, val.labels, extractor, kid_subsets=20)
@@ -388,10 +414,21 @@ def test_fidelity_command_scores_held_out_images_closer_than_noisy_ones(real_roo
     noisy = tmp_path / "noisy.npz"
     np.savez(clean, train_images=breast["val_images"], train_labels=breast["val_labels"])
     noise = np.random.default_rng(0).normal(0, 60, breast["val_images"].shape)
-    np.savez(noisy, train_images=np.clip(breast["val_images"] + noise, 0, 255).astype(np.uint8),
-             train_labels=breast["val_labels"])
-    base = ["fidelity", "breastmnist", "--domain-epochs", "1", "--device", "cpu",
-            "--cache-dir", str(tmp_path / "cache")]
+    np.savez(
+        noisy,
+        train_images=np.clip(breast["val_images"] + noise, 0, 255).astype(np.uint8),
+        train_labels=breast["val_labels"],
+    )
+    base = [
+        "fidelity",
+        "breastmnist",
+        "--domain-epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     fids = []
     for path in (clean, noisy):
         out = tmp_path / f"{path.stem}_fidelity.json"

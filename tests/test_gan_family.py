@@ -1,4 +1,4 @@
-"""Seed 002's GAN family (dcgan, wgan, wgan-gp, lsgan, sngan) and BAGAN-GP: tiny nets, a few steps each."""
+"""Sharma et al. 2022's GAN family (dcgan, wgan, wgan-gp, lsgan, sngan) and BAGAN-GP: tiny nets, a few steps each."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from torch import nn
 
 from synthmed.augment import create_augmenter
 from synthmed.augment.bagan import BaganGP, safe_cholesky
-from synthmed.augment.gan_family import gradient_penalty
+from synthmed.augment.gan_losses import gradient_penalty
 from synthmed.augment.generative import TorchGenerator
 from synthmed.data import load_dataset
 from synthmed.errors import SynthmedError
-from synthmed.train.trainer import to_tensor
+from synthmed.tensors import to_tensor
 
 METHODS = ["dcgan", "wgan", "wgan-gp", "lsgan", "sngan", "bagan-gp"]
 COUNTS = {0: 5, 1: 7}
@@ -33,6 +33,7 @@ def random_images(n: int, size: int, rgb: bool = False, seed: int = 0) -> np.nda
 
 # ---- 28 px, real BreastMNIST ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small(real_root):
     """The first 128 real BreastMNIST training images (both classes)."""
@@ -42,8 +43,9 @@ def small(real_root):
 
 @pytest.fixture(scope="module", params=METHODS)
 def fitted(request, small) -> TorchGenerator:
-    return make(request.param, epochs=2, batch_size=64, **({"ae_epochs": 2} if request.param == "bagan-gp" else {})
-                ).fit(*small, seed=0)
+    return make(
+        request.param, epochs=2, batch_size=64, **({"ae_epochs": 2} if request.param == "bagan-gp" else {})
+    ).fit(*small, seed=0)
 
 
 @pytest.mark.slow
@@ -52,8 +54,9 @@ def test_28px_samples_have_the_real_layout_and_the_requested_labels(fitted):
     assert images.shape == (12, 28, 28) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and labels.tolist() == [0] * 5 + [1] * 7
     assert [row["epoch"] for row in fitted.history_] == [1, 2]
-    assert all({"d_loss", "g_loss"} <= row.keys() and all(np.isfinite(v) for v in row.values())
-               for row in fitted.history_)
+    assert all(
+        {"d_loss", "g_loss"} <= row.keys() and all(np.isfinite(v) for v in row.values()) for row in fitted.history_
+    )
     assert images.std() > 0  # not a constant image
     if fitted.name == "bagan-gp":
         assert [row["epoch"] for row in fitted.ae_history_] == [1, 2]
@@ -73,6 +76,7 @@ def test_28px_save_load_reproduces_samples_byte_for_byte(fitted, tmp_path):
 
 # ---- 64 px, grey and RGB --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
 @pytest.mark.parametrize("method", METHODS)
 def test_64px_images(method, rgb):
@@ -86,6 +90,7 @@ def test_64px_images(method, rgb):
 
 
 # ---- the gradient penalty -------------------------------------------------------------------------------
+
 
 class LinearCritic(nn.Module):
     """f(x, y) = w . x + v . y: its gradient in x is w everywhere, whatever the label."""
@@ -122,10 +127,11 @@ def test_gradient_penalty_sees_each_interpolate_with_its_label():
     real = torch.randn(4, 1, 1, 2, dtype=torch.float64)
     cond = nn.functional.one_hot(torch.tensor([0, 1, 1, 1]), 2).double()
     value = gradient_penalty(critic, real, torch.zeros_like(real), cond, 2.0)
-    assert value.item() == pytest.approx(2.0 * (0.25 * 0.5 ** 2 + 0.75 * 4.0 ** 2))
+    assert value.item() == pytest.approx(2.0 * (0.25 * 0.5**2 + 0.75 * 4.0**2))
 
 
 # ---- loss-specific behaviour ----------------------------------------------------------------------------
+
 
 def test_sngan_critic_layers_have_unit_spectral_norm_after_training():
     sngan = make("sngan", epochs=3, batch_size=8).fit(random_images(16, 32), np.arange(16) % 2, seed=0)
@@ -135,8 +141,9 @@ def test_sngan_critic_layers_have_unit_spectral_norm_after_training():
     for layer in layers:
         sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
         assert sigma == pytest.approx(1.0, abs=0.05), layer
-    raw = [torch.linalg.matrix_norm(m.parametrizations.weight.original.detach().flatten(1), ord=2).item()
-           for m in layers]
+    raw = [
+        torch.linalg.matrix_norm(m.parametrizations.weight.original.detach().flatten(1), ord=2).item() for m in layers
+    ]
     assert any(abs(s - 1) > 0.2 for s in raw)  # the normalisation is doing the work, not the weights
     assert not make("dcgan", epochs=1, batch_size=8).fit(random_images(8, 32), np.arange(8) % 2).spectral_layers()
 
@@ -172,6 +179,7 @@ def test_same_seed_same_model(method):
 
 # ---- BAGAN-GP -------------------------------------------------------------------------------------------
 
+
 def two_class_images(n: int = 48, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Class 0 dark, class 1 bright (imbalanced 2:1), so their codes differ."""
     labels = (np.arange(n) % 3 == 0).astype(np.int64)
@@ -190,9 +198,9 @@ def test_bagan_latents_follow_the_encoded_class_statistics():
         mu = codes[torch.from_numpy(labels == c)].mean(0)
         sd = codes[torch.from_numpy(labels == c)].std(0)
         assert torch.allclose(bagan.class_means_[c].double(), mu, atol=1e-4)
-        got = draws[c * n:(c + 1) * n].mean(0)
-        assert ((got - mu).abs() <= 5 * sd / n ** 0.5 + 1e-4).all()
-        assert torch.allclose(draws[c * n:(c + 1) * n].std(0), sd, rtol=0.1, atol=1e-3)
+        got = draws[c * n : (c + 1) * n].mean(0)
+        assert ((got - mu).abs() <= 5 * sd / n**0.5 + 1e-4).all()
+        assert torch.allclose(draws[c * n : (c + 1) * n].std(0), sd, rtol=0.1, atol=1e-3)
     assert (bagan.class_means_[0] - bagan.class_means_[1]).norm() > 0  # class-conditional
 
 
@@ -210,7 +218,7 @@ def test_bagan_generator_and_critic_start_from_the_autoencoder(monkeypatch):
     optimizers = BaganGP.optimizers
 
     def check_then_build(self):
-        if self._phase == "adversarial":
+        if self.phase_ == "adversarial":
             nets = self.nets_
             for src, dst in ((nets["decoder"], nets["generator"]), (nets["encoder"].body, nets["discriminator"].body)):
                 pairs = zip(src.state_dict().items(), dst.state_dict().items(), strict=True)
@@ -225,8 +233,17 @@ def test_bagan_generator_and_critic_start_from_the_autoencoder(monkeypatch):
 
 def test_bagan_table5_knobs():
     images, labels = two_class_images()
-    bagan = make("bagan-gp", epochs=1, batch_size=16, lr=1e-5, gp_weight=0.1, sn_generator=True,
-                 sn_discriminator=True, g_activation="elu", d_activation="relu").fit(images, labels, seed=0)
+    bagan = make(
+        "bagan-gp",
+        epochs=1,
+        batch_size=16,
+        lr=1e-5,
+        gp_weight=0.1,
+        sn_generator=True,
+        sn_discriminator=True,
+        g_activation="elu",
+        d_activation="relu",
+    ).fit(images, labels, seed=0)
     kinds = {name: {type(m) for m in net.modules()} for name, net in bagan.nets_.items()}
     assert nn.ELU in kinds["generator"] and nn.ReLU not in kinds["generator"]
     assert nn.ReLU in kinds["discriminator"] and nn.LeakyReLU not in kinds["discriminator"]
@@ -260,6 +277,7 @@ def test_safe_cholesky_handles_singular_covariances():
 
 # ---- failures -------------------------------------------------------------------------------------------
 
+
 def poison(monkeypatch, cls: type, net: str | None = None) -> None:
     """Make one network (default: the first built) output NaN."""
     build = cls.build
@@ -290,17 +308,21 @@ def test_bagan_nan_in_the_adversarial_phase_is_refused(monkeypatch):
     assert len(bagan.ae_history_) == 1  # the autoencoder phase itself was fine
 
 
-@pytest.mark.parametrize(("method", "params", "message"), [
-    ("wgan", {"clip": 0}, "clip=0 is invalid"),
-    ("wgan-gp", {"gp_weight": -1}, "gp_weight=-1 is invalid"),
-    ("sngan", {"sn_discriminator": "yes"}, "sn_discriminator='yes' is invalid"),
-    ("dcgan", {"optimizer": "sgd"}, "optimizer='sgd' is invalid; expected adam or rmsprop"),
-    ("bagan-gp", {"g_activation": "tanh"}, "g_activation='tanh' is invalid"),
-    ("bagan-gp", {"ae_epochs": -1}, "ae_epochs=-1 is invalid"),
-    ("bagan-gp", {"betas": (0.5, 1.5)}, "betas"),
-    ("lsgan", {"clip": 0.01}, "bad parameters for method 'lsgan'"),
-])
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("wgan", {"clip": 0}, "clip=0 is invalid"),
+        ("wgan-gp", {"gp_weight": -1}, "gp_weight=-1 is invalid"),
+        ("sngan", {"sn_discriminator": "yes"}, "sn_discriminator='yes' is invalid"),
+        ("dcgan", {"optimizer": "sgd"}, "optimizer='sgd' is invalid; expected adam or rmsprop"),
+        ("bagan-gp", {"g_activation": "tanh"}, "g_activation='tanh' is invalid"),
+        ("bagan-gp", {"ae_epochs": -1}, "ae_epochs=-1 is invalid"),
+        ("bagan-gp", {"betas": (0.5, 1.5)}, "betas"),
+        ("lsgan", {"clip": 0.01}, "lsgan has no parameter 'clip'"),
+        ("dcgan", {"loss": "focal"}, "loss='focal' is invalid"),
+    ],
+)
 def test_bad_params_are_one_line_errors(method, params, message):
     with pytest.raises(SynthmedError, match=message) as err:
-        create_augmenter(method, **params)
+        create_augmenter(method, **params).check()
     assert "\n" not in str(err.value)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthmed.augment import create_augmenter
+from synthmed.augment import method_class
 from synthmed.augment.export import export_synthetic, read_synthetic
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.plots import closest_pairs, image_grid, loss_curves
-from synthmed.metrics.memorisation import audit, check_losses, collapse, memorisation, nearest, reconstructs
+from synthmed.metrics.memorisation import audit, check_losses, collapse, memorisation, nearest
+from synthmed.report.figures import closest_pairs, image_grid, loss_curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -79,8 +79,8 @@ def test_check_losses_flags_nan_and_inf():
 
 
 def test_autoencoder_reconstructions_are_not_a_memorisation_failure(breast):
-    assert reconstructs(create_augmenter("ae")) and reconstructs(create_augmenter("conv-ae"))
-    assert not reconstructs(create_augmenter("cvae")) and not reconstructs(create_augmenter("cgan"))
+    assert method_class("ae").reconstructs and method_class("conv-ae").reconstructs
+    assert not method_class("cvae").reconstructs and not method_class("cgan").reconstructs
     train, history = breast.train, [{"epoch": 1, "loss": 0.1}]
     copies = (train.images[:20], train.labels[:20])
     plain = audit(*copies, train.images, train.labels, history)
@@ -94,8 +94,15 @@ def test_autoencoder_reconstructions_are_not_a_memorisation_failure(breast):
 def test_export_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (7, 28, 28, 3), dtype=np.uint8), np.array([0, 0, 2, 2, 2, 1, 0])
-    provenance = {"method": "cvae", "config": {"epochs": 2}, "seed": 3, "dataset": "bloodmnist",
-                  "dataset_md5": "abc", "subset": {"train": [5, 9]}, "n_classes": 4}
+    provenance = {
+        "method": "cvae",
+        "config": {"epochs": 2},
+        "seed": 3,
+        "dataset": "bloodmnist",
+        "dataset_md5": "abc",
+        "subset": {"train": [5, 9]},
+        "n_classes": 4,
+    }
     sidecar = export_synthetic(tmp_path / "set.npz", images, labels, provenance)
     with np.load(tmp_path / "set.npz", allow_pickle=False) as archive:
         assert np.array_equal(archive["train_images"], images)
@@ -120,8 +127,9 @@ def test_plots_are_valid_pngs(breast, noise):
     grid = image_grid(train.images, train.labels, noise, synth_labels, breast.class_names, n_per_row=10)
     width, height = png_size(grid)
     assert height > width / 2  # 2 classes x (1 real + 2 synthetic rows) of 10 images
-    minority_only = image_grid(train.images, train.labels, noise[:20], np.zeros(20, dtype=np.int64),
-                               breast.class_names, n_per_row=10)
+    minority_only = image_grid(
+        train.images, train.labels, noise[:20], np.zeros(20, dtype=np.int64), breast.class_names, n_per_row=10
+    )
     assert png_size(minority_only)[1] < height  # the class without synthetic images gets no blank rows
     rgb = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
     assert png_size(image_grid(rgb, np.arange(12) % 3, rgb, np.arange(12) % 3, ["a", "b", "c"], n_per_row=4))
@@ -134,10 +142,27 @@ def test_plots_are_valid_pngs(breast, noise):
 def test_generate_end_to_end(real_root, tmp_path):
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
     out = tmp_path / "synthetic" / "cvae.npz"
-    base = [sys.executable, "-m", "synthmed", "generate", "--dataset", "breastmnist", "--protocol", "lowdata",
-            "--epochs", "2", "--per-class", "5", "--seed", "0", "--device", "cpu"]
-    result = subprocess.run([*base, "--method", "cvae", "--out", str(out)], env=env, capture_output=True, text=True,
-                            timeout=300)
+    base = [
+        sys.executable,
+        "-m",
+        "synthmed",
+        "generate",
+        "--dataset",
+        "breastmnist",
+        "--protocol",
+        "lowdata",
+        "--epochs",
+        "2",
+        "--per-class",
+        "5",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        [*base, "--method", "cvae", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     with np.load(out, allow_pickle=False) as archive:
         assert archive["train_images"].shape == (10, 28, 28) and archive["train_images"].dtype == np.uint8
@@ -152,15 +177,20 @@ def test_generate_end_to_end(real_root, tmp_path):
     assert report["losses"]["epochs"] == 2 and not report["losses"]["flagged"]
     assert report["reconstructions_by_design"] is False and len(report["memorisation"]["ratio"]) == 10
     assert report["flags"] == meta["audit_flags"] and len(report["collapse"]["per_class"]) == 2
-    refused = subprocess.run([*base, "--method", "flip", "--out", str(tmp_path / "flip.npz")], env=env,
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [*base, "--method", "flip", "--out", str(tmp_path / "flip.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "does not generate images" in refused.stderr
     assert not (tmp_path / "flip.npz").exists()
 
 
 @pytest.mark.slow
 def test_class_fidelity_of_real_images_is_the_reference_accuracy(breast, tmp_path):
-    from synthmed.metrics.fidelity import class_fidelity, reference_classifier, reference_key
+    from synthmed.audit.reference import class_fidelity, reference_classifier, reference_key
 
     subset = make_subset(breast, "lowdata", seed=0, per_class=20)
     first = reference_classifier(breast, subset, 0, tmp_path, epochs=1, device="cpu", precision="fp32")

@@ -1,4 +1,4 @@
-"""Seed 000's generative augmenters (ae, cvae, cgan and their conv variants) on real BreastMNIST images."""
+"""Chaptoukaev 2021's generative augmenters (ae, cvae, cgan and their conv variants) on real BreastMNIST images."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from synthmed.augment import create_augmenter
-from synthmed.augment.gan import BCEGanLoss, ConditionalGAN
+from synthmed.augment import Kind, create_augmenter, preset
+from synthmed.augment.gan import ConditionalGAN
+from synthmed.augment.gan_losses import BCEGanLoss
 from synthmed.augment.generative import TorchGenerator
 from synthmed.data import load_dataset
 from synthmed.errors import SynthmedError
-from synthmed.nets.generators import to_uint8
-from synthmed.train.trainer import to_tensor
+from synthmed.tensors import to_tensor, to_uint8
 
 METHODS = ["ae", "conv-ae", "cvae", "conv-cvae", "cgan", "conv-cgan"]
 COUNTS = {0: 5, 1: 7}
@@ -39,7 +39,7 @@ def test_sample_has_the_real_layout_and_the_requested_labels(fitted):
     images, labels = fitted.sample(COUNTS, seed=1)
     assert images.shape == (12, 28, 28) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and labels.tolist() == [0] * 5 + [1] * 7
-    assert fitted.generative and fitted.n_classes_ == 2 and fitted.image_shape_ == (28, 28)
+    assert fitted.kind is Kind.SET and fitted.n_classes_ == 2 and fitted.image_shape_ == (28, 28)
     assert [row["epoch"] for row in fitted.history_] == [1, 2]
     assert all(np.isfinite(v) for row in fitted.history_ for v in row.values())
     assert fitted.config()["method"] == fitted.name and fitted.config()["epochs"] == 2
@@ -136,7 +136,7 @@ def test_gan_loss_is_pluggable(small):
         def make_loss(self):
             return Recording()
 
-    Variant(epochs=1, device="cpu").fit(*small, seed=0)
+    Variant("cgan", **{**preset("cgan"), "epochs": 1, "device": "cpu"}).fit(*small, seed=0)
     assert calls == {"penalty": 1, "after": 1}  # 128 images, batch 128: one step
 
 
@@ -149,10 +149,10 @@ def test_uint8_round_trip_is_exact():
 
 def test_bad_use_is_one_line_error(small, tmp_path):
     with pytest.raises(SynthmedError, match="epochs=0"):
-        create_augmenter("cvae", epochs=0)
+        create_augmenter("cvae", epochs=0).check()
     with pytest.raises(SynthmedError, match="betas"):
-        create_augmenter("cgan", betas=(2, 0.9))
-    with pytest.raises(SynthmedError, match="bad parameters"):
+        create_augmenter("cgan", betas=(2, 0.9)).check()
+    with pytest.raises(SynthmedError, match="has no parameter 'width'; its parameters: arch, batch_size"):
         create_augmenter("ae", width=8)
     with pytest.raises(SynthmedError, match="call fit"):
         create_augmenter("cgan").sample(COUNTS)
@@ -165,5 +165,5 @@ def test_bad_use_is_one_line_error(small, tmp_path):
     with pytest.raises(SynthmedError, match="not a saved generative augmenter"):
         TorchGenerator.load(tmp_path / "other.pt")
     cvae.save(tmp_path / "cvae.pt")
-    with pytest.raises(SynthmedError, match="holds a 'cvae' model"):
+    with pytest.raises(SynthmedError, match="holds a 'cvae' model, not a ConditionalGAN"):
         ConditionalGAN.load(tmp_path / "cvae.pt")

@@ -1,7 +1,9 @@
-"""Experiment files: validation, grid expansion, skipped datasets, run and status from the command line."""
+"""Experiment files: one format, validation, grid expansion, skipped datasets, run and status from the command
+line."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,10 +12,20 @@ from pathlib import Path
 import pytest
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.grid import available_datasets, load_experiment
+from synthmed.experiment.grid import available_datasets, expand, load_grid
 from synthmed.experiment.runner import Runner
 
 CONFIGS = Path(__file__).parent.parent / "configs"
+PRESETS = {
+    "chaptoukaev2021": 8 * 4 * 3,
+    "chaptoukaev2021-quick": 2 * 4,
+    "chaptoukaev2021-none-flip": 2 * 2 * 3,
+    "sharma2022": 4 * 7 * 3,
+    "sharma2022-quick": 3,
+    "tsynd2024": 2 * 4 * 3,
+    "tsynd2024-quick": 3,
+    "demo": 3 * 3,
+}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -22,54 +34,116 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["chaptoukaev2021", "chaptoukaev2021-quick", "sharma2022", "sharma2022-quick",
-                                  "tsynd2024", "tsynd2024-quick"])
+def load_experiment(path: Path):
+    grid = load_grid(path)
+    return grid, expand(grid)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_expand_and_validate(name):
-    header, specs = load_experiment(CONFIGS / f"{name}.yaml")
-    expected = {"chaptoukaev2021": 8 * 4 * 3, "chaptoukaev2021-quick": 2 * 4, "sharma2022": 4 * 7 * 3,
-                "sharma2022-quick": 3, "tsynd2024": 2 * 4 * 3, "tsynd2024-quick": 3}[name]
-    assert header["name"] == name and len(specs) == expected
-    assert len({s.key("md5")[0] for s in specs}) == expected  # every run is distinct
+    grid, specs = load_experiment(CONFIGS / f"{name}.yaml")
+    assert grid.name == name and len(specs) == PRESETS[name] and not grid.notes[1:]  # at most the dropout note
+    assert len({s.key("md5")[0] for s in specs}) == PRESETS[name]  # every run is distinct
 
 
-@pytest.mark.parametrize("name", ["chaptoukaev2021-quick", "sharma2022-quick", "tsynd2024-quick"])
+def test_every_preset_writes_to_its_own_folder():
+    outs = [load_grid(CONFIGS / f"{name}.yaml").out for name in PRESETS]
+    assert len(set(outs)) == len(outs) and all(out == f"runs/{name}" for out, name in zip(outs, PRESETS))
+
+
+@pytest.mark.parametrize("name", ["chaptoukaev2021-quick", "sharma2022-quick", "tsynd2024-quick", "demo"])
 def test_quick_presets_pass_the_runners_checks(real_root, name, tmp_path):
-    import dataclasses
-
     _, specs = load_experiment(CONFIGS / f"{name}.yaml")
     runner = Runner(tmp_path / "never-written", data_root=str(real_root), download=False)
     runner.validate(specs)  # raises on an unknown method, parameter, recipe or an unusable subset
-    assert not (tmp_path / "never-written").exists()  # validation writes nothing
+    assert runner.pending(specs) == specs
+    assert not (tmp_path / "never-written").exists()  # validation and the store lookup write nothing
     broken = dataclasses.replace(specs[-1], method_params={**specs[-1].method_params, "no_such_param": 1})
     with pytest.raises(SynthmedError, match="no_such_param"):
         runner.validate([broken])
 
 
 def test_expansion_carries_method_parameters_levers_and_options(tmp_path):
-    _, specs = load_experiment(write(tmp_path, """
-datasets: [breastmnist]
-protocols: [lowdata, {protocol: fraction, fraction: 0.5, stratified: true}]
-methods: [none, {method: cvae, params: {epochs: 5, lr: 1e-4}, synthetic_weight: 0.5}]
-recipes: [{recipe: medmnist, epochs: 2, patience: 1}]
+    _, specs = load_experiment(
+        write(
+            tmp_path,
+            """
+datasets: breastmnist
+protocols: [lowdata, {protocol: fraction, fraction: [0.5, 0.1], stratified: true}]
+methods: [none, {method: cvae, params: {epochs: 5, lr: 1e-4, betas: [0.5, 0.9]}, synthetic_weight: [0.5, 1]}]
+recipes: {recipe: medmnist, epochs: 2, patience: 1}
 seeds: [0, 1]
-options: {dropout: 0.1}
-"""))
-    assert len(specs) == 2 * 2 * 2
+options: {dropout: 0.1, fidelity_epochs: 3}
+""",
+        )
+    )
+    assert len(specs) == 3 * (1 + 2) * 2
     cvae = [s for s in specs if s.method == "cvae"]
-    assert all(s.method_params == {"epochs": 5, "lr": 1e-4} and s.synthetic_weight == 0.5 for s in cvae)
-    assert {s.protocol for s in specs} == {"lowdata", "fraction"} and all(s.dropout == 0.1 for s in specs)
-    assert all(s.epochs == 2 and s.patience == 1 for s in specs)
+    assert all(s.method_params == {"epochs": 5, "lr": 1e-4, "betas": [0.5, 0.9]} for s in cvae)
+    assert {s.synthesis.synthetic_weight for s in cvae} == {0.5, 1.0}
+    assert all(s.synthesis.fidelity_epochs == 3 for s in cvae)
+    assert all(s.synthesis.fidelity_epochs == 30 for s in specs if s.method == "none")  # levers: generators only
+    assert {(s.protocol, s.fraction) for s in specs} == {("lowdata", None), ("fraction", 0.5), ("fraction", 0.1)}
+    assert all(s.dropout == 0.1 and s.epochs == 2 and s.patience == 1 for s in specs)
 
 
-@pytest.mark.parametrize("text, phrase", [
-    ("datasets: [breastmnist]\nmethods: [none]\nfoo: 1\n", "unknown key 'foo'"),
-    ("datasets: [breastmnist]\nmethods: [{method: cvae, weight: 2}]\n", "methods[0]: unknown key 'weight'"),
-    ("datasets: [breastmnist]\nmethods: [none]\nseeds: [a]\n", "'seeds' must be"),
-    ("datasets: [breastmnist]\nmethods: [none]\nrecipes: [{recipe: medmnist, epochs: ten}]\n",
-     "recipes[0].epochs should be int"),
-    ("datasets: breastmnist\nmethods: [none]\n", "'datasets' must be"),
-    ("datasets: [breastmnist]\nmethods: [none]\noptions: {gpus: 2}\n", "options: unknown key 'gpus'"),
-])
+def test_a_run_file_is_an_experiment_file_with_single_values(tmp_path):
+    _, specs = load_experiment(write(tmp_path, "datasets: breastmnist\nmethods: flip\nseeds: 3\n"))
+    assert [(s.dataset, s.method, s.seed) for s in specs] == [("breastmnist", "flip", 3)]
+
+
+def test_the_old_run_key_dialect_still_reads_with_a_note_naming_the_new_keys(tmp_path):
+    grid, specs = load_experiment(
+        write(
+            tmp_path,
+            "dataset: breastmnist\nmethods: [none, flip]\nepochs: 3\npaper-style: true\nper_class: 40\nout: runs/x\n",
+        )
+    )
+    assert len(specs) == 2 * 3 and all(
+        s.epochs == 3 and s.report_test_selected and s.real_per_class == 40 for s in specs
+    )
+    assert any("'dataset' is deprecated; write 'datasets'" in n for n in grid.notes)
+    assert any("'paper-style' is deprecated; write 'report_test_selected' under 'options'" in n for n in grid.notes)
+    assert grid.out == "runs/x"
+
+
+def test_a_grid_with_tsynd_gives_every_method_its_dropout(tmp_path):
+    grid, specs = load_experiment(write(tmp_path, "datasets: breastmnist\nmethods: [none, tsynd]\nseeds: 0\n"))
+    assert {s.dropout for s in specs} == {0.2} and "every method of this grid uses dropout 0.2" in grid.notes[-1]
+    grid, specs = load_experiment(
+        write(tmp_path, "datasets: breastmnist\nmethods: [none, tsynd]\nseeds: 0\noptions: {dropout: 0.3}\n")
+    )
+    assert {s.dropout for s in specs} == {0.3} and not grid.notes
+
+
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("datasets: [breastmnist]\nmethods: [none]\nfoo: 1\n", "unknown key 'foo'"),
+        ("datasets: [breastmnist]\nmethods: [{method: cvae, weight: 2}]\n", "methods[0]: unknown key 'weight'"),
+        ("datasets: [breastmnist]\nmethods: [none]\nseeds: [a]\n", "seeds should be an integer, got 'a'"),
+        (
+            "datasets: [breastmnist]\nmethods: [none]\nrecipes: [{recipe: medmnist, epochs: ten}]\n",
+            "recipes[0].epochs should be an integer, got 'ten'",
+        ),
+        (
+            "datasets: [breastmnist]\nmethods: [none]\nrecipes: [{recipe: medmnist, epochs: [1, 2]}]\n",
+            "recipes[0].epochs takes one value, not a list",
+        ),
+        ("datasets: []\nmethods: [none]\n", "'datasets' is empty"),
+        ("methods: [none]\n", "'datasets' is missing"),
+        ("datasets: [breastmnist]\nmethods: [none]\noptions: {gpus: 2}\n", "options: unknown key 'gpus'"),
+        (
+            "datasets: [breastmnist]\nmethods: [{method: flip, synthetic_weight: 0.5}]\n",
+            "synthetic_weight apply to methods that add a synthetic set, not to 'flip'",
+        ),
+        (
+            "datasets: [breastmnist]\nprotocols: {protocol: fraction, fraction: 2}\n",
+            "fraction 2.0 must be > 0 and <= 1",
+        ),
+        ("datasets: [breastmnist]\nprotocols: {protocol: lowdata, size: 33}\n", "size 33: choose one of 28, 64"),
+    ],
+)
 def test_validation_errors_are_one_line(tmp_path, text, phrase):
     with pytest.raises(SynthmedError) as err:
         load_experiment(write(tmp_path, text))
@@ -85,20 +159,28 @@ def test_absent_datasets_are_skipped_with_the_hint(real_root, tmp_path):
 @pytest.mark.slow
 def test_experiment_run_and_status(real_root, tmp_path):
     out = tmp_path / "out"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 name: tiny
 out: {out}
 datasets: [breastmnist, octmnist]
-protocols: [{{protocol: lowdata, per_class: 8}}]
+protocols: [{{protocol: lowdata, real_per_class: 8}}]
 methods: [none]
 recipes: [{{recipe: medmnist, epochs: 1}}]
 seeds: [0]
-""")
+""",
+    )
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "synthmed", "experiment", *args, str(path)], env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "synthmed", "experiment", *args, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     result = cli("run")
     assert result.returncode == 0, result.stderr
@@ -111,21 +193,32 @@ seeds: [0]
 def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     pytest.importorskip("mlflow")
-    from synthmed.experiment.report import load_records
+    from synthmed.report.records import load_records
 
     def experiment(out: Path) -> Path:
         path = tmp_path / f"{out.name}.yaml"
-        path.write_text(f"out: {out}\ndatasets: [breastmnist]\nprotocols: [{{protocol: lowdata, per_class: 8}}]\n"
-                        "methods: [none]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0]\n"
-                        "options: {precision: fp32}\n")
+        path.write_text(
+            f"out: {out}\ndatasets: [breastmnist]\nprotocols: [{{protocol: lowdata, real_per_class: 8}}]\n"
+            "methods: [none]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0]\n"
+            "options: {precision: fp32}\n"
+        )
         return path
 
-    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path),
-           "MLFLOW_ALLOW_FILE_STORE": "true"}
+    env = {
+        **os.environ,
+        "SYNTHMED_DATA": str(real_root),
+        "SYNTHMED_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "RAY_AUTH_MODE": "disabled",
+        "HOME": str(tmp_path),
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+    }
     records = {}
-    extra = {"local": ["--mlflow", (tmp_path / "mlruns").as_uri()], "ray": ["--backend", "ray"],
-             "pool": ["--workers", "2"]}
+    extra = {
+        "local": ["--mlflow", (tmp_path / "mlruns").as_uri()],
+        "ray": ["--backend", "ray"],
+        "pool": ["--workers", "2"],
+    }
     for backend, options in extra.items():
         out = tmp_path / backend
         args = [sys.executable, "-m", "synthmed", "experiment", "run", str(experiment(out)), "--no-report", *options]

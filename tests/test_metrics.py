@@ -9,8 +9,9 @@ from medmnist.evaluator import getACC, getAUC
 from synthmed.metrics.classification import classification_metrics
 
 
-@pytest.mark.parametrize("task,n", [("binary-class", 2), ("multi-class", 5), ("ordinal-regression", 4),
-                                    ("multi-label, binary-class", 6)])
+@pytest.mark.parametrize(
+    "task,n", [("binary-class", 2), ("multi-class", 5), ("ordinal-regression", 4), ("multi-label, binary-class", 6)]
+)
 def test_matches_medmnist_evaluator(task, n):
     rng = np.random.default_rng(n)
     if task.startswith("multi-label"):

@@ -20,8 +20,14 @@ def toy(counts_train, counts_val=None, n_test=10) -> Dataset:
         return Split(images, labels)
 
     n = len(counts_train)
-    return Dataset("toy", "multi-class", [f"c{i}" for i in range(n)], split(counts_train), split(counts_val),
-                   split([n_test // n] * n))
+    return Dataset(
+        "toy",
+        "multi-class",
+        [f"c{i}" for i in range(n)],
+        split(counts_train),
+        split(counts_val),
+        split([n_test // n] * n),
+    )
 
 
 def test_pneumonia_lowdata_is_300_34_balanced(real_root):
@@ -81,11 +87,14 @@ def test_fraction_with_empty_class_is_refused_with_hint():
         make_subset(toy([1000, 2]), "fraction", seed=0, fraction=0.001)
 
 
-@pytest.mark.parametrize("kwargs,pattern", [
-    ({"protocol": "tiny"}, "unknown protocol"),
-    ({"protocol": "fraction"}, "needs --fraction"),
-    ({"protocol": "fraction", "fraction": 1.5}, "outside"),
-])
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"protocol": "tiny"}, "unknown protocol"),
+        ({"protocol": "fraction"}, "needs --fraction"),
+        ({"protocol": "fraction", "fraction": 1.5}, "outside"),
+    ],
+)
 def test_bad_protocol_arguments(kwargs, pattern):
     with pytest.raises(SynthmedError, match=pattern):
         make_subset(toy([50, 50]), **kwargs)

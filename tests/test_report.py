@@ -6,20 +6,51 @@ import math
 
 import pytest
 
-from synthmed.experiment.report import fraction_tables, interval, summarise, write_report
-from synthmed.experiment.store import ResultStore
+from synthmed.report import write_report
+from synthmed.report.model import Document, Section
+from synthmed.report.render import page, table_markdown
+from synthmed.report.stats import interval
+from synthmed.report.summary import fraction_tables, summarise
+from synthmed.store import ResultStore
 
 
 def record(method: str, seed: int, auc: float, acc: float, protocol: str = "lowdata", **config) -> dict:
     history = [{"epoch": 1, "val_auc": 0.5, "val_loss": 1.0}, {"epoch": 2, "val_auc": auc, "val_loss": 0.5}]
-    return {"run_id": f"{method}-{seed}-{protocol}-{config}", "dataset": "breastmnist", "protocol": protocol,
-            "method": method, "classifier": "resnet18", "recipe": "medmnist", "seed": seed,
-            "config": {"per_class": None, "size": 28, **config}, "val_auc": auc, "val_acc": acc,
-            "test_auc": auc, "test_acc": acc, "paper_test_auc": auc + 0.02, "paper_test_acc": acc + 0.03,
-            "best_epoch": 2, "epochs_run": 2, "train_time": 1.0, "total_time": 2.0, "n_train": 546, "n_val": 78,
-            "n_test": 156, "device": "cpu", "precision": "fp32", "metrics": {"history": history},
-            "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
-            "created": f"2026-01-0{seed + 1}"}
+    return {
+        "run_id": f"{method}-{seed}-{protocol}-{config}",
+        "dataset": "breastmnist",
+        "protocol": protocol,
+        "method": method,
+        "classifier": "resnet18",
+        "recipe": "medmnist",
+        "seed": seed,
+        "config": {
+            "method": method,
+            "protocol": protocol,
+            "classifier": "resnet18",
+            "real_per_class": None,
+            "size": 28,
+            **config,
+        },
+        "val_auc": auc,
+        "val_acc": acc,
+        "test_auc": auc,
+        "test_acc": acc,
+        "test_selected_auc": auc + 0.02,
+        "test_selected_acc": acc + 0.03,
+        "best_epoch": 2,
+        "epochs_run": 2,
+        "train_time": 1.0,
+        "total_time": 2.0,
+        "n_train": 546,
+        "n_val": 78,
+        "n_test": 156,
+        "device": "cpu",
+        "precision": "fp32",
+        "metrics": {"history": history},
+        "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
+        "created": f"2026-01-0{seed + 1}",
+    }
 
 
 def test_interval_matches_t_distribution():
@@ -41,27 +72,35 @@ def test_paired_difference_and_noise_verdict():
 
 
 def test_published_numbers_only_for_the_papers_setting():
-    rows = summarise([record("none", 0, 0.9, 0.8, per_class=50), record("none", 0, 0.9, 0.8, protocol="full")])
+    rows = summarise([record("none", 0, 0.9, 0.8, real_per_class=50), record("none", 0, 0.9, 0.8, protocol="full")])
     labels = {r["protocol"]: r["published"] for r in rows}
     assert labels["lowdata 50/class"] is None
     assert labels["full"][1] == (0.901, 0.863)
 
 
 def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
-    records = [record(m, s, auc + bump, 0.8, protocol="fraction", fraction=f)
-               for f, auc in ((0.05, 0.70), (0.5, 0.90)) for s in range(3)
-               for m, bump in (("none", 0.01 * s), ("dcgan", 0.01 * s + 0.05))]
+    records = [
+        record(m, s, auc + bump, 0.8, protocol="fraction", fraction=f)
+        for f, auc in ((0.05, 0.70), (0.5, 0.90))
+        for s in range(3)
+        for m, bump in (("none", 0.01 * s), ("dcgan", 0.01 * s + 0.05))
+    ]
     records.append(record("flip", 0, 0.6, 0.8, protocol="fraction", fraction=0.5))
     # fewer generator epochs at the larger fraction: the same column, the cell says so
-    records += [record("sngan", s, 0.9, 0.8, protocol="fraction", fraction=f, method_params=p)
-                for f, p in ((0.05, {}), (0.5, {"epochs": 20})) for s in range(2)]
-    md, page = fraction_tables(summarise(records))
+    records += [
+        record("sngan", s, 0.9, 0.8, protocol="fraction", fraction=f, method_params=p)
+        for f, p in ((0.05, {}), (0.5, {"epochs": 20}))
+        for s in range(2)
+    ]
+    tables = fraction_tables(summarise(records))
+    md = table_markdown(tables[0])
     assert md[2] == "| training share | none | dcgan | sngan | flip |"
     assert md[4] == "| fraction 0.05 | 0.710 ± 0.010 (n=3) | 0.760 ± 0.010* (n=3) | 0.900 ± 0.000* (n=2) |  |"
-    assert md[5] == ("| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.900 ± 0.000 (n=2, epochs=20) "
-                     "| 0.600 (n=1) |")
-    assert "<th>dcgan</th>" in page
-    assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == ([], "")
+    assert md[5] == (
+        "| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.900 ± 0.000 (n=2, epochs=20) | 0.600 (n=1) |"
+    )
+    assert "<th>dcgan</th>" in page(Document("t", sections=[Section("s", list(tables))]))
+    assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == []
 
 
 def test_report_files(tmp_path):

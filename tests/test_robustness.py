@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from synthmed.errors import SynthmedError
-from synthmed.metrics.explain import cam_maps, gradcam_panel, perturbation_difference
+from synthmed.metrics.explain import cam_maps, perturbation_difference
 from synthmed.metrics.robustness import (
     EPS,
     IDENTITY,
@@ -20,11 +20,11 @@ from synthmed.metrics.robustness import (
     fgsm,
     perturb,
     pgd,
-    robustness_plot,
     robustness_report,
 )
 from synthmed.nets.classifiers import build_classifier
-from synthmed.train.trainer import to_tensor
+from synthmed.report.figures import gradcam_panel, robustness_plot
+from synthmed.tensors import to_tensor
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -41,8 +41,9 @@ def toy_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiny_cnn(in_channels: int = 1, n_out: int = 2) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(),
-                         nn.Linear(4 * 7 * 7, n_out))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(4 * 7 * 7, n_out)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,11 @@ def test_attack_stays_in_the_eps_ball_and_valid_range(toy_model):
     model, images, labels = toy_model
     x, y = to_tensor(images[:32]), torch.from_numpy(labels[:32])
     eps = 4 / 255
-    for adv in (fgsm(model, x, y, "binary-class", eps), pgd(model, x, y, "binary-class", eps, steps=3),
-                pgd(model, x, y, "binary-class", eps, steps=3, random_start=True, seed=1)):
+    for adv in (
+        fgsm(model, x, y, "binary-class", eps),
+        pgd(model, x, y, "binary-class", eps, steps=3),
+        pgd(model, x, y, "binary-class", eps, steps=3, random_start=True, seed=1),
+    ):
         assert adv.shape == x.shape and adv.dtype == x.dtype
         assert (adv - x).abs().max() <= 2 * eps + 1e-6  # pixel units -> input units
         assert adv.min() >= -1 and adv.max() <= 1
@@ -144,10 +148,20 @@ def test_attacks_on_a_fixed_stratified_subset(toy_model, toy_report):
     assert len(chosen) == 50 and np.array_equal(chosen, attack_subset(labels, 50, seed=3))
     assert abs(labels[chosen].mean() - labels.mean()) < 0.03  # class shares kept
     assert len(attack_subset(labels, None)) == len(attack_subset(labels, 10_000)) == len(labels)
-    report = robustness_report(model, images, labels, "binary-class", seed=3, eps=(0.0, 8 / 255),
-                               perturbations={}, pgd_steps=3, attack_images=50)
-    subset_clean = robustness_report(model, images[chosen], labels[chosen], "binary-class", attacks=False,
-                                     perturbations={})["clean"]
+    report = robustness_report(
+        model,
+        images,
+        labels,
+        "binary-class",
+        seed=3,
+        eps=(0.0, 8 / 255),
+        perturbations={},
+        pgd_steps=3,
+        attack_images=50,
+    )
+    subset_clean = robustness_report(
+        model, images[chosen], labels[chosen], "binary-class", attacks=False, perturbations={}
+    )["clean"]
     assert report["settings"]["attack_images"] == 50 and report["settings"]["attack_indices"] == chosen.tolist()
     assert report["attacks"]["pgd"][0]["acc"] == subset_clean["acc"]  # curves start at the subset's clean score
     assert report["clean"] == toy_report["clean"]  # clean and perturbation scores still use every image
@@ -159,10 +173,12 @@ def test_suite_is_deterministic_for_a_seed(toy_model):
     assert not torch.equal(perturb(x, "noise", 0.1, seed=5), perturb(x, "noise", 0.1, seed=6))
     model, images, labels = toy_model
     suite = {"noise": (0.2,), "rotation": (20.0,)}
-    first = robustness_report(model, images, labels, "binary-class", seed=4, attacks=False, perturbations=suite,
-                              batch=64)
-    second = robustness_report(model, images, labels, "binary-class", seed=4, attacks=False, perturbations=suite,
-                               batch=64)
+    first = robustness_report(
+        model, images, labels, "binary-class", seed=4, attacks=False, perturbations=suite, batch=64
+    )
+    second = robustness_report(
+        model, images, labels, "binary-class", seed=4, attacks=False, perturbations=suite, batch=64
+    )
     assert first["perturbations"] == second["perturbations"] and first["attacks"] == {}
 
 
@@ -171,8 +187,15 @@ def test_multilabel_attack_uses_bce_and_bad_inputs_are_explained():
     model = tiny_cnn(3, 4).eval()
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 3), dtype=np.uint8)
     labels = np.random.default_rng(1).integers(0, 2, (16, 4))
-    report = robustness_report(model, images, labels, "multi-label, binary-class", eps=(0.0, 4 / 255),
-                               perturbations={"blur": (1.0,)}, pgd_steps=2)
+    report = robustness_report(
+        model,
+        images,
+        labels,
+        "multi-label, binary-class",
+        eps=(0.0, 4 / 255),
+        perturbations={"blur": (1.0,)},
+        pgd_steps=2,
+    )
     assert report["attacks"]["pgd"][0]["acc"] == report["clean"]["acc"]
     assert report["attacks"]["pgd"][1]["acc"] <= report["clean"]["acc"]
     x, y = to_tensor(images), torch.from_numpy(labels)
@@ -216,10 +239,11 @@ def test_gradcam_matches_a_hand_computation(stride):
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     targets = np.array([0, 1, 2])
     maps = cam_maps(model, x, targets, "gradcam", layer=model.conv)
-    expected = torch.cat([hand_gradcam(model, x[i:i + 1], int(t)) for i, t in enumerate(targets)])
+    expected = torch.cat([hand_gradcam(model, x[i : i + 1], int(t)) for i, t in enumerate(targets)])
     if stride > 1:
-        expected = nn.functional.interpolate(expected[:, None], size=(28, 28), mode="bilinear",
-                                             align_corners=False)[:, 0]
+        expected = nn.functional.interpolate(expected[:, None], size=(28, 28), mode="bilinear", align_corners=False)[
+            :, 0
+        ]
     assert maps.shape == (3, 28, 28) and maps.dtype == np.float32
     np.testing.assert_allclose(maps, normalise(expected).numpy(), atol=1e-5)
     assert all(p.grad is None for p in model.parameters())
@@ -262,8 +286,9 @@ def test_figures_are_png(toy_report):
     models = {"baseline": build_classifier("resnet18", 1, 2, 28), "tsynd": build_classifier("resnet18", 1, 2, 28)}
     images, labels = toy_images(3, seed=3)
     assert gradcam_panel(models, images, labels, ["dark", "bright"]).startswith(PNG)
-    png = gradcam_panel({"tiny": tiny_cnn()}, images, labels, ["dark", "bright"], method="gradcam", layer="0",
-                        difference=True)
+    png = gradcam_panel(
+        {"tiny": tiny_cnn()}, images, labels, ["dark", "bright"], method="gradcam", layer="0", difference=True
+    )
     assert png.startswith(PNG)
     with pytest.raises(SynthmedError, match="at least one report"):
         robustness_plot({}, "empty")
@@ -284,25 +309,28 @@ def test_real_breastmnist_report_and_panel(real_root):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    report = robustness_report(model, data.test.images, data.test.labels, data.task, eps=(0.0, 8 / 255),
-                               pgd_steps=3)
+    report = robustness_report(model, data.test.images, data.test.labels, data.task, eps=(0.0, 8 / 255), pgd_steps=3)
     assert report["n"] == len(data.test.labels) and np.isfinite(report["clean"]["auc"])
     assert report["attacks"]["pgd"][0]["acc"] == report["clean"]["acc"]
     assert report["attacks"]["pgd"][1]["acc"] <= report["clean"]["acc"]
     json.dumps(report)
-    png = gradcam_panel({"tiny": model}, data.test.images[:4], data.test.labels[:4], data.class_names,
-                        layer="0", difference=True)
+    png = gradcam_panel(
+        {"tiny": model}, data.test.images[:4], data.test.labels[:4], data.class_names, layer="0", difference=True
+    )
     assert png.startswith(PNG)
 
 
 def test_robustness_table_summarises_each_method_over_seeds(toy_report):
-    from synthmed.experiment.report import robustness_table
+    from synthmed.report.summary import robustness_table
 
     other = json.loads(json.dumps(toy_report))
     other["clean"]["acc"] = toy_report["clean"]["acc"] - 0.1
-    runs = {"none": [{"seed": 0, "metrics": {"robustness": toy_report}}],
-            "tsynd": [{"seed": s, "metrics": {"robustness": r}} for s, r in ((0, toy_report), (1, other))]}
-    header, rows = robustness_table(runs)
+    runs = {
+        "none": [{"seed": 0, "metrics": {"robustness": toy_report}}],
+        "tsynd": [{"seed": s, "metrics": {"robustness": r}} for s, r in ((0, toy_report), (1, other))],
+    }
+    table = robustness_table(runs)
+    header, rows = table.columns, table.rows
     strengths = [p["eps_255"] for p in toy_report["attacks"]["pgd"] if p["eps"] > 0]
     assert header[:4] == ["method", "seeds", "clean ACC", "ACC, perturbation suite (mean)"]
     assert header[4:] == [f"{a} {e:g}/255 ACC" for a in ("FGSM", "PGD") for e in strengths]

@@ -9,15 +9,14 @@ from conftest import blobs as _blobs
 
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.report import method_label
-from synthmed.experiment.runner import expand
+from synthmed.experiment.grid import Grid, expand, override, parse_method_params
 from synthmed.experiment.synthesis import (
     FILTER_OVERSAMPLE,
-    SynthesisPlan,
     _confidence_filter,
     synthesise,
     synthetic_counts,
 )
+from synthmed.spec import Synthesis, coerce, method_label
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
 
@@ -30,15 +29,24 @@ def test_synthetic_counts_fixed_ratio_and_balance():
     assert synthetic_counts(labels, 3, balance=True) == {0: 0, 1: 6, 2: 4}
 
 
-@pytest.mark.parametrize("plan, phrase", [
-    (SynthesisPlan("cvae", per_class=5, ratio=0.5), "only one of"),
-    (SynthesisPlan("cvae", per_class=0), "at least 1"),
-    (SynthesisPlan("cvae", ratio=-1.0), "must be positive"),
-    (SynthesisPlan("cvae", min_confidence=1.5), "in (0, 1)"),
-])
-def test_bad_plans_are_one_line_errors(plan, phrase):
-    with pytest.raises(SynthmedError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
-        plan.check()
+def test_two_count_policies_are_refused():
+    with pytest.raises(SynthmedError, match="give only one of --synthetic-per-class, --synthetic-ratio"):
+        Synthesis(synthetic_per_class=5, synthetic_ratio=0.5).check()
+
+
+@pytest.mark.parametrize(
+    "name, value, phrase",
+    [
+        ("synthetic_per_class", 0, "--synthetic-per-class 0 must be >= 1"),
+        ("synthetic_ratio", -1.0, "--synthetic-ratio -1.0 must be > 0"),
+        ("min_confidence", 1.5, "--min-confidence 1.5 must be > 0 and < 1"),
+        ("finetune_epochs", "two", "--finetune-epochs should be an integer, got 'two'"),
+    ],
+)
+def test_bad_lever_values_are_one_line_errors(name, value, phrase):
+    with pytest.raises(SynthmedError) as err:
+        coerce(name, value)
+    assert str(err.value) == phrase
 
 
 def test_confidence_filter_keeps_the_first_passing_images_of_each_class():
@@ -60,23 +68,23 @@ def breast_small(real_root):
 @pytest.mark.slow
 def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small, tmp_path):
     data, subset = breast_small
-    plan = SynthesisPlan("cvae", {"epochs": 2}, per_class=6, fidelity=False)
-    first = synthesise(data, subset, plan, 0, tmp_path, device="cpu")
+    levers = Synthesis(synthetic_per_class=6, fidelity=False)
+    first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
     assert not first.generator_cached and first.generator_path.exists()
-    again = synthesise(data, subset, plan, 0, tmp_path, device="cpu")
+    again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
     assert again.generator_cached and again.generator_path == first.generator_path
     assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
-    other_seed = synthesise(data, subset, plan, 1, tmp_path, device="cpu")
+    other_seed = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 1, tmp_path, device="cpu")
     assert not other_seed.generator_cached and other_seed.generator_path != first.generator_path
-    shared = SynthesisPlan("cvae", {"epochs": 2}, per_class=6, fidelity=False, generator_seed=0)
-    assert synthesise(data, subset, shared, 1, tmp_path, device="cpu").generator_cached
+    shared = Synthesis(synthetic_per_class=6, fidelity=False, generator_seed=0)
+    assert synthesise(data, subset, "cvae", {"epochs": 2}, shared, 1, tmp_path, device="cpu").generator_cached
 
 
 @pytest.mark.slow
 def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_small, tmp_path):
     data, subset = breast_small
-    plan = SynthesisPlan("cvae", {"epochs": 2}, per_class=10, min_confidence=0.5, fidelity_epochs=1)
-    result = synthesise(data, subset, plan, 0, tmp_path, device="cpu", precision="fp32")
+    levers = Synthesis(synthetic_per_class=10, min_confidence=0.5, fidelity_epochs=1)
+    result = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", precision="fp32")
     info = result.audit["filter"]
     assert info["candidates"] == 2 * 10 * FILTER_OVERSAMPLE and info["requested"] == 20
     assert len(result.labels) == sum(info["kept"].values()) <= 20
@@ -85,8 +93,6 @@ def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_smal
     assert 0.0 <= info["candidate_fidelity"] <= 1.0
     summary = result.summary()
     assert summary["kept_share"] == info["kept_share"] and summary["fidelity"] == 1.0
-
-
 
 
 @pytest.mark.slow
@@ -105,35 +111,54 @@ def test_fine_tuning_continues_on_real_and_keeps_the_better_model():
 
 
 def test_lever_grid_multiplies_only_generative_methods():
-    specs = expand(["breastmnist"], ["none", "cvae"], [0, 1], levers={"synthetic_weight": [0.5, 1.0],
-                                                                    "finetune_epochs": [None]},
-                   method_grid={"epochs": [3]}, protocol="lowdata", fidelity=False)
+    grid = override(
+        Grid(datasets=["breastmnist"], seeds=[0, 1]),
+        {"method": "none,cvae", "synthetic_weight": "0.5,1", "fidelity": False, "generator_epochs": 3},
+    )
+    specs = expand(grid)
     none = [s for s in specs if s.method == "none"]
     cvae = [s for s in specs if s.method == "cvae"]
-    assert len(none) == 2 and all(s.synthetic_weight == 1.0 and s.fidelity and not s.method_params for s in none)
-    assert len(cvae) == 4 and {s.synthetic_weight for s in cvae} == {0.5, 1.0}
-    assert all(s.method_params == {"epochs": 3} and not s.fidelity for s in cvae)
+    assert len(none) == 2 and all(s.synthesis == Synthesis() and not s.method_params for s in none)
+    assert len(cvae) == 4 and {s.synthesis.synthetic_weight for s in cvae} == {0.5, 1.0}
+    assert all(s.method_params == {"epochs": 3} and not s.synthesis.fidelity for s in cvae)
+    with pytest.raises(
+        SynthmedError, match="--synthetic-weight applies to methods that add a synthetic set; none of none, flip does"
+    ):
+        override(Grid(datasets=["breastmnist"]), {"method": "none,flip", "synthetic_weight": "0.5"})
 
 
 def test_method_label_names_the_levers_that_differ_from_the_paper():
-    def record(**config):
-        return {"method": "cvae", "config": {"synthetic_weight": 1.0, "finetune_epochs": 0, "balance": False,
-                                             "method_params": {}, **config}}
+    def config(**levers):
+        return {
+            "method": "cvae",
+            "method_params": levers.pop("method_params", {}),
+            "synthesis": {"synthetic_weight": 1.0, "finetune_epochs": 0, "balance": False, **levers},
+        }
 
-    assert method_label(record()) == "cvae"
-    assert method_label(record(synthetic_weight=0.5, min_confidence=0.8, finetune_epochs=5,
-                               method_params={"epochs": 100})) == "cvae weight 0.5 conf≥0.8 ft 5 epochs=100"
+    assert method_label(config()) == "cvae"
+    assert (
+        method_label(config(synthetic_weight=0.5, min_confidence=0.8, finetune_epochs=5, method_params={"epochs": 100}))
+        == "cvae weight 0.5 conf≥0.8 ft 5 epochs=100"
+    )
 
 
 def test_method_parameter_grid_expands_every_combination():
-    from synthmed.cli import _method_grid
-
-    grid = _method_grid(["lr=1e-4,2e-4", "sn_generator=true", "activation=elu"], generator_epochs=7)
-    assert grid == {"lr": [1e-4, 2e-4], "sn_generator": [True], "activation": ["elu"], "epochs": [7]}
-    grid = _method_grid({"lr": [1e-4, 2e-4], "beta": [0.5, 1.0]}, None)
-    specs = expand(["breastmnist"], ["flip", "cvae"], [0], method_grid=grid)
+    grid = parse_method_params(["lr=1e-4,2e-4", "sn_generator=true", "activation=elu", "betas=[0.5,0.9]"])
+    assert grid == {"lr": [1e-4, 2e-4], "sn_generator": [True], "activation": ["elu"], "betas": [[0.5, 0.9]]}
+    specs = expand(
+        override(
+            Grid(datasets=["breastmnist"], seeds=[0]),
+            {"method": "flip,cvae", "method_params": ["lr=1e-4,2e-4", "latent_dim=16,32"]},
+        )
+    )
     assert len([s for s in specs if s.method == "cvae"]) == 4 and len(specs) == 5
-    assert {(s.method_params["lr"], s.method_params["beta"]) for s in specs if s.method == "cvae"} == {
-        (1e-4, 0.5), (1e-4, 1.0), (2e-4, 0.5), (2e-4, 1.0)}
+    assert {(s.method_params["lr"], s.method_params["latent_dim"]) for s in specs if s.method == "cvae"} == {
+        (1e-4, 16),
+        (1e-4, 32),
+        (2e-4, 16),
+        (2e-4, 32),
+    }
     with pytest.raises(SynthmedError, match="KEY=VALUE"):
-        _method_grid(["lr"], None)
+        parse_method_params(["lr"])
+    with pytest.raises(SynthmedError, match="no method of this grid .* has the parameter 'beta'"):
+        override(Grid(datasets=["breastmnist"]), {"method": "cvae", "method_params": ["beta=2"]})

@@ -12,10 +12,21 @@ mlflow = pytest.importorskip("mlflow")
 
 
 def record(run_id: str, auc: float) -> dict:
-    return {"run_id": run_id, "dataset": "breastmnist", "method": "cvae", "seed": 0, "test_auc": auc,
-            "test_acc": 0.8, "val_auc": 0.9, "val_acc": 0.85, "best_epoch": 2, "epochs_run": 3,
-            "config": {"method": "cvae", "method_params": {"epochs": 5}, "synthetic_weight": 0.5},
-            "metrics": {"synthetic": {"fidelity": 0.7, "flags": []}}, "versions": {"synthmed": "0.1"}}
+    return {
+        "run_id": run_id,
+        "dataset": "breastmnist",
+        "method": "cvae",
+        "seed": 0,
+        "test_auc": auc,
+        "test_acc": 0.8,
+        "val_auc": 0.9,
+        "val_acc": 0.85,
+        "best_epoch": 2,
+        "epochs_run": 3,
+        "config": {"method": "cvae", "method_params": {"epochs": 5}, "synthetic_weight": 0.5},
+        "metrics": {"synthetic": {"fidelity": 0.7, "flags": []}},
+        "versions": {"synthmed": "0.1"},
+    }
 
 
 def test_sync_logs_each_run_once_with_params_metrics_curves_and_figures(tmp_path, monkeypatch):

@@ -11,8 +11,9 @@ import torch
 from synthmed.augment import create_augmenter
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
+from synthmed.tensors import to_tensor
 from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import TrainConfig, better, to_tensor, train_classifier
+from synthmed.train.trainer import TrainConfig, better, train_classifier
 
 
 def test_higher_validation_auc_wins():
@@ -46,8 +47,11 @@ def tiny(real_root):
 
 def _fit(tiny, **kwargs):
     data, sub = tiny
-    config = TrainConfig(get_recipe("medmnist", epochs=3, batch_size=8), precision="fp32",
-                         paper_style=kwargs.pop("paper_style", False))
+    config = TrainConfig(
+        get_recipe("medmnist", epochs=3, batch_size=8),
+        precision="fp32",
+        report_test_selected=kwargs.pop("report_test_selected", False),
+    )
     return train_classifier(sub.train, sub.val, sub.test, data.n_classes, data.task, config, **kwargs)
 
 
@@ -67,8 +71,8 @@ def test_selected_epoch_follows_the_rule_and_test_is_not_in_history(tiny):
     assert 0 <= fit.test["auc"] <= 1 and len(fit.test["confusion"]) == 2
 
 
-def test_paper_style_records_test_every_epoch(tiny):
-    fit = _fit(tiny, seed=1, paper_style=True)
+def test_report_test_selected_records_test_every_epoch(tiny):
+    fit = _fit(tiny, seed=1, report_test_selected=True)
     assert all("test_auc" in row for row in fit.history)
 
 
@@ -99,23 +103,35 @@ def test_unknown_names_are_clear_errors():
 
 def test_repeated_run_gives_identical_record(real_root, tmp_path):
     """Through the runner, at the precision `auto` picks on this machine: same seed, same subset and metrics."""
-    from synthmed.experiment.runner import Runner, RunSpec
+    from synthmed.experiment.runner import Runner
+    from synthmed.spec import RunSpec
 
-    spec = RunSpec("breastmnist", per_class=6, epochs=1, seed=3, method="classic")
+    spec = RunSpec("breastmnist", real_per_class=6, epochs=1, seed=3, method="classic")
     a = Runner(tmp_path / "a", data_root=real_root).run(spec)
     b = Runner(tmp_path / "b", data_root=real_root).run(spec)
     assert a["run_id"] == b["run_id"]
-    assert (a["test_auc"], a["test_acc"], a["val_auc"], a["metrics"]) == (b["test_auc"], b["test_acc"],
-                                                                          b["val_auc"], b["metrics"])
+    assert (a["test_auc"], a["test_acc"], a["val_auc"], a["metrics"]) == (
+        b["test_auc"],
+        b["test_acc"],
+        b["val_auc"],
+        b["metrics"],
+    )
     subset = (tmp_path / "a" / "runs" / a["run_id"] / "subset.json").read_text()
     assert subset == (tmp_path / "b" / "runs" / b["run_id"] / "subset.json").read_text()
 
 
 def test_generative_method_adds_its_images_through_the_runner(real_root, tmp_path):
-    from synthmed.experiment.runner import Runner, RunSpec
+    from synthmed.experiment.runner import Runner
+    from synthmed.spec import RunSpec, Synthesis
 
-    spec = RunSpec("breastmnist", per_class=6, epochs=1, method="cvae", method_params={"epochs": 2},
-                   synthetic_per_class=4)
+    spec = RunSpec(
+        "breastmnist",
+        real_per_class=6,
+        epochs=1,
+        method="cvae",
+        method_params={"epochs": 2},
+        synthesis=Synthesis(synthetic_per_class=4),
+    )
     record = Runner(tmp_path, data_root=real_root).run(spec)
     assert record["n_synthetic"] == 8 and record["n_train"] == 12
     assert record["config"]["method_params"] == {"epochs": 2}

@@ -1,4 +1,5 @@
-"""Seed 001: epistemic uncertainty (MC dropout, ensembles, entropy, BALD) and TSynD's latent optimisation."""
+"""Niemeijer et al. 2024 (TSynD): epistemic uncertainty (MC dropout, ensembles, entropy, BALD) and TSynD's
+latent optimisation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from conftest import blobs as _blobs
 from torch import nn
 
-from synthmed.augment import create_augmenter
+from synthmed.augment import Kind, create_augmenter
 from synthmed.augment.generative import TorchGenerator
 from synthmed.errors import SynthmedError
 from synthmed.metrics.uncertainty import (
@@ -22,8 +23,9 @@ from synthmed.metrics.uncertainty import (
     split_head,
 )
 from synthmed.nets.classifiers import build_classifier
+from synthmed.tensors import to_tensor
 from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import TrainConfig, to_tensor, train_classifier
+from synthmed.train.trainer import TrainConfig, train_classifier
 
 
 def test_mutual_information_of_identical_samples_is_zero_and_uniform_entropy_is_log_c():
@@ -53,16 +55,15 @@ def test_deterministic_model_has_zero_mi_and_dropout_model_has_some():
     assert ensemble_samples([plain, model], x).shape == (2, 4, 3)
 
 
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A briefly trained dropout classifier and a briefly trained TSynD autoencoder on a toy problem."""
     train, val = _blobs(64, 0), _blobs(16, 1)
     config = TrainConfig(get_recipe("medmnist", 2), precision="fp32", device="cpu", dropout=0.5)
     fit = train_classifier(train, val, val, 2, "binary-class", config, seed=0)
-    tsynd = create_augmenter("tsynd", epochs=3, width=8, steps=4, eta=0.1, mc_samples=6, budget=0.125,
-                             every=1, device="cpu").fit(train.images, train.labels, seed=0)
+    tsynd = create_augmenter(
+        "tsynd", epochs=3, width=8, steps=4, eta=0.1, mc_samples=6, budget=0.125, every=1, device="cpu"
+    ).fit(train.images, train.labels, seed=0)
     return fit.model, tsynd, train
 
 
@@ -81,7 +82,9 @@ def test_latent_optimisation_raises_the_classifiers_uncertainty(trained, kind, c
 def test_rounds_add_images_with_their_source_labels(trained):
     model, tsynd, train = trained
     tsynd.params.update(uncertainty="mi", constraint="ball")
-    images, labels = tsynd.on_epoch_end(model, epoch=1)
+    new = tsynd.on_epoch_end(model, epoch=1)
+    images, labels = new.images, new.labels
+    assert not new.replace and create_augmenter("tsynd", mode="replace").kind is Kind.IN_LOOP
     assert images.dtype == np.uint8 and images.shape == (8, 28, 28) and labels.dtype == np.int64
     assert set(labels.tolist()) <= {0, 1} and len(tsynd.rounds_) >= 1 and tsynd.rounds_[-1]["n"] == 8
     assert model.training  # handed back ready to train
@@ -125,17 +128,18 @@ def test_save_load_keeps_the_autoencoder_and_the_round_draws(trained, tmp_path):
     first = a.on_epoch_end(model, 1)
     torch.manual_seed(0)
     second = b.on_epoch_end(model, 1)
-    assert np.array_equal(first[1], second[1]) and np.array_equal(first[0], second[0])
+    assert np.array_equal(first.labels, second.labels) and np.array_equal(first.images, second.images)
 
 
 def test_tsynd_is_refused_without_dropout_and_outside_run(trained):
-    from synthmed.experiment.runner import Runner, RunSpec
+    from synthmed.experiment.runner import Runner
+    from synthmed.spec import RunSpec
 
     _, tsynd, _ = trained
     with pytest.raises(SynthmedError, match="synthmed run"):
         tsynd.sample({0: 1})
     with pytest.raises(SynthmedError, match="uncertainty='bald'"):
-        create_augmenter("tsynd", uncertainty="bald")
+        create_augmenter("tsynd", uncertainty="bald").check()
 
     class NoData(Runner):
         def dataset(self, spec):  # validation fails before the data are needed
@@ -149,14 +153,13 @@ def test_trainer_replace_mode_keeps_only_the_last_round():
     class Adds(nn.Module):
         pass
 
-    from synthmed.augment.base import Augmenter
+    from synthmed.augment.base import Augmenter, NewImages
 
     class TwoRounds(Augmenter):
-        replace_synthetic = True
         sizes: list[int] = []
 
         def on_epoch_end(self, classifier, epoch):
-            return np.zeros((3 * epoch, 28, 28), np.uint8), np.zeros(3 * epoch, np.int64)
+            return NewImages(np.zeros((3 * epoch, 28, 28), np.uint8), np.zeros(3 * epoch, np.int64), replace=True)
 
         def transform_batch(self, batch, generator):
             TwoRounds.sizes.append(len(batch))
@@ -181,14 +184,51 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     write_breast_like(tmp_path / "data")
     out = tmp_path / "runs"
     env = {**os.environ, "SYNTHMED_DATA": str(tmp_path / "data"), "SYNTHMED_OFFLINE": "1"}
-    args = [sys.executable, "-m", "synthmed", "run", "-d", "breastmnist", "--no-verify", "--protocol", "full",
-            "-m", "tsynd", "--seeds", "0", "--epochs", "2", "--dropout", "0.2", "--robustness",
-            "-p", "epochs=2", "-p", "every=1", "-p", "steps=2", "-p", "mc_samples=4", "-p", "width=8",
-            "--precision", "fp32", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "synthmed",
+        "run",
+        "-d",
+        "breastmnist",
+        "--no-verify",
+        "--protocol",
+        "full",
+        "-m",
+        "tsynd",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        "--dropout",
+        "0.2",
+        "--robustness",
+        "-p",
+        "epochs=2",
+        "-p",
+        "every=1",
+        "-p",
+        "steps=2",
+        "-p",
+        "mc_samples=4",
+        "-p",
+        "width=8",
+        "--precision",
+        "fp32",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    records = json.loads(subprocess.run([sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"],
-                                        env=env, capture_output=True, text=True, timeout=120).stdout)
+    records = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
     by_method = {r["method"]: r for r in records}
     assert set(by_method) == {"tsynd"}
     for method in ("tsynd",):

@@ -21,13 +21,27 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "load_dataset": "synthmed.data", "make_subset": "synthmed.data", "Dataset": "synthmed.data",
-    "create_augmenter": "synthmed.augment", "Augmenter": "synthmed.augment", "register": "synthmed.augment",
-    "train_classifier": "synthmed.train.trainer", "TrainConfig": "synthmed.train.trainer",
-    "get_recipe": "synthmed.train.recipes", "RECIPES": "synthmed.train.recipes",
+    "load_dataset": "synthmed.data",
+    "make_subset": "synthmed.data",
+    "Dataset": "synthmed.data",
+    "create_augmenter": "synthmed.augment",
+    "Augmenter": "synthmed.augment",
+    "register": "synthmed.augment",
+    "train_classifier": "synthmed.train.trainer",
+    "TrainConfig": "synthmed.train.trainer",
+    "get_recipe": "synthmed.train.recipes",
+    "RECIPES": "synthmed.train.recipes",
     "classification_metrics": "synthmed.metrics.classification",
-    "Runner": "synthmed.experiment.runner", "RunSpec": "synthmed.experiment.runner",
-    "ResultStore": "synthmed.experiment.store", "write_report": "synthmed.experiment.report",
+    "Runner": "synthmed.experiment.runner",
+    "RunSpec": "synthmed.spec",
+    "Synthesis": "synthmed.spec",
+    "Grid": "synthmed.experiment.grid",
+    "load_grid": "synthmed.experiment.grid",
+    "expand": "synthmed.experiment.grid",
+    "execute": "synthmed.experiment.execute",
+    "synthesise": "synthmed.experiment.synthesis",
+    "ResultStore": "synthmed.store",
+    "write_report": "synthmed.report",
     "SynthmedError": "synthmed.errors",
 }
 

@@ -13,14 +13,34 @@ from pathlib import Path
 
 COLUMNS = {
     "run_id": "TEXT PRIMARY KEY",
-    "dataset": "TEXT", "protocol": "TEXT", "method": "TEXT", "classifier": "TEXT", "recipe": "TEXT",
-    "seed": "INTEGER", "config_hash": "TEXT", "config": "TEXT",
-    "val_auc": "REAL", "val_acc": "REAL", "test_auc": "REAL", "test_acc": "REAL",
-    "paper_test_auc": "REAL", "paper_test_acc": "REAL",
-    "best_epoch": "INTEGER", "epochs_run": "INTEGER", "train_time": "REAL", "total_time": "REAL",
-    "peak_rss_mb": "REAL", "device": "TEXT", "precision": "TEXT",
-    "n_train": "INTEGER", "n_val": "INTEGER", "n_test": "INTEGER", "n_synthetic": "INTEGER",
-    "metrics": "TEXT", "versions": "TEXT", "created": "TEXT",
+    "dataset": "TEXT",
+    "protocol": "TEXT",
+    "method": "TEXT",
+    "classifier": "TEXT",
+    "recipe": "TEXT",
+    "seed": "INTEGER",
+    "config_hash": "TEXT",
+    "config": "TEXT",
+    "val_auc": "REAL",
+    "val_acc": "REAL",
+    "test_auc": "REAL",
+    "test_acc": "REAL",
+    "test_selected_auc": "REAL",
+    "test_selected_acc": "REAL",
+    "best_epoch": "INTEGER",
+    "epochs_run": "INTEGER",
+    "train_time": "REAL",
+    "total_time": "REAL",
+    "peak_rss_mb": "REAL",
+    "device": "TEXT",
+    "precision": "TEXT",
+    "n_train": "INTEGER",
+    "n_val": "INTEGER",
+    "n_test": "INTEGER",
+    "n_synthetic": "INTEGER",
+    "metrics": "TEXT",
+    "versions": "TEXT",
+    "created": "TEXT",
 }
 JSON_COLUMNS = ("config", "metrics", "versions")
 
@@ -49,6 +69,12 @@ class ResultStore:
     def has(self, run_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
 
+    def run_ids(self) -> set[str]:
+        return {row[0] for row in self._conn.execute("SELECT run_id FROM runs")}
+
+    def record(self, run_id: str) -> dict:
+        return self._decode(self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)))[0]
+
     def add(self, record: dict) -> None:
         unknown = set(record) - set(COLUMNS)
         if unknown:
@@ -60,7 +86,10 @@ class ResultStore:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
     def records(self) -> list[dict]:
-        cursor = self._conn.execute("SELECT * FROM runs ORDER BY dataset, protocol, method, seed, created")
+        return self._decode(self._conn.execute("SELECT * FROM runs ORDER BY dataset, protocol, method, seed, created"))
+
+    @staticmethod
+    def _decode(cursor: sqlite3.Cursor) -> list[dict]:
         names = [d[0] for d in cursor.description]
         out = []
         for values in cursor.fetchall():

@@ -1,5 +1,5 @@
-"""Class fidelity (seed 000's evaluation): does a classifier trained on real images see the intended class in a
-synthetic image?
+"""Class fidelity (Chaptoukaev 2021's evaluation): does a classifier trained on real images see the intended class
+in a synthetic image?
 
 The reference classifier is a ResNet-18 (28-px stem) trained with the ``medmnist`` recipe on the *real*
 training subset of the run and selected on its validation split, exactly as the benchmark trains its models.
@@ -23,12 +23,13 @@ import torch
 from synthmed.data.dataset import MULTI_LABEL, Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
+from synthmed.io import load_checkpoint, save_checkpoint
 from synthmed.metrics.classification import classification_metrics
-from synthmed.nets.classifiers import build_classifier
-from synthmed.train.checkpoint import load_checkpoint, save_checkpoint
+from synthmed.nets.classifiers import build_classifier, predict
+from synthmed.tensors import to_tensor
 from synthmed.train.device import resolve_device
 from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import TrainConfig, predict, to_tensor, train_classifier
+from synthmed.train.trainer import TrainConfig, train_classifier
 
 REFERENCE_EPOCHS = 30
 REFERENCE_RECIPE = "medmnist"
@@ -43,11 +44,13 @@ class ReferenceClassifier:
     cached: bool  # True when the weights were read from the cache instead of trained
 
 
-def _probabilities(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str,
-                   precision: str) -> tuple[np.ndarray, np.ndarray]:
+def _probabilities(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str, precision: str
+) -> tuple[np.ndarray, np.ndarray]:
     if task == MULTI_LABEL:
-        raise SynthmedError("class fidelity needs single-label classes; conditional generators do not support "
-                            "multi-label datasets")
+        raise SynthmedError(
+            "class fidelity needs single-label classes; conditional generators do not support multi-label datasets"
+        )
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise SynthmedError("class fidelity needs at least one synthetic image")
@@ -55,15 +58,25 @@ def _probabilities(model: torch.nn.Module, images: np.ndarray, labels: np.ndarra
     return probs.numpy(), labels
 
 
-def intended_confidence(reference_model: torch.nn.Module, synthetic_images: np.ndarray, labels: np.ndarray,
-                        task: str, precision: str = "fp32") -> np.ndarray:
+def intended_confidence(
+    reference_model: torch.nn.Module,
+    synthetic_images: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    precision: str = "fp32",
+) -> np.ndarray:
     """The reference classifier's probability of each synthetic image's intended class (for filtering)."""
     probs, labels = _probabilities(reference_model, synthetic_images, labels, task, precision)
     return probs[np.arange(len(labels)), labels]
 
 
-def class_fidelity(reference_model: torch.nn.Module, synthetic_images: np.ndarray, labels: np.ndarray, task: str,
-                   precision: str = "fp32") -> dict:
+def class_fidelity(
+    reference_model: torch.nn.Module,
+    synthetic_images: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    precision: str = "fp32",
+) -> dict:
     """Accuracy of ``reference_model`` on synthetic images scored against their intended labels, overall and
     per class (the recall of each intended class), and its mean confidence in the intended class.
 
@@ -72,24 +85,42 @@ def class_fidelity(reference_model: torch.nn.Module, synthetic_images: np.ndarra
     probs, labels = _probabilities(reference_model, synthetic_images, labels, task, precision)
     metrics = classification_metrics(labels, probs, task)
     n_classes = probs.shape[1]
-    return {"accuracy": metrics["acc"],
-            "per_class": [None if np.isnan(r) else r for r in metrics["recall"]],
-            "counts": [int(n) for n in np.bincount(labels, minlength=n_classes)],
-            "mean_confidence": float(probs[np.arange(len(labels)), labels].mean()),
-            "chance": 1.0 / n_classes}
+    return {
+        "accuracy": metrics["acc"],
+        "per_class": [None if np.isnan(r) else r for r in metrics["recall"]],
+        "counts": [int(n) for n in np.bincount(labels, minlength=n_classes)],
+        "mean_confidence": float(probs[np.arange(len(labels)), labels].mean()),
+        "chance": 1.0 / n_classes,
+    }
 
 
 def reference_key(data: Dataset, subset: Subset, seed: int, epochs: int) -> dict:
     """What defines a reference classifier; its hash names the cache file."""
     indices = json.dumps([subset.train_indices.tolist(), subset.val_indices.tolist()])
-    return {"dataset": data.name, "dataset_md5": data.md5, "size": data.size, "protocol": subset.protocol,
-            "subset_params": subset.params, "subset_sha256": hashlib.sha256(indices.encode()).hexdigest(),
-            "seed": seed, "epochs": epochs, "recipe": REFERENCE_RECIPE, "classifier": REFERENCE_CLASSIFIER}
+    return {
+        "dataset": data.name,
+        "dataset_md5": data.md5,
+        "size": data.size,
+        "protocol": subset.protocol,
+        "subset_params": subset.params,
+        "subset_sha256": hashlib.sha256(indices.encode()).hexdigest(),
+        "seed": seed,
+        "epochs": epochs,
+        "recipe": REFERENCE_RECIPE,
+        "classifier": REFERENCE_CLASSIFIER,
+    }
 
 
-def reference_classifier(data: Dataset, subset: Subset, seed: int, cache_dir: str | Path,
-                         epochs: int = REFERENCE_EPOCHS, device: str = "auto", precision: str = "auto",
-                         on_epoch: Callable[[dict], None] | None = None) -> ReferenceClassifier:
+def reference_classifier(
+    data: Dataset,
+    subset: Subset,
+    seed: int,
+    cache_dir: str | Path,
+    epochs: int = REFERENCE_EPOCHS,
+    device: str = "auto",
+    precision: str = "auto",
+    on_epoch: Callable[[dict], None] | None = None,
+) -> ReferenceClassifier:
     """The cached reference classifier of (data, subset, seed, epochs), trained on the real subset if absent."""
     key = reference_key(data, subset, seed, epochs)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -102,12 +133,16 @@ def reference_classifier(data: Dataset, subset: Subset, seed: int, cache_dir: st
             model = build_classifier(REFERENCE_CLASSIFIER, channels, data.n_classes, data.size)
             model.load_state_dict(payload["state_dict"])
             return ReferenceClassifier(model.to(resolve_device(device)).eval(), meta, path, cached=True)
-    config = TrainConfig(get_recipe(REFERENCE_RECIPE, epochs), REFERENCE_CLASSIFIER, device=device,
-                         precision=precision)
-    fit = train_classifier(subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=seed,
-                           on_epoch=on_epoch)
-    meta = {"key": key, "best_epoch": fit.best_epoch, "precision": fit.precision,
-            "val": {"auc": fit.val["auc"], "acc": fit.val["acc"]},
-            "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]}}
+    config = TrainConfig(get_recipe(REFERENCE_RECIPE, epochs), REFERENCE_CLASSIFIER, device=device, precision=precision)
+    fit = train_classifier(
+        subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=seed, on_epoch=on_epoch
+    )
+    meta = {
+        "key": key,
+        "best_epoch": fit.best_epoch,
+        "precision": fit.precision,
+        "val": {"auc": fit.val["auc"], "acc": fit.val["acc"]},
+        "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]},
+    }
     save_checkpoint(path, fit.model, meta)
     return ReferenceClassifier(fit.model.eval(), meta, path, cached=False)

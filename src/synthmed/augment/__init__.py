@@ -1,4 +1,4 @@
-"""Augmenters: every method behind one fit / sample / transform_batch contract."""
+"""Augmenters: every method behind one contract (``base``), each family in one module with its presets as data."""
 
 from synthmed.augment import (  # noqa: F401  (imported to register their methods)
     autoencoder,  # ae, conv-ae
@@ -9,6 +9,15 @@ from synthmed.augment import (  # noqa: F401  (imported to register their method
     tsynd,  # tsynd, random-latent
     vae,  # cvae, conv-cvae
 )
-from synthmed.augment.base import Augmenter, available, create_augmenter, register
+from synthmed.augment.base import (
+    Augmenter,
+    Kind,
+    NewImages,
+    available,
+    create_augmenter,
+    method_class,
+    preset,
+    register,
+)
 
-__all__ = ["Augmenter", "available", "create_augmenter", "register"]
+__all__ = ["Augmenter", "Kind", "NewImages", "available", "create_augmenter", "method_class", "preset", "register"]

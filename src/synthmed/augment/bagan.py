@@ -1,4 +1,5 @@
-"""Improved BAGAN / BAGAN-GP (Huang & Jafari 2021), seed 002's best method on its 5 % COVID split: ``bagan-gp``.
+"""Improved BAGAN / BAGAN-GP (Huang & Jafari 2021), Sharma et al. 2022's best method on its 5 % COVID split:
+``bagan-gp``.
 
 One ``fit`` runs three stages, both training stages through the shared epoch loop (``TorchGenerator._train``):
 
@@ -7,7 +8,7 @@ One ``fit`` runs three stages, both training stages through the shared epoch loo
 2. the per-class mean and covariance of the encoded training images: the generator's input for class c
    is z ~ N(mu_c, Sigma_c), so every class, however rare, starts from its own region of the code space;
 3. the adversarial phase (``_ConditionalGAN.train_step`` -> ``adversarial_step``): the generator starts as
-   the decoder, the critic's convolutional features as the encoder's; the critic loss is seed 002's
+   the decoder, the critic's convolutional features as the encoder's; the critic loss is Sharma et al.'s
    equation 2 (BCE on real, fake, and real images with a wrong label) plus a gradient penalty, and the
    fakes' labels are drawn uniformly (y_f ~ U), which is BAGAN's balancing: minority classes get as many
    generator updates as the majority.
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmed.augment.base import register
-from synthmed.augment.gan import BCEGanLoss, GanLoss, _ConditionalGAN
-from synthmed.augment.gan_family import gradient_penalty
+from synthmed.augment.gan import ConditionalGAN
+from synthmed.augment.gan_losses import BCEGanLoss, GanLoss, gradient_penalty
 from synthmed.augment.generative import SAMPLE_BATCH
 from synthmed.errors import SynthmedError
 from synthmed.nets.generators import (
@@ -62,14 +63,15 @@ class LabelCritic(nn.Module):
 
 
 class BaganLoss(BCEGanLoss):
-    """Seed 002's equations 2-3: BCE for real vs fake and the non-saturating generator loss; the critic
+    """Sharma et al.'s equations 2-3: BCE for real vs fake and the non-saturating generator loss; the critic
     also calls real images with a wrong label fake, and pays ``gp_weight`` times the gradient penalty."""
 
     def __init__(self, gp_weight: float) -> None:
         self.gp_weight = gp_weight
 
-    def penalty(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                cond: torch.Tensor) -> torch.Tensor | None:
+    def penalty(
+        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor
+    ) -> torch.Tensor | None:
         terms = []
         n_classes = cond.shape[1]
         if n_classes > 1:
@@ -79,7 +81,7 @@ class BaganLoss(BCEGanLoss):
             terms.append(F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)))
         if self.gp_weight:
             terms.append(gradient_penalty(critic, real, fake, cond, self.gp_weight, self.generator))
-        return sum(terms) if terms else None
+        return torch.stack(terms).sum() if terms else None
 
 
 def safe_cholesky(cov: torch.Tensor, jitter: float) -> torch.Tensor:
@@ -91,40 +93,49 @@ def safe_cholesky(cov: torch.Tensor, jitter: float) -> torch.Tensor:
         if int(info) == 0 and bool(torch.isfinite(factor).all()):
             return factor
         jitter *= 10
-    raise SynthmedError("bagan-gp: the class covariance of the encoded images is not finite; lower the learning "
-                        "rate or check the training images")
+    raise SynthmedError(
+        "bagan-gp: the class covariance of the encoded images is not finite; lower the learning "
+        "rate or check the training images"
+    )
 
 
-@register("bagan-gp")
-class BaganGP(_ConditionalGAN):
-    """Improved BAGAN with gradient penalty, preset as in the BAGAN-GP paper and code unless seed 002 says
-    otherwise.
+#: Preset as in the BAGAN-GP paper and code unless Sharma et al. say otherwise: 100 epochs (Sharma et al.: Table 2's
+#: results and Table 4's COVID row use 100; Table 5 tunes at 50); autoencoder pre-training 30 epochs; Adam lr 2e-4,
+#: betas (0.5, 0.9) for the autoencoder and both players; batch 128; latent 128; 5 critic updates per generator
+#: update; gp_weight 10; BatchNorm in the generator only; LeakyReLU(0.2) in both; no spectral normalisation (all
+#: BAGAN-GP); N(0, 0.02) conv init (the code's).
+PRESET: dict[str, Any] = {
+    "arch": "conv",
+    "loss": "bagan",
+    "epochs": 100,
+    "ae_epochs": 30,
+    "lr": 2e-4,
+    "betas": (0.5, 0.9),
+    "batch_size": 128,
+    "latent_dim": 128,
+    "width": 64,
+    "n_critic": 5,
+    "gp_weight": 10.0,
+    "sn_generator": False,
+    "sn_discriminator": False,
+    "g_activation": "leaky_relu",
+    "d_activation": "leaky_relu",
+    "optimizer": "adam",
+}
 
-    Preset: 100 epochs (seed 002: Table 2's results and Table 4's COVID row use 100; Table 5 tunes at 50);
-    autoencoder pre-training 30 epochs; Adam lr 2e-4, betas (0.5, 0.9) for the autoencoder and both players;
-    batch 128; latent 128; 5 critic updates per generator update; gp_weight 10; BatchNorm in the generator
-    only; LeakyReLU(0.2) in both; no spectral normalisation (all BAGAN-GP). N(0, 0.02) conv init (the code's).
 
-    Seed 002's Table 5 axes are parameters: ``lr`` (2e-4, 1e-4, 2e-5, 1e-5), ``gp_weight`` (0, 0.1, 1),
+@register("bagan-gp", PRESET)
+class BaganGP(ConditionalGAN):
+    """Improved BAGAN with gradient penalty (preset: ``PRESET``).
+
+    Sharma et al.'s Table 5 axes are parameters: ``lr`` (2e-4, 1e-4, 2e-5, 1e-5), ``gp_weight`` (0, 0.1, 1),
     ``sn_generator`` / ``sn_discriminator`` (yes / no), ``g_activation`` / ``d_activation`` (relu, elu,
     leaky_relu). Spectral norm of the generator also applies to the decoder it is copied from, and of the
     critic to the encoder's convolutions, so the copies are exact. The autoencoder's per-epoch losses are
     in ``ae_history_`` (``ae_loss``), the adversarial phase's in ``history_``.
     """
 
-    arch = "conv"
-
-    def __init__(self, epochs: int = 100, ae_epochs: int = 30, lr: float = 2e-4,
-                 betas: tuple[float, float] = (0.5, 0.9), batch_size: int = 128, latent_dim: int = 128,
-                 width: int = 64, n_critic: int = 5, gp_weight: float = 10.0, sn_generator: bool = False,
-                 sn_discriminator: bool = False, g_activation: str = "leaky_relu",
-                 d_activation: str = "leaky_relu", device: str = "auto") -> None:
-        super().__init__(epochs=epochs, ae_epochs=ae_epochs, lr=lr, betas=betas, batch_size=batch_size,
-                         latent_dim=latent_dim, width=width, n_critic=n_critic, gp_weight=gp_weight,
-                         sn_generator=sn_generator, sn_discriminator=sn_discriminator, g_activation=g_activation,
-                         d_activation=d_activation, device=device)
-        self._phase = "autoencoder"
-        self.ae_history_: list[dict] = []
+    losses = ("bagan",)
 
     def make_loss(self) -> GanLoss:
         return BaganLoss(self.params["gp_weight"])
@@ -144,35 +155,38 @@ class BaganGP(_ConditionalGAN):
             spectral_normalize(nets["decoder"])
             spectral_normalize(nets["generator"])
         if p["sn_discriminator"]:
-            spectral_normalize(nets["encoder"].body)
+            spectral_normalize(nets["encoder"].get_submodule("body"))
             spectral_normalize(nets["discriminator"])
         return nets
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        if self._phase == "autoencoder":
+        if self.phase_ == "autoencoder":
             params = [*self.nets_["encoder"].parameters(), *self.nets_["decoder"].parameters()]
-            return {"autoencoder": torch.optim.Adam(params, lr=self.params["lr"], betas=self.params["betas"])}
+            return {"autoencoder": torch.optim.Adam(params, lr=self.params["lr"], betas=tuple(self.params["betas"]))}
         return super().optimizers()
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> BaganGP:
-        self._phase = "autoencoder"
-        return super().fit(images, labels, seed=seed)
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, monitor: Any = None) -> BaganGP:
+        self.phase_ = "autoencoder"
+        self.ae_history_: list[dict] = []
+        super().fit(images, labels, seed=seed, monitor=monitor)
+        return self
 
-    def _train(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
-               epochs: int | None = None) -> None:
+    def _train(
+        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator, epochs: int | None = None
+    ) -> None:
         """Autoencoder phase, class statistics, weight transfer, adversarial phase: one loop, run twice."""
         super()._train(x, cond, generator, self.params["ae_epochs"])
         self.ae_history_ = self.history_
         self._fit_class_latents(x, cond)
         nets = self.nets_
         nets["generator"].load_state_dict(nets["decoder"].state_dict())
-        nets["discriminator"].body.load_state_dict(nets["encoder"].body.state_dict())
-        self._phase = "adversarial"
+        nets["discriminator"].get_submodule("body").load_state_dict(nets["encoder"].get_submodule("body").state_dict())
+        self.phase_ = "adversarial"
         self.optimizers_ = self.optimizers()
         super()._train(x, cond, generator, epochs)
 
     def train_step(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
-        if self._phase == "autoencoder":
+        if self.phase_ == "autoencoder":
             rec = self.nets_["decoder"](self.nets_["encoder"](x), cond)
             return {"ae_loss": self.optimize(self.optimizers_["autoencoder"], F.mse_loss(rec, x), "ae_loss")}
         return super().train_step(x, cond, generator)
@@ -181,7 +195,7 @@ class BaganGP(_ConditionalGAN):
     def _fit_class_latents(self, x: torch.Tensor, cond: torch.Tensor) -> None:
         """Per-class mean and Cholesky factor of the covariance of the encoded images (float64 maths)."""
         encoder = self.nets_["encoder"].eval()
-        codes = torch.cat([encoder(x[i:i + SAMPLE_BATCH]) for i in range(0, len(x), SAMPLE_BATCH)]).cpu().double()
+        codes = torch.cat([encoder(x[i : i + SAMPLE_BATCH]) for i in range(0, len(x), SAMPLE_BATCH)]).cpu().double()
         labels = cond.argmax(1).cpu()
         dim = codes.shape[1]
         spread = float(codes.var(0).mean()) if len(codes) > 1 else 0.0

@@ -1,20 +1,30 @@
-"""The Augmenter contract every method, from flips to diffusion, plugs into.
+"""The Augmenter contract every method, from flips to diffusion, plugs into, and the registry of methods.
 
-Modelled on scikit-learn's estimators: the constructor only stores hyper-parameters; ``fit`` learns
-from the real training subset and returns ``self``; ``sample`` returns new labelled images in the real
-data's uint8 layout. Two hooks cover methods that are not "generate once, then train":
+Modelled on scikit-learn's estimators: the constructor only stores hyper-parameters (``params``); ``check``
+validates them (so a grid can refuse a bad value before anything runs); ``fit`` learns from the real training
+subset, sets every fitted attribute (names ending in ``_``) and returns ``self``. What a method is, the runner
+reads from class-level declarations only, never from duck-typed attributes:
 
-- ``transform_batch`` alters each training batch on the fly (flips, rotations); identity by default;
-- ``on_epoch_end`` is called by the trainer after every epoch with the classifier, and may return new
-  labelled images to add to the training set (targeted synthesis such as TSynD); none by default.
+- ``kind``: ``TRANSFORM`` alters each training batch on the fly (``transform_batch``: flips, rotations);
+  ``SET`` adds a synthetic set made once before training (``sample``: generators); ``IN_LOOP`` adds images during
+  training, made with the classifier (``on_epoch_end``: TSynD);
+- ``needs``: what the classifier must provide, e.g. ``{"dropout": 0.2}`` for MC-dropout uncertainty (the value is
+  the method's default rate);
+- ``trains``: ``fit`` trains networks, so the runner caches the fitted method;
+- ``reconstructs``: ``sample`` returns reconstructions of training images by design (Chaptoukaev 2021's
+  autoencoder), which the memorisation audit reports instead of flagging;
+- ``diagnostics()``: what the runner records with the run besides its scores (TSynD's rounds, FID over epochs).
 
-Methods register under a name (``@register("cvae")``) and are built with ``create_augmenter``, so the
-CLI and YAML refer to them by that name and adding a method is adding one module.
+Methods register under a name with their preset, a table of hyper-parameters (``register("dcgan", {...})``): a
+family is one class and one table of presets, as timm's registry. ``create_augmenter(name, **overrides)`` builds
+one; an unknown hyper-parameter is refused with the preset's keys in the message.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,21 +32,40 @@ import torch
 
 from synthmed.errors import SynthmedError
 
-_REGISTRY: dict[str, type[Augmenter]] = {}
+
+class Kind(str, enum.Enum):
+    TRANSFORM = "batch transform"
+    SET = "pre-generated set"
+    IN_LOOP = "in-loop"
+
+
+@dataclass(frozen=True)
+class NewImages:
+    """Images an in-loop method adds after an epoch; ``replace`` drops the images of its previous round."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    replace: bool = False
 
 
 class Augmenter:
-    """Base class: no synthetic images, no batch transform."""
+    """Base class, and the ``none`` method: no synthetic images, no batch transform."""
 
-    name: ClassVar[str] = "none"
-    #: True when ``sample`` produces images (so the runner asks for a sampling policy and audits them).
-    generative: ClassVar[bool] = False
+    kind: ClassVar[Kind] = Kind.TRANSFORM
+    needs: ClassVar[dict[str, float]] = {}
+    trains: ClassVar[bool] = False
+    reconstructs: ClassVar[bool] = False
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, name: str = "none", **params: Any) -> None:
+        self.name = name
         self.params = params
+
+    def check(self) -> None:
+        """Refuse invalid hyper-parameters with a one-line error; called before a grid runs and by ``fit``."""
 
     def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> Augmenter:
         """Learn from the real training subset (uint8 images, int64 labels)."""
+        self.check()
         return self
 
     def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -47,34 +76,62 @@ class Augmenter:
         """Alter one training batch (float, N x C x H x W in [-1, 1]) on the fly."""
         return batch
 
-    def on_epoch_end(self, classifier: torch.nn.Module, epoch: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Called by the trainer after every epoch; may return new training images and labels."""
+    def on_epoch_end(self, classifier: torch.nn.Module, epoch: int) -> NewImages | None:
+        """Called by the trainer after every epoch; may return new training images."""
         return None
 
+    def diagnostics(self) -> dict[str, Any]:
+        """What the runner records with the run besides its scores (JSON values); nothing by default."""
+        return {}
+
     def config(self) -> dict:
-        """Hyper-parameters, recorded with every run and folded into its config hash."""
+        """Hyper-parameters, recorded with every run and folded into caches' keys."""
         return {"method": self.name, **self.params}
 
 
-def register(name: str) -> Callable[[type[Augmenter]], type[Augmenter]]:
+_REGISTRY: dict[str, tuple[type[Augmenter], dict[str, Any]]] = {}
+
+
+def register(name: str, preset: dict[str, Any] | None = None) -> Callable[[type[Augmenter]], type[Augmenter]]:
+    """Register ``cls`` under ``name`` with its preset hyper-parameters (usable as a class decorator)."""
+
     def decorate(cls: type[Augmenter]) -> type[Augmenter]:
-        cls.name = name
-        _REGISTRY[name] = cls
+        _REGISTRY[name] = (cls, dict(preset or {}))
         return cls
+
     return decorate
 
 
 register("none")(Augmenter)
 
 
-def available() -> list[str]:
-    return sorted(_REGISTRY)
+def available(kind: Kind | None = None) -> list[str]:
+    """Registered method names (of one ``kind`` if given)."""
+    return sorted(name for name, (cls, _) in _REGISTRY.items() if kind is None or cls.kind is kind)
+
+
+def method_class(name: str) -> type[Augmenter]:
+    """The class of a registered method (its declarations), without building one."""
+    if name not in _REGISTRY:
+        raise SynthmedError(f"unknown method {name!r}; choose one of {', '.join(available())}")
+    return _REGISTRY[name][0]
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A copy of the method's preset hyper-parameters."""
+    method_class(name)
+    return dict(_REGISTRY[name][1])
+
+
+#: Hyper-parameters every method accepts besides its preset's.
+COMMON_PARAMS = ("device",)
 
 
 def create_augmenter(name: str, **params: Any) -> Augmenter:
-    if name not in _REGISTRY:
-        raise SynthmedError(f"unknown method {name!r}; choose one of {', '.join(available())}")
-    try:
-        return _REGISTRY[name](**params)
-    except TypeError as err:
-        raise SynthmedError(f"bad parameters for method {name!r}: {err}") from None
+    """The method ``name`` with its preset, overridden by ``params``; unknown keys are refused."""
+    cls, defaults = method_class(name), preset(name)
+    unknown = sorted(set(params) - set(defaults) - set(COMMON_PARAMS if cls.trains else ()))
+    if unknown:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise SynthmedError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
+    return cls(name, **{**defaults, **params})

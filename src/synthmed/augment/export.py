@@ -27,7 +27,7 @@ from synthmed import __version__
 from synthmed.data.dataset import SPLITS, check_split
 from synthmed.data.medmnist import read_npz
 from synthmed.errors import SynthmedError
-from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
+from synthmed.io import atomic_write_bytes, atomic_write_json
 
 FORMAT = "synthmed-synthetic/1"
 
@@ -49,25 +49,29 @@ def export_synthetic(path: str | Path, images: np.ndarray, labels: np.ndarray, p
     path = _check_npz_path(path)
     labels = np.asarray(labels)
     n_classes = int(provenance.get("n_classes") or (labels.max() + 1 if labels.size else 1))
-    split = check_split("synthetic", "train", np.asarray(images), labels, n_classes, "multi-class")
-    images, labels = split.images, split.labels
+    checked = check_split("synthetic", "train", np.asarray(images), labels, n_classes, "multi-class")
+    images, labels = checked.images, checked.labels
     if labels.max() > 255:
-        raise SynthmedError(f"{path}: MedMNIST-layout labels are uint8, but the synthetic set has class "
-                            f"{labels.max()}")
+        raise SynthmedError(f"{path}: MedMNIST-layout labels are uint8, but the synthetic set has class {labels.max()}")
     arrays = {"train_images": images, "train_labels": labels.astype(np.uint8).reshape(-1, 1)}
     for split in SPLITS[1:]:
         arrays[f"{split}_images"] = np.zeros((0, *images.shape[1:]), dtype=np.uint8)
         arrays[f"{split}_labels"] = np.zeros((0, 1), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
     sidecar = {
-        **provenance, "format": FORMAT, "file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-        "n_images": len(labels), "image_shape": list(images.shape[1:]),
+        **provenance,
+        "format": FORMAT,
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "n_images": len(labels),
+        "image_shape": list(images.shape[1:]),
         "counts_per_class": [int(n) for n in np.bincount(labels, minlength=n_classes)],
         "splits": "the synthetic set is train_*; val_* and test_* are empty by design",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "synthmed_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "synthmed_version": __version__,
     }
     atomic_write_json(sidecar_path(path), sidecar)
     return sidecar_path(path)
@@ -79,12 +83,15 @@ def read_synthetic(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     path = _check_npz_path(path)
     meta_path = sidecar_path(path)
     if not path.exists() or not meta_path.exists():
-        raise SynthmedError(f"{path} or its side-car {meta_path.name} is missing; write both with "
-                            "`synthmed generate` / export_synthetic")
+        raise SynthmedError(
+            f"{path} or its side-car {meta_path.name} is missing; write both with "
+            "`synthmed generate` / export_synthetic"
+        )
     meta = json.loads(meta_path.read_text())
     if hashlib.sha256(path.read_bytes()).hexdigest() != meta.get("sha256"):
-        raise SynthmedError(f"{path} does not match the SHA-256 in {meta_path.name}; the pair is incomplete or "
-                            "was modified")
+        raise SynthmedError(
+            f"{path} does not match the SHA-256 in {meta_path.name}; the pair is incomplete or was modified"
+        )
     arrays = read_npz(path)
     if "train_images" not in arrays or "train_labels" not in arrays:
         raise SynthmedError(f"{path} lacks train_images / train_labels")

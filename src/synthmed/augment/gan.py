@@ -1,71 +1,42 @@
-"""Seed 000's conditional GAN (``cgan``, Mirza & Osindero 2014) and a conditional DCGAN (``conv-cgan``).
+"""The conditional GAN every adversarial method is (``ConditionalGAN``), its one training step
+(``adversarial_step``), and Chaptoukaev 2021's presets: ``cgan`` (Mirza & Osindero 2014, fully connected) and a
+conditional DCGAN (``conv-cgan``). Sharma et al. 2022's family (``gan_family``) and BAGAN-GP (``bagan``) are
+presets or a subclass of the same class.
 
 Both players see the label: the generator as a one-hot vector concatenated to z, the discriminator as a
-one-hot vector concatenated to the flattened image (FC) or as constant extra input channels (conv).
-
-The adversarial objective is a ``GanLoss`` object, kept apart from the one training step that both
-methods share (``adversarial_step``), so Wasserstein, least-squares, hinge or gradient-penalty variants
-are a new loss class (and ``n_critic``) on a subclass, not a new loop (``gan_family``, ``bagan``).
+one-hot vector concatenated to the flattened image (``arch="fc"``) or as constant extra input channels
+(``arch="conv"``). The objective is the ``GanLoss`` the preset names (``synthmed.augment.gan_losses``).
 
 Schedule: per batch of real images, ``n_critic`` critic updates (fresh noise each) and then one generator
-update, as in seed 002's code and the BAGAN-GP code; so an epoch is one generator step per batch for
+update, as in Sharma et al.'s code and the BAGAN-GP code; so an epoch is one generator step per batch for
 every member of the family, and epoch counts compare across methods.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from synthmed.augment.base import register
+from synthmed.augment.gan_losses import LOSSES, GanLoss, make_loss
 from synthmed.augment.generative import TorchGenerator
+from synthmed.errors import SynthmedError
 from synthmed.nets.generators import ConvDecoder, ConvEncoder, FCDecoder, FCEncoder, dcgan_init, spectral_normalize
 
 
-class GanLoss:
-    """An adversarial objective on critic outputs (logits / scores, shape (N, 1)).
-
-    Per batch, ``adversarial_step`` minimises ``d_loss(real, fake) + penalty(...)`` for the critic, calls
-    ``after_critic_step`` (e.g. weight clipping), then minimises ``g_loss(fake)`` for the generator.
-    """
-
-    #: The fit's seeded CPU generator, set by the training step before each batch, so losses that draw
-    #: random numbers (interpolation weights, wrong labels) reproduce with the seed.
-    generator: torch.Generator | None = None
-
-    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def penalty(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                cond: torch.Tensor) -> torch.Tensor | None:
-        """A regulariser added to the critic loss (e.g. a gradient penalty); none by default."""
-        return None
-
-    def after_critic_step(self, critic: nn.Module) -> None:
-        """Hook after each critic update (e.g. WGAN's weight clipping)."""
-
-
-class BCEGanLoss(GanLoss):
-    """Goodfellow et al.'s game with binary cross-entropy on logits and the non-saturating generator loss."""
-
-    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-
-    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-
-
-def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, cond: torch.Tensor,
-                     z: torch.Tensor, train_generator: bool = True,
-                     fake_cond: torch.Tensor | None = None) -> dict[str, float]:
+def adversarial_step(
+    method: TorchGenerator,
+    loss: GanLoss,
+    real: torch.Tensor,
+    cond: torch.Tensor,
+    z: torch.Tensor,
+    train_generator: bool = True,
+    fake_cond: torch.Tensor | None = None,
+) -> dict[str, float]:
     """One critic update and (optionally) one generator update on a batch.
 
     The fakes share the real labels unless ``fake_cond`` gives theirs (BAGAN draws them uniformly, so
@@ -87,8 +58,9 @@ def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, 
     if train_generator:
         critic.requires_grad_(False)  # the generator step needs gradients through the critic, not for it
         try:
-            out["g_loss"] = method.optimize(method.optimizers_["generator"], loss.g_loss(critic(fake, fake_cond)),
-                                            "g_loss")
+            out["g_loss"] = method.optimize(
+                method.optimizers_["generator"], loss.g_loss(critic(fake, fake_cond)), "g_loss"
+            )
         finally:
             critic.requires_grad_(True)
     return out
@@ -97,8 +69,10 @@ def adversarial_step(method: TorchGenerator, loss: GanLoss, real: torch.Tensor, 
 def conv_gan_nets(params: dict, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
     """The conditional DCGAN pair with N(0, 0.02) init, the critic spectrally normalised when
     ``params["sn_discriminator"]`` (after the init, so the norm is estimated on the final weights)."""
-    nets = {"generator": ConvDecoder(params["latent_dim"], channels, size, params["width"], n_classes),
-            "discriminator": ConvEncoder(channels, size, 1, params["width"], n_classes)}
+    nets = {
+        "generator": ConvDecoder(params["latent_dim"], channels, size, params["width"], n_classes),
+        "discriminator": ConvEncoder(channels, size, 1, params["width"], n_classes),
+    }
     for net in nets.values():
         dcgan_init(net)
     if params.get("sn_discriminator"):
@@ -106,25 +80,55 @@ def conv_gan_nets(params: dict, channels: int, size: int, n_classes: int) -> dic
     return nets
 
 
-class _ConditionalGAN(TorchGenerator):
-    arch: ClassVar[str] = "fc"
+class ConditionalGAN(TorchGenerator):
+    """A class-conditional GAN: fully connected (``arch="fc"``: ``g_hidden``, ``d_hidden``, ``dropout`` in D) or
+    the DCGAN pair (``arch="conv"``: ``width``, optional spectral norm of the critic), trained on the loss the
+    preset names with ``n_critic`` critic updates per generator update."""
+
+    #: The loss names this class builds (a subclass with its own objective adds its name).
+    losses: ClassVar[tuple[str, ...]] = tuple(LOSSES)
+
+    def check(self) -> None:
+        super().check()
+        if self.params.get("loss") not in self.losses:
+            raise SynthmedError(
+                f"{self.name}: loss={self.params.get('loss')!r} is invalid; expected one of {', '.join(self.losses)}"
+            )
 
     def make_loss(self) -> GanLoss:
-        """The adversarial objective; variants (WGAN-GP, LSGAN, ...) override this and ``n_critic``."""
-        return BCEGanLoss()
+        """The adversarial objective the preset names (``loss``)."""
+        return make_loss(self.params)
+
+    def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
+        p = self.params
+        if p["arch"] == "conv":
+            return conv_gan_nets(p, channels, size, n_classes)
+        return {
+            "generator": FCDecoder(p["latent_dim"], channels, size, tuple(p["g_hidden"]), n_classes, batchnorm=True),
+            "discriminator": FCEncoder(channels, size, 1, tuple(p["d_hidden"]), n_classes, p["dropout"]),
+        }
+
+    def spectral_layers(self) -> list[nn.Module]:
+        """The critic's spectrally normalised layers (empty without ``sn_discriminator``)."""
+        return [m for m in self._fitted()["discriminator"].modules() if parametrize.is_parametrized(m, "weight")]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One optimizer per player: Adam (lr, betas) or, with ``optimizer="rmsprop"``, RMSprop (lr) as WGAN."""
         lr = self.params["lr"]
         if self.params.get("optimizer", "adam") == "rmsprop":
-            return {name: torch.optim.RMSprop(self.nets_[name].parameters(), lr=lr)
-                    for name in ("generator", "discriminator")}
-        return {name: torch.optim.Adam(self.nets_[name].parameters(), lr=lr, betas=self.params["betas"])
-                for name in ("generator", "discriminator")}
+            return {
+                name: torch.optim.RMSprop(self.nets_[name].parameters(), lr=lr)
+                for name in ("generator", "discriminator")
+            }
+        return {
+            name: torch.optim.Adam(self.nets_[name].parameters(), lr=lr, betas=tuple(self.params["betas"]))
+            for name in ("generator", "discriminator")
+        }
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> _ConditionalGAN:
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, monitor: Any = None) -> ConditionalGAN:
         self.loss_ = self.make_loss()
-        return super().fit(images, labels, seed=seed)
+        super().fit(images, labels, seed=seed, monitor=monitor)
+        return self
 
     def fake_inputs(self, cond: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Generator inputs for one critic update: latent codes, and the fakes' labels (None: the real ones)."""
@@ -147,37 +151,40 @@ class _ConditionalGAN(TorchGenerator):
         return self.nets_["generator"](inputs, cond)
 
 
-@register("cgan")
-class ConditionalGAN(_ConditionalGAN):
-    """Fully connected, 3 hidden layers in G and in D (seed 000, section 3.2; lr 1e-4, batch 128, 1000
-    epochs). Widths, BatchNorm in G and dropout in D (as Mirza & Osindero) are ours: the paper gives none."""
+#: Chaptoukaev 2021, section 3.2: ``cgan`` has 3 hidden layers in G and in D, lr 1e-4, batch 128, 1000 epochs;
+#: its widths, BatchNorm in G and dropout 0.3 in D (as Mirza & Osindero) are ours, since the paper gives none.
+#: ``conv-cgan``: a conditional DCGAN (Radford et al.: lr 2e-4, betas (0.5, 0.999), N(0, 0.02) init). Chaptoukaev
+#: names convolutional models as future work and gives them no schedule; 300 epochs (1,500 generator steps on
+#: BreastMNIST's 546 images) is ours: the FC cGAN's 1,000 would cost ~40 minutes per fit on 2 CPU cores.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cgan": {
+        "arch": "fc",
+        "loss": "bce",
+        "epochs": 1000,
+        "lr": 1e-4,
+        "betas": (0.5, 0.999),
+        "batch_size": 128,
+        "latent_dim": 100,
+        "g_hidden": (128, 256, 512),
+        "d_hidden": (512, 256, 128),
+        "dropout": 0.3,
+        "n_critic": 1,
+        "optimizer": "adam",
+    },
+    "conv-cgan": {
+        "arch": "conv",
+        "loss": "bce",
+        "epochs": 300,
+        "lr": 2e-4,
+        "betas": (0.5, 0.999),
+        "batch_size": 128,
+        "latent_dim": 100,
+        "width": 64,
+        "n_critic": 1,
+        "optimizer": "adam",
+        "sn_discriminator": False,
+    },
+}
 
-    arch = "fc"
-
-    def __init__(self, epochs: int = 1000, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 batch_size: int = 128, latent_dim: int = 100, g_hidden: tuple[int, ...] = (128, 256, 512),
-                 d_hidden: tuple[int, ...] = (512, 256, 128), dropout: float = 0.3, device: str = "auto") -> None:
-        super().__init__(epochs=epochs, lr=lr, betas=betas, batch_size=batch_size, latent_dim=latent_dim,
-                         g_hidden=g_hidden, d_hidden=d_hidden, dropout=dropout, device=device)
-
-    def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
-        p = self.params
-        return {"generator": FCDecoder(p["latent_dim"], channels, size, p["g_hidden"], n_classes, batchnorm=True),
-                "discriminator": FCEncoder(channels, size, 1, p["d_hidden"], n_classes, p["dropout"])}
-
-
-@register("conv-cgan")
-class ConvConditionalGAN(_ConditionalGAN):
-    """Conditional DCGAN (Radford et al.: lr 2e-4, betas (0.5, 0.999), N(0, 0.02) init). Seed 000 names
-    convolutional models as future work and gives them no schedule; 300 epochs (1,500 generator steps on
-    BreastMNIST's 546 images) is ours: the FC cGAN's 1,000 would cost ~40 minutes per fit on 2 CPU cores."""
-
-    arch = "conv"
-
-    def __init__(self, epochs: int = 300, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 batch_size: int = 128, latent_dim: int = 100, width: int = 64, device: str = "auto") -> None:
-        super().__init__(epochs=epochs, lr=lr, betas=betas, batch_size=batch_size, latent_dim=latent_dim,
-                         width=width, device=device)
-
-    def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
-        return conv_gan_nets(self.params, channels, size, n_classes)
+for _name, _preset in PRESETS.items():
+    register(_name, _preset)(ConditionalGAN)

@@ -9,10 +9,9 @@ seeded ``torch.Generator``, and a weights-only save / load round trip that repro
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthmed.augment.base import Augmenter, create_augmenter
+from synthmed.augment.base import Augmenter, Kind, create_augmenter
 from synthmed.errors import SynthmedError
-from synthmed.experiment.files import atomic_write_bytes
-from synthmed.nets.generators import ACTIVATIONS, one_hot, to_uint8
-from synthmed.train.checkpoint import load_checkpoint
+from synthmed.io import load_checkpoint, save_torch
+from synthmed.nets.generators import ACTIVATIONS, one_hot
+from synthmed.tensors import to_tensor, to_uint8
 from synthmed.train.device import resolve_device
 
 #: Images decoded per forward pass when sampling; results do not depend on it (no batch statistics in eval).
@@ -32,77 +31,78 @@ SAMPLE_BATCH = 1024
 FILE_FORMAT = 1
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """The trainer's uint8 -> [-1, 1] conversion, imported on use: ``synthmed.train.trainer`` imports
-    ``synthmed.augment``, so a module-level import here would be circular."""
-    from synthmed.train.trainer import to_tensor as convert
-
-    return convert(images)
+def _integer(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
 
 
-def check_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+def _real(value: Any, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True) -> bool:
+    """A finite number (not a bool) in the range, bounds open or closed as told."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        return False
+    x = float(value)
+    return (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
     """Validate the hyper-parameters every generative method shares, by name, with one-line errors."""
-    out = dict(params)
+    p = params
 
     def fail(key: str, expected: str) -> SynthmedError:
         return SynthmedError(f"{name}: {key}={params[key]!r} is invalid; expected {expected}")
 
     for key in ("epochs", "latent_dim", "width", "n_critic"):
-        if key in out and (not isinstance(out[key], numbers.Integral) or isinstance(out[key], bool) or out[key] < 1):
+        if key in p and not _integer(p[key], 1):
             raise fail(key, "a positive integer")
-    if "batch_size" in out and (not isinstance(out["batch_size"], numbers.Integral) or out["batch_size"] < 2):
+    if "batch_size" in p and not _integer(p["batch_size"], 2):
         raise fail("batch_size", "an integer of at least 2 (BatchNorm needs two images)")
-    for key in ("lr", "beta"):
-        if key in out and not (isinstance(out[key], numbers.Real) and math.isfinite(out[key]) and out[key] > 0):
+    for key in ("lr", "beta", "clip"):
+        if key in p and not _real(p[key], 0, low_open=True):
             raise fail(key, "a positive number")
-    if "dropout" in out and not (isinstance(out["dropout"], numbers.Real) and 0 <= out["dropout"] < 1):
+    if "dropout" in p and not _real(p["dropout"], 0, 1):
         raise fail("dropout", "a number in [0, 1)")
     for key in ("hidden", "g_hidden", "d_hidden"):
-        if key in out:
-            value = out[key]
-            if not (isinstance(value, Sequence) and not isinstance(value, str) and value
-                    and all(isinstance(h, numbers.Integral) and h >= 1 for h in value)):
-                raise fail(key, "a non-empty list of positive layer widths")
-            out[key] = tuple(int(h) for h in value)
-    if "betas" in out:
-        value = out["betas"]
-        if not (isinstance(value, Sequence) and len(value) == 2 and all(isinstance(b, numbers.Real) and 0 <= b < 1
-                                                                      for b in value)):
-            raise fail("betas", "two numbers in [0, 1), e.g. [0.5, 0.999]")
-        out["betas"] = tuple(float(b) for b in value)
-    if "device" in out and out["device"] not in ("auto", "cpu", "cuda"):
+        value = p.get(key)
+        if key in p and not (
+            isinstance(value, Sequence) and not isinstance(value, str) and value and all(_integer(h, 1) for h in value)
+        ):
+            raise fail(key, "a non-empty list of positive layer widths")
+    betas = p.get("betas")
+    if "betas" in p and not (isinstance(betas, Sequence) and len(betas) == 2 and all(_real(b, 0, 1) for b in betas)):
+        raise fail("betas", "two numbers in [0, 1), e.g. [0.5, 0.999]")
+    if "arch" in p and p["arch"] not in ("fc", "conv"):
+        raise fail("arch", "fc or conv")
+    if "device" in p and p["device"] not in ("auto", "cpu", "cuda"):
         raise fail("device", "auto, cpu or cuda")
-    if "ae_epochs" in out and (not isinstance(out["ae_epochs"], numbers.Integral) or isinstance(out["ae_epochs"], bool)
-                               or out["ae_epochs"] < 0):
+    if "ae_epochs" in p and not _integer(p["ae_epochs"], 0):
         raise fail("ae_epochs", "an integer >= 0")
-    if "clip" in out and not (isinstance(out["clip"], numbers.Real) and math.isfinite(out["clip"]) and out["clip"] > 0):
-        raise fail("clip", "a positive number")
-    if "gp_weight" in out and not (isinstance(out["gp_weight"], numbers.Real) and not isinstance(out["gp_weight"], bool)
-                                   and math.isfinite(out["gp_weight"]) and out["gp_weight"] >= 0):
+    if "gp_weight" in p and not _real(p["gp_weight"], 0):
         raise fail("gp_weight", "a number >= 0")
     for key in ("sn_generator", "sn_discriminator"):
-        if key in out and not isinstance(out[key], bool):
+        if key in p and not isinstance(p[key], bool):
             raise fail(key, "true or false")
-    if "optimizer" in out and out["optimizer"] not in ("adam", "rmsprop"):
+    if "optimizer" in p and p["optimizer"] not in ("adam", "rmsprop"):
         raise fail("optimizer", "adam or rmsprop")
     for key in ("g_activation", "d_activation"):
-        if key in out and out[key] not in ACTIVATIONS:
+        if key in p and p[key] not in ACTIVATIONS:
             raise fail(key, " or ".join(ACTIVATIONS))
-    return out
 
 
 def check_training_data(name: str, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, H, W[, 3]) images and single-label integer labels, or a one-line error."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
-        raise SynthmedError(f"{name}: training images must be uint8 (N, H, W) or (N, H, W, 3), got "
-                            f"{images.dtype} {images.shape}")
+        raise SynthmedError(
+            f"{name}: training images must be uint8 (N, H, W) or (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise SynthmedError(f"{name}: needs single-label integer labels of shape (N,), got {labels.dtype} "
-                            f"{labels.shape}; conditional generators do not support multi-label datasets")
+        raise SynthmedError(
+            f"{name}: needs single-label integer labels of shape (N,), got {labels.dtype} "
+            f"{labels.shape}; conditional generators do not support multi-label datasets"
+        )
     if len(labels) != len(images) or len(labels) < 2:
-        raise SynthmedError(f"{name}: needs at least 2 images with one label each, got {len(images)} images and "
-                            f"{len(labels)} labels")
+        raise SynthmedError(
+            f"{name}: needs at least 2 images with one label each, got {len(images)} images and {len(labels)} labels"
+        )
     if labels.min() < 0:
         raise SynthmedError(f"{name}: labels must be class indices >= 0, found {labels.min()}")
     return images, labels.astype(np.int64)
@@ -112,20 +112,15 @@ class TorchGenerator(Augmenter):
     """A generative augmenter made of torch networks trained on the real training subset.
 
     Subclasses implement ``build``, ``train_step`` and ``decode``, and may override ``optimizers``,
-    ``sample_inputs`` and ``extra_state`` / ``load_extra_state``. Fitted attributes end in ``_``.
+    ``sample_inputs`` and ``extra_state`` / ``load_extra_state``. Fitted attributes end in ``_`` and are set by
+    ``fit`` (or ``load``) only.
     """
 
-    generative = True
-    #: Optional ``monitor(model, epoch) -> dict | None`` called after every epoch of the main training phase
-    #: (e.g. FID tracking); its non-empty results are kept in ``monitor_history_`` and saved with the model.
-    monitor: Any = None
+    kind = Kind.SET
+    trains = True
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**check_params(self.name, params))
-        self.nets_: nn.ModuleDict | None = None
-        self.history_: list[dict] = []
-        self.device_ = torch.device("cpu")
-        self._epoch = self._step = 0  # current epoch and optimisation step (1-based) during fit
+    def check(self) -> None:
+        check_params(self.name, self.params)
 
     # ---- what a method defines -------------------------------------------------------------------
 
@@ -164,8 +159,10 @@ class TorchGenerator(Augmenter):
         value = loss.item()
         if not math.isfinite(value):
             lr = optimizer.param_groups[0]["lr"]
-            raise SynthmedError(f"{self.name}: {name} became {value} at epoch {self._epoch}; lower the learning "
-                                f"rate (lr={lr:g} now) or check the training images")
+            raise SynthmedError(
+                f"{self.name}: {name} became {value} at epoch {self._epoch}; lower the learning "
+                f"rate (lr={lr:g} now) or check the training images"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -177,8 +174,22 @@ class TorchGenerator(Augmenter):
 
     # ---- the shared contract -----------------------------------------------------------------------
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> TorchGenerator:
+    def fit(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        seed: int = 0,
+        monitor: Callable[[TorchGenerator, int], dict | None] | None = None,
+    ) -> TorchGenerator:
+        """Train on the real subset. ``monitor(model, epoch)`` (e.g. FID tracking) is called after every epoch of
+        the main training phase; its non-empty results are kept in ``monitor_history_`` and saved with the model."""
+        self.check()
         images, labels = check_training_data(self.name, images, labels)
+        self.monitor_ = monitor
+        self.history_: list[dict] = []
+        self.monitor_history_: list[dict] = []
+        self._epoch = self._step = 0  # current epoch and optimisation step (1-based) during fit
         self.device_ = resolve_device(self.params.get("device", "auto"))
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -192,20 +203,25 @@ class TorchGenerator(Augmenter):
         try:
             self._train(x, cond, generator)
         except BaseException:
-            self.nets_ = None  # a failed or interrupted fit leaves nothing to sample from or save
+            del self.nets_  # a failed or interrupted fit leaves nothing to sample from or save
             raise
+        finally:
+            self.monitor_ = None  # it holds features and a model; a fitted generator does not need it
         self.nets_.eval()
         return self
 
-    def _train(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
-               epochs: int | None = None) -> None:
+    def diagnostics(self) -> dict[str, Any]:
+        history = getattr(self, "monitor_history_", None)
+        return {"fid_over_epochs": history} if history else {}
+
+    def _train(
+        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator, epochs: int | None = None
+    ) -> None:
         """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch.
 
         ``epochs`` (default: the ``epochs`` param) lets a method run it more than once, e.g. BAGAN-GP's
         autoencoder pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
         self.history_, self._step = [], 0
-        if epochs is None:
-            self.monitor_history_: list[dict] = []
         batch, n = self.params["batch_size"], len(x)
         n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
         for epoch in range(1, (self.params["epochs"] if epochs is None else epochs) + 1):
@@ -215,14 +231,15 @@ class TorchGenerator(Augmenter):
             sums: dict[str, float] = {}
             seen: dict[str, int] = {}
             for start in range(0, n_used, batch):
-                idx = order[start:min(start + batch, n_used)]
+                idx = order[start : min(start + batch, n_used)]
                 self._step += 1
                 for key, value in self.train_step(x[idx], cond[idx], generator).items():
                     sums[key] = sums.get(key, 0.0) + value * len(idx)
                     seen[key] = seen.get(key, 0) + len(idx)
             self.history_.append({"epoch": epoch, **{key: sums[key] / seen[key] for key in sums}})
-            if self.monitor is not None and epochs is None:
-                measured = self.monitor(self, epoch)
+            monitor = getattr(self, "monitor_", None)
+            if monitor is not None and epochs is None:
+                measured = monitor(self, epoch)
                 if measured:
                     self.monitor_history_.append({"epoch": epoch, **measured})
 
@@ -236,8 +253,8 @@ class TorchGenerator(Augmenter):
         out = [torch.empty(0, self._channels(), *self.image_shape_[:2])]
         with torch.no_grad():
             for start in range(0, len(labels), SAMPLE_BATCH):
-                cond = one_hot(labels[start:start + SAMPLE_BATCH], self.n_classes_).to(device)
-                out.append(self.decode(inputs[start:start + SAMPLE_BATCH].to(device), cond).float().cpu())
+                cond = one_hot(labels[start : start + SAMPLE_BATCH], self.n_classes_).to(device)
+                out.append(self.decode(inputs[start : start + SAMPLE_BATCH].to(device), cond).float().cpu())
         return to_uint8(torch.cat(out)), labels.numpy()
 
     def save(self, path: str | Path) -> None:
@@ -246,28 +263,37 @@ class TorchGenerator(Augmenter):
         payload = {
             "params": self.params,
             "state": {name: net.state_dict() for name, net in nets.items()},
-            "meta": {"format": FILE_FORMAT, "method": self.name, "n_classes": self.n_classes_,
-                     "image_shape": list(self.image_shape_), "class_counts": self.class_counts_,
-                     "history": self.history_, "monitor_history": getattr(self, "monitor_history_", [])},
+            "meta": {
+                "format": FILE_FORMAT,
+                "method": self.name,
+                "n_classes": self.n_classes_,
+                "image_shape": list(self.image_shape_),
+                "class_counts": self.class_counts_,
+                "history": self.history_,
+                "monitor_history": getattr(self, "monitor_history_", []),
+            },
             "extra": self.extra_state(),
         }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_torch(path, payload)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> TorchGenerator:
         """Read a file written by ``save`` (weights only, never code); on ``TorchGenerator`` any method,
         on a subclass only that method."""
         payload = load_checkpoint(path)
-        if not (isinstance(payload, dict) and {"params", "state", "meta"} <= payload.keys()
-                and isinstance(payload["meta"], dict) and "method" in payload["meta"]):
-            raise SynthmedError(f"{path} is not a saved generative augmenter (expected params, state and meta); "
-                                "write one with .save()")
+        if not (
+            isinstance(payload, dict)
+            and {"params", "state", "meta"} <= payload.keys()
+            and isinstance(payload["meta"], dict)
+            and "method" in payload["meta"]
+        ):
+            raise SynthmedError(
+                f"{path} is not a saved generative augmenter (expected params, state and meta); write one with .save()"
+            )
         meta = payload["meta"]
         model = create_augmenter(meta["method"], **payload["params"])
         if not isinstance(model, cls):
-            raise SynthmedError(f"{path} holds a {meta['method']!r} model, not {cls.name!r}")
+            raise SynthmedError(f"{path} holds a {meta['method']!r} model, not a {cls.__name__}")
         model.n_classes_ = int(meta["n_classes"])
         model.image_shape_ = tuple(meta["image_shape"])
         model.class_counts_ = list(meta["class_counts"])
@@ -280,8 +306,9 @@ class TorchGenerator(Augmenter):
                 net.load_state_dict(payload["state"][name])
         except (KeyError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0]
-            raise SynthmedError(f"{path}: weights do not fit a {meta['method']!r} model with these params "
-                                f"({first})") from None
+            raise SynthmedError(
+                f"{path}: weights do not fit a {meta['method']!r} model with these params ({first})"
+            ) from None
         model.nets_.to(model.device_).eval()
         model.load_extra_state(payload.get("extra", {}))
         return model
@@ -295,18 +322,20 @@ class TorchGenerator(Augmenter):
         return nn.ModuleDict(self.build(self._channels(), self.image_shape_[0], self.n_classes_))
 
     def _fitted(self) -> nn.ModuleDict:
-        if self.nets_ is None:
+        if getattr(self, "nets_", None) is None:
             raise SynthmedError(f"{self.name}: call fit (or load a saved model) before sample or save")
         return self.nets_
 
     def _requested_labels(self, counts: dict[int, int]) -> torch.Tensor:
         """The labels to generate, grouped by class in ascending order; unknown or unseen classes refused."""
-        labels = []
+        labels: list[torch.Tensor] = []
         for c, n in sorted((int(c), n) for c, n in counts.items()):
             if not isinstance(n, numbers.Integral) or n < 0:
                 raise SynthmedError(f"{self.name}: count for class {c} must be an integer >= 0, got {n!r}")
             if n and not (0 <= c < self.n_classes_ and self.class_counts_[c] > 0):
-                raise SynthmedError(f"{self.name}: cannot generate class {c}: the training images had none "
-                                    f"(classes seen: {[k for k, m in enumerate(self.class_counts_) if m]})")
+                raise SynthmedError(
+                    f"{self.name}: cannot generate class {c}: the training images had none "
+                    f"(classes seen: {[k for k, m in enumerate(self.class_counts_) if m]})"
+                )
             labels.append(torch.full((int(n),), c, dtype=torch.int64))
         return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)

@@ -1,5 +1,4 @@
-"""TSynD (seed 001, Niemeijer et al. 2024): targeted synthesis by latent optimisation, and its random-latent
-baseline.
+"""TSynD (Niemeijer et al. 2024): targeted synthesis by latent optimisation, and its random-latent baseline.
 
 A convolutional autoencoder with a *spatial* latent (``latent_channels`` x 7 x 7 at 28 px) is trained on the
 real training subset (and cached like every generator). During classifier training, every ``every`` epochs
@@ -32,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synthmed.augment.base import register
-from synthmed.augment.generative import TorchGenerator, to_tensor
+from synthmed.augment.base import Kind, NewImages, register
+from synthmed.augment.generative import TorchGenerator
 from synthmed.errors import SynthmedError
 from synthmed.metrics.uncertainty import mc_dropout_samples, uncertainty
-from synthmed.nets.generators import conv_plan, to_uint8
+from synthmed.nets.generators import conv_plan
+from synthmed.tensors import to_tensor, to_uint8
 
 
 class SpatialEncoder(nn.Module):
@@ -49,8 +49,14 @@ class SpatialEncoder(nn.Module):
         prev = channels
         for i in range(stages):
             w = width * 2**i
-            layers += [nn.Conv2d(prev, w, 4, 2, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2),
-                       nn.Conv2d(w, w, 3, 1, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(prev, w, 4, 2, 1),
+                nn.BatchNorm2d(w),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(w, w, 3, 1, 1),
+                nn.BatchNorm2d(w),
+                nn.LeakyReLU(0.2),
+            ]
             prev = w
         layers.append(nn.Conv2d(prev, latent_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
@@ -66,8 +72,7 @@ class SpatialDecoder(nn.Module):
         super().__init__()
         stages, _ = conv_plan(size)
         widths = [width * 2**i for i in range(stages)][::-1]
-        layers: list[nn.Module] = [nn.Conv2d(latent_channels, widths[0], 3, 1, 1), nn.BatchNorm2d(widths[0]),
-                                   nn.ReLU()]
+        layers: list[nn.Module] = [nn.Conv2d(latent_channels, widths[0], 3, 1, 1), nn.BatchNorm2d(widths[0]), nn.ReLU()]
         for i, w in enumerate(widths):
             out = widths[i + 1] if i + 1 < len(widths) else width
             layers += [nn.ConvTranspose2d(w, out, 4, 2, 1), nn.BatchNorm2d(out), nn.ReLU()]
@@ -78,51 +83,81 @@ class SpatialDecoder(nn.Module):
         return torch.tanh(self.net(z))
 
 
-@register("tsynd")
+#: Every value is ours (the paper gives the method, not these numbers; see the module docstring). ``random-latent``
+#: is the same pipeline with each latent moved by TSynD's distance in a uniformly random direction.
+_TSYND: dict[str, Any] = {
+    "epochs": 100,
+    "lr": 1e-3,
+    "batch_size": 128,
+    "width": 32,
+    "latent_channels": 8,
+    "every": 5,
+    "budget": 0.25,
+    "steps": 20,
+    "eta": 0.05,
+    "lam": 1.0,
+    "constraint": "ball",
+    "radius": 0.25,
+    "uncertainty": "mi",
+    "mc_samples": 20,
+    "mode": "accumulate",
+    "direction": "targeted",
+}
+PRESETS: dict[str, dict[str, Any]] = {"tsynd": _TSYND, "random-latent": {**_TSYND, "direction": "random"}}
+#: MC-dropout rate before the classifier head (ours): a grid holding tsynd gives it to every method it compares.
+DROPOUT = 0.2
+
+
 class TSynD(TorchGenerator):
     """Targeted synthesis in the classifier loop (see the module docstring for the algorithm and defaults)."""
 
-    #: Not a "generate once before training" method: images come from ``on_epoch_end``.
-    generative = False
-    #: The classifier needs dropout for MC-dropout uncertainty.
-    needs_dropout = True
+    kind = Kind.IN_LOOP
+    needs = {"dropout": DROPOUT}
 
-    def __init__(self, epochs: int = 100, lr: float = 1e-3, batch_size: int = 128, width: int = 32,
-                 latent_channels: int = 8, every: int = 5, budget: float = 0.25, steps: int = 20,
-                 eta: float = 0.05, lam: float = 1.0, constraint: str = "ball", radius: float = 0.25,
-                 uncertainty: str = "mi", mc_samples: int = 20, mode: str = "accumulate",
-                 device: str = "auto") -> None:
-        if uncertainty not in ("mi", "entropy"):
-            raise SynthmedError(f"tsynd: uncertainty={uncertainty!r}; choose mi or entropy")
-        if constraint not in ("l2", "ball"):
-            raise SynthmedError(f"tsynd: constraint={constraint!r}; choose l2 (penalty) or ball (projection)")
-        if mode not in ("accumulate", "replace"):
-            raise SynthmedError(f"tsynd: mode={mode!r}; choose accumulate or replace")
-        if not 0 < budget <= 1 or steps < 1 or every < 1 or eta <= 0 or lam < 0 or radius <= 0 or mc_samples < 2:
-            raise SynthmedError("tsynd: need 0 < budget <= 1, steps >= 1, every >= 1, eta > 0, lam >= 0, "
-                                "radius > 0 and mc_samples >= 2")
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, width=width, latent_channels=latent_channels,
-                         every=every, budget=budget, steps=steps, eta=eta, lam=lam, constraint=constraint,
-                         radius=radius, uncertainty=uncertainty, mc_samples=mc_samples, mode=mode, device=device)
-        self.rounds_: list[dict] = []
+    def check(self) -> None:
+        super().check()
+        p = self.params
+        for key, choices in (
+            ("uncertainty", ("mi", "entropy")),
+            ("constraint", ("l2", "ball")),
+            ("mode", ("accumulate", "replace")),
+            ("direction", ("targeted", "random")),
+        ):
+            if p[key] not in choices:
+                raise SynthmedError(f"{self.name}: {key}={p[key]!r}; choose {' or '.join(choices)}")
+        if not (
+            0 < p["budget"] <= 1
+            and p["steps"] >= 1
+            and p["every"] >= 1
+            and p["eta"] > 0
+            and p["lam"] >= 0
+            and p["radius"] > 0
+            and p["mc_samples"] >= 2
+        ):
+            raise SynthmedError(
+                f"{self.name}: need 0 < budget <= 1, steps >= 1, every >= 1, eta > 0, lam >= 0, "
+                "radius > 0 and mc_samples >= 2"
+            )
 
-    @property
-    def replace_synthetic(self) -> bool:
-        return self.params["mode"] == "replace"
+    def diagnostics(self) -> dict[str, Any]:
+        rounds = getattr(self, "rounds_", None)
+        return {"rounds": rounds} if rounds else {}
 
     # ---- the autoencoder, through the shared TorchGenerator loop -----------------------------------
 
     def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
         p = self.params
-        return {"encoder": SpatialEncoder(channels, size, p["width"], p["latent_channels"]),
-                "decoder": SpatialDecoder(channels, size, p["width"], p["latent_channels"])}
+        return {
+            "encoder": SpatialEncoder(channels, size, p["width"], p["latent_channels"]),
+            "decoder": SpatialDecoder(channels, size, p["width"], p["latent_channels"]),
+        }
 
     def train_step(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
         loss = F.mse_loss(self.nets_["decoder"](self.nets_["encoder"](x)), x)
         return {"loss": self.optimize(self.optimizers_["all"], loss)}
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> TSynD:
-        super().fit(images, labels, seed=seed)
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, monitor: Any = None) -> TSynD:
+        super().fit(images, labels, seed=seed, monitor=monitor)
         self._set_sources(images, labels, seed)
         return self
 
@@ -133,18 +168,23 @@ class TSynD(TorchGenerator):
         self.source_labels_ = np.asarray(labels).astype(np.int64)
         self.seed_ = int(seed)
         self.round_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
-        self.rounds_ = []
+        self.rounds_: list[dict] = []
 
     def extra_state(self) -> dict[str, Any]:
-        return {"images": torch.from_numpy(self.source_images_), "labels": torch.from_numpy(self.source_labels_),
-                "seed": torch.tensor(self.seed_)}
+        return {
+            "images": torch.from_numpy(self.source_images_),
+            "labels": torch.from_numpy(self.source_labels_),
+            "seed": torch.tensor(self.seed_),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._set_sources(state["images"].numpy(), state["labels"].numpy(), int(state["seed"]))
 
     def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        raise SynthmedError(f"{self.name} synthesises during classifier training (it needs the classifier); "
-                            "use it in synthmed run, not synthmed generate")
+        raise SynthmedError(
+            f"{self.name} synthesises during classifier training (it needs the classifier); "
+            "use it in synthmed run, not synthmed generate"
+        )
 
     def decode(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.nets_["decoder"](inputs)
@@ -195,45 +235,44 @@ class TSynD(TorchGenerator):
             end = self._score(classifier, z, device).mean().item()
         return z0, z, {"uncertainty_start": start, "uncertainty_end": end}
 
-    def on_epoch_end(self, classifier: nn.Module, epoch: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def on_epoch_end(self, classifier: nn.Module, epoch: int) -> NewImages | None:
         p = self.params
         if epoch % p["every"] != 0:
             return None
         n = len(self.source_labels_)
-        pick = torch.randperm(n, generator=self.round_generator_)[:max(1, math.ceil(p["budget"] * n))].numpy()
+        pick = torch.randperm(n, generator=self.round_generator_)[: max(1, math.ceil(p["budget"] * n))].numpy()
         x = to_tensor(self.source_images_[pick])
         out = []
         stats: dict[str, float] = {}
         for i in range(0, len(x), 256):  # bounded memory: the ascent keeps activations for the backward pass
-            z0, z, s = self.optimise_latents(classifier, x[i:i + 256])
+            z0, z, s = self.optimise_latents(classifier, x[i : i + 256])
             moved = self.move(z0, z)
             with torch.no_grad():
                 if moved is not z:  # random-latent: the uncertainty of what is decoded, not of the optimised z
-                    s["uncertainty_end"] = self._score(classifier, moved, next(classifier.parameters()).device
-                                                       ).mean().item()
+                    s["uncertainty_end"] = (
+                        self._score(classifier, moved, next(classifier.parameters()).device).mean().item()
+                    )
                 z = moved
                 out.append(self.nets_["decoder"](z).cpu())
             for k, v in s.items():
                 stats[k] = stats.get(k, 0.0) + v * len(z0) / len(x)
             stats["latent_shift"] = stats.get("latent_shift", 0.0) + float(
-                ((z - z0).flatten(1).norm(dim=1) / z0.flatten(1).norm(dim=1).clamp_min(1e-8)).sum()) / len(x)
+                ((z - z0).flatten(1).norm(dim=1) / z0.flatten(1).norm(dim=1).clamp_min(1e-8)).sum()
+            ) / len(x)
         self.rounds_.append({"epoch": epoch, "n": len(pick), **stats})
         classifier.train()
-        return to_uint8(torch.cat(out)), self.source_labels_[pick]
+        return NewImages(to_uint8(torch.cat(out)), self.source_labels_[pick], replace=p["mode"] == "replace")
 
     def move(self, z0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The latents to decode, given the start ``z0`` and the optimised ``z``: TSynD keeps ``z``."""
-        return z
-
-
-@register("random-latent")
-class RandomLatent(TSynD):
-    """TSynD's baseline: same autoencoder, schedule and budget; each latent moves by TSynD's distance in a
-    uniformly random direction."""
-
-    def move(self, z0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Each latent moved by the same distance as the optimised one, in a uniformly random direction."""
+        """The latents to decode, given the start ``z0`` and the optimised ``z``: TSynD keeps ``z``; the
+        random-latent baseline moves each latent by the same distance in a uniformly random direction."""
+        if self.params["direction"] == "targeted":
+            return z
         distance = (z - z0).flatten(1).norm(dim=1)
         noise = torch.randn(z0.shape, generator=self.round_generator_).to(z0.device)
         noise = noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (z0.ndim - 1))
         return z0 + noise * distance.view(-1, *[1] * (z0.ndim - 1))
+
+
+for _name, _preset in PRESETS.items():
+    register(_name, _preset)(TSynD)

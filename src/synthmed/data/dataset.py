@@ -66,17 +66,22 @@ class Dataset:
         return [int(v) for v in np.bincount(labels, minlength=self.n_classes)]
 
 
-def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray, n_classes: int,
-                task: str) -> Split:
+def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray, n_classes: int, task: str) -> Split:
     """Validate one split's arrays and return it with labels as int64; raise a one-line error otherwise."""
     where = f"{name} {split}"
     if images.dtype != np.uint8:
-        raise SynthmedError(f"{where}_images has dtype {images.dtype}, expected uint8 (0-255 pixels); "
-                            "convert the file with images.astype('uint8')")
+        raise SynthmedError(
+            f"{where}_images has dtype {images.dtype}, expected uint8 (0-255 pixels); "
+            "convert the file with images.astype('uint8')"
+        )
     if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
         raise SynthmedError(f"{where}_images has shape {images.shape}, expected (N, H, W) or (N, H, W, 3)")
-    if images.ndim == 3 and images.shape[1] != images.shape[2] or images.ndim == 4 and \
-            images.shape[1] != images.shape[2]:
+    if (
+        images.ndim == 3
+        and images.shape[1] != images.shape[2]
+        or images.ndim == 4
+        and images.shape[1] != images.shape[2]
+    ):
         raise SynthmedError(f"{where}_images are {images.shape[1]}x{images.shape[2]}, expected square images")
     if labels.dtype.kind not in "iu":
         raise SynthmedError(f"{where}_labels has dtype {labels.dtype}, expected integer class indices")
@@ -93,8 +98,10 @@ def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray, n
             raise SynthmedError(f"{where}_labels has shape {labels.shape}, expected (N,) or (N, 1)")
         labels = labels.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-            raise SynthmedError(f"{where}_labels range over {labels.min()}..{labels.max()}, but the dataset "
-                                f"has {n_classes} classes (0..{n_classes - 1}); fix the labels or the class list")
+            raise SynthmedError(
+                f"{where}_labels range over {labels.min()}..{labels.max()}, but the dataset "
+                f"has {n_classes} classes (0..{n_classes - 1}); fix the labels or the class list"
+            )
     if len(labels) != len(images):
         raise SynthmedError(f"{where}: {len(images)} images but {len(labels)} labels; the file is inconsistent")
     if len(labels) == 0:
@@ -107,5 +114,7 @@ def check_classes_present(name: str, split: str, labels: np.ndarray, class_names
     counts = np.bincount(labels, minlength=len(class_names)) if labels.ndim == 1 else labels.sum(axis=0)
     empty = [class_names[i] for i, c in enumerate(counts) if c == 0]
     if empty:
-        raise SynthmedError(f"{name} {split}: class {empty[0]!r} has no images; every class needs at least one "
-                            "(add images of that class or drop it from the dataset)")
+        raise SynthmedError(
+            f"{name} {split}: class {empty[0]!r} has no images; every class needs at least one "
+            "(add images of that class or drop it from the dataset)"
+        )

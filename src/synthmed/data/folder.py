@@ -1,5 +1,5 @@
 """Image-folder datasets: one sub-folder per class, PNG/JPEG of any size (e.g. the chest X-ray sets of
-seed 002). Decoding and resizing happen once, at load; training only ever sees uint8 arrays.
+Sharma et al. 2022). Decoding and resizing happen once, at load; training only ever sees uint8 arrays.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from synthmed.data.dataset import SPLITS, Dataset, Split, check_classes_present
 from synthmed.errors import SynthmedError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-#: Seed 002 splits its chest X-ray sets 75:5:20 (train:val:test).
+#: Sharma et al. 2022 split their chest X-ray sets 75:5:20 (train:val:test).
 SPLIT_RATIOS = (0.75, 0.05, 0.20)
 
 
@@ -63,8 +63,8 @@ def _stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         n_val = max(1, round(len(idx) * SPLIT_RATIOS[1]))
         n_test = max(1, round(len(idx) * SPLIT_RATIOS[2]))
         parts["val"].append(idx[:n_val])
-        parts["test"].append(idx[n_val:n_val + n_test])
-        parts["train"].append(idx[n_val + n_test:])
+        parts["test"].append(idx[n_val : n_val + n_test])
+        parts["train"].append(idx[n_val + n_test :])
     return {s: np.sort(np.concatenate(v)) for s, v in parts.items()}
 
 
@@ -79,8 +79,10 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
     class_root = root / "train" if presplit else root
     classes = [d.name for d in _class_dirs(class_root)]
     if len(classes) < 2:
-        raise SynthmedError(f"{class_root} has {len(classes)} class sub-folder(s); a classification set needs two "
-                            "or more (one sub-folder per class)")
+        raise SynthmedError(
+            f"{class_root} has {len(classes)} class sub-folder(s); a classification set needs two "
+            "or more (one sub-folder per class)"
+        )
     groups = {s: root / s for s in SPLITS} if presplit else {"all": root}
     files: dict[str, list[Path]] = {}
     labels: dict[str, np.ndarray] = {}
@@ -106,6 +108,13 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
         if len(split) == 0:
             raise SynthmedError(f"{root} {s} split is empty; put images in {root / s}")
     check_classes_present(root.name, "train", splits["train"].labels, classes)
-    return Dataset(name=f"folder:{root}", task="binary-class" if len(classes) == 2 else "multi-class",
-                   class_names=classes, size=size, md5=digest, source=str(root),
-                   extra={"split_seed": None if presplit else seed, "md5_ok": None}, **splits)
+    return Dataset(
+        name=f"folder:{root}",
+        task="binary-class" if len(classes) == 2 else "multi-class",
+        class_names=classes,
+        size=size,
+        md5=digest,
+        source=str(root),
+        extra={"split_seed": None if presplit else seed, "md5_ok": None},
+        **splits,
+    )

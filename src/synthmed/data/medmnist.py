@@ -38,7 +38,10 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 def check_flag(name: str) -> str:
     flag = name.lower()
     if flag not in FLAGS_2D:
-        raise SynthmedError(f"unknown dataset {name!r}; choose one of {', '.join(FLAGS_2D)} or folder:PATH")
+        hint = f" (for your own npz file, give npz:{name})" if name.endswith(".npz") else ""
+        raise SynthmedError(
+            f"unknown dataset {name!r}{hint}; choose one of {', '.join(FLAGS_2D)}, npz:PATH or folder:PATH"
+        )
     return flag
 
 
@@ -78,8 +81,10 @@ def locate(flag: str, size: int = 28, root: str | os.PathLike | None = None, dow
     if path.exists():
         return path
     md5, url = expected_md5(flag, size), url_of(flag, size)
-    hint = (f"put the official file (MD5 {md5}, from {url}) at {path}, "
-            "or point --data-root / SYNTHMED_DATA at the folder holding it")
+    hint = (
+        f"put the official file (MD5 {md5}, from {url}) at {path}, "
+        "or point --data-root / SYNTHMED_DATA at the folder holding it"
+    )
     if not download or os.environ.get("SYNTHMED_OFFLINE"):
         raise SynthmedError(f"{path.name} not found in {folder}: {hint}")
     try:
@@ -111,12 +116,15 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {key: archive[key] for key in archive.files}
     except ValueError as err:
         if "allow_pickle" in str(err) or "Object arrays" in str(err):
-            raise SynthmedError(f"{path} holds an object (pickled) array, which synthmed refuses to load "
-                                "because it could run code; store plain numeric arrays") from None
+            raise SynthmedError(
+                f"{path} holds an object (pickled) array, which synthmed refuses to load "
+                "because it could run code; store plain numeric arrays"
+            ) from None
         raise SynthmedError(f"{path} is not a readable npz file ({err}); download it again") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
-        raise SynthmedError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                            "download it again") from None
+        raise SynthmedError(
+            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); download it again"
+        ) from None
 
 
 def upsample(images: np.ndarray, size: int) -> np.ndarray:
@@ -125,15 +133,24 @@ def upsample(images: np.ndarray, size: int) -> np.ndarray:
 
     x = torch.from_numpy(np.ascontiguousarray(images))
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    out = torch.cat([torch.nn.functional.interpolate(x[i:i + 2048].float(), size=(size, size), mode="bilinear",
-                                                     align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
-                     for i in range(0, len(x), 2048)])
+    out = torch.cat(
+        [
+            torch.nn.functional.interpolate(
+                x[i : i + 2048].float(), size=(size, size), mode="bilinear", align_corners=False
+            )
+            .round_()
+            .clamp_(0, 255)
+            .to(torch.uint8)
+            for i in range(0, len(x), 2048)
+        ]
+    )
     out = out[:, 0] if images.ndim == 3 else out.permute(0, 2, 3, 1)
     return np.ascontiguousarray(out.numpy())
 
 
-def load_medmnist(name: str, size: int = 28, root: str | os.PathLike | None = None, verify: bool = True,
-                  download: bool = True) -> Dataset:
+def load_medmnist(
+    name: str, size: int = 28, root: str | os.PathLike | None = None, verify: bool = True, download: bool = True
+) -> Dataset:
     """Load one MedMNIST 2D dataset with all three official splits, checked for keys, dtypes, shapes, labels.
 
     A size whose official file is absent and cannot be downloaded is made by upsampling the 28-px file
@@ -149,33 +166,58 @@ def load_medmnist(name: str, size: int = 28, root: str | os.PathLike | None = No
         try:
             small = load_medmnist(flag, 28, root, verify, download)
         except SynthmedError:
-            raise SynthmedError(f"neither {file_name(flag, size)} nor {file_name(flag, 28)} (to upsample) was found "
-                                f"in {data_root(root)}; put either official file there") from None
+            raise SynthmedError(
+                f"neither {file_name(flag, size)} nor {file_name(flag, 28)} (to upsample) was found "
+                f"in {data_root(root)}; put either official file there"
+            ) from None
         splits = {s: Split(upsample(small.split(s).images, size), small.split(s).labels) for s in SPLITS}
-        return Dataset(name=flag, task=small.task, class_names=small.class_names, size=size,
-                       md5=f"{small.md5}+up{size}", source=small.source,
-                       extra={**small.extra, "upsampled_from": 28}, **splits)
+        return Dataset(
+            name=flag,
+            task=small.task,
+            class_names=small.class_names,
+            size=size,
+            md5=f"{small.md5}+up{size}",
+            source=small.source,
+            extra={**small.extra, "upsampled_from": 28},
+            **splits,
+        )
     md5 = md5sum(path)
     if verify and md5 != expected_md5(flag, size):
-        raise SynthmedError(f"{path} has MD5 {md5}, expected {expected_md5(flag, size)} for the official "
-                            f"{file_name(flag, size)}; download it again (or pass --no-verify for a file you trust)")
+        raise SynthmedError(
+            f"{path} has MD5 {md5}, expected {expected_md5(flag, size)} for the official "
+            f"{file_name(flag, size)}; download it again (or pass --no-verify for a file you trust)"
+        )
     arrays = read_npz(path)
     missing = [key for key in KEYS if key not in arrays]
     if missing:
         raise SynthmedError(f"{path} lacks {', '.join(missing)}; a MedMNIST npz holds {', '.join(KEYS)}")
     class_names = medmnist_class_names(flag)
-    splits = {s: check_split(flag, s, arrays[f"{s}_images"], arrays[f"{s}_labels"], len(class_names),
-                             info["task"]) for s in SPLITS}
+    splits = {
+        s: check_split(flag, s, arrays[f"{s}_images"], arrays[f"{s}_labels"], len(class_names), info["task"])
+        for s in SPLITS
+    }
     side = splits["train"].images.shape[1]
     channels = 3 if splits["train"].images.ndim == 4 else 1
     for s, split in splits.items():
         if split.images.shape[1:] != splits["train"].images.shape[1:]:
-            raise SynthmedError(f"{flag} {s}_images are {split.images.shape[1:]} but train images are "
-                                f"{splits['train'].images.shape[1:]}; all splits must share one shape")
+            raise SynthmedError(
+                f"{flag} {s}_images are {split.images.shape[1:]} but train images are "
+                f"{splits['train'].images.shape[1:]}; all splits must share one shape"
+            )
     if side != size:
-        raise SynthmedError(f"{path} holds {side}x{side} images but size {size} was asked for; "
-                            f"pass --size {side} or use {file_name(flag, size)}")
+        raise SynthmedError(
+            f"{path} holds {side}x{side} images but size {size} was asked for; "
+            f"pass --size {side} or use {file_name(flag, size)}"
+        )
     if channels != info["n_channels"]:
         raise SynthmedError(f"{path} holds {channels}-channel images but {flag} has {info['n_channels']}")
-    return Dataset(name=flag, task=info["task"], class_names=class_names, size=size, md5=md5,
-                   source=str(path), extra={"md5_ok": md5 == expected_md5(flag, size)}, **splits)
+    return Dataset(
+        name=flag,
+        task=info["task"],
+        class_names=class_names,
+        size=size,
+        md5=md5,
+        source=str(path),
+        extra={"md5_ok": md5 == expected_md5(flag, size)},
+        **splits,
+    )

@@ -16,7 +16,7 @@ from synthmed.data.dataset import Dataset, Split, check_classes_present
 from synthmed.errors import SynthmedError
 
 PROTOCOLS = ("lowdata", "fraction", "full")
-#: Seed 000 (Table 1) kept BreastMNIST's whole official 546 / 78 split: it is already small.
+#: Chaptoukaev 2021 (Table 1) kept BreastMNIST's whole official 546 / 78 split: it is already small.
 LOWDATA_KEEPS_OFFICIAL = {"breastmnist"}
 DEFAULT_PER_CLASS = 150
 
@@ -34,8 +34,11 @@ class Subset:
     val_indices: np.ndarray
 
     def indices(self) -> dict:
-        return {"pool": "official train followed by official val", "train": self.train_indices.tolist(),
-                "val": self.val_indices.tolist()}
+        return {
+            "pool": "official train followed by official val",
+            "train": self.train_indices.tolist(),
+            "val": self.val_indices.tolist(),
+        }
 
 
 def water_fill(total: int, caps: np.ndarray) -> np.ndarray:
@@ -60,8 +63,10 @@ def _lowdata(data: Dataset, per_class: int | None, rng: np.random.Generator) -> 
     if per_class is None and data.name in LOWDATA_KEEPS_OFFICIAL:
         return np.arange(n_train), n_train + np.arange(len(data.val))
     if data.multi_label:
-        raise SynthmedError(f"the lowdata protocol draws images per class and {data.name} is multi-label; "
-                            "use --protocol fraction or full")
+        raise SynthmedError(
+            f"the lowdata protocol draws images per class and {data.name} is multi-label; "
+            "use --protocol fraction or full"
+        )
     k = per_class or DEFAULT_PER_CLASS
     pool_labels = np.concatenate([data.train.labels, data.val.labels])
     by_class = [rng.permutation(np.flatnonzero(pool_labels == c)) for c in range(data.n_classes)]
@@ -71,30 +76,37 @@ def _lowdata(data: Dataset, per_class: int | None, rng: np.random.Generator) -> 
     n_tr = water_fill(train_total, np.maximum(avail - 1, 0) * 9 // 10 + (avail == 1))
     n_va = water_fill(val_total, avail - n_tr)
     train = np.concatenate([idx[:a] for idx, a in zip(by_class, n_tr)])
-    val = np.concatenate([idx[a:a + b] for idx, a, b in zip(by_class, n_tr, n_va)])
+    val = np.concatenate([idx[a : a + b] for idx, a, b in zip(by_class, n_tr, n_va)])
     return np.sort(train), np.sort(val)
 
 
-def _fraction(data: Dataset, fraction: float, stratified: bool,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _fraction(
+    data: Dataset, fraction: float, stratified: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     if not 0 < fraction <= 1:
         raise SynthmedError(f"--fraction {fraction} is outside (0, 1]; give e.g. 0.05 for 5 % of the training split")
     n_train = len(data.train)
     if stratified and not data.multi_label:
         parts = [rng.permutation(np.flatnonzero(data.train.labels == c)) for c in range(data.n_classes)]
-        train = np.concatenate([p[:max(1, round(len(p) * fraction))] for p in parts])
+        train = np.concatenate([p[: max(1, round(len(p) * fraction))] for p in parts])
     else:
-        train = rng.permutation(n_train)[:max(1, round(n_train * fraction))]
+        train = rng.permutation(n_train)[: max(1, round(n_train * fraction))]
     return np.sort(train), n_train + np.arange(len(data.val))
 
 
-def make_subset(data: Dataset, protocol: str = "full", seed: int = 0, per_class: int | None = None,
-                fraction: float | None = None, stratified: bool = False) -> Subset:
+def make_subset(
+    data: Dataset,
+    protocol: str = "full",
+    seed: int = 0,
+    per_class: int | None = None,
+    fraction: float | None = None,
+    stratified: bool = False,
+) -> Subset:
     """Draw the training / validation images of one run. Deterministic in ``seed``."""
     rng = np.random.default_rng([seed, 20_21])
     if protocol == "lowdata":
         train_idx, val_idx = _lowdata(data, per_class, rng)
-        params = {"per_class": per_class}
+        params: dict = {"per_class": per_class}
     elif protocol == "fraction":
         if fraction is None:
             raise SynthmedError("the fraction protocol needs --fraction F (e.g. 0.05)")
@@ -105,8 +117,9 @@ def make_subset(data: Dataset, protocol: str = "full", seed: int = 0, per_class:
         params = {}
     else:
         raise SynthmedError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    pool = Split(np.concatenate([data.train.images, data.val.images]),
-                 np.concatenate([data.train.labels, data.val.labels]))
+    pool = Split(
+        np.concatenate([data.train.images, data.val.images]), np.concatenate([data.train.labels, data.val.labels])
+    )
     train, val = pool.subset(train_idx), pool.subset(val_idx)
     try:
         check_classes_present(data.name, f"{protocol} training subset", train.labels, data.class_names)

@@ -13,20 +13,16 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.runner import Runner, RunSpec
+from synthmed.experiment.runner import Runner
+from synthmed.spec import RunSpec
 
 #: the memory a pool worker is budgeted (peak RSS of a DenseNet-121 run at 64 px, with headroom)
 MEMORY_PER_WORKER = 3 * 2**30
 
 OnResult = Callable[[RunSpec, str, object], None]
-
-
-def _settings(runner: Runner) -> dict:
-    return {"out": str(runner.out), "data_root": runner.data_root, "verify": runner.verify,
-            "device": runner.device, "download": runner.download, "save_model": runner.save_model,
-            "cache_dir": str(runner.cache_dir)}
 
 
 def remote_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, object]:
@@ -60,13 +56,19 @@ def pool_size(workers: int, threads: int, cores: int | None = None, memory: int 
     return min(workers, bound)
 
 
-def run_on_pool(runner: Runner, specs: list[RunSpec], on_result: OnResult, workers: int,
-                threads: int = 1, compute: Callable = remote_compute) -> None:
+def run_on_pool(
+    runner: Runner,
+    specs: list[RunSpec],
+    on_result: OnResult,
+    workers: int,
+    threads: int = 1,
+    compute: Callable = remote_compute,
+) -> None:
     """Run ``specs`` in a pool of ``workers`` processes (bound it with ``pool_size`` first) and call ``on_result``
     in the driver as each finishes. ``compute`` is replaceable for bench/scheduler.py."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(compute, _settings(runner), spec, threads): spec for spec in specs}
+        pending = {pool.submit(compute, runner.settings(), spec, threads): spec for spec in specs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -78,8 +80,15 @@ def run_on_pool(runner: Runner, specs: list[RunSpec], on_result: OnResult, worke
                 on_result(spec, status, payload)
 
 
-def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: OnResult, address: str | None = None,
-               cpus_per_run: int = 1, num_cpus: int | None = None, compute: Callable = remote_compute) -> None:
+def run_on_ray(
+    runner: Runner,
+    specs: list[RunSpec],
+    on_result: OnResult,
+    address: str | None = None,
+    cpus_per_run: int = 1,
+    num_cpus: int | None = None,
+    compute: Callable = remote_compute,
+) -> None:
     """Run ``specs`` as Ray tasks (a local instance unless ``address`` is ``auto`` or ``ray://...``) and call
     ``on_result(spec, "ok" | "failed", record | message)`` in the driver as each finishes."""
     try:
@@ -88,15 +97,14 @@ def run_on_ray(runner: Runner, specs: list[RunSpec], on_result: OnResult, addres
         raise SynthmedError("the ray backend needs Ray: pip install 'synthmed[ray]' (or pip install ray)") from None
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs = {"include_dashboard": False, "log_to_driver": False}
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
     try:
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if runner.device == "cuda" else 0,
-                          max_retries=0)(compute)
-        pending = {task.remote(_settings(runner), spec, cpus_per_run): spec for spec in specs}
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if runner.device == "cuda" else 0, max_retries=0)(compute)
+        pending = {task.remote(runner.settings(), spec, cpus_per_run): spec for spec in specs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             spec = pending.pop(done[0])

@@ -1,127 +1,374 @@
-"""Experiment files: one YAML describes datasets x protocols x methods (with parameters and levers) x
-classifiers x recipes x seeds; ``synthmed experiment run FILE`` executes it into its ``out`` folder, resumable.
+"""Experiment files and the one expansion of a grid into runs.
 
-    name: chaptoukaev2021-quick
-    out: runs/chaptoukaev2021-quick
-    datasets: [breastmnist, pneumoniamnist]
-    protocols: [lowdata]                    # or {protocol: fraction, fraction: 0.1, stratified: true}
-    methods: [none, flip, {method: cvae, params: {epochs: 50}, synthetic_weight: 0.5}]
-    classifiers: [resnet18]
-    recipes: [{recipe: medmnist, epochs: 10, patience: 5}]
+One YAML format serves ``synthmed run --config FILE`` and ``synthmed experiment run FILE``; every section is an
+axis of the grid and may be one value or a list:
+
+    name: chaptoukaev2021-quick              # default: the file name
+    out: runs/chaptoukaev2021-quick           # default: runs/NAME
+    datasets: [breastmnist, pneumoniamnist]   # MedMNIST flags, npz:PATH, folder:PATH
+    protocols: [lowdata, {protocol: fraction, fraction: [0.05, 0.1], stratified: true}]
+    methods: [none, flip, {method: cvae, params: {epochs: 50}, synthetic_weight: [0.5, 1]}]
+    classifiers: resnet18
+    recipes: {recipe: medmnist, epochs: 10, patience: 5}
     seeds: [0, 1, 2]
-    options: {precision: auto, fidelity_epochs: 10, dropout: 0.0, robustness: false}
+    options: {precision: auto, dropout: 0.0, robustness: false}
 
-Every problem (unknown key, method, recipe or classifier, wrong type) is one line naming the key, found before
-anything runs. Datasets whose files are absent are skipped with the download hint instead of failing the grid.
+A mapping entry takes the fields of ``synthmed.spec.RunSpec`` of its section (``protocols``: protocol,
+real_per_class, fraction, stratified, size; ``methods``: method, params, param_grid and the synthesis levers;
+``recipes``: recipe, epochs, patience; ``options``: the rest, and levers that every method adding a synthetic set
+shares, such as ``fidelity_epochs``). A list under a sweepable field runs every value;
+``param_grid: {lr: [1e-4, 2e-4]}`` sweeps hyper-parameters (``params`` values are single values, so a list such
+as ``betas: [0.5, 0.9]`` stays one value). Levers apply only to methods that add a synthetic set.
+
+Every problem (unknown key, wrong type or bound) is one line naming the file and key, found before anything runs.
+The older run-key dialect (``dataset:``, ``methods: [none, flip]``, ``epochs:`` at the top level) is read with a
+deprecation note that names each new key.
 """
 
 from __future__ import annotations
 
-import numbers
+import copy
+import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from synthmed.config import read_yaml_mapping
+import yaml
+
 from synthmed.errors import SynthmedError
-from synthmed.experiment.runner import RunSpec
+from synthmed.spec import (
+    PROTOCOLS,
+    SYNTHESIS_FIELDS,
+    RunSpec,
+    Synthesis,
+    aliases,
+    coerce,
+    fields,
+    flag_of,
+    meta,
+    split_values,
+)
 
-TOP = {"name", "out", "datasets", "protocols", "methods", "classifiers", "recipes", "seeds", "options"}
-PROTOCOL_KEYS = {"protocol": str, "per_class": int, "fraction": float, "stratified": bool, "size": int}
-METHOD_KEYS = {"method": str, "params": dict, "synthetic_per_class": int, "synthetic_ratio": float,
-               "balance": bool, "synthetic_weight": float, "min_confidence": float, "finetune_epochs": int,
-               "generator_seed": int, "track_fid_every": int}
-RECIPE_KEYS = {"recipe": str, "epochs": int, "patience": int}
-OPTION_KEYS = {"precision": str, "paper_style": bool, "fidelity": bool, "fidelity_epochs": int, "dropout": float,
-               "robustness": bool}
-
-
-def _typed(where: str, value: object, kind: type) -> object:
-    if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SynthmedError(f"{where} should be {kind.__name__}, got {value!r}")
-    return value
+ENTRY_KEYS = {"protocols": "protocol", "methods": "method", "recipes": "recipe"}
+TOP_KEYS = ("name", "out", "datasets", "protocols", "methods", "classifiers", "recipes", "seeds", "options")
 
 
-def _number(value: object) -> object:
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
+def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
+    """A YAML file's top-level mapping (``{}`` when empty), or one error line naming the file and problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SynthmedError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise SynthmedError(f"{what} {path} is a folder; give a YAML file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SynthmedError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SynthmedError(f"{path} must hold a mapping ({expected}), not a {type(raw).__name__}")
+    return raw
 
 
-def _entries(doc: dict, key: str, name_key: str, allowed: dict[str, type], path: Path) -> list[dict]:
-    """A list of names or mappings (``{name_key: ..., other keys}``), each checked against ``allowed``."""
-    value = doc.get(key)
-    if not isinstance(value, list) or not value:
-        raise SynthmedError(f"{path}: '{key}' must be a non-empty list")
-    out = []
-    for i, item in enumerate(value):
-        item = {name_key: item} if isinstance(item, str) else item
-        where = f"{path}: {key}[{i}]"
-        if not isinstance(item, dict) or name_key not in item:
-            raise SynthmedError(f"{where} must be a name or a mapping with '{name_key}'")
+@dataclass
+class Grid:
+    """A grid of runs in normal form: every axis a list, every entry a dict of coerced values (levers and
+    ``param_grid`` as lists of the values to sweep)."""
+
+    name: str = "synthmed"
+    out: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    protocols: list[dict] = field(default_factory=lambda: [{"protocol": "lowdata"}])
+    methods: list[dict] = field(default_factory=lambda: [{"method": "none"}])
+    classifiers: list[str] = field(default_factory=lambda: ["resnet18"])
+    recipes: list[dict] = field(default_factory=lambda: [{"recipe": "medmnist"}])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # deprecations and defaults applied, for the user to read
+
+
+def section_fields(section: str) -> list[str]:
+    return [name for name in fields() if meta(name).section == section]
+
+
+def _canonical(key: str, allowed: list[str], where: str, notes: list[str]) -> str:
+    """A key of a mapping entry as its field name (deprecated aliases accepted with a note)."""
+    name = str(key).replace("-", "_")
+    if name in aliases() and aliases()[name] in allowed:
+        notes.append(f"{where}: key '{key}' is deprecated; write '{aliases()[name]}'")
+        name = aliases()[name]
+    return name
+
+
+def _values(name: str, value: Any, where: str) -> list[Any]:
+    """A field's value(s) from YAML: a list sweeps a sweepable field; anything else is one value."""
+    if isinstance(value, list):
+        if not meta(name).sweep:
+            raise SynthmedError(f"{where} takes one value, not a list")
+        return split_values(name, value, where)
+    return [coerce(name, value, where)]
+
+
+def _entries(section: str, raw: Any, where: str, notes: list[str]) -> list[dict]:
+    """A section's entries (names or mappings) in normal form. Protocol and recipe entries are expanded over their
+    lists here (one flat dict per combination); a method entry becomes one dict per method name, its levers and
+    ``param_grid`` kept as lists of values for ``expand`` to multiply."""
+    key = ENTRY_KEYS[section]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise SynthmedError(f"{where}: '{section}' is empty; give at least one entry")
+    allowed = section_fields(section) + (["params", "param_grid"] if section == "methods" else [])
+    out: list[dict] = []
+    for i, item in enumerate(items):
+        at = f"{where}: {section}[{i}]" if isinstance(raw, list) else f"{where}: {section}"
+        item = {key: item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or key not in item:
+            raise SynthmedError(f"{at} must be a name or a mapping with '{key}'")
+        entry: dict[str, Any] = {}
         for k, v in item.items():
-            if k not in allowed:
-                raise SynthmedError(f"{where}: unknown key {k!r}; known: {', '.join(sorted(allowed))}")
-            item[k] = _typed(f"{where}.{k}", v, allowed[k])
-        out.append(item)
+            name = _canonical(k, allowed, at, notes)
+            if name not in allowed:
+                raise SynthmedError(f"{at}: unknown key {k!r}; known: {', '.join(sorted(allowed))}")
+            if name in ("params", "param_grid"):
+                entry[name] = _params(v, f"{at}.{k}", sweep=name == "param_grid")
+            else:
+                entry[name] = _values(name, v, f"{at}.{k}")
+        if section == "methods":
+            out += [{**copy.deepcopy(entry), "method": method} for method in entry["method"]]
+        else:
+            out += [dict(zip(entry, combo)) for combo in itertools.product(*entry.values())]
     return out
 
 
-def load_experiment(path: str | Path) -> tuple[dict, list[RunSpec]]:
-    """Read and check an experiment file; return (its header: name, out, options) and the expanded runs."""
+def parse_param_value(value: Any) -> Any:
+    """A hyper-parameter value: YAML scalars as they are; text parsed as YAML (``true``, ``[0.5, 0.9]``), plus numbers
+    YAML 1.1 leaves as text (``1e-4``)."""
+    if not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def _params(raw: Any, where: str, sweep: bool) -> dict:
+    if not isinstance(raw, dict):
+        raise SynthmedError(f"{where} must be a mapping of hyper-parameters, e.g. {{epochs: 50, lr: 1e-4}}")
+    out = {}
+    for k, v in raw.items():
+        if sweep:
+            values = v if isinstance(v, list) else [v]
+            if not values:
+                raise SynthmedError(f"{where}.{k} is empty; give at least one value")
+            out[str(k)] = [parse_param_value(x) for x in values]
+        else:
+            out[str(k)] = parse_param_value(v)
+    return out
+
+
+def _names(section: str, raw: Any, where: str, name: str) -> list:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise SynthmedError(f"{where}: '{section}' is empty; give at least one value")
+    return [coerce(name, v, f"{where}: {section}") for v in items]
+
+
+#: Top-level keys of the older run-file dialect -> (section, field), read with a deprecation note.
+_OLD_KEYS = {
+    "dataset": ("datasets", "dataset"),
+    "protocol": ("protocols", "protocol"),
+    "per_class": ("protocols", "real_per_class"),
+    "real_per_class": ("protocols", "real_per_class"),
+    "fraction": ("protocols", "fraction"),
+    "fractions": ("protocols", "fraction"),
+    "stratified": ("protocols", "stratified"),
+    "size": ("protocols", "size"),
+    "recipe": ("recipes", "recipe"),
+    "epochs": ("recipes", "epochs"),
+    "patience": ("recipes", "patience"),
+    "classifier": ("classifiers", "classifier"),
+    "method_param": ("methods", "param_grid"),
+    **{name: ("methods", name) for name in SYNTHESIS_FIELDS},
+    **{name: ("options", name) for name in fields() if meta(name).section == "options"},
+    "paper_style": ("options", "report_test_selected"),
+}
+
+
+def _translate_old(doc: dict, path: Path, notes: list[str]) -> dict:
+    """The run-key dialect (one run's options at the top level) as an experiment document."""
+    new: dict[str, Any] = {k: doc[k] for k in ("name", "out", "seeds", "datasets", "classifiers") if k in doc}
+    protocol: dict[str, Any] = {}
+    recipe: dict[str, Any] = {}
+    method_extra: dict[str, Any] = {}
+    options: dict[str, Any] = dict(doc.get("options") or {})
+    for key, value in doc.items():
+        k = str(key).replace("-", "_")
+        if k in TOP_KEYS and k not in ("methods", "protocols", "recipes", "options"):
+            continue
+        if k == "methods":
+            new["methods"] = value.split(",") if isinstance(value, str) else value
+            continue
+        if k in ("protocols", "recipes", "options"):
+            new[k] = value
+            continue
+        if k not in _OLD_KEYS:
+            raise SynthmedError(f"{path}: unknown key {key!r}; known: {', '.join(TOP_KEYS)}")
+        section, name = _OLD_KEYS[k]
+        notes.append(
+            f"{path}: top-level key '{key}' is deprecated; write "
+            + (f"'{section}'" if section in ("datasets", "classifiers") else f"'{name}' under '{section}'")
+        )
+        if section == "datasets":
+            new["datasets"] = value.split(",") if isinstance(value, str) else value
+        elif section == "classifiers":
+            new["classifiers"] = value.split(",") if isinstance(value, str) else value
+        elif section == "protocols":
+            protocol[name] = value.split(",") if name == "fraction" and isinstance(value, str) else value
+        elif section == "recipes":
+            recipe[name] = value
+        elif section == "methods":
+            method_extra[name] = value
+        else:
+            options[name] = value
+    if protocol:
+        new["protocols"] = [{"protocol": protocol.pop("protocol", "lowdata"), **protocol}]
+    if recipe:
+        new["recipes"] = [{"recipe": recipe.pop("recipe", "medmnist"), **recipe}]
+    if options:
+        new["options"] = options
+    if method_extra:
+        methods = new.get("methods", ["none"])
+        new["methods"] = [
+            {"method": m, **method_extra} if isinstance(m, str) else {**m, **method_extra}
+            for m in (methods if isinstance(methods, list) else [methods])
+        ]
+    return new
+
+
+def parse_grid(doc: dict, path: Path | str = "<grid>") -> Grid:
+    """An experiment document (a YAML mapping) in normal form, checked; deprecations go to ``Grid.notes``."""
     path = Path(path)
-    doc = read_yaml_mapping(path, "experiment file", "name, out, datasets, methods, ...")
-    for key in doc:
-        if key not in TOP:
-            raise SynthmedError(f"{path}: unknown key {key!r}; known: {', '.join(sorted(TOP))}")
-    datasets = doc.get("datasets")
-    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
-        raise SynthmedError(f"{path}: 'datasets' must be a non-empty list of names")
-    seeds = doc.get("seeds", [0, 1, 2])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                          for s in seeds):
-        raise SynthmedError(f"{path}: 'seeds' must be a non-empty list of integers")
-    protocols = _entries({"protocols": doc.get("protocols", ["lowdata"])}, "protocols", "protocol",
-                         PROTOCOL_KEYS, path)
-    methods = _entries(doc, "methods", "method", METHOD_KEYS, path)
-    for method in methods:  # numbers YAML 1.1 leaves as strings (lr: 1e-4)
-        method["params"] = {k: _number(v) for k, v in method.get("params", {}).items()}
-    classifiers = doc.get("classifiers", ["resnet18"])
-    if not isinstance(classifiers, list) or not all(isinstance(c, str) for c in classifiers):
-        raise SynthmedError(f"{path}: 'classifiers' must be a list of names")
-    recipes = _entries({"recipes": doc.get("recipes", ["medmnist"])}, "recipes", "recipe", RECIPE_KEYS, path)
+    notes: list[str] = []
+    if any(str(k).replace("-", "_") not in TOP_KEYS for k in doc):
+        doc = _translate_old(doc, path, notes)
+    where = str(path)
+    grid = Grid(name=str(doc.get("name") or path.stem), notes=notes)
+    grid.out = str(doc["out"]) if doc.get("out") else None
+    if "datasets" not in doc:
+        raise SynthmedError(f"{where}: 'datasets' is missing; give e.g. datasets: [breastmnist]")
+    grid.datasets = _names("datasets", doc["datasets"], where, "dataset")
+    grid.seeds = _names("seeds", doc["seeds"], where, "seed") if "seeds" in doc else grid.seeds
+    grid.classifiers = (
+        _names("classifiers", doc["classifiers"], where, "classifier") if "classifiers" in doc else grid.classifiers
+    )
+    for section in ("protocols", "methods", "recipes"):
+        if section in doc:
+            setattr(grid, section, _entries(section, doc[section], where, notes))
     options = doc.get("options") or {}
     if not isinstance(options, dict):
-        raise SynthmedError(f"{path}: 'options' must be a mapping")
+        raise SynthmedError(f"{where}: 'options' must be a mapping, e.g. {{dropout: 0.2}}")
+    allowed = section_fields("options") + list(SYNTHESIS_FIELDS)  # levers here apply to every synthetic-set method
     for k, v in options.items():
-        if k not in OPTION_KEYS:
-            raise SynthmedError(f"{path}: options: unknown key {k!r}; known: {', '.join(sorted(OPTION_KEYS))}")
-        options[k] = _typed(f"{path}: options.{k}", v, OPTION_KEYS[k])
-    out = doc.get("out") or f"runs/{doc.get('name') or path.stem}"
-    specs = [RunSpec(dataset=d, seed=seed, classifier=c, **protocol, **recipe, **options,
-                     **{("method_params" if k == "params" else k): v for k, v in method.items()})
-             for d in datasets for protocol in protocols for method in methods for c in classifiers
-             for recipe in recipes for seed in seeds]
-    return {"name": doc.get("name") or path.stem, "out": out, "options": options}, specs
+        name = _canonical(k, allowed, f"{where}: options", notes)
+        if name not in allowed:
+            raise SynthmedError(f"{where}: options: unknown key {k!r}; known: {', '.join(sorted(allowed))}")
+        grid.options[name] = coerce(name, v, f"{where}: options.{k}")
+    return grid
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check an experiment (or run) file."""
+    path = Path(path)
+    return parse_grid(read_yaml_mapping(path, "experiment file", "datasets, methods, seeds, ..."), path)
+
+
+def _product(grid: dict[str, list]) -> list[dict]:
+    """Every combination of a {key: [values]} grid, as dicts ({} for an empty grid)."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def expand(grid: Grid) -> list[RunSpec]:
+    """The runs of a grid: dataset x protocol x method (x hyper-parameter grid x lever setting) x classifier x
+    recipe x seed. Levers multiply only methods that add a synthetic set, which alone use them; a grid holding a
+    method that needs MC dropout (tsynd) gives every method that method's dropout unless ``dropout`` is set (a
+    note says so)."""
+    from synthmed.augment import Kind, method_class
+
+    classes = {entry["method"]: method_class(entry["method"]) for entry in grid.methods}
+    options = dict(grid.options)
+    needing = sorted(name for name, cls in classes.items() if "dropout" in cls.needs)
+    if needing and "dropout" not in options:
+        rate = classes[needing[0]].needs["dropout"]
+        options["dropout"] = rate
+        grid.notes.append(
+            f"{', '.join(needing)} measure uncertainty by MC dropout: every method of this grid uses "
+            f"dropout {rate:g} before the classifier head (give --dropout to choose another rate)"
+        )
+    shared_levers = {k: [options.pop(k)] for k in SYNTHESIS_FIELDS if k in options}
+    specs = []
+    for dataset, protocol, entry in itertools.product(grid.datasets, grid.protocols, grid.methods):
+        cls = classes[entry["method"]]
+        levers = {k: entry[k] for k in SYNTHESIS_FIELDS if k in entry}
+        if levers and cls.kind is not Kind.SET:
+            raise SynthmedError(
+                f"{', '.join(levers)} apply to methods that add a synthetic set, not to "
+                f"{entry['method']!r} ({cls.kind.value})"
+            )
+        levers = {**shared_levers, **levers} if cls.kind is Kind.SET else {}
+        base = entry.get("params") or {}
+        param_sets = [{**base, **combo} for combo in _product(entry.get("param_grid") or {})]
+        for params, setting in itertools.product(param_sets, _product(levers)):
+            synthesis = Synthesis(**setting)
+            synthesis.check()
+            for classifier, recipe, seed in itertools.product(grid.classifiers, grid.recipes, grid.seeds):
+                specs.append(
+                    RunSpec(
+                        dataset=dataset,
+                        **protocol,
+                        method=entry["method"],
+                        method_params=params,
+                        synthesis=synthesis,
+                        classifier=classifier,
+                        **recipe,
+                        seed=seed,
+                        **options,
+                    )
+                )
+    if not specs:
+        raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
+    _check_protocol_fields(specs)
+    return specs
+
+
+def _check_protocol_fields(specs: list[RunSpec]) -> None:
+    """Protocol settings that the chosen protocol would ignore are refused (they would split the report into
+    identical groups)."""
+    for spec in specs:
+        if spec.protocol != "fraction" and spec.fraction is not None:
+            raise SynthmedError(f"--fraction applies to --protocol fraction, not {spec.protocol}")
+        if spec.protocol == "fraction" and spec.fraction is None:
+            raise SynthmedError("the fraction protocol needs --fraction F (e.g. 0.05)")
+        if spec.protocol != "lowdata" and spec.real_per_class is not None:
+            raise SynthmedError(f"--real-per-class applies to --protocol lowdata, not {spec.protocol}")
 
 
 def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[list[RunSpec], dict[str, str]]:
     """Split off runs whose MedMNIST file is absent (offline): (runnable specs, {dataset: the download hint})."""
-    from synthmed.data.medmnist import locate
+    from synthmed.data import PATH_PREFIXES
+    from synthmed.data.medmnist import check_flag, locate
 
     skipped: dict[str, str] = {}
     for name, size in sorted({(s.dataset, s.size) for s in specs}):
-        if name.startswith("folder:"):
+        if name.startswith(PATH_PREFIXES):
             continue
+        check_flag(name)  # an unknown name is an error, not a file to skip
         try:
             locate(name, size, data_root, download=True)
         except SynthmedError as err:
@@ -132,3 +379,98 @@ def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[lis
             except SynthmedError:
                 skipped[name] = str(err)
     return [s for s in specs if s.dataset not in skipped], skipped
+
+
+def parse_method_params(items: list[str]) -> dict[str, list]:
+    """``["lr=1e-4,2e-4", "betas=[0.5,0.9]"]`` -> ``{lr: [1e-4, 2e-4], betas: [[0.5, 0.9]]}``: a comma list sweeps,
+    except inside brackets; each value is parsed as YAML (numbers, booleans, lists, strings)."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise SynthmedError(f"--method-param {item!r} must look like KEY=VALUE (e.g. lr=2e-4 or lr=1e-4,2e-4)")
+        parts, depth, current = [], 0, ""
+        for char in text:
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += char
+        parts.append(current)
+        grid[key.strip()] = [parse_param_value(v.strip()) for v in parts if v.strip()]
+    return grid
+
+
+def override(grid: Grid, values: dict[str, Any]) -> Grid:
+    """``grid`` with the given settings replaced, as command-line options override an experiment file: an axis
+    (datasets, methods, classifiers, seeds, protocol names, recipe names) is replaced; a protocol or recipe field
+    is set on every entry it applies to; levers and ``-p`` hyper-parameters on every method that uses them (an
+    error when none does); anything else becomes an option of every run. ``values`` holds raw command-line values
+    (comma lists as text) by field name, plus ``method_params`` (``KEY=VALUE`` texts) and ``generator_epochs``."""
+    from synthmed.augment import Kind, method_class, preset
+
+    grid = copy.deepcopy(grid)
+    values = dict(values)
+    if "dataset" in values:
+        grid.datasets = split_values("dataset", values.pop("dataset"))
+    if "seed" in values:
+        grid.seeds = split_values("seed", values.pop("seed"))
+    if "classifier" in values:
+        grid.classifiers = split_values("classifier", values.pop("classifier"))
+    if "method" in values:
+        grid.methods = [{"method": m} for m in split_values("method", values.pop("method"))]
+    if "protocol" in values:
+        grid.protocols = [{"protocol": p} for p in split_values("protocol", values.pop("protocol"))]
+    if "fraction" in values:
+        fractions = split_values("fraction", values.pop("fraction"))
+        if not any(e["protocol"] == "fraction" for e in grid.protocols):
+            raise SynthmedError("--fraction applies to --protocol fraction; add --protocol fraction")
+        grid.protocols = [e for e in grid.protocols if e["protocol"] != "fraction"] + [
+            {**e, "fraction": f} for e in grid.protocols if e["protocol"] == "fraction" for f in fractions
+        ]
+    applies = {"real_per_class": ("lowdata",), "stratified": ("fraction",), "size": PROTOCOLS}
+    for name, protocols in applies.items():
+        if name in values:
+            value = coerce(name, values.pop(name))
+            targets = [e for e in grid.protocols if e["protocol"] in protocols]
+            if not targets:
+                raise SynthmedError(f"{flag_of(name)} applies to --protocol {' or '.join(protocols)}")
+            for entry in targets:
+                entry[name] = value
+    if "recipe" in values:
+        grid.recipes = [{"recipe": r} for r in split_values("recipe", values.pop("recipe"))]
+    for name in ("epochs", "patience"):
+        if name in values:
+            value = coerce(name, values.pop(name))
+            for entry in grid.recipes:
+                entry[name] = value
+    param_grid = parse_method_params(values.pop("method_params", None) or [])
+    if values.get("generator_epochs") is not None:
+        param_grid["epochs"] = [values.pop("generator_epochs")]
+    values.pop("generator_epochs", None)
+    for key, choices in param_grid.items():
+        takers = [e for e in grid.methods if key in preset(e["method"])]
+        if not takers:
+            raise SynthmedError(
+                f"no method of this grid ({', '.join(e['method'] for e in grid.methods)}) has the "
+                f"parameter {key!r}; see `synthmed list --presets`"
+            )
+        for entry in takers:
+            entry["param_grid"] = {**(entry.get("param_grid") or {}), key: choices}
+    for name in [n for n in values if n in SYNTHESIS_FIELDS]:
+        raw = values.pop(name)
+        levers = split_values(name, raw) if meta(name).sweep else [coerce(name, raw)]
+        takers = [e for e in grid.methods if method_class(e["method"]).kind is Kind.SET]
+        if not takers:
+            raise SynthmedError(
+                f"{flag_of(name)} applies to methods that add a synthetic set; none of "
+                f"{', '.join(e['method'] for e in grid.methods)} does"
+            )
+        for entry in takers:
+            entry[name] = levers
+    for name, raw in values.items():
+        if name not in fields() or meta(name).section != "options":
+            raise SynthmedError(f"unknown setting {name!r}")
+        grid.options[name] = coerce(name, raw)
+    return grid

@@ -20,62 +20,33 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from synthmed.augment import create_augmenter
+from synthmed.audit.features import DomainFeatures
+from synthmed.augment import Kind, create_augmenter
 from synthmed.augment.base import Augmenter
 from synthmed.augment.export import export_synthetic
 from synthmed.augment.generative import TorchGenerator
 from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.files import atomic_write_bytes, atomic_write_json
-from synthmed.metrics.memorisation import audit, reconstructs
+from synthmed.io import atomic_write_bytes, atomic_write_json
+from synthmed.metrics.memorisation import audit
+from synthmed.spec import Synthesis
 
-#: Seed 000 adds 150 generated images per class.
+#: Chaptoukaev 2021 adds 150 generated images per class.
 DEFAULT_SYNTHETIC_PER_CLASS = 150
 #: With a confidence filter, this many candidates per requested image are drawn before filtering.
 FILTER_OVERSAMPLE = 4
 
 
 @dataclass
-class SynthesisPlan:
-    """What to synthesise and how to vet it; every field is a lever recorded with the run."""
+class SyntheticSet:
+    """A sampled, vetted and audited synthetic set, with the fitted method that made it."""
 
-    method: str
-    params: dict = field(default_factory=dict)
-    per_class: int | None = None  # new images per class [150]
-    ratio: float | None = None  # ... or this multiple of each class's real count
-    balance: bool = False  # ... or fill every class up to the majority count (seed 002)
-    min_confidence: float | None = None  # keep only images the reference classifier gives >= this to their class
-    fidelity: bool = True  # measure class fidelity (trains or reloads the cached reference classifier)
-    fidelity_epochs: int = 30
-    generator_seed: int | None = None  # None: the run seed
-    track_fid_every: int | None = None  # record FID / KID of the generator every K epochs of its training
-
-    def check(self) -> None:
-        chosen = [name for name, value in (("--synthetic-per-class", self.per_class),
-                                           ("--synthetic-ratio", self.ratio), ("--balance", self.balance or None))
-                  if value is not None]
-        if len(chosen) > 1:
-            raise SynthmedError(f"give only one of {', '.join(chosen)}")
-        if self.per_class is not None and self.per_class < 1:
-            raise SynthmedError(f"--synthetic-per-class {self.per_class} must be at least 1")
-        if self.ratio is not None and not self.ratio > 0:
-            raise SynthmedError(f"--synthetic-ratio {self.ratio} must be positive (e.g. 0.5 or 1)")
-        if self.min_confidence is not None and not 0 < self.min_confidence < 1:
-            raise SynthmedError(f"--min-confidence {self.min_confidence} must be in (0, 1), e.g. 0.8")
-        if self.fidelity_epochs < 1:
-            raise SynthmedError(f"--fidelity-epochs {self.fidelity_epochs} must be at least 1")
-        if self.track_fid_every is not None and self.track_fid_every < 1:
-            raise SynthmedError(f"--track-fid-every {self.track_fid_every} must be at least 1 (epochs)")
-
-
-@dataclass
-class Synthesis:
     images: np.ndarray
     labels: np.ndarray
     augmenter: Augmenter
@@ -92,22 +63,32 @@ class Synthesis:
         mem, col = self.audit["memorisation"], self.audit["collapse"]
         fid = self.audit.get("fidelity") or {}
         dist = (self.audit.get("distribution") or {}).get("overall") or {}
-        return {"fid": dist.get("fid"), "kid": dist.get("kid_mean"), "precision": dist.get("precision"),
-                "recall": dist.get("recall"), "coverage": dist.get("coverage"),
-                "fid_over_epochs": self.audit.get("fid_over_epochs"),
-                "n": int(len(self.labels)), "counts": {str(c): n for c, n in self.counts.items()},
-                "fidelity": fid.get("accuracy"), "fidelity_candidates": (self.audit.get("filter") or {}).get(
-                    "candidate_fidelity"),
-                "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
-                "near_copy_share": mem["near_copy_share"], "held_out_near_copy_share": mem["held_out_near_copy_share"],
-                "min_diversity": col["min_diversity"], "flags": self.audit["flags"],
-                "reconstructions_by_design": self.audit["reconstructions_by_design"],
-                "kept_share": (self.audit.get("filter") or {}).get("kept_share"),
-                "generator_cached": self.generator_cached, "generator_seconds": self.generator_seconds}
+        return {
+            "fid": dist.get("fid"),
+            "kid": dist.get("kid_mean"),
+            "precision": dist.get("precision"),
+            "recall": dist.get("recall"),
+            "coverage": dist.get("coverage"),
+            "fid_over_epochs": self.audit.get("fid_over_epochs"),
+            "n": int(len(self.labels)),
+            "counts": {str(c): n for c, n in self.counts.items()},
+            "fidelity": fid.get("accuracy"),
+            "fidelity_candidates": (self.audit.get("filter") or {}).get("candidate_fidelity"),
+            "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
+            "near_copy_share": mem["near_copy_share"],
+            "held_out_near_copy_share": mem["held_out_near_copy_share"],
+            "min_diversity": col["min_diversity"],
+            "flags": self.audit["flags"],
+            "reconstructions_by_design": self.audit["reconstructions_by_design"],
+            "kept_share": (self.audit.get("filter") or {}).get("kept_share"),
+            "generator_cached": self.generator_cached,
+            "generator_seconds": self.generator_seconds,
+        }
 
 
-def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None = None, balance: bool = False,
-                     ratio: float | None = None) -> dict[int, int]:
+def synthetic_counts(
+    labels: np.ndarray, n_classes: int, per_class: int | None = None, balance: bool = False, ratio: float | None = None
+) -> dict[int, int]:
     """Images to synthesise per class: a fixed number (150 by default), a multiple of the real count, or up to
     the majority count."""
     real = np.bincount(labels, minlength=n_classes)
@@ -118,23 +99,39 @@ def synthetic_counts(labels: np.ndarray, n_classes: int, per_class: int | None =
     return {c: int(DEFAULT_SYNTHETIC_PER_CLASS if per_class is None else per_class) for c in range(n_classes)}
 
 
-def generator_key(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int,
-                  track_fid_every: int | None = None) -> dict:
+def generator_key(
+    augmenter: Augmenter, data: Dataset, subset: Subset, seed: int, track_fid_every: int | None = None
+) -> dict:
     """What determines a generator's weights (not the device it trained on), and its FID tracking, whose
     history is saved with it."""
     indices = json.dumps([subset.train_indices.tolist()])
     params = {k: v for k, v in augmenter.config().items() if k != "device"}
-    key = {"params": params, "dataset": data.name, "dataset_md5": data.md5, "size": data.size,
-           "protocol": subset.protocol, "train_sha256": hashlib.sha256(indices.encode()).hexdigest(), "seed": seed}
+    key = {
+        "params": params,
+        "dataset": data.name,
+        "dataset_md5": data.md5,
+        "size": data.size,
+        "protocol": subset.protocol,
+        "train_sha256": hashlib.sha256(indices.encode()).hexdigest(),
+        "seed": seed,
+    }
     return key | ({"track_fid_every": track_fid_every} if track_fid_every else {})
 
 
 class FidTracker:
-    """A ``TorchGenerator.monitor``: every ``every`` epochs (and at the last), FID and KID of ``per_class``
-    samples per class against the real training subset, in the in-domain feature space (seed 002, Table 4)."""
+    """A ``TorchGenerator.fit`` monitor: every ``every`` epochs (and at the last), FID and KID of ``per_class``
+    samples per class against the real training subset, in the in-domain feature space (Sharma et al. 2022,
+    Table 4)."""
 
-    def __init__(self, extractor: object, real_images: np.ndarray, real_labels: np.ndarray, every: int,
-                 per_class: int = 100, seed: int = 0) -> None:
+    def __init__(
+        self,
+        extractor: DomainFeatures,
+        real_images: np.ndarray,
+        real_labels: np.ndarray,
+        every: int,
+        per_class: int = 100,
+        seed: int = 0,
+    ) -> None:
         self.extractor, self.every, self.seed = extractor, every, seed
         self.real = extractor.features(real_images)
         self.counts = {int(c): per_class for c in np.unique(real_labels)}
@@ -149,30 +146,34 @@ class FidTracker:
         return {"fid": m["fid"], "kid": m["kid_mean"], "kid_std": m["kid_std"]}
 
 
-def fit_generator(augmenter: Augmenter, data: Dataset, subset: Subset, seed: int,
-                  cache_dir: str | Path,
-                  monitor: FidTracker | None = None) -> tuple[Augmenter, bool, float, Path | None]:
-    """Fit ``augmenter`` on the real training subset, or reload the cached fit. Returns (augmenter, cached,
-    fit seconds, cache path)."""
-    path = None
-    if isinstance(augmenter, TorchGenerator):
-        augmenter.monitor = monitor
-        key = generator_key(augmenter, data, subset, seed, monitor.every if monitor else None)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
-        if path.exists():
-            loaded = TorchGenerator.load(path, device=augmenter.params.get("device", "auto"))
-            return loaded, True, 0.0, path
+def fit_generator(
+    augmenter: Augmenter,
+    data: Dataset,
+    subset: Subset,
+    seed: int,
+    cache_dir: str | Path,
+    monitor: FidTracker | None = None,
+) -> tuple[Augmenter, bool, float, Path | None]:
+    """Fit ``augmenter`` on the real training subset, or reload the cached fit when the method declares that it
+    trains networks. Returns (augmenter, cached, fit seconds, cache path)."""
+    if not augmenter.trains:
+        return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
+    assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
+    key = generator_key(augmenter, data, subset, seed, monitor.every if monitor else None)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
+    if path.exists():
+        return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
     start = time.perf_counter()
-    augmenter.fit(subset.train.images, subset.train.labels, seed=seed)
+    augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
     seconds = time.perf_counter() - start
-    if path is not None:
-        augmenter.save(path)
+    augmenter.save(path)
     return augmenter, False, seconds, path
 
 
-def _confidence_filter(images: np.ndarray, labels: np.ndarray, counts: dict[int, int], confidence: np.ndarray,
-                       threshold: float) -> tuple[np.ndarray, dict]:
+def _confidence_filter(
+    images: np.ndarray, labels: np.ndarray, counts: dict[int, int], confidence: np.ndarray, threshold: float
+) -> tuple[np.ndarray, dict]:
     """Indices of the first ``counts[c]`` candidates of each class whose confidence in their class reaches the
     threshold (first in sampling order, so the kept images are not biased towards the easiest ones)."""
     keep, kept = [], {}
@@ -182,109 +183,168 @@ def _confidence_filter(images: np.ndarray, labels: np.ndarray, counts: dict[int,
         kept[str(c)] = int(len(passing))
     index = np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=np.int64)
     requested = sum(counts.values())
-    return index, {"threshold": threshold, "oversample": FILTER_OVERSAMPLE, "candidates": int(len(labels)),
-                   "requested": requested, "kept": kept, "kept_share": len(index) / requested if requested else None}
+    return index, {
+        "threshold": threshold,
+        "oversample": FILTER_OVERSAMPLE,
+        "candidates": int(len(labels)),
+        "requested": requested,
+        "kept": kept,
+        "kept_share": len(index) / requested if requested else None,
+    }
 
 
-def synthesise(data: Dataset, subset: Subset, plan: SynthesisPlan, seed: int, cache_dir: str | Path,
-               device: str = "auto", precision: str = "auto",
-               on_status: Callable[[str], None] | None = None,
-               on_reference_epoch: Callable[[dict], None] | None = None) -> Synthesis:
-    """Fit (or reload) the generator of ``plan`` on ``subset.train``, sample, filter and audit the result.
-    Generators and reference classifiers are cached under ``cache_dir``."""
-    plan.check()
+def synthesise(
+    data: Dataset,
+    subset: Subset,
+    method: str,
+    params: dict,
+    levers: Synthesis,
+    seed: int,
+    cache_dir: str | Path,
+    device: str = "auto",
+    precision: str = "auto",
+    on_status: Callable[[str], None] | None = None,
+    on_reference_epoch: Callable[[dict], None] | None = None,
+) -> SyntheticSet:
+    """Fit (or reload) ``method`` on ``subset.train``, sample the counts ``levers`` ask for, filter and audit the
+    result. Generators and reference classifiers are cached under ``cache_dir``. Everything here is seeded by the
+    generator seed (``levers.generator_seed``, else ``seed``), so runs that share a generator share its audit and
+    its reference classifier too."""
+    levers.check()
     status = on_status or (lambda text: None)
-    augmenter = create_augmenter(plan.method, **{"device": device, **plan.params})
-    if not augmenter.generative:
-        raise SynthmedError(f"method {plan.method!r} does not generate images")
-    gen_seed = seed if plan.generator_seed is None else plan.generator_seed
+    augmenter = create_augmenter(method, **{"device": device, **params})
+    if augmenter.kind is not Kind.SET:
+        raise SynthmedError(f"method {method!r} does not generate a synthetic set ({augmenter.kind.value})")
+    gen_seed = seed if levers.generator_seed is None else levers.generator_seed
     train = subset.train
-    counts = synthetic_counts(train.labels, data.n_classes, plan.per_class, plan.balance, plan.ratio)
+    counts = synthetic_counts(
+        train.labels, data.n_classes, levers.synthetic_per_class, levers.balance, levers.synthetic_ratio
+    )
     if sum(counts.values()) == 0:
-        raise SynthmedError("nothing to generate: " + ("the training subset is already balanced; give "
-                                                       "--synthetic-per-class N" if plan.balance else
-                                                       "every class would get 0 images"))
+        raise SynthmedError(
+            "nothing to generate: "
+            + (
+                "the training subset is already balanced; give --synthetic-per-class N"
+                if levers.balance
+                else "every class would get 0 images"
+            )
+        )
     reference = extractor = monitor = None
-    if plan.fidelity or plan.min_confidence is not None or plan.track_fid_every:
-        from synthmed.metrics.distribution import DomainFeatures
-        from synthmed.metrics.fidelity import reference_classifier
+    if levers.fidelity or levers.min_confidence is not None or levers.track_fid_every:
+        from synthmed.audit.reference import reference_classifier
 
         status("reference classifier (cached after the first time)")
-        reference = reference_classifier(data, subset, seed, cache_dir, plan.fidelity_epochs,
-                                         device, precision, on_epoch=on_reference_epoch)
-        extractor = DomainFeatures(reference.model, name=f"domain:{data.name} reference ResNet-18 trained on this "
-                                   f"run's real subset ({len(train)} images, {reference.path.stem})")
-        if plan.track_fid_every:
-            monitor = FidTracker(extractor, train.images, train.labels, plan.track_fid_every, seed=gen_seed)
-    status(f"fitting {plan.method} ({augmenter.params.get('epochs', '?')} epochs)")
+        reference = reference_classifier(
+            data, subset, gen_seed, cache_dir, levers.fidelity_epochs, device, precision, on_epoch=on_reference_epoch
+        )
+        extractor = DomainFeatures(
+            reference.model,
+            name=f"domain:{data.name} reference ResNet-18 trained on this "
+            f"run's real subset ({len(train)} images, {reference.path.stem})",
+        )
+        if levers.track_fid_every:
+            monitor = FidTracker(extractor, train.images, train.labels, levers.track_fid_every, seed=gen_seed)
+    status(f"fitting {method} ({augmenter.params.get('epochs', '?')} epochs)")
     augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
-    factor = FILTER_OVERSAMPLE if plan.min_confidence is not None else 1
+    factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
     images, labels = augmenter.sample({c: n * factor for c, n in counts.items()}, seed=gen_seed)
     filter_info = None
-    if plan.min_confidence is not None:
-        from synthmed.metrics.fidelity import class_fidelity, intended_confidence
+    if levers.min_confidence is not None:
+        from synthmed.audit.reference import class_fidelity, intended_confidence
 
+        assert reference is not None  # trained above whenever a confidence filter is set
         confidence = intended_confidence(reference.model, images, labels, data.task, reference.meta["precision"])
-        candidate_fidelity = class_fidelity(reference.model, images, labels, data.task,
-                                            reference.meta["precision"])["accuracy"]
-        index, filter_info = _confidence_filter(images, labels, counts, confidence, plan.min_confidence)
+        candidate_fidelity = class_fidelity(reference.model, images, labels, data.task, reference.meta["precision"])[
+            "accuracy"
+        ]
+        index, filter_info = _confidence_filter(images, labels, counts, confidence, levers.min_confidence)
         filter_info["candidate_fidelity"] = candidate_fidelity
         images, labels = images[index], labels[index]
         if len(labels) == 0:
-            raise SynthmedError(f"{plan.method}: no synthetic image reached --min-confidence {plan.min_confidence}; "
-                                "lower the threshold or train the generator longer")
+            raise SynthmedError(
+                f"{method}: no synthetic image reached --min-confidence {levers.min_confidence}; "
+                "lower the threshold or train the generator longer"
+            )
     status("auditing: memorisation, collapse, losses")
-    report = audit(images, labels, train.images, train.labels, getattr(augmenter, "history_", []),
-                   held_out=subset.val.images, reconstructions=reconstructs(augmenter), seed=seed)
+    report = audit(
+        images,
+        labels,
+        train.images,
+        train.labels,
+        getattr(augmenter, "history_", []),
+        held_out=subset.val.images,
+        reconstructions=augmenter.reconstructs,
+        seed=gen_seed,
+    )
     if filter_info is not None:
         report["filter"] = filter_info
     real_feats = synth_feats = None
-    if plan.fidelity and reference is not None:
+    if levers.fidelity and reference is not None and extractor is not None:
+        from synthmed.audit.reference import class_fidelity
         from synthmed.metrics.distribution import fidelity_from_features
-        from synthmed.metrics.fidelity import class_fidelity
 
-        report["fidelity"] = {**class_fidelity(reference.model, images, labels, data.task,
-                                               reference.meta["precision"]),
-                              "reference": {**reference.meta, "path": str(reference.path),
-                                            "cached": reference.cached}}
+        report["fidelity"] = {
+            **class_fidelity(reference.model, images, labels, data.task, reference.meta["precision"]),
+            "reference": {**reference.meta, "path": str(reference.path), "cached": reference.cached},
+        }
         status("FID, KID, precision / recall in the reference's feature space")
         real_feats, synth_feats = extractor.features(train.images), extractor.features(images)
-        report["distribution"] = fidelity_from_features(real_feats, train.labels, synth_feats, labels,
-                                                        extractor.name, data.class_names, seed=seed)
-    if getattr(augmenter, "monitor_history_", None):
-        report["fid_over_epochs"] = augmenter.monitor_history_
-    if isinstance(augmenter, TorchGenerator):
-        augmenter.monitor = None  # the tracker holds features and a model; the run does not need it any more
-    return Synthesis(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
+        report["distribution"] = fidelity_from_features(
+            real_feats, train.labels, synth_feats, labels, extractor.name, data.class_names, seed=gen_seed
+        )
+    report.update(augmenter.diagnostics())  # e.g. fid_over_epochs
+    return SyntheticSet(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
 
 
-def write_artifacts(stem: str | Path, synthesis: Synthesis, data: Dataset, subset: Subset, seed: int,
-                    title: str) -> list[Path]:
+def write_artifacts(
+    stem: str | Path, synthesis: SyntheticSet, data: Dataset, subset: Subset, seed: int, title: str
+) -> list[Path]:
     """``STEM.npz`` (MedMNIST layout) + ``STEM.json`` (provenance), ``STEM_grid.png``, ``STEM_losses.png``,
     ``STEM_closest.png`` and ``STEM_audit.json``, each written atomically."""
-    from synthmed.experiment.plots import closest_pairs, image_grid, loss_curves
+    from synthmed.report.figures import closest_pairs, image_grid, loss_curves
 
     stem = Path(stem)
     report = synthesis.audit
     method = synthesis.augmenter.name
-    provenance = {"method": method, "config": synthesis.augmenter.config(), "seed": seed,
-                  "dataset": data.name, "dataset_md5": data.md5, "size": data.size, "class_names": data.class_names,
-                  "n_classes": data.n_classes, "protocol": subset.protocol, "subset_params": subset.params,
-                  "subset": subset.indices(), "requested_per_class": synthesis.counts,
-                  "audit_flags": report["flags"], "reconstructions_by_design": report["reconstructions_by_design"],
-                  "generator_cache": str(synthesis.generator_path) if synthesis.generator_path else None,
-                  "audit": f"{stem.name}_audit.json"}
+    provenance = {
+        "method": method,
+        "config": synthesis.augmenter.config(),
+        "seed": seed,
+        "dataset": data.name,
+        "dataset_md5": data.md5,
+        "size": data.size,
+        "class_names": data.class_names,
+        "n_classes": data.n_classes,
+        "protocol": subset.protocol,
+        "subset_params": subset.params,
+        "subset": subset.indices(),
+        "requested_per_class": synthesis.counts,
+        "audit_flags": report["flags"],
+        "reconstructions_by_design": report["reconstructions_by_design"],
+        "generator_cache": str(synthesis.generator_path) if synthesis.generator_path else None,
+        "audit": f"{stem.name}_audit.json",
+    }
     written = [export_synthetic(stem.with_suffix(".npz"), synthesis.images, synthesis.labels, provenance)]
     train = subset.train
-    pngs = {"grid": image_grid(train.images, train.labels, synthesis.images, synthesis.labels, data.class_names,
-                               title=title, seed=seed),
-            "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
-            "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"])}
-    if synthesis.real_features is not None:
-        from synthmed.metrics.distribution import tsne_plot
+    pngs = {
+        "grid": image_grid(
+            train.images, train.labels, synthesis.images, synthesis.labels, data.class_names, title=title, seed=seed
+        ),
+        "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
+        "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"]),
+    }
+    if synthesis.real_features is not None and synthesis.synthetic_features is not None:
+        from synthmed.report.figures import tsne_plot
 
-        pngs["tsne"] = tsne_plot(synthesis.real_features, train.labels, synthesis.synthetic_features,
-                                 synthesis.labels, data.class_names, seed=seed, title=f"t-SNE · {title}")
+        pngs["tsne"] = tsne_plot(
+            synthesis.real_features,
+            train.labels,
+            synthesis.synthetic_features,
+            synthesis.labels,
+            data.class_names,
+            seed=seed,
+            title=f"t-SNE · {title}",
+        )
     if report.get("fid_over_epochs"):
         pngs["fid"] = loss_curves(report["fid_over_epochs"], f"{method}: FID / KID over training · {title}")
     for name, png in pngs.items():
@@ -293,8 +353,10 @@ def write_artifacts(stem: str | Path, synthesis: Synthesis, data: Dataset, subse
         written.append(path)
     for pair in report["memorisation"]["closest"]:
         pair["train_pool_index"] = int(subset.train_indices[pair["train"]])
-    report["indices"] = ("memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
-                         "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index")
+    report["indices"] = (
+        "memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
+        "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index"
+    )
     audit_path = Path(f"{stem}_audit.json")
     atomic_write_json(audit_path, {"method": method, "dataset": data.name, "seed": seed, **report})
     written.append(audit_path)

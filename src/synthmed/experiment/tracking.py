@@ -13,8 +13,19 @@ from pathlib import Path
 
 from synthmed.errors import SynthmedError
 
-SCORES = ("test_auc", "test_acc", "val_auc", "val_acc", "best_epoch", "epochs_run", "train_time", "total_time",
-          "peak_rss_mb", "n_train", "n_synthetic")
+SCORES = (
+    "test_auc",
+    "test_acc",
+    "val_auc",
+    "val_acc",
+    "best_epoch",
+    "epochs_run",
+    "train_time",
+    "total_time",
+    "peak_rss_mb",
+    "n_train",
+    "n_synthetic",
+)
 SYNTHETIC_SCORES = ("fidelity", "near_copy_share", "min_diversity", "fid", "kid", "precision", "recall", "coverage")
 ARTIFACT_SUFFIXES = (".png", ".json")
 TAG = "synthmed.run_id"
@@ -37,15 +48,17 @@ class MlflowLogger:
         try:
             from mlflow import MlflowClient
         except ImportError:
-            raise SynthmedError("--mlflow needs MLflow: pip install 'synthmed[mlflow]' "
-                                "(or pip install mlflow)") from None
+            raise SynthmedError(
+                "--mlflow needs MLflow: pip install 'synthmed[mlflow]' (or pip install mlflow)"
+            ) from None
         self.client = MlflowClient(tracking_uri=uri)
         try:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; the user needs the first line
-            raise SynthmedError(f"--mlflow {uri}: {str(err).splitlines()[0]} (e.g. give sqlite:///mlflow.db or "
-                                "http://HOST:5000)") from None
+            raise SynthmedError(
+                f"--mlflow {uri}: {str(err).splitlines()[0]} (e.g. give sqlite:///mlflow.db or http://HOST:5000)"
+            ) from None
 
     def logged(self) -> set[str]:
         """synthmed run ids already in the MLflow experiment."""
@@ -55,9 +68,16 @@ class MlflowLogger:
     def log(self, record: dict, run_dir: Path) -> str:
         """Log one record (and its run folder's figures and JSON files); returns the MLflow run id."""
         name = f"{record['dataset']} {record['method']} seed {record['seed']}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
-            TAG: record["run_id"], "dataset": record["dataset"], "method": record["method"],
-            "synthmed": record["versions"].get("synthmed", "")})
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={
+                TAG: record["run_id"],
+                "dataset": record["dataset"],
+                "method": record["method"],
+                "synthmed": record["versions"].get("synthmed", ""),
+            },
+        )
         mlflow_id = run.info.run_id
         for key, value in _flat_params(record["config"]).items():
             self.client.log_param(mlflow_id, key, value)

@@ -44,7 +44,7 @@ def acc_score(y_true: np.ndarray, probs: np.ndarray, task: str) -> float:
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, task: str) -> dict:
     """AUC, ACC, per-class recall and the confusion matrix (rows: true class) as plain Python values."""
-    out = {"auc": auc_score(y_true, probs, task), "acc": acc_score(y_true, probs, task)}
+    out: dict = {"auc": auc_score(y_true, probs, task), "acc": acc_score(y_true, probs, task)}
     if task != MULTI_LABEL:
         n = probs.shape[1]
         pred = (probs[:, -1] > 0.5).astype(int) if task == "binary-class" else probs.argmax(axis=1)

@@ -1,7 +1,8 @@
 """Class-activation maps (GradCAM, EigenGradCAM) and class-minimising perturbations, as in TSynD's Figure 2.
 
-TSynD (seed 001) shows EigenGradCAM maps of a baseline classifier beside one trained with TSynD (Figure 2 left)
-and the change of an image after minimising the probability of its class (Figure 2 right). This module draws both.
+TSynD (Niemeijer et al. 2024) shows EigenGradCAM maps of a baseline classifier beside one trained with TSynD
+(Figure 2 left) and the change of an image after minimising the probability of its class (Figure 2 right). This
+module computes both; ``synthmed.report.figures`` draws them.
 
 Implementation: our own ~40 lines, following pytorch-grad-cam's definitions (``GradCAM`` and ``EigenGradCAM`` of
 the ``grad-cam`` package, v1.5). That package installs with ``--no-deps`` but imports OpenCV (``cv2``, a ~50 MB
@@ -19,14 +20,12 @@ The map is upsampled bilinearly (align_corners=False, as cv2.resize) to the inpu
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from synthmed.errors import SynthmedError
-from synthmed.train.trainer import to_tensor
+from synthmed.tensors import to_tensor
 
 METHODS = ("gradcam", "eigengradcam")
 NORM_EPS = 1e-7  # pytorch-grad-cam's guard against dividing by a zero range
@@ -34,16 +33,17 @@ NORM_EPS = 1e-7  # pytorch-grad-cam's guard against dividing by a zero range
 
 def _default_layer(model: torch.nn.Module) -> torch.nn.Module:
     if hasattr(model, "layer4"):
-        return model.layer4[-1]
+        return list(model.get_submodule("layer4").children())[-1]
     raise SynthmedError("no target layer given and the model has no layer4 (not a ResNet); pass layer=...")
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _activations_and_grads(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
-                           targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _activations_and_grads(
+    model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The layer's output, the gradient of the target logits w.r.t. it, and the logits (model in eval mode)."""
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
@@ -69,8 +69,13 @@ def _eigen_projection(weighted: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(projection.astype(np.float32))
 
 
-def cam_maps(model: torch.nn.Module, x: torch.Tensor, targets: np.ndarray | torch.Tensor | None = None,
-             method: str = "gradcam", layer: torch.nn.Module | None = None) -> np.ndarray:
+def cam_maps(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    targets: np.ndarray | torch.Tensor | None = None,
+    method: str = "gradcam",
+    layer: torch.nn.Module | None = None,
+) -> np.ndarray:
     """Maps in [0, 1], float32 (N, H, W) at the input size, for float inputs ``x`` (N, C, H, W) in [-1, 1].
 
     ``targets``: class (or, multi-label, label) index per image; default the predicted class. ``layer`` defaults
@@ -79,7 +84,7 @@ def cam_maps(model: torch.nn.Module, x: torch.Tensor, targets: np.ndarray | torc
     if method not in METHODS:
         raise SynthmedError(f"unknown CAM method {method!r}; choose {' or '.join(METHODS)}")
     layer = _default_layer(model) if layer is None else layer
-    device = _device(model)
+    device = model_device(model)
     x = x.to(device)
     was_training = model.training
     model.eval()
@@ -87,8 +92,9 @@ def cam_maps(model: torch.nn.Module, x: torch.Tensor, targets: np.ndarray | torc
         if targets is None:
             with torch.no_grad():
                 targets = model(x).argmax(1)
-        targets = torch.as_tensor(np.asarray(targets.cpu() if torch.is_tensor(targets) else targets),
-                                  dtype=torch.long, device=device).view(-1)
+        targets = torch.as_tensor(
+            np.asarray(targets.cpu() if torch.is_tensor(targets) else targets), dtype=torch.long, device=device
+        ).view(-1)
         if len(targets) != len(x):
             raise SynthmedError(f"{len(targets)} targets for {len(x)} images; pass one target class per image")
         acts, grads, _ = _activations_and_grads(model, layer, x, targets)
@@ -107,7 +113,7 @@ def cam_maps(model: torch.nn.Module, x: torch.Tensor, targets: np.ndarray | torc
     return ((cam - low) / (high - low + NORM_EPS)).clamp_(0, 1).numpy().astype(np.float32)
 
 
-def _targets(labels: np.ndarray) -> np.ndarray:
+def class_targets(labels: np.ndarray) -> np.ndarray:
     """The class each image is explained for: its label; for multi-label rows, the first positive label (else 0)."""
     labels = np.asarray(labels)
     if labels.ndim == 2:
@@ -115,12 +121,14 @@ def _targets(labels: np.ndarray) -> np.ndarray:
     return labels.reshape(-1).astype(np.int64)
 
 
-def _class_probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, 1)
-
-
-def perturbation_difference(model: torch.nn.Module, image: np.ndarray, target_class: int, steps: int = 10,
-                            eps: float = 2 / 255, multi_label: bool = False) -> np.ndarray:
+def perturbation_difference(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    target_class: int,
+    steps: int = 10,
+    eps: float = 2 / 255,
+    multi_label: bool = False,
+) -> np.ndarray:
     """TSynD Figure 2 right: the image after ``steps`` gradient steps that lower the probability of
     ``target_class``, minus the image, in [0, 1] pixel units, float32 shaped like ``image`` ((H, W) or (H, W, 3)).
 
@@ -132,7 +140,7 @@ def perturbation_difference(model: torch.nn.Module, image: np.ndarray, target_cl
         raise SynthmedError(f"perturbation_difference needs steps >= 1 and eps > 0, got {steps} and {eps}")
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise SynthmedError("perturbation_difference takes one uint8 image (H, W) or (H, W, 3)")
-    device = _device(model)
+    device = model_device(model)
     start = to_tensor(image[None]).to(device)
     x = start.clone()
     was_training = model.training
@@ -156,79 +164,3 @@ def perturbation_difference(model: torch.nn.Module, image: np.ndarray, target_cl
     diff = ((x.detach() - start) / 2.0)[0].cpu()  # input units -> pixel units
     diff = diff[0] if diff.shape[0] == 1 else diff.permute(1, 2, 0)
     return diff.numpy().astype(np.float32)
-
-
-def gradcam_panel(models: dict[str, torch.nn.Module], images_uint8: np.ndarray, labels: np.ndarray,
-                  class_names: list[str], method: str = "eigengradcam", layer: str | None = None,
-                  difference: bool = False, title: str = "") -> bytes:
-    """PNG: one row per image; columns = the image, then the CAM overlay of each model (TSynD Figure 2 left), then,
-    with ``difference``, each model's class-minimising perturbation (Figure 2 right, red = brighter, blue = darker).
-
-    Maps explain each image's true class (multi-label: its first positive label); each overlay is titled with the
-    model's probability of that class. ``layer``: a dotted module name (e.g. ``"layer3.1"``), default layer4[-1].
-    """
-    if not models:
-        raise SynthmedError("gradcam_panel needs at least one model; pass {name: model}")
-    if images_uint8.dtype != np.uint8 or images_uint8.ndim not in (3, 4) or not len(images_uint8):
-        raise SynthmedError("gradcam_panel needs uint8 images (N, H, W) or (N, H, W, 3); convert them first")
-    if len(images_uint8) != len(labels):
-        raise SynthmedError(f"{len(images_uint8)} images but {len(labels)} labels; pass one label per image")
-    labels = np.asarray(labels)
-    multi_label = labels.ndim == 2
-    targets = _targets(labels)
-    x = to_tensor(images_uint8)
-    columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []  # (header, kind, per-image arrays, probs)
-    for name, model in models.items():
-        target_layer = model.get_submodule(layer) if layer else None
-        maps = cam_maps(model, x, targets, method, target_layer)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            probs = _class_probs(model(x.to(_device(model))).float(), multi_label).cpu().numpy()
-        model.train(was_training)
-        columns.append((name, "map", maps, probs[np.arange(len(targets)), targets]))
-    if difference:
-        for name, model in models.items():
-            diffs = np.stack([perturbation_difference(model, image, int(t), multi_label=multi_label)
-                              for image, t in zip(images_uint8, targets)])
-            columns.append((f"{name}\nchange", "diff", diffs, None))
-
-    name = "EigenGradCAM" if method == "eigengradcam" else "GradCAM"
-    return panel_from_maps(images_uint8, targets, class_names, columns, title or f"{name} maps of the true class")
-
-
-def panel_from_maps(images_uint8: np.ndarray, targets: np.ndarray, class_names: list[str],
-                    columns: list[tuple[str, str, np.ndarray, np.ndarray | None]], title: str) -> bytes:
-    """PNG of precomputed columns ``(header, "map" | "diff", per-image arrays, per-image probability or None)``
-    beside the images: lets a report put maps saved by different runs side by side."""
-    from synthmed.experiment.plots import _png, _pyplot
-
-    plt = _pyplot()
-    n_rows, n_cols = len(images_uint8), 1 + len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.5 * n_cols + 0.6, 1.5 * n_rows + 0.5), squeeze=False)
-    grey = images_uint8.ndim == 3
-    for r in range(n_rows):
-        image = images_uint8[r]
-        name = class_names[targets[r]] if targets[r] < len(class_names) else ""
-        axes[r, 0].imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
-        axes[r, 0].set_ylabel(f"{targets[r]} {name[:18]}".strip(), fontsize=7)
-        for c, (header, kind, arrays, probs) in enumerate(columns, start=1):
-            ax = axes[r, c]
-            if kind == "map":
-                ax.imshow(image, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
-                ax.imshow(arrays[r], cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
-                ax.set_xlabel(f"p={probs[r]:.2f}", fontsize=7, labelpad=1)
-            else:
-                diff = arrays[r] if arrays[r].ndim == 2 else arrays[r].mean(-1)
-                bound = max(float(np.abs(diff).max()), 1e-8)
-                ax.imshow(diff, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
-            if r == 0:
-                ax.set_title(header, fontsize=8)
-        if r == 0:
-            axes[r, 0].set_title("image", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(textwrap.fill(title, width=int(13 * (1.5 * n_cols + 0.6))), fontsize=9)  # ~13 characters per inch
-    fig.tight_layout()
-    return _png(fig)

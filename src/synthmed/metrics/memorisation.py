@@ -54,8 +54,9 @@ def _flat(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images).reshape(len(images), -1)).float().div_(255.0)
 
 
-def nearest(query: np.ndarray, reference: np.ndarray, query_index: np.ndarray | None = None,
-            chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    query: np.ndarray, reference: np.ndarray, query_index: np.ndarray | None = None, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
     """For each query image, the L2 distance to its nearest reference image and that image's index.
 
     ``query_index[i]`` (optional) is query i's own index in ``reference``, excluded as a self-match. The
@@ -67,27 +68,32 @@ def nearest(query: np.ndarray, reference: np.ndarray, query_index: np.ndarray | 
     best_i = torch.zeros(len(query), dtype=torch.int64)
     own = torch.from_numpy(np.asarray(query_index, dtype=np.int64)) if query_index is not None else None
     for q0 in range(0, len(query), chunk):
-        q = _flat(query[q0:q0 + chunk])
+        q = _flat(query[q0 : q0 + chunk])
         for r0 in range(0, n_ref, 4 * chunk):
-            d = torch.cdist(q, _flat(reference[r0:r0 + 4 * chunk]))
+            d = torch.cdist(q, _flat(reference[r0 : r0 + 4 * chunk]))
             if own is not None:
                 ref_idx = torch.arange(r0, r0 + d.shape[1])
-                d[own[q0:q0 + chunk, None] == ref_idx[None, :]] = math.inf
+                d[own[q0 : q0 + chunk, None] == ref_idx[None, :]] = math.inf
             value, index = d.min(1)
-            better = value < best_d[q0:q0 + chunk]
-            best_d[q0:q0 + chunk] = torch.where(better, value, best_d[q0:q0 + chunk])
-            best_i[q0:q0 + chunk] = torch.where(better, index + r0, best_i[q0:q0 + chunk])
+            better = value < best_d[q0 : q0 + chunk]
+            best_d[q0 : q0 + chunk] = torch.where(better, value, best_d[q0 : q0 + chunk])
+            best_i[q0 : q0 + chunk] = torch.where(better, index + r0, best_i[q0 : q0 + chunk])
     for q0 in range(0, len(query), chunk):  # exact distances of the selected pairs
-        idx = best_i[q0:q0 + chunk].numpy()
-        best_d[q0:q0 + chunk] = (_flat(query[q0:q0 + chunk]) - _flat(reference[idx])).norm(dim=1)
+        idx = best_i[q0 : q0 + chunk].numpy()
+        best_d[q0 : q0 + chunk] = (_flat(query[q0 : q0 + chunk]) - _flat(reference[idx])).norm(dim=1)
     return best_d.numpy().astype(np.float64), best_i.numpy()
 
 
 def _stats(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {key: None for key in ("min", "p05", "median", "mean", "max")}
-    return {"min": float(values.min()), "p05": float(np.quantile(values, 0.05)), "median": float(np.median(values)),
-            "mean": float(values.mean()), "max": float(values.max())}
+    return {
+        "min": float(values.min()),
+        "p05": float(np.quantile(values, 0.05)),
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "max": float(values.max()),
+    }
 
 
 def train_nn_median(train: np.ndarray, max_queries: int = MAX_QUERIES, seed: int = 0) -> tuple[float, int]:
@@ -99,8 +105,11 @@ def train_nn_median(train: np.ndarray, max_queries: int = MAX_QUERIES, seed: int
     if len(train) < 2:
         raise SynthmedError(f"memorisation needs at least 2 training images, got {len(train)}")
     rng = np.random.default_rng(seed)
-    queries = np.sort(rng.choice(len(train), max_queries, replace=False)) if len(train) > max_queries \
+    queries = (
+        np.sort(rng.choice(len(train), max_queries, replace=False))
+        if len(train) > max_queries
         else np.arange(len(train))
+    )
     dist, _ = nearest(train[queries], train, query_index=queries)
     median = float(np.median(dist))
     if median == 0.0 and (dist > 0).any():
@@ -108,9 +117,15 @@ def train_nn_median(train: np.ndarray, max_queries: int = MAX_QUERIES, seed: int
     return median, len(queries)
 
 
-def memorisation(synthetic: np.ndarray, train: np.ndarray, threshold: float = NEAR_COPY_RATIO,
-                 held_out: np.ndarray | None = None, n_pairs: int = 8, max_queries: int = MAX_QUERIES,
-                 seed: int = 0) -> dict:
+def memorisation(
+    synthetic: np.ndarray,
+    train: np.ndarray,
+    threshold: float = NEAR_COPY_RATIO,
+    held_out: np.ndarray | None = None,
+    n_pairs: int = 8,
+    max_queries: int = MAX_QUERIES,
+    seed: int = 0,
+) -> dict:
     """Per-image nearest-training-image ratio, near-copy share, summary and closest pairs (module docstring).
 
     ``held_out``: real images not in ``train`` (the validation split), measured the same way as a baseline.
@@ -126,19 +141,35 @@ def memorisation(synthetic: np.ndarray, train: np.ndarray, threshold: float = NE
         baseline = float((held_dist / median < threshold).mean()) if median > 0 else float((held_dist == 0).mean())
     order = np.argsort(ratio, kind="stable")[:n_pairs]
     return {
-        "threshold": threshold, "n_synthetic": len(synthetic), "n_train": len(train),
-        "train_nn_median": median, "train_nn_queries": n_queries,
-        "ratio_stats": _stats(ratio), "near_copy_share": share, "n_near_copies": int((ratio < threshold).sum()),
-        "held_out_near_copy_share": baseline, "n_held_out": None if held_out is None else len(held_out),
+        "threshold": threshold,
+        "n_synthetic": len(synthetic),
+        "n_train": len(train),
+        "train_nn_median": median,
+        "train_nn_queries": n_queries,
+        "ratio_stats": _stats(ratio),
+        "near_copy_share": share,
+        "n_near_copies": int((ratio < threshold).sum()),
+        "held_out_near_copy_share": baseline,
+        "n_held_out": None if held_out is None else len(held_out),
         "flagged": share > (baseline or 0.0) + NEAR_COPY_EXCESS,
-        "closest": [{"synthetic": int(i), "train": int(index[i]), "distance": float(dist[i]),
-                     "ratio": float(ratio[i])} for i in order],
-        "ratio": ratio.tolist(), "nearest": index.tolist(),
+        "closest": [
+            {"synthetic": int(i), "train": int(index[i]), "distance": float(dist[i]), "ratio": float(ratio[i])}
+            for i in order
+        ],
+        "ratio": ratio.tolist(),
+        "nearest": index.tolist(),
     }
 
 
-def collapse(synthetic: np.ndarray, synthetic_labels: np.ndarray, real: np.ndarray, real_labels: np.ndarray,
-             threshold: float = COLLAPSE_RATIO, max_per_class: int = MAX_PER_CLASS, seed: int = 0) -> dict:
+def collapse(
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    threshold: float = COLLAPSE_RATIO,
+    max_per_class: int = MAX_PER_CLASS,
+    seed: int = 0,
+) -> dict:
     """Per-class diversity of the synthetic images relative to the real ones; flags a collapsed generator."""
     rng = np.random.default_rng(seed)
 
@@ -154,41 +185,63 @@ def collapse(synthetic: np.ndarray, synthetic_labels: np.ndarray, real: np.ndarr
         synth_median = median_pairwise(synthetic[synthetic_labels == c])
         real_median = median_pairwise(real[real_labels == c])
         diversity = synth_median / real_median if synth_median is not None and real_median else None
-        rows.append({"class": int(c), "n": int((synthetic_labels == c).sum()), "diversity": diversity,
-                     "synthetic_median": synth_median, "real_median": real_median})
+        rows.append(
+            {
+                "class": int(c),
+                "n": int((synthetic_labels == c).sum()),
+                "diversity": diversity,
+                "synthetic_median": synth_median,
+                "real_median": real_median,
+            }
+        )
     scored = [r["diversity"] for r in rows if r["diversity"] is not None]
-    n_unique = len(np.unique(np.ascontiguousarray(synthetic).reshape(len(synthetic), -1), axis=0)) \
-        if len(synthetic) else 0
+    n_unique = (
+        len(np.unique(np.ascontiguousarray(synthetic).reshape(len(synthetic), -1), axis=0)) if len(synthetic) else 0
+    )
     collapsed = [r["class"] for r in rows if r["diversity"] is not None and r["diversity"] < threshold]
-    return {"threshold": threshold, "per_class": rows, "min_diversity": min(scored) if scored else None,
-            "duplicate_share": 1 - n_unique / len(synthetic) if len(synthetic) else 0.0,
-            "collapsed_classes": collapsed, "flagged": bool(collapsed)}
+    return {
+        "threshold": threshold,
+        "per_class": rows,
+        "min_diversity": min(scored) if scored else None,
+        "duplicate_share": 1 - n_unique / len(synthetic) if len(synthetic) else 0.0,
+        "collapsed_classes": collapsed,
+        "flagged": bool(collapsed),
+    }
 
 
 def check_losses(history: list[dict]) -> dict:
     """Flag NaN or infinite values in a generator's per-epoch loss history, so they are never silently used."""
-    bad = [{"epoch": row.get("epoch"), "loss": key, "value": str(value)}
-           for row in history for key, value in row.items()
-           if key != "epoch" and isinstance(value, numbers.Real) and not math.isfinite(value)]
+    bad = [
+        {"epoch": row.get("epoch"), "loss": key, "value": str(value)}
+        for row in history
+        for key, value in row.items()
+        if key != "epoch" and isinstance(value, numbers.Real) and not math.isfinite(value)
+    ]
     return {"epochs": len(history), "nonfinite": bad, "flagged": bool(bad)}
 
 
-def reconstructs(augmenter: object) -> bool:
-    """Autoencoders (``ae``, ``conv-ae``) return reconstructions of training images by design (seed 000),
-    so closeness to the training set is their method, not a memorisation failure."""
-    return callable(getattr(augmenter, "reconstruct", None))
-
-
-def audit(synthetic: np.ndarray, synthetic_labels: np.ndarray, train: np.ndarray, train_labels: np.ndarray,
-          history: list[dict], held_out: np.ndarray | None = None, reconstructions: bool = False,
-          seed: int = 0) -> dict:
+def audit(
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    history: list[dict],
+    held_out: np.ndarray | None = None,
+    reconstructions: bool = False,
+    seed: int = 0,
+) -> dict:
     """Memorisation, collapse and loss checks of one synthetic set, with the list of failed checks."""
     mem = memorisation(synthetic, train, held_out=held_out, seed=seed)
     if reconstructions:
         mem["flagged"] = False
-        mem["note"] = ("reconstructions of training images by design (autoencoder, as seed 000): closeness to "
-                       "the training set is expected and not a memorisation failure")
-    parts = {"memorisation": mem, "collapse": collapse(synthetic, synthetic_labels, train, train_labels, seed=seed),
-             "losses": check_losses(history)}
+        mem["note"] = (
+            "reconstructions of training images by design (autoencoder, as Chaptoukaev 2021): closeness "
+            "to the training set is expected and not a memorisation failure"
+        )
+    parts = {
+        "memorisation": mem,
+        "collapse": collapse(synthetic, synthetic_labels, train, train_labels, seed=seed),
+        "losses": check_losses(history),
+    }
     flags = [name for name, part in parts.items() if part["flagged"]]
     return {**parts, "reconstructions_by_design": reconstructions, "flags": flags, "ok": not flags}

@@ -1,8 +1,8 @@
 """Robustness of a trained classifier: a fixed suite of test-time perturbations and L-inf FGSM / PGD attacks.
 
-TSynD (seed 001) reports that targeted synthetic data makes a classifier more robust to test-time augmentations
-and adversarial attacks; this module measures that the same way for every method and run, so curves can be
-compared across runs. Everything is scored with ``classification_metrics`` (medmnist.Evaluator semantics), so the
+TSynD (Niemeijer et al. 2024) reports that targeted synthetic data makes a classifier more robust to test-time
+augmentations and adversarial attacks; this module measures that the same way for every method and run, so curves
+can be compared across runs. Everything is scored with ``classification_metrics`` (medmnist.Evaluator semantics), so the
 clean numbers equal the benchmark's test numbers.
 
 Units. The model sees float images in [-1, 1] (``to_tensor``: MedMNIST's Normalize(0.5, 0.5)); 1 grey level is
@@ -25,6 +25,7 @@ touched. PGD has no random start by default, so eps = 0 reproduces the clean num
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -36,7 +37,8 @@ from torchvision.transforms.v2 import functional as TF
 from synthmed.data.dataset import MULTI_LABEL
 from synthmed.errors import SynthmedError
 from synthmed.metrics.classification import classification_metrics
-from synthmed.train.trainer import predict, to_tensor
+from synthmed.nets.classifiers import predict
+from synthmed.tensors import to_tensor
 
 #: The perturbation suite: family -> strengths, in the units of the module docstring. Fixed so that results are
 #: comparable across runs; change it only with a note in the results.
@@ -50,8 +52,14 @@ PERTURBATIONS: dict[str, tuple] = {
 }
 
 #: The strength of each family that leaves an image unchanged (where the clean score sits on a curve).
-IDENTITY: dict[str, float | str] = {"rotation": 0.0, "flip": "none", "noise": 0.0, "blur": 0.0, "contrast": 1.0,
-                                    "brightness": 0.0}
+IDENTITY: dict[str, float | str] = {
+    "rotation": 0.0,
+    "flip": "none",
+    "noise": 0.0,
+    "blur": 0.0,
+    "contrast": 1.0,
+    "brightness": 0.0,
+}
 
 #: Default attack strengths, L-inf, in [0, 1] pixel units (x 2 in the model's [-1, 1] input space).
 EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -131,8 +139,17 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, ep
     return (x + step * _input_grad(model, x, y, task).sign()).clamp_(LOW, HIGH).detach()
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, eps: float, steps: int = PGD_STEPS,
-        step_size: float | None = None, random_start: bool = False, seed: int = 0) -> torch.Tensor:
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    eps: float,
+    steps: int = PGD_STEPS,
+    step_size: float | None = None,
+    random_start: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
     """L-inf PGD (Madry et al. 2018): ``steps`` signed-gradient steps of ``step_size`` (default eps / 4), each
     projected back onto the eps-ball around ``x`` and the valid range [-1, 1].
 
@@ -165,14 +182,36 @@ def _check_inputs(images: np.ndarray, labels: np.ndarray, task: str, precision: 
         raise SynthmedError(f"unknown precision {precision!r}; choose fp32 or bf16 (resolve 'auto' first)")
 
 
-def _score(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, task: str, precision: str, batch: int,
-           transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> dict:
+def _perturbed(x: torch.Tensor, y: torch.Tensor, b: int, family: str, strength: float | str, seed: int) -> torch.Tensor:
+    """One batch under one perturbation (its noise seeded per batch)."""
+    return perturb(x, family, strength, seed + b)
+
+
+def _attacked(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    b: int,
+    attack: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor],
+    eps: float,
+) -> torch.Tensor:
+    return attack(x, y, eps)
+
+
+def _score(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    precision: str,
+    batch: int,
+    transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> dict:
     """AUC / ACC of the model on ``transform(x, y, batch_index)`` of every batch (same batches for every call)."""
     device = next(model.parameters()).device
     probs = []
     for b, i in enumerate(range(0, len(images), batch)):
-        x = to_tensor(images[i:i + batch]).to(device)
-        y = torch.from_numpy(labels[i:i + batch]).to(device)
+        x = to_tensor(images[i : i + batch]).to(device)
+        y = torch.from_numpy(labels[i : i + batch]).to(device)
         probs.append(predict(model, transform(x, y, b), task, precision, batch=batch)[0])
     metrics = classification_metrics(labels, torch.cat(probs).numpy(), task)
     return {"auc": metrics["auc"], "acc": metrics["acc"]}
@@ -197,11 +236,21 @@ def attack_subset(labels: np.ndarray, size: int | None, seed: int = 0) -> np.nda
     return np.sort(chosen)
 
 
-def robustness_report(model: torch.nn.Module, images_uint8: np.ndarray, labels: np.ndarray, task: str,
-                      precision: str = "fp32", seed: int = 0, attacks: bool = True, eps: Sequence[float] = EPS,
-                      perturbations: dict[str, Sequence] | None = None, pgd_steps: int = PGD_STEPS,
-                      pgd_step_size: float | None = None, batch: int = BATCH,
-                      attack_images: int | None = None) -> dict:
+def robustness_report(
+    model: torch.nn.Module,
+    images_uint8: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    precision: str = "fp32",
+    seed: int = 0,
+    attacks: bool = True,
+    eps: Sequence[float] = EPS,
+    perturbations: dict[str, Sequence] | None = None,
+    pgd_steps: int = PGD_STEPS,
+    pgd_step_size: float | None = None,
+    batch: int = BATCH,
+    attack_images: int | None = None,
+) -> dict:
     """Clean AUC / ACC, then AUC / ACC under every perturbation of the suite and every attack strength.
 
     ``labels`` as the dataset holds them (int (N,) or (N, L) 0/1). Returns plain Python values (JSON-ready)::
@@ -225,15 +274,23 @@ def robustness_report(model: torch.nn.Module, images_uint8: np.ndarray, labels: 
     was_training = model.training
     model.eval()
     try:
+
         def score(transform: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> dict:
             return _score(model, images_uint8, labels, task, precision, batch, transform)
 
-        report: dict = {"n": len(labels), "task": task, "clean": score(lambda x, y, b: x), "perturbations": {},
-                        "attacks": {}}
+        attack_fns: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]]
+        report: dict = {
+            "n": len(labels),
+            "task": task,
+            "clean": score(lambda x, y, b: x),
+            "perturbations": {},
+            "attacks": {},
+        }
         for family, strengths in suite.items():
             report["perturbations"][family] = [
-                {"strength": s, **score(lambda x, y, b, f=family, s=s: perturb(x, f, s, seed + b))}
-                for s in strengths]
+                {"strength": s, **score(functools.partial(_perturbed, family=family, strength=s, seed=seed))}
+                for s in strengths
+            ]
         chosen = attack_subset(labels, attack_images, seed)
         attacked_images, attacked_labels = images_uint8[chosen], labels[chosen]
         if attacks:
@@ -244,84 +301,35 @@ def robustness_report(model: torch.nn.Module, images_uint8: np.ndarray, labels: 
             }
             for name, fn in attack_fns.items():
                 report["attacks"][name] = [
-                    {"eps": e, "eps_255": round(e * 255, 3),
-                     **_score(model, attacked_images, attacked_labels, task, precision, batch,
-                              lambda x, y, b, fn=fn, e=e: fn(x, y, e))}
-                    for e in eps]
+                    {
+                        "eps": e,
+                        "eps_255": round(e * 255, 3),
+                        **_score(
+                            model,
+                            attacked_images,
+                            attacked_labels,
+                            task,
+                            precision,
+                            batch,
+                            functools.partial(_attacked, attack=fn, eps=e),
+                        ),
+                    }
+                    for e in eps
+                ]
     finally:
         model.train(was_training)
     report["settings"] = {
-        "seed": seed, "precision": precision, "batch": batch,
+        "seed": seed,
+        "precision": precision,
+        "batch": batch,
         "units": "rotation: degrees; noise sigma and brightness shift: [-1, 1] input units; blur sigma: pixels; "
-                 "contrast: factor; attack eps: [0, 1] pixel units (x2 in input units), L-inf",
-        "pgd": {"steps": pgd_steps, "step_size": "eps/4" if pgd_step_size is None else pgd_step_size,
-                "random_start": False},
+        "contrast: factor; attack eps: [0, 1] pixel units (x2 in input units), L-inf",
+        "pgd": {
+            "steps": pgd_steps,
+            "step_size": "eps/4" if pgd_step_size is None else pgd_step_size,
+            "random_start": False,
+        },
         "attack_images": len(chosen),
         "attack_indices": chosen.tolist() if len(chosen) < len(labels) else "all",
     }
     return report
-
-
-def _curve(runs: list[dict], getter: Callable[[dict], list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    values = np.array([getter(r) for r in runs], dtype=float)
-    return values.mean(0), values.min(0), values.max(0)
-
-
-def robustness_plot(reports: dict[str, dict | list[dict]], title: str = "") -> bytes:
-    """PNG of ACC vs strength per perturbation family and ACC vs eps per attack, one line per method.
-
-    ``reports``: method name (e.g. "none", "tsynd") -> one ``robustness_report`` or a list of them (seeds: the line
-    is their mean, the band their range). Each curve includes the clean ACC at the identity strength / eps 0.
-    """
-    from synthmed.experiment.plots import _png, _pyplot
-
-    if not reports:
-        raise SynthmedError("robustness_plot needs at least one report; pass {method: robustness_report(...)}")
-    runs = {m: r if isinstance(r, list) else [r] for m, r in reports.items()}
-    first = next(iter(runs.values()))[0]
-    panels = [("perturbations", f) for f in first["perturbations"]] + [("attacks", a) for a in first["attacks"]]
-    n_cols = min(4, max(1, len(panels)))
-    n_rows = max(1, math.ceil(len(panels) / n_cols))
-    plt = _pyplot()
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 2.6 * n_rows + 0.4), squeeze=False,
-                             constrained_layout=True)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    lowest = 1.0
-    for ax, (kind, name) in zip(axes.flat, panels):
-        for method, method_runs in runs.items():
-            rows = method_runs[0][kind][name]
-            if kind == "attacks":
-                xs = [r["eps"] * 255 for r in rows]
-                mean, low, high = _curve(method_runs, lambda rep, n=name: [r["acc"] for r in rep["attacks"][n]])
-                ax.set_xlabel("eps (x/255, pixel units)", fontsize=8)
-            else:
-                points = [(IDENTITY[name], None)] + [(r["strength"], i) for i, r in enumerate(rows)]
-                if name != "flip":
-                    points.sort(key=lambda p: p[0])
-
-                def getter(rep: dict, n: str = name, pts: list = points) -> list[float]:
-                    return [rep["clean"]["acc"] if i is None else rep["perturbations"][n][i]["acc"] for _, i in pts]
-
-                mean, low, high = _curve(method_runs, getter)
-                labels = [p[0] for p in points]
-                xs = list(range(len(labels))) if name == "flip" else labels
-                if name == "flip":
-                    ax.set_xticks(xs, labels, fontsize=7)
-                ax.set_xlabel({"rotation": "degrees", "flip": "", "noise": "sigma (input units)",
-                               "blur": "sigma (px)", "contrast": "factor",
-                               "brightness": "shift (input units)"}.get(name, "strength"), fontsize=8)
-            lowest = min(lowest, float(np.nanmin(low, initial=1.0)))
-            (line,) = ax.plot(xs, mean, marker="o", ms=3, lw=1.2, label=method)
-            if len(method_runs) > 1:
-                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_title(name.upper() if kind == "attacks" else name, fontsize=9)
-        ax.set_ylabel("ACC", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    # one accuracy scale for every panel, so a flat curve looks flat and panels compare at a glance
-    for ax in axes.flat[:len(panels)]:
-        ax.set_ylim(max(0.0, lowest - 0.05) - 0.02, 1.02)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title or "accuracy under test-time perturbations and L-inf attacks", fontsize=10)
-    return _png(fig)

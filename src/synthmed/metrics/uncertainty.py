@@ -50,15 +50,18 @@ def uncertainty(samples: torch.Tensor, kind: str) -> torch.Tensor:
 def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(backbone, head) of a torchvision ResNet or DenseNet from ``build_classifier``: backbone(x) gives the
     pooled features, head(features) the logits (including its dropout layer, if any)."""
+    head: nn.Module
     if hasattr(model, "fc"):
-        head = model.fc
+        head = model.get_submodule("fc")
         backbone = nn.Sequential(*[m for name, m in model.named_children() if name != "fc"], nn.Flatten(1))
     elif hasattr(model, "classifier") and hasattr(model, "features"):
-        head = model.classifier
-        backbone = nn.Sequential(model.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        head = model.get_submodule("classifier")
+        backbone = nn.Sequential(model.get_submodule("features"), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
     else:
-        raise SynthmedError(f"cannot find the head of a {type(model).__name__}; MC dropout supports ResNet and "
-                            "DenseNet classifiers (use mc_dropout_samples(..., head_only=False) otherwise)")
+        raise SynthmedError(
+            f"cannot find the head of a {type(model).__name__}; MC dropout supports ResNet and "
+            "DenseNet classifiers (use mc_dropout_samples(..., head_only=False) otherwise)"
+        )
     return backbone, head
 
 
@@ -74,13 +77,15 @@ def _dropout_train(model: nn.Module, active: bool) -> None:
                 m.train()
 
 
-def mc_dropout_samples(model: nn.Module, x: torch.Tensor, samples: int = 20, head_only: bool = True,
-                       multi_label: bool = False) -> torch.Tensor:
+def mc_dropout_samples(
+    model: nn.Module, x: torch.Tensor, samples: int = 20, head_only: bool = True, multi_label: bool = False
+) -> torch.Tensor:
     """(T, N, C) class probabilities from T forward passes with dropout active and BatchNorm frozen.
     Differentiable in ``x``; the model is left in eval mode."""
     if not has_dropout(model):
-        raise SynthmedError("MC dropout needs a classifier with dropout; build it with dropout > 0 "
-                            "(synthmed run --dropout 0.2)")
+        raise SynthmedError(
+            "MC dropout needs a classifier with dropout; build it with dropout > 0 (synthmed run --dropout 0.2)"
+        )
     if samples < 1:
         raise SynthmedError(f"MC dropout needs at least 1 sample, got {samples}")
     squash = torch.sigmoid if multi_label else (lambda z: torch.softmax(z, -1))
@@ -108,13 +113,14 @@ def ensemble_samples(models: list[nn.Module], x: torch.Tensor, multi_label: bool
 
 
 @torch.no_grad()
-def image_uncertainty(model: nn.Module | list[nn.Module], x: torch.Tensor, samples: int = 20,
-                      batch: int = 512) -> dict[str, torch.Tensor]:
+def image_uncertainty(
+    model: nn.Module | list[nn.Module], x: torch.Tensor, samples: int = 20, batch: int = 512
+) -> dict[str, torch.Tensor]:
     """Per image: predictive entropy, expected entropy and mutual information, from MC dropout (one model) or
     a deep ensemble (a list), in batches."""
     parts: dict[str, list[torch.Tensor]] = {"entropy": [], "expected_entropy": [], "mi": []}
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
+        xb = x[i : i + batch]
         s = ensemble_samples(model, xb) if isinstance(model, list) else mc_dropout_samples(model, xb, samples)
         parts["entropy"].append(predictive_entropy(s))
         parts["expected_entropy"].append(entropy(s).mean(0))

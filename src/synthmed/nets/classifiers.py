@@ -7,9 +7,11 @@ the max-pool is dropped. For inputs of 64 px and more the standard stem is kept.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision import models
 
+from synthmed.data.dataset import MULTI_LABEL
 from synthmed.errors import SynthmedError
 
 CLASSIFIERS = ("resnet18", "densenet121")
@@ -21,8 +23,9 @@ def check_classifier(name: str) -> str:
     return name
 
 
-def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: int = 28,
-                     dropout: float = 0.0) -> nn.Module:
+def build_classifier(
+    name: str, in_channels: int, n_outputs: int, image_size: int = 28, dropout: float = 0.0
+) -> nn.Module:
     """A freshly initialised classifier; ``dropout`` > 0 inserts dropout before the head (for MC dropout)."""
     check_classifier(name)
     small = image_size < 64
@@ -45,3 +48,22 @@ def build_classifier(name: str, in_channels: int, n_outputs: int, image_size: in
         if dropout:
             model.classifier = nn.Sequential(nn.Dropout(dropout), model.classifier)
     return model
+
+
+def class_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Sigmoid per label for multi-label tasks, softmax over classes otherwise."""
+    return torch.sigmoid(logits) if task == MULTI_LABEL else torch.softmax(logits, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, task: str, precision: str, batch: int = 512) -> tuple:
+    """Probabilities and logits (both float32, on the CPU) for a whole tensor, in batches, in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(x), batch):
+        xb = x[i : i + batch].to(device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outs.append(model(xb).float())
+    logits = torch.cat(outs)
+    return class_probabilities(logits, task).cpu(), logits.cpu()

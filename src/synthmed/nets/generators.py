@@ -15,24 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from synthmed.errors import SynthmedError
 
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W) or (N, H, W, 3): the inverse of ``to_tensor``."""
-    if not bool(torch.isfinite(x).all()):
-        raise SynthmedError("the generator produced NaN or infinite pixels; retrain it with a lower learning rate")
-    u = x.detach().float().cpu().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-    u = u[:, 0] if u.shape[1] == 1 else u.permute(0, 2, 3, 1)
-    return np.ascontiguousarray(u.numpy())
-
-
-#: Activations a convolutional net can be built with (seed 002's Table 5 tunes ReLU, ELU and LeakyReLU).
+#: Activations a convolutional net can be built with (Sharma et al. 2022's Table 5 tunes ReLU, ELU and LeakyReLU).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -61,8 +50,10 @@ def conv_plan(size: int) -> tuple[int, int]:
         side //= 2
         stages += 1
     if stages == 0:
-        raise SynthmedError(f"convolutional generators need an even image side of at least 8, got {size}; "
-                            "use the fully connected method instead")
+        raise SynthmedError(
+            f"convolutional generators need an even image side of at least 8, got {size}; "
+            "use the fully connected method instead"
+        )
     return stages, side
 
 
@@ -74,8 +65,9 @@ def _widths(width: int, stages: int) -> list[int]:
 class FCEncoder(nn.Module):
     """Flattened image (+ condition) -> hidden FC layers with LeakyReLU(0.2) -> ``out_dim``."""
 
-    def __init__(self, channels: int, size: int, out_dim: int, hidden: Sequence[int], cond_dim: int = 0,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int, size: int, out_dim: int, hidden: Sequence[int], cond_dim: int = 0, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         dim = channels * size * size + cond_dim
@@ -94,8 +86,9 @@ class FCEncoder(nn.Module):
 class FCDecoder(nn.Module):
     """Code (+ condition) -> hidden FC layers with ReLU (optionally BatchNorm) -> image through tanh."""
 
-    def __init__(self, in_dim: int, channels: int, size: int, hidden: Sequence[int], cond_dim: int = 0,
-                 batchnorm: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, channels: int, size: int, hidden: Sequence[int], cond_dim: int = 0, batchnorm: bool = False
+    ) -> None:
         super().__init__()
         self.shape = (channels, size, size)
         layers: list[nn.Module] = []
@@ -128,8 +121,9 @@ class ConvEncoder(nn.Module):
     relate the image to its label, as in the conditional DCGANs used for MNIST.
     """
 
-    def __init__(self, channels: int, size: int, out_dim: int, width: int = 64, cond_dim: int = 0,
-                 activation: str = "leaky_relu") -> None:
+    def __init__(
+        self, channels: int, size: int, out_dim: int, width: int = 64, cond_dim: int = 0, activation: str = "leaky_relu"
+    ) -> None:
         super().__init__()
         stages, side = conv_plan(size)
         layers: list[nn.Module] = []
@@ -150,8 +144,9 @@ class ConvDecoder(nn.Module):
     """DCGAN generator: linear projection to the smallest map, then stride-2 transposed convolutions
     with BatchNorm and ReLU (or ``activation``), and tanh on the last one."""
 
-    def __init__(self, in_dim: int, channels: int, size: int, width: int = 64, cond_dim: int = 0,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self, in_dim: int, channels: int, size: int, width: int = 64, cond_dim: int = 0, activation: str = "relu"
+    ) -> None:
         super().__init__()
         stages, side = conv_plan(size)
         widths = _widths(width, stages)[::-1]
@@ -194,16 +189,34 @@ def spectral_normalize(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_encoder(arch: str, channels: int, size: int, out_dim: int, cond_dim: int = 0, *,
-                  hidden: Sequence[int] = (), width: int = 64, dropout: float = 0.0) -> nn.Module:
+def build_encoder(
+    arch: str,
+    channels: int,
+    size: int,
+    out_dim: int,
+    cond_dim: int = 0,
+    *,
+    hidden: Sequence[int] = (),
+    width: int = 64,
+    dropout: float = 0.0,
+) -> nn.Module:
     """``arch`` "fc" (uses ``hidden``) or "conv" (uses ``width``)."""
     if arch == "fc":
         return FCEncoder(channels, size, out_dim, hidden, cond_dim, dropout)
     return ConvEncoder(channels, size, out_dim, width, cond_dim)
 
 
-def build_decoder(arch: str, in_dim: int, channels: int, size: int, cond_dim: int = 0, *,
-                  hidden: Sequence[int] = (), width: int = 64, batchnorm: bool = False) -> nn.Module:
+def build_decoder(
+    arch: str,
+    in_dim: int,
+    channels: int,
+    size: int,
+    cond_dim: int = 0,
+    *,
+    hidden: Sequence[int] = (),
+    width: int = 64,
+    batchnorm: bool = False,
+) -> nn.Module:
     """``arch`` "fc" (uses ``hidden``, optional BatchNorm) or "conv" (uses ``width``, always BatchNorm)."""
     if arch == "fc":
         return FCDecoder(in_dim, channels, size, hidden, cond_dim, batchnorm)

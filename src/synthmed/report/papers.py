@@ -1,8 +1,8 @@
-"""Published numbers from the seed papers, shown beside ours (test AUC / ACC, single runs)."""
+"""Published numbers from the implemented papers, shown beside ours (test AUC / ACC, single runs)."""
 
 from __future__ import annotations
 
-#: Seed 000 (Chaptoukaev), Table 2: ~150 images per class, ResNet-18 (28), "best test accuracy in 100 epochs".
+#: Chaptoukaev 2021, Table 2: ~150 images per class, ResNet-18 (28), "best test accuracy in 100 epochs".
 CHAPTOUKAEV_TABLE2 = {
     "pathmnist": {"none": (0.936, 0.740), "ae": (0.924, 0.708), "cvae": (0.887, 0.614)},
     "dermamnist": {"none": (0.843, 0.698), "ae": (0.832, 0.682), "cvae": (0.820, 0.686)},
@@ -16,9 +16,15 @@ CHAPTOUKAEV_TABLE2 = {
 
 #: MedMNIST v2 official benchmark, ResNet-18 (28), full training data (mean of >= 3 runs).
 MEDMNIST_V2_RESNET18_28 = {
-    "pathmnist": (0.983, 0.907), "dermamnist": (0.917, 0.735), "octmnist": (0.943, 0.743),
-    "pneumoniamnist": (0.944, 0.854), "retinamnist": (0.717, 0.524), "breastmnist": (0.901, 0.863),
-    "bloodmnist": (0.998, 0.958), "organamnist": (0.997, 0.935), "organcmnist": (0.992, 0.900),
+    "pathmnist": (0.983, 0.907),
+    "dermamnist": (0.917, 0.735),
+    "octmnist": (0.943, 0.743),
+    "pneumoniamnist": (0.944, 0.854),
+    "retinamnist": (0.717, 0.524),
+    "breastmnist": (0.901, 0.863),
+    "bloodmnist": (0.998, 0.958),
+    "organamnist": (0.997, 0.935),
+    "organcmnist": (0.992, 0.900),
     "organsmnist": (0.972, 0.782),
 }
 
@@ -28,7 +34,7 @@ def published(dataset: str, protocol: str, method: str) -> tuple[str, tuple[floa
     ``protocol`` is the report's label: only the default ``lowdata`` (150 per class) and ``full`` at 28 px
     match the papers' settings."""
     if protocol == "lowdata" and method in CHAPTOUKAEV_TABLE2.get(dataset, {}):
-        return "seed 000 Table 2 (test-selected)", CHAPTOUKAEV_TABLE2[dataset][method]
+        return "Chaptoukaev 2021, Table 2, test-selected", CHAPTOUKAEV_TABLE2[dataset][method]
     if protocol == "full" and method == "none" and dataset in MEDMNIST_V2_RESNET18_28:
         return "MedMNIST v2 ResNet-18 (28)", MEDMNIST_V2_RESNET18_28[dataset]
     return None

@@ -21,6 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -298,7 +299,9 @@ def compare(
         )
     n = int(arr.size)
     mean, std = _mean_std(arr)
-    common = dict(method=method, reference=reference, metric=metric, n=n, mean=mean, margin=float(margin))
+    common: dict[str, Any] = dict(
+        method=method, reference=reference, metric=metric, n=n, mean=mean, margin=float(margin)
+    )
     if n < 2:
         return Comparison(
             **common,

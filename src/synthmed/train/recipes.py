@@ -21,12 +21,12 @@ class Recipe:
 
 
 RECIPES = {
-    # Seed 000: SGD, lr 1e-3, batch 128, 100 epochs. The paper gives no momentum; 0.9 is what the
+    # Chaptoukaev 2021: SGD, lr 1e-3, batch 128, 100 epochs. The paper gives no momentum; 0.9 is what the
     # MedMNIST v1 code it follows used (plain SGD at 1e-3 barely moves in 100 epochs).
     "chaptoukaev": Recipe("chaptoukaev", "sgd", 1e-3, 128, 100, momentum=0.9),
     # The official MedMNIST v2 recipe.
     "medmnist": Recipe("medmnist", "adam", 1e-3, 128, 100, milestones=(0.5, 0.75)),
-    # Seed 002: Adam 1e-3, batch 32, 30 epochs.
+    # Sharma et al. 2022: Adam 1e-3, batch 32, 30 epochs.
     "sharma": Recipe("sharma", "adam", 1e-3, 32, 30),
 }
 

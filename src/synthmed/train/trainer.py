@@ -3,7 +3,7 @@
 Model selection rule (documented in the README): after every epoch the model is scored on the
 validation split; the selected epoch maximises validation AUC, and among epochs whose validation AUC
 ties (within 1e-9, common on tiny validation sets where AUC saturates at 1.0) the one with the lowest
-validation loss wins. The test split is evaluated once, on the selected weights; with ``paper_style``
+validation loss wins. The test split is evaluated once, on the selected weights; with ``report_test_selected``
 it is also scored every epoch, only to show how much test-set selection would inflate results.
 """
 
@@ -24,7 +24,8 @@ from synthmed.augment.base import Augmenter
 from synthmed.data.dataset import MULTI_LABEL, Split
 from synthmed.errors import SynthmedError
 from synthmed.metrics.classification import classification_metrics
-from synthmed.nets.classifiers import build_classifier
+from synthmed.nets.classifiers import build_classifier, predict
+from synthmed.tensors import to_tensor
 from synthmed.train.device import resolve_device, resolve_precision
 from synthmed.train.recipes import Recipe
 
@@ -36,7 +37,7 @@ class TrainConfig:
     recipe: Recipe
     classifier: str = "resnet18"
     patience: int | None = None
-    paper_style: bool = False
+    report_test_selected: bool = False  # also score test every epoch (the optimistic figure, shown apart)
     device: str = "auto"
     precision: str = "auto"
     dropout: float = 0.0
@@ -54,13 +55,6 @@ class FitResult:
     precision: str
     device: str
     extra: dict = field(default_factory=dict)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W[, 3]) -> float (N, C, H, W) in [-1, 1], as MedMNIST's Normalize(0.5, 0.5)."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return x.float().div_(127.5).sub_(1.0)
 
 
 def better(candidate: tuple[float, float], best: tuple[float, float] | None) -> bool:
@@ -86,14 +80,15 @@ class _Loss:
             return F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none").mean(1)
         return F.cross_entropy(logits, targets, reduction="none")
 
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, 1)
 
-
-def _optimizer(model: torch.nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, object | None]:
+def _optimizer(
+    model: torch.nn.Module, recipe: Recipe
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR | None]:
+    opt: torch.optim.Optimizer
     if recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                              weight_decay=recipe.weight_decay)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
     elif recipe.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     else:
@@ -103,21 +98,6 @@ def _optimizer(model: torch.nn.Module, recipe: Recipe) -> tuple[torch.optim.Opti
     return opt, sched
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor, task: str, precision: str, batch: int = 512) -> tuple:
-    """Probabilities for a whole tensor (batched) and the logits, both float32."""
-    model.eval()
-    loss = _Loss(task)
-    device = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch].to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(model(xb).float())
-    logits = torch.cat(outs)
-    return loss.probs(logits).cpu(), logits.cpu()
-
-
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, precision: str) -> dict:
     probs, logits = predict(model, x, task, precision)
     metrics = classification_metrics(y, probs.numpy(), task)
@@ -125,15 +105,29 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, 
     return metrics
 
 
-def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task: str, config: TrainConfig,
-                     seed: int = 0, augmenter: Augmenter | None = None,
-                     synthetic: tuple[np.ndarray, np.ndarray] | None = None, synthetic_weight: float = 1.0,
-                     on_epoch: Callable[[dict], None] | None = None, init_state: dict | None = None) -> FitResult:
+def train_classifier(
+    train: Split,
+    val: Split,
+    test: Split,
+    n_classes: int,
+    task: str,
+    config: TrainConfig,
+    seed: int = 0,
+    augmenter: Augmenter | None = None,
+    synthetic: tuple[np.ndarray, np.ndarray] | None = None,
+    synthetic_weight: float = 1.0,
+    on_epoch: Callable[[dict], None] | None = None,
+    init_state: dict | None = None,
+) -> FitResult:
     """Train a fresh classifier (or continue from ``init_state``) on ``train`` (+ ``synthetic``), select the
-    epoch on ``val``, test once."""
+    epoch on ``val``, test once.
+
+    On a GPU the training tensors live on the device for the whole run and the loss is read back once per epoch
+    (no host synchronisation per batch); on a CPU each batch's loss is checked before its optimizer step."""
     recipe = config.recipe
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
+    on_gpu = device.type == "cuda"
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     augmenter = augmenter or Augmenter()
@@ -143,8 +137,13 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
         x_parts.append(to_tensor(synthetic[0]))
         y_parts.append(torch.from_numpy(synthetic[1]))
         w_parts.append(torch.full((len(synthetic[1]),), float(synthetic_weight)))
-    x_train, y_train, w_train = torch.cat(x_parts), torch.cat(y_parts), torch.cat(w_parts)
-    x_val, x_test = to_tensor(val.images), to_tensor(test.images)
+    store = device if on_gpu else torch.device("cpu")  # where the training set lives
+    x_train, y_train, w_train = (
+        torch.cat(x_parts).to(store),
+        torch.cat(y_parts).to(store),
+        torch.cat(w_parts).to(store),
+    )
+    x_val, x_test = to_tensor(val.images).to(store), to_tensor(test.images).to(store)
 
     in_channels = x_train.shape[1]
     model = build_classifier(config.classifier, in_channels, n_classes, x_train.shape[-1], config.dropout)
@@ -160,33 +159,37 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
     start = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         model.train()
-        order = torch.randperm(len(y_train), generator=generator)
+        order = torch.randperm(len(y_train), generator=generator).to(store)
         # Drop a final batch of one image: BatchNorm cannot train on it.
         n_used = len(order) - 1 if len(order) % recipe.batch_size == 1 and len(order) > 1 else len(order)
-        total, seen = 0.0, 0
+        total = torch.zeros((), device=device)
         for i in range(0, n_used, recipe.batch_size):
-            idx = order[i:min(i + recipe.batch_size, n_used)]
+            idx = order[i : min(i + recipe.batch_size, n_used)]
             xb = augmenter.transform_batch(x_train[idx], generator).to(device)
             xb = xb.contiguous(memory_format=torch.channels_last)
             yb, wb = y_train[idx].to(device), w_train[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 logits = model(xb)
-            per_sample = loss_fn(logits.float(), yb)
-            loss = (per_sample * wb).sum() / wb.sum()
-            if not torch.isfinite(loss):
-                raise SynthmedError(f"classifier loss became {loss.item()} at epoch {epoch}; lower the learning "
-                                    "rate or check the training images for NaN")
+            loss = (loss_fn(logits.float(), yb) * wb).sum() / wb.sum()
+            if not on_gpu and not torch.isfinite(loss):
+                raise _nonfinite(loss, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
+            total += loss.detach() * len(idx)
+        if on_gpu and not torch.isfinite(total):
+            raise _nonfinite(total, epoch)
         if sched is not None:
             sched.step()
         val_metrics = evaluate(model, x_val, val.labels, task, precision)
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_metrics["loss"],
-               "val_auc": val_metrics["auc"], "val_acc": val_metrics["acc"]}
-        if config.paper_style:
+        row = {
+            "epoch": epoch,
+            "train_loss": float(total) / max(n_used, 1),
+            "val_loss": val_metrics["loss"],
+            "val_auc": val_metrics["auc"],
+            "val_acc": val_metrics["acc"],
+        }
+        if config.report_test_selected:
             test_metrics = evaluate(model, x_test, test.labels, task, precision)
             row.update(test_auc=test_metrics["auc"], test_acc=test_metrics["acc"])
         key = (val_metrics["auc"], val_metrics["loss"])
@@ -200,45 +203,92 @@ def train_classifier(train: Split, val: Split, test: Split, n_classes: int, task
         history.append(row)
         if on_epoch:
             on_epoch(row)
-        extra = augmenter.on_epoch_end(model, epoch)
-        if extra is not None and len(extra[1]):
-            if getattr(augmenter, "replace_synthetic", False):  # drop the previous round's images
+        new = augmenter.on_epoch_end(model, epoch)
+        if new is not None and len(new.labels):
+            if new.replace:  # drop the previous round's images
                 x_train, y_train, w_train = x_train[:n_fixed], y_train[:n_fixed], w_train[:n_fixed]
-            x_train = torch.cat([x_train, to_tensor(extra[0])])
-            y_train = torch.cat([y_train, torch.from_numpy(extra[1])])
-            w_train = torch.cat([w_train, torch.full((len(extra[1]),), float(synthetic_weight))])
+            x_train = torch.cat([x_train, to_tensor(new.images).to(store)])
+            y_train = torch.cat([y_train, torch.from_numpy(new.labels).to(store)])
+            w_train = torch.cat([w_train, torch.full((len(new.labels),), float(synthetic_weight), device=store)])
         if config.patience is not None and stale >= config.patience:
             break
     train_time = time.perf_counter() - start
 
+    assert best_state is not None  # the first epoch is always the best so far
     model.load_state_dict(best_state)
     val_best = evaluate(model, x_val, val.labels, task, precision)
     test_best = evaluate(model, x_test, test.labels, task, precision)
-    extra = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-             "n_train_real": len(train), "n_train_synthetic": len(y_train) - len(train)}
-    return FitResult(model, best_epoch, len(history), history, val_best, test_best, train_time, precision,
-                     str(device), extra)
+    extra = {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "n_train_real": len(train),
+        "n_train_synthetic": len(y_train) - len(train),
+    }
+    return FitResult(
+        model, best_epoch, len(history), history, val_best, test_best, train_time, precision, str(device), extra
+    )
+
+
+def _nonfinite(loss: torch.Tensor, epoch: int) -> SynthmedError:
+    return SynthmedError(
+        f"classifier loss became {loss.item()} at epoch {epoch}; lower the learning rate or check "
+        "the training images for NaN"
+    )
 
 
 #: Fine-tuning on real images continues at this fraction of the recipe's learning rate.
 FINETUNE_LR_FACTOR = 0.1
 
 
-def fine_tune_on_real(fit: FitResult, train: Split, val: Split, test: Split, n_classes: int, task: str,
-                      config: TrainConfig, epochs: int, seed: int = 0,
-                      on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+def fine_tune_on_real(
+    fit: FitResult,
+    train: Split,
+    val: Split,
+    test: Split,
+    n_classes: int,
+    task: str,
+    config: TrainConfig,
+    epochs: int,
+    seed: int = 0,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
     """The "train on real + synthetic, then fine-tune on real only" lever: continue from the selected weights
     of ``fit`` on the real images for ``epochs`` at a tenth of the learning rate (constant), and keep whichever
     of the two selected models is better on validation (same rule as epoch selection)."""
     recipe = replace(config.recipe, epochs=epochs, lr=config.recipe.lr * FINETUNE_LR_FACTOR, milestones=())
-    tuned = train_classifier(train, val, test, n_classes, task, replace(config, recipe=recipe), seed=seed,
-                             on_epoch=on_epoch, init_state=fit.model.state_dict())
-    history = fit.history + [{**row, "epoch": fit.epochs_run + row["epoch"], "phase": "finetune"}
-                             for row in tuned.history]
+    tuned = train_classifier(
+        train,
+        val,
+        test,
+        n_classes,
+        task,
+        replace(config, recipe=recipe),
+        seed=seed,
+        on_epoch=on_epoch,
+        init_state=fit.model.state_dict(),
+    )
+    history = fit.history + [
+        {**row, "epoch": fit.epochs_run + row["epoch"], "phase": "finetune"} for row in tuned.history
+    ]
     take = better((tuned.val["auc"], tuned.val["loss"]), (fit.val["auc"], fit.val["loss"]))
     chosen = tuned if take else fit
-    extra = {**fit.extra, "finetune": {"epochs": tuned.epochs_run, "selected": take,
-                                       "val_auc": tuned.val["auc"], "best_epoch": tuned.best_epoch}}
-    return FitResult(chosen.model, fit.epochs_run + tuned.best_epoch if take else fit.best_epoch,
-                     fit.epochs_run + tuned.epochs_run, history, chosen.val, chosen.test,
-                     fit.train_time + tuned.train_time, fit.precision, fit.device, extra)
+    extra = {
+        **fit.extra,
+        "finetune": {
+            "epochs": tuned.epochs_run,
+            "selected": take,
+            "val_auc": tuned.val["auc"],
+            "best_epoch": tuned.best_epoch,
+        },
+    }
+    return FitResult(
+        chosen.model,
+        fit.epochs_run + tuned.best_epoch if take else fit.best_epoch,
+        fit.epochs_run + tuned.epochs_run,
+        history,
+        chosen.val,
+        chosen.test,
+        fit.train_time + tuned.train_time,
+        fit.precision,
+        fit.device,
+        extra,
+    )

@@ -1,0 +1,115 @@
+"""``synthmed report``, ``synthmed list`` and ``synthmed data info | verify``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthmed.cli import options as opt
+from synthmed.cli.app import app, console, data_app
+from synthmed.errors import SynthmedError
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Argument(..., help="Run folder holding results.sqlite."),
+    fmt: str = typer.Option(
+        "html",
+        "--format",
+        help="html (writes report.md, report.html, runs.csv, summary.csv) | json (every record, on stdout).",
+    ),
+) -> None:
+    """Summarise a run folder: mean ± std over seeds, 95 % intervals, paired differences to `none`."""
+    from synthmed.report import write_report
+    from synthmed.report.records import load_records
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps(load_records(out), indent=1) + "\n")
+        return
+    if fmt not in ("html", "md"):
+        raise SynthmedError(f"unknown report format {fmt!r}; choose html, md or json")
+    for path in write_report(out):
+        console.print(str(path))
+
+
+@app.command("list")
+def list_cmd(
+    presets: bool = typer.Option(False, "--presets", help="Also show every method's hyper-parameters."),
+) -> None:
+    """Methods (by kind), recipes, classifiers and datasets synthmed knows."""
+    from synthmed.augment import Kind, available, method_class, preset
+    from synthmed.data import FLAGS_2D
+    from synthmed.nets.classifiers import CLASSIFIERS
+    from synthmed.train.recipes import RECIPES
+
+    for kind in Kind:
+        typer.echo(f"methods ({kind.value}): {', '.join(available(kind))}")
+    for title, items in (
+        ("recipes", list(RECIPES)),
+        ("classifiers", CLASSIFIERS),
+        ("datasets", [*FLAGS_2D, "npz:PATH", "folder:PATH"]),
+    ):
+        typer.echo(f"{title}: {', '.join(items)}")
+    if presets:
+        for name in available():
+            needs = method_class(name).needs
+            extra = f" (needs {', '.join(f'{k} {v:g}' for k, v in needs.items())})" if needs else ""
+            params = ", ".join(f"{k}={v}" for k, v in preset(name).items()) or "no parameters"
+            typer.echo(f"  {name}{extra}: {params}")
+
+
+def _dataset_table(name: str, size: int, data_root: str | None, verify: bool, classes: list[str] | None) -> None:
+    from synthmed.data import load_dataset
+    from synthmed.spec import coerce
+
+    data = load_dataset(
+        coerce("dataset", name, "DATASET"),
+        size=coerce("size", size, "--size"),
+        data_root=data_root,
+        verify=verify,
+        classes=classes,
+    )
+    table = Table(
+        title=f"{data.name} ({data.task}, {data.size}x{data.size}, {'RGB' if data.n_channels == 3 else 'grey'})"
+    )
+    table.add_column("class")
+    for split in ("train", "val", "test"):
+        table.add_column(split, justify="right")
+    counts = {s: data.counts(s) for s in ("train", "val", "test")}
+    for i, cls in enumerate(data.class_names):
+        table.add_row(f"{i} {cls}", *(str(counts[s][i]) for s in counts))
+    table.add_row("total", *(str(len(data.split(s))) for s in counts))
+    Console().print(table)
+    md5_state = {
+        True: "MD5 ok (official file)",
+        False: "MD5 differs from the official file (--no-verify)",
+        None: "no official MD5 (your own npz or image folder)",
+    }[data.extra.get("md5_ok")]
+    typer.echo(f"source: {data.source}\nmd5: {data.md5} - {md5_state}")
+
+
+SIZE = typer.Option(28, "--size", help="Image size: 28, or 64 / 128 / 224 where that MedMNIST file is present.")
+
+
+@data_app.command("info")
+def data_info(
+    name: str = typer.Argument(..., help="A MedMNIST flag, npz:PATH or folder:PATH."),
+    size: int = SIZE,
+    data_root: str = opt.DATA_ROOT,
+    no_verify: bool = opt.NO_VERIFY,
+    classes: str = opt.CLASSES,
+) -> None:
+    """Classes, images per split and class, file and MD5."""
+    _dataset_table(name, size, data_root, not no_verify, opt.split_classes(classes))
+
+
+@data_app.command("verify")
+def data_verify(name: str = typer.Argument(...), size: int = SIZE, data_root: str = opt.DATA_ROOT) -> None:
+    """Check the file's MD5, keys, dtypes, shapes and labels; exit 2 with one line if anything is wrong."""
+    _dataset_table(name, size, data_root, True, None)
+    typer.echo("verified: keys, dtypes, shapes, label range and MD5 are as expected")

@@ -1,0 +1,68 @@
+"""Progress bars and lines for the events of ``synthmed.experiment.execute``, and the final tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from synthmed.experiment.execute import Event
+
+COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def done_line(label: str, record: dict) -> str:
+    return (
+        f"{label}: test AUC {record['test_auc']:.3f} ACC {record['test_acc']:.3f} "
+        f"(epoch {record['best_epoch']} of {record['epochs_run']}, {record['total_time']:.0f} s)"
+    )
+
+
+class ProgressView:
+    """A rich progress display: one bar for the grid, one per run in this process (epochs)."""
+
+    def __init__(self, console: Console, store: str) -> None:
+        self.console, self.store = console, store
+        self.progress = Progress(*COLUMNS, console=console, transient=False)
+        self.total: TaskID | None = None
+        self.runs: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def __call__(self, event: Event) -> None:
+        p = self.progress
+        if event.kind == "planned":
+            self.console.print(
+                f"{event.total} runs, {event.skipped} already in {self.store}, {event.todo} to do ({event.where})"
+            )
+            self.total = p.add_task("runs", total=event.todo)
+        elif event.kind == "started":
+            self.runs[event.label] = p.add_task(f"  {event.label}", total=event.total)
+        elif event.kind == "epoch" and event.label in self.runs and event.row:
+            p.update(
+                self.runs[event.label], advance=1, description=f"  {event.label} val AUC {event.row['val_auc']:.3f}"
+            )
+        elif event.kind == "status" and event.label in self.runs:
+            p.update(self.runs[event.label], description=f"  {event.label}: {event.message}")
+        elif event.kind in ("finished", "failed"):
+            if event.kind == "finished" and event.record:
+                self.console.print(done_line(event.label, event.record), highlight=False)
+            else:
+                self.console.print(
+                    f"[bold red]failed:[/] {event.label}: {event.message}", highlight=False, soft_wrap=True
+                )
+            if event.label in self.runs:
+                p.update(self.runs.pop(event.label), visible=False)
+            if self.total is not None:
+                p.advance(self.total)
+        elif event.kind == "report":
+            self.console.print(f"report: {event.message}", soft_wrap=True)
+        elif event.kind == "mlflow":
+            self.console.print(f"mlflow: {event.message}", soft_wrap=True)

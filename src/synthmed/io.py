@@ -1,0 +1,81 @@
+"""Files that are never half-written, and checkpoints that never run code.
+
+Every result, artifact and cache entry goes through ``atomic_write_bytes``: a temporary file beside the target,
+fsync, rename. A reader never sees half a file and a killed process leaves none behind. Checkpoints are read
+with ``torch.load(weights_only=True)``, so a crafted file cannot execute anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from synthmed.errors import SynthmedError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename; the file gets the usual permissions
+    (mkstemp's are owner-only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: object) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=True))
+
+
+def save_torch(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` of tensors and plain containers, written atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_checkpoint(path: str | Path, model: Any, meta: dict) -> None:
+    """A classifier's weights and a JSON-like ``meta``, as ``{"state_dict": ..., "meta": ...}``."""
+    save_torch(path, {"state_dict": model.state_dict(), "meta": meta})
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A file written by ``save_torch``; anything but tensors and plain containers is refused."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SynthmedError(f"checkpoint {path} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SynthmedError(
+            f"{path} is not a plain-weights checkpoint ({first}); synthmed only loads "
+            "tensors and plain containers, never code"
+        ) from None

@@ -1,0 +1,604 @@
+"""The summary of a set of runs, built once: statistics per (group, method) and the report's tables and sections.
+
+A *group* is (dataset, protocol with its parameters, classifier with its dropout, recipe); within it, a *row* is a
+method with its levers and hyper-parameters. Per row: mean ± std over seeds and a 95 % t-interval of test AUC and
+ACC, the difference to ``none`` paired by seed, the optimistic test-selected figure when runs used
+``--report-test-selected``, the published numbers of the implemented papers where the setting matches, and the
+audit of its synthetic sets. ``synthmed.report.render`` turns the tables into Markdown, HTML, CSV and the terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
+from synthmed.report.papers import published
+from synthmed.report.stats import interval
+from synthmed.spec import classifier_label, method_label, params_label, protocol_label
+
+
+def group_key(record: dict) -> tuple[str, str, str, str]:
+    config = record["config"]
+    return record["dataset"], protocol_label(config), classifier_label(config), record["recipe"]
+
+
+def group_title(key: tuple[str, str, str, str]) -> str:
+    dataset, protocol, classifier, recipe = key
+    return f"{dataset} · {protocol} · {classifier} · recipe {recipe}"
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (group, method with its levers and hyper-parameters), ``none`` first in each group."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[group_key(r) + (method_label(r["config"]),)].append(r)
+    rows = []
+    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
+        dataset, protocol, classifier, recipe, method = key
+        row = {
+            "group": key[:4],
+            "dataset": dataset,
+            "protocol": protocol,
+            "classifier": classifier,
+            "recipe": recipe,
+            "method": method,
+            "lever_label": method_label(runs[0]["config"], params=False),
+            "params": params_label(runs[0]["config"]),
+            "n": len(runs),
+            "seeds": sorted(r["seed"] for r in runs),
+            "epochs": sorted({r["epochs_run"] for r in runs}),
+            "time": sum(r["total_time"] for r in runs),
+        }
+        for metric in ("test_auc", "test_acc", "val_auc", "test_selected_auc", "test_selected_acc"):
+            row[metric] = interval([r.get(metric) for r in runs])
+        base = {r["seed"]: r for r in groups.get((*key[:4], "none"), [])}
+        if method != "none" and base:
+            for metric in ("test_auc", "test_acc"):
+                diffs = [r[metric] - base[r["seed"]][metric] for r in runs if r["seed"] in base]
+                row[f"diff_{metric}"] = (*interval(diffs), len(diffs))
+        plain = method == runs[0]["method"]  # no lever changed: the paper's setting
+        row["published"] = published(dataset, protocol, method) if classifier == "resnet18" and plain else None
+        row["synthetic"] = _synthetic_summary(runs)
+        row["grid"] = _first_grid(runs)
+        rows.append(row)
+    return rows
+
+
+def by_group(rows: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["group"]].append(row)
+    return groups
+
+
+def _synthetic_summary(runs: list[dict]) -> dict | None:
+    """Mean audit figures of the runs' synthetic sets (None for methods that generate nothing)."""
+    parts = [p for p in ((r.get("metrics") or {}).get("synthetic") for r in runs) if p]
+    if not parts:
+        return None
+
+    def values(key: str) -> list[float]:
+        return [p[key] for p in parts if p.get(key) is not None]
+
+    flags: dict[str, int] = defaultdict(int)
+    for p in parts:
+        for flag in p["flags"]:
+            flags[flag] += 1
+    return {
+        "n": len(parts),
+        "per_run": parts[0]["n"],
+        "fidelity": interval(values("fidelity")),
+        "reference_acc": interval(values("reference_test_acc")),
+        "near_copy": interval(values("near_copy_share")),
+        "held_out": interval(values("held_out_near_copy_share")),
+        "diversity": interval(values("min_diversity")),
+        "kept": interval(values("kept_share")),
+        "candidates": interval(values("fidelity_candidates")),
+        "fid": interval(values("fid")),
+        "kid": interval(values("kid")),
+        "precision": interval(values("precision")),
+        "recall": interval(values("recall")),
+        "coverage": interval(values("coverage")),
+        "fid_over_epochs": [p["fid_over_epochs"] for p in parts if p.get("fid_over_epochs")],
+        "generator_s": interval([p["generator_seconds"] for p in parts if not p.get("generator_cached")]),
+        "flags": dict(flags),
+        "reconstructions": any(p["reconstructions_by_design"] for p in parts),
+    }
+
+
+def _first_grid(runs: list[dict]) -> str | None:
+    """Relative path of the image grid of the lowest seed's run, if it has one."""
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        if (r.get("metrics") or {}).get("synthetic"):
+            return f"runs/{r['run_id']}/synthetic_grid.png"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- cell formats
+
+
+def fmt_interval(mean_std_ci: tuple[float, float, float]) -> str:
+    """``mean ± std [interval]``, the interval clipped to the metric's range [0, 1]."""
+    mean, std, ci = mean_std_ci
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(std):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f} [{max(0.0, mean - ci):.3f}, {min(1.0, mean + ci):.3f}]"
+
+
+def fmt_diff(diff: tuple | None) -> str:
+    if not diff:
+        return ""
+    mean, std, ci, n = diff
+    if math.isnan(ci):
+        return f"{mean:+.3f} (n={n})"
+    verdict = "within noise" if mean - ci <= 0 <= mean + ci else ("better" if mean > 0 else "worse")
+    return f"{mean:+.3f} [{max(-1.0, mean - ci):+.3f}, {min(1.0, mean + ci):+.3f}] {verdict}"
+
+
+def fmt_mean_std(values: tuple[float, float, float], percent: bool = False) -> str:
+    mean, std, _ = values
+    if math.isnan(mean):
+        return "–"
+    if percent:
+        return f"{mean * 100:.1f}" + ("" if math.isnan(std) else f" ± {std * 100:.1f}") + " %"
+    return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+
+def _epochs(row: dict) -> str:
+    low, high = min(row["epochs"]), max(row["epochs"])
+    return f"{low}-{high}" if low != high else str(low)
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+RESULT_COLUMNS = [
+    "method",
+    "seeds",
+    "val AUC (selects levers)",
+    "test AUC (mean ± std [95 % CI])",
+    "test ACC",
+    "Δ AUC vs none (paired)",
+    "Δ ACC vs none (paired)",
+    "test-selected AUC / ACC (optimistic)",
+    "published AUC / ACC",
+    "epochs",
+]
+#: The columns of the terminal table at the end of ``synthmed run``.
+TERMINAL_COLUMNS = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "test ACC", "Δ AUC vs none (paired)"]
+
+
+def results_table(rows: list[dict], caption: str = "") -> Table:
+    table = Table(caption, list(RESULT_COLUMNS))
+    for row in rows:
+        paper = row["published"]
+        optimistic = (
+            ""
+            if math.isnan(row["test_selected_auc"][0])
+            else f"{row['test_selected_auc'][0]:.3f} / {row['test_selected_acc'][0]:.3f}"
+        )
+        val = "–" if math.isnan(row["val_auc"][0]) else f"{row['val_auc'][0]:.3f}"
+        table.rows.append(
+            [
+                row["method"],
+                ",".join(map(str, row["seeds"])),
+                val,
+                fmt_interval(row["test_auc"]),
+                fmt_interval(row["test_acc"]),
+                fmt_diff(row.get("diff_test_auc")),
+                fmt_diff(row.get("diff_test_acc")),
+                optimistic,
+                f"{paper[1][0]:.3f} / {paper[1][1]:.3f} ({paper[0]})" if paper else "",
+                _epochs(row),
+            ]
+        )
+    return table
+
+
+SYNTHETIC_COLUMNS = [
+    "method",
+    "images / run",
+    "class fidelity (mean ± std)",
+    "reference test ACC",
+    "FID (in-domain)",
+    "KID",
+    "precision / recall / coverage",
+    "near-copies",
+    "near-copies of real val images",
+    "diversity (min class)",
+    "kept by filter",
+    "generator fit (s, uncached)",
+    "flags",
+]
+
+
+def synthetic_table(rows: list[dict]) -> Table:
+    table = Table("", list(SYNTHETIC_COLUMNS))
+    for row in rows:
+        syn = row["synthetic"]
+        flags = ", ".join(f"{flag} ({n} of {syn['n']} runs)" for flag, n in syn["flags"].items()) or "none"
+        near = fmt_mean_std(syn["near_copy"], percent=True) + (
+            " (reconstructions by design)" if syn["reconstructions"] else ""
+        )
+        fidelity = fmt_mean_std(syn["fidelity"])
+        if not math.isnan(syn["candidates"][0]):
+            fidelity += f" (before filter {syn['candidates'][0]:.3f})"
+        prc = " / ".join(
+            "–" if math.isnan(syn[k][0]) else f"{syn[k][0]:.2f}" for k in ("precision", "recall", "coverage")
+        )
+        fid = (
+            "–"
+            if math.isnan(syn["fid"][0])
+            else f"{syn['fid'][0]:.2f}" + ("" if math.isnan(syn["fid"][1]) else f" ± {syn['fid'][1]:.2f}")
+        )
+        kid = "–" if math.isnan(syn["kid"][0]) else f"{syn['kid'][0]:.4f}"
+        table.rows.append(
+            [
+                row["method"],
+                str(syn["per_run"]),
+                fidelity,
+                fmt_mean_std(syn["reference_acc"]),
+                fid,
+                kid,
+                prc,
+                near,
+                fmt_mean_std(syn["held_out"], percent=True),
+                fmt_mean_std(syn["diversity"]),
+                fmt_mean_std(syn["kept"], percent=True),
+                "–" if math.isnan(syn["generator_s"][0]) else f"{syn['generator_s'][0]:.0f}",
+                flags,
+            ]
+        )
+    return table
+
+
+def fid_over_epochs_table(rows: list[dict]) -> Table | None:
+    """Mean FID / KID per tracked epoch and method (Sharma et al. 2022's Table 4)."""
+    series = {}
+    for row in rows:
+        by_epoch: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for tracked in row["synthetic"]["fid_over_epochs"]:
+            for point in tracked:
+                by_epoch[point["epoch"]].append((point["fid"], point["kid"]))
+        if by_epoch:
+            series[row["method"]] = {
+                e: (np.mean([f for f, _ in v]), np.mean([k for _, k in v])) for e, v in sorted(by_epoch.items())
+            }
+    if not series:
+        return None
+    epochs = sorted({e for s in series.values() for e in s})
+    table = Table(
+        "FID / KID (in-domain features, mean over seeds) during generator training:",
+        ["method", *[f"epoch {e}" for e in epochs]],
+    )
+    table.rows = [[m, *[f"{s[e][0]:.2f} / {s[e][1]:.4f}" if e in s else "" for e in epochs]] for m, s in series.items()]
+    return table
+
+
+def fraction_tables(rows: list[dict]) -> list[Table]:
+    """Sharma et al. 2022's Table 1 layout: test AUC (mean ± std over seeds) with one row per training fraction and
+    one column per method and levers, for every (dataset, classifier, recipe) run at two or more fractions; a cell
+    names the hyper-parameters that differ from the preset (e.g. fewer generator epochs at a larger fraction), and
+    several settings of one cell are listed one after another. A gain over ``none`` whose paired 95 % interval
+    excludes 0 is marked with ``*``."""
+    tables = []
+    by_setting: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["protocol"].startswith("fraction"):
+            by_setting[(row["dataset"], row["classifier"], row["recipe"])].append(row)
+    for (dataset, classifier, recipe), group in sorted(by_setting.items()):
+        protocols = sorted({r["protocol"] for r in group}, key=lambda p: float(p.split()[1]))
+        if len(protocols) < 2:
+            continue
+        methods = list(dict.fromkeys(r["lever_label"] for r in group))
+        cell: dict[tuple, list[dict]] = defaultdict(list)
+        for r in group:
+            cell[(r["protocol"], r["lever_label"])].append(r)
+
+        def text(row: dict) -> str:
+            mean, std, _ = row["test_auc"]
+            diff = row.get("diff_test_auc")
+            sure = diff is not None and not math.isnan(diff[2]) and diff[0] - diff[2] > 0
+            return (
+                f"{mean:.3f}"
+                + ("" if math.isnan(std) else f" ± {std:.3f}")
+                + ("*" if sure else "")
+                + f" (n={row['n']}"
+                + (f", {row['params']}" if row["params"] else "")
+                + ")"
+            )
+
+        caption = (
+            f"{dataset} · {classifier} · recipe {recipe}: test AUC by training fraction (Sharma et al. "
+            "2022's Table 1 layout; * = paired gain over none whose 95 % interval excludes 0)"
+        )
+        table = Table(caption, ["training share", *methods])
+        table.rows = [
+            [protocol, *["; ".join(text(r) for r in cell[(protocol, m)]) for m in methods]] for protocol in protocols
+        ]
+        tables.append(table)
+    return tables
+
+
+def robustness_table(by_method: dict[str, list[dict]]) -> Table:
+    """Per method (mean ± std over its runs' reports): clean ACC, ACC averaged over the whole perturbation suite,
+    and ACC under FGSM and PGD at every attack strength."""
+
+    def cell(values: list[float]) -> str:
+        mean, std, _ = interval(values)
+        return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+    first = next(iter(by_method.values()))[0]["metrics"]["robustness"]
+    attacks = [
+        (name, point["eps_255"]) for name, points in first["attacks"].items() for point in points if point["eps"] > 0
+    ]
+    table = Table(
+        "Accuracy (mean ± std over seeds):",
+        [
+            "method",
+            "seeds",
+            "clean ACC",
+            "ACC, perturbation suite (mean)",
+            *[f"{name.upper()} {eps:g}/255 ACC" for name, eps in attacks],
+        ],
+    )
+    for method, runs in by_method.items():
+        reports = [r["metrics"]["robustness"] for r in runs]
+        suite = [np.mean([p["acc"] for points in rep["perturbations"].values() for p in points]) for rep in reports]
+        attacked = [
+            cell([next(p["acc"] for p in rep["attacks"][name] if p["eps_255"] == eps) for rep in reports])
+            for name, eps in attacks
+        ]
+        table.rows.append(
+            [
+                method,
+                ",".join(str(r["seed"]) for r in runs),
+                cell([rep["clean"]["acc"] for rep in reports]),
+                cell(suite),
+                *attacked,
+            ]
+        )
+    return table
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "dataset",
+    "protocol",
+    "classifier",
+    "recipe",
+    "method",
+    "seed",
+    "val_auc",
+    "val_acc",
+    "test_auc",
+    "test_acc",
+    "test_selected_auc",
+    "test_selected_acc",
+    "best_epoch",
+    "epochs_run",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_synthetic",
+    "train_time",
+    "total_time",
+    "peak_rss_mb",
+    "device",
+    "precision",
+    "created",
+)
+#: audit figures of a run's synthetic set (FID, KID, precision / recall / coverage: in-domain features)
+RUN_SYNTHETIC_COLUMNS = (
+    "n",
+    "fidelity",
+    "reference_test_acc",
+    "near_copy_share",
+    "held_out_near_copy_share",
+    "min_diversity",
+    "kept_share",
+    "fid",
+    "kid",
+    "precision",
+    "recall",
+    "coverage",
+)
+
+
+def runs_rows(records: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per run: its labels (as in the tables), scores, audit figures of its synthetic set and flags."""
+    columns = [*RUN_COLUMNS, *(f"synthetic_{c}" for c in RUN_SYNTHETIC_COLUMNS), "synthetic_flags"]
+    rows = []
+    for r in records:
+        config = r["config"]
+        labels = {
+            "protocol": protocol_label(config),
+            "classifier": classifier_label(config),
+            "method": method_label(config),
+        }
+        synthetic = (r.get("metrics") or {}).get("synthetic") or {}
+        rows.append(
+            [labels.get(c, r.get(c)) for c in RUN_COLUMNS]
+            + [synthetic.get(c) for c in RUN_SYNTHETIC_COLUMNS]
+            + [";".join(synthetic.get("flags", []))]
+        )
+    return columns, rows
+
+
+def summary_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per table row: mean, std and 95 % interval half-width of each score, paired differences."""
+    metrics = ("test_auc", "test_acc", "val_auc")
+    columns = ["dataset", "protocol", "classifier", "recipe", "method", "n", "seeds"]
+    columns += [f"{m}_{part}" for m in metrics for part in ("mean", "std", "ci95")]
+    columns += [f"diff_{m}_{part}" for m in ("test_auc", "test_acc") for part in ("mean", "std", "ci95", "n")]
+    out = []
+    for row in rows:
+        cells = [row[k] for k in columns[:5]] + [row["n"], " ".join(map(str, row["seeds"]))]
+        cells += [v for m in metrics for v in row[m]]
+        cells += [v for m in ("test_auc", "test_acc") for v in row.get(f"diff_{m}", (None,) * 4)]
+        out.append(cells)
+    return columns, out
+
+
+# ------------------------------------------------------------------------------------------------- sections
+
+FIGURE_CAPTIONS = {
+    "grid": "image grid, top row real",
+    "tsne": "t-SNE of in-domain features, real vs synthetic",
+    "fid": "FID / KID over generator training",
+}
+
+
+def _row_figures(out: Path, row: dict) -> list[Figure]:
+    """The lowest seed's grid, t-SNE and FID-over-epochs figures that exist, referenced from the report."""
+    if not row.get("grid"):
+        return []
+    figures = []
+    for kind, caption in FIGURE_CAPTIONS.items():
+        path = row["grid"].replace("_grid.png", f"_{kind}.png")
+        if (out / path).exists():
+            figures.append(
+                Figure(
+                    path,
+                    (out / path).read_bytes(),
+                    f"{row['method']} {kind}",
+                    f"{row['method']}: {caption} (lowest seed)",
+                )
+            )
+    return figures
+
+
+def group_sections(out: Path, records: list[dict], rows: list[dict]) -> list[Section]:
+    """Per group: sizes, the results table, the per-seed plot, and for generative methods the synthetic-data
+    table, FID over epochs and figures."""
+    from synthmed.report.figures import group_plot
+
+    sections = []
+    for index, (key, group) in enumerate(by_group(rows).items()):
+        title = group_title(key)
+        runs = [r for r in records if group_key(r) == key]
+        sizes = f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · n_test {runs[0]['n_test']}"
+        section = Section(
+            title,
+            [
+                Paragraph(sizes),
+                results_table(group),
+                Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves"),
+            ],
+        )
+        sections.append(section)
+        synthetic_rows = [row for row in group if row["synthetic"]]
+        if synthetic_rows:
+            part = Section(
+                "Synthetic data: class fidelity, memorisation, collapse, FID",
+                [synthetic_table(synthetic_rows)],
+                level=3,
+            )
+            fid = fid_over_epochs_table(synthetic_rows)
+            if fid is not None:
+                part.blocks.append(fid)
+            part.blocks += [f for row in synthetic_rows for f in _row_figures(out, row)]
+            sections.append(part)
+    return sections
+
+
+def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
+    """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
+    seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
+    from synthmed.data.medmnist import medmnist_class_names
+    from synthmed.report.figures import panel_from_maps, robustness_plot
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if (r.get("metrics") or {}).get("robustness"):
+            groups[group_key(r)].append(r)
+    sections = []
+    for index, (key, runs) in enumerate(groups.items()):
+        title = group_title(key)
+        by_method: dict[str, list[dict]] = defaultdict(list)
+        for r in sorted(runs, key=lambda r: (r["method"] != "none", r["seed"])):
+            by_method[method_label(r["config"])].append(r)
+        settings = runs[0]["metrics"]["robustness"]
+        n, attacked = settings["n"], settings["settings"].get("attack_images", settings["n"])
+        scope = (
+            f"Perturbations on all {n} test images; FGSM and PGD ({settings['settings']['pgd']['steps']} steps, "
+            "no random start) on "
+            + (f"a fixed class-stratified subset of {attacked} of them." if attacked < n else "all of them.")
+        )
+        curves = robustness_plot(
+            {m: [r["metrics"]["robustness"] for r in rs] for m, rs in by_method.items()}, f"robustness · {title}"
+        )
+        section = Section(
+            f"Robustness and explanations: {title}",
+            [
+                Paragraph(scope),
+                robustness_table(by_method),
+                Figure(f"report_robustness_{index}.png", curves, "robustness"),
+            ],
+        )
+        columns, images, targets, names = [], None, None, medmnist_class_names(runs[0]["dataset"])
+        for method, rs in by_method.items():
+            path = out / "runs" / rs[0]["run_id"] / "cam.npz"
+            if path.exists():
+                with np.load(path, allow_pickle=False) as cam:
+                    images, targets = cam["images"], cam["targets"]
+                    names = cam["class_names"].tolist() if "class_names" in cam else names
+                    columns.append(
+                        (f"{method}\nseed {rs[0]['seed']}", "map", cam["eigengradcam"].astype(np.float32), cam["probs"])
+                    )
+        if columns and images is not None and targets is not None:
+            panel = panel_from_maps(images, targets, names, columns, f"EigenGradCAM of the true class · {title}")
+            section.blocks.append(Figure(f"report_eigengradcam_{index}.png", panel, "eigengradcam"))
+        sections.append(section)
+    return sections
+
+
+HARDWARE_KEYS = ("cpu", "cpus", "gpu", "machine", "processor", "torch_threads")
+
+
+def header(records: list[dict]) -> list[str]:
+    """Runs, compute time, devices, hardware and library versions (of the newest run; older runs' versions are
+    in their records)."""
+    versions = max(records, key=lambda r: r.get("created") or "")["versions"]
+    total = sum(r["total_time"] or 0 for r in records)
+    devices = sorted({f"{r['device']} ({r['precision']})" for r in records})
+    hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
+    cpu = hardware.get("cpu") or hardware.get("processor", "unknown")
+    cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
+    gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
+    return [
+        f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
+        f"device {', '.join(devices)}",
+        f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS),
+    ]
+
+
+NOTES = [
+    "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
+    "lowest validation loss); the test split is scored once per run.",
+    "Δ columns pair each run with the `none` run of the same seed; 'within noise' means the 95 % interval "
+    "of the paired difference covers 0.",
+    "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
+    "protocol of Chaptoukaev 2021's Table 2: it selects on the test set and is optimistic.",
+    "Class fidelity: accuracy of a reference ResNet-18 trained on the run's real training subset (medmnist "
+    "recipe, selected on validation) on the synthetic images scored against their intended labels; compare it with "
+    "the reference's own test ACC. Near-copies: share of synthetic images whose distance to the nearest training "
+    "image is below 0.1 x the median nearest-neighbour distance inside the training set, beside the same share "
+    "for real validation images. Diversity: median pairwise distance of a class's synthetic images over that of "
+    "its real images (collapse below 0.1).",
+    "FID, KID, precision / recall / coverage: synthetic vs the real training subset (only its images of the classes "
+    "the synthetic set fills, e.g. the minority classes under --balance) in the feature space of the "
+    "same reference classifier (its 512-d penultimate layer). In-domain numbers are not comparable with published "
+    "ImageNet-Inception FIDs; KID's subset size adapts to small sets.",
+    "Published numbers are shown only for a method at the paper's setting (no lever changed).",
+]
+
+
+def notes_section() -> Section:
+    return Section("Notes", [Bullets(list(NOTES))])

@@ -1,0 +1,460 @@
+"""The one description of a run: ``RunSpec``, with its synthesis levers nested in ``Synthesis``.
+
+Every other place that needs to know a run's settings derives them from these fields and their metadata (a
+``Setting``): the ``synthmed run`` options and their help, the YAML keys and their validation, the run id, the
+method, protocol and classifier labels of the report, and which settings only methods that add a synthetic set
+use (the fields of ``Synthesis``). Adding a lever is adding one field here.
+
+Names: a field's YAML key is its name, its command-line flag the name with dashes (``synthetic_weight`` ->
+``--synthetic-weight``) unless ``Setting.flag`` says otherwise; old spellings are kept as deprecated ``aliases``.
+This module imports nothing heavy, so ``synthmed --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthmed.errors import SynthmedError
+
+#: The sections of an experiment file, in the order runs are expanded (see ``synthmed.experiment.config``).
+SECTIONS = ("datasets", "protocols", "methods", "classifiers", "recipes", "seeds", "options")
+SIZES = (28, 64, 128, 224)
+PRECISIONS = ("auto", "fp32", "bf16")
+PROTOCOLS = ("lowdata", "fraction", "full")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one run field appears outside this module."""
+
+    help: str
+    section: str  # which experiment-file section holds it (SECTIONS)
+    flag: str | None = None  # the command-line flag; default ``--`` + the name with dashes
+    short: str | None = None  # a one-letter flag (``-d``)
+    aliases: tuple[str, ...] = ()  # deprecated flags / YAML keys, accepted with a warning
+    sweep: bool = False  # a comma list on the command line (a YAML list) runs every value
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None  # inclusive bounds unless *_open
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    label: str | None = None  # how a method label shows a non-default value (``weight {:g}``)
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A dataclass field carrying its ``Setting``."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"setting": Setting(**meta)})
+    return field(default=default, metadata={"setting": Setting(**meta)})
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """Levers of methods that add a synthetic set before training (generators, count-matched copies): how many
+    images, how they are weighted, vetted and audited. Every field is recorded with the run."""
+
+    synthetic_per_class: int | None = setting(
+        None,
+        section="methods",
+        sweep=True,
+        low=1,
+        label="{}/class",
+        help="New images per class (default 150, as Chaptoukaev 2021); a comma list sweeps.",
+    )
+    synthetic_ratio: float | None = setting(
+        None,
+        section="methods",
+        sweep=True,
+        low=0,
+        low_open=True,
+        label="ratio {:g}",
+        help="... or this multiple of each class's real count (e.g. 0.5); a comma list sweeps.",
+    )
+    balance: bool = setting(
+        False,
+        section="methods",
+        label="balance",
+        help="... or fill every class up to the majority count (Sharma et al. 2022).",
+    )
+    synthetic_weight: float = setting(
+        1.0,
+        section="methods",
+        sweep=True,
+        low=0,
+        low_open=True,
+        label="weight {:g}",
+        help="Loss weight of a synthetic image relative to a real one; a comma list sweeps.",
+    )
+    min_confidence: float | None = setting(
+        None,
+        section="methods",
+        sweep=True,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        label="conf≥{:g}",
+        help="Keep only synthetic images to which the reference classifier gives at least this probability of "
+        "their intended class (drawn from 4x as many candidates); a comma list sweeps.",
+    )
+    finetune_epochs: int = setting(
+        0,
+        section="methods",
+        sweep=True,
+        low=0,
+        label="ft {}",
+        help="After training on real + synthetic, fine-tune on real images only for this many epochs at lr/10, "
+        "kept only if better on validation; a comma list sweeps.",
+    )
+    generator_seed: int | None = setting(
+        None,
+        section="methods",
+        label="gseed {}",
+        help="One generator seed for every run seed, so a subset shared by all seeds (BreastMNIST lowdata) "
+        "trains one generator.",
+    )
+    fidelity: bool = setting(
+        True,
+        section="methods",
+        help="Measure class fidelity and in-domain FID / KID of the synthetic set (trains a cached reference "
+        "classifier per dataset, subset and seed).",
+    )
+    fidelity_epochs: int = setting(
+        30, section="methods", low=1, help="Epochs of the reference classifier (class fidelity, confidence filter)."
+    )
+    track_fid_every: int | None = setting(
+        None,
+        section="methods",
+        low=1,
+        help="Record the generator's in-domain FID and KID every K epochs of its training.",
+    )
+
+    def check(self) -> None:
+        """Refuse two count policies at once (bounds are checked when a value is read)."""
+        chosen = [
+            flag_of(name) for name in ("synthetic_per_class", "synthetic_ratio") if getattr(self, name) is not None
+        ] + (["--balance"] if self.balance else [])
+        if len(chosen) > 1:
+            raise SynthmedError(f"give only one of {', '.join(chosen)}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result; its non-default fields and the data file's MD5 hash into
+    the run id."""
+
+    dataset: str = setting(
+        section="datasets",
+        flag="--dataset",
+        short="-d",
+        sweep=True,
+        help="A MedMNIST flag (breastmnist), npz:PATH (any MedMNIST-layout npz) or folder:PATH; a comma list "
+        "runs each.",
+    )
+    protocol: str = setting(
+        "lowdata",
+        section="protocols",
+        choices=PROTOCOLS,
+        sweep=True,
+        help="lowdata (about 150 real images per class, Chaptoukaev 2021) | fraction (Sharma et al. 2022) | full.",
+    )
+    real_per_class: int | None = setting(
+        None,
+        section="protocols",
+        low=1,
+        aliases=("per_class",),
+        help="lowdata: real training images per class (default 150; BreastMNIST keeps its official split).",
+    )
+    fraction: float | None = setting(
+        None,
+        section="protocols",
+        flag="--fraction",
+        aliases=("fractions",),
+        sweep=True,
+        low=0,
+        high=1,
+        low_open=True,
+        help="fraction: share of the official training split (e.g. 0.05); a comma list sweeps.",
+    )
+    stratified: bool = setting(False, section="protocols", help="fraction: draw the same share of every class.")
+    size: int = setting(
+        28,
+        section="protocols",
+        choices=SIZES,
+        help="Image size: 28, or 64 / 128 / 224 where that MedMNIST file is present.",
+    )
+    method: str = setting(
+        "none",
+        section="methods",
+        flag="--methods",
+        short="-m",
+        sweep=True,
+        help="Comma-separated methods (see `synthmed list`).",
+    )
+    method_params: dict = setting(
+        factory=dict,
+        section="methods",
+        help="Hyper-parameters of the method (KEY=VALUE; see its preset in `synthmed list --presets`).",
+    )
+    synthesis: Synthesis = setting(factory=Synthesis, section="methods", help="Synthetic-set levers.")
+    classifier: str = setting(
+        "resnet18",
+        section="classifiers",
+        sweep=True,
+        help="resnet18 | densenet121 (both with a 28-px stem); a comma list runs each.",
+    )
+    recipe: str = setting(
+        "medmnist",
+        section="recipes",
+        sweep=True,
+        help="Training recipe: chaptoukaev | medmnist | sharma; a comma list runs each.",
+    )
+    epochs: int | None = setting(None, section="recipes", low=1, help="Override the recipe's number of epochs.")
+    patience: int | None = setting(
+        None, section="recipes", low=1, help="Stop after this many epochs without a better validation score."
+    )
+    seed: int = setting(
+        0,
+        section="seeds",
+        flag="--seeds",
+        sweep=True,
+        low=0,
+        help="Comma-separated seeds (the subset draw, initialisation and order).",
+    )
+    dropout: float = setting(
+        0.0,
+        section="options",
+        low=0,
+        high=1,
+        high_open=True,
+        help="Dropout before the classifier head (MC dropout for tsynd; a grid holding tsynd uses its rate for "
+        "every method unless given).",
+    )
+    precision: str = setting(
+        "auto", section="options", choices=PRECISIONS, help="auto (bf16 where the hardware runs it fast) | fp32 | bf16."
+    )
+    report_test_selected: bool = setting(
+        False,
+        section="options",
+        aliases=("paper_style",),
+        help="Also score the test split every epoch, to show the optimistic test-selected figure (the protocol "
+        "of Chaptoukaev 2021's Table 2) beside the validation-selected one.",
+    )
+    robustness: bool = setting(
+        False,
+        section="options",
+        help="Also score the test split under perturbations and FGSM / PGD, and save GradCAM / EigenGradCAM maps.",
+    )
+
+    def key(self, dataset_md5: str | None) -> tuple[str, dict]:
+        """The run id and the full config recorded with the run. The id hashes only fields that differ from their
+        defaults (plus the data file's MD5), so a field added later with a default leaves every id unchanged."""
+        config = dataclasses.asdict(self) | {"dataset_md5": dataset_md5}
+        hashed = non_default(self) | {"dataset_md5": dataset_md5}
+        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+        return digest, config
+
+
+def non_default(spec: RunSpec) -> dict:
+    """The fields of ``spec`` (and of its ``Synthesis``) that differ from their defaults."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(RunSpec):
+        value = getattr(spec, f.name)
+        if f.name == "synthesis":
+            levers = {
+                g.name: getattr(value, g.name)
+                for g in dataclasses.fields(Synthesis)
+                if getattr(value, g.name) != _default(g)
+            }
+            if levers:
+                out["synthesis"] = levers
+        elif value != _default(f):
+            out[f.name] = value
+    return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+# ------------------------------------------------------------------------------------------------ field catalogue
+
+
+@functools.cache
+def fields() -> dict[str, dataclasses.Field]:
+    """Every settable field by name: RunSpec's (except the nested ``synthesis``) and Synthesis'."""
+    out = {f.name: f for f in dataclasses.fields(RunSpec) if f.name != "synthesis"}
+    out.update({f.name: f for f in dataclasses.fields(Synthesis)})
+    return out
+
+
+SYNTHESIS_FIELDS = tuple(f.name for f in dataclasses.fields(Synthesis))
+
+
+def meta(name: str) -> Setting:
+    return fields()[name].metadata["setting"]
+
+
+def flag_of(name: str) -> str:
+    return meta(name).flag or "--" + name.replace("_", "-")
+
+
+def default_of(name: str) -> Any:
+    return _default(fields()[name])
+
+
+@functools.cache
+def aliases() -> dict[str, str]:
+    """Deprecated YAML keys / flag names -> the field they mean."""
+    return {alias: name for name in fields() for alias in meta(name).aliases}
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(RunSpec) | typing.get_type_hints(Synthesis)
+
+
+def value_type(name: str) -> tuple[type, bool]:
+    """(the field's scalar type, whether None is allowed)."""
+    hint = _hints()[name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
+
+
+def coerce(name: str, value: Any, where: str = "") -> Any:
+    """``value`` as field ``name``'s type, within its bounds and choices, or a one-line error. Strings are parsed
+    (command-line values, and numbers YAML 1.1 leaves as text such as ``1e-4``)."""
+    kind, optional = value_type(name)
+    shown = where or flag_of(name)
+    if value is None:
+        if optional:
+            return None
+        raise SynthmedError(f"{shown} needs a value")
+    try:
+        value = _convert(value, kind)
+    except ValueError:
+        raise SynthmedError(f"{shown} should be {_kind_name(kind)}, got {value!r}") from None
+    m = meta(name)
+    if m.choices is not None and value not in m.choices:
+        raise SynthmedError(f"{shown} {value!r}: choose one of {', '.join(map(str, m.choices))}")
+    if kind in (int, float):
+        low_bad = m.low is not None and (value <= m.low if m.low_open else value < m.low)
+        high_bad = m.high is not None and (value >= m.high if m.high_open else value > m.high)
+        if low_bad or high_bad or (kind is float and not math.isfinite(value)):
+            raise SynthmedError(f"{shown} {value!r} must be {_range_text(m)}")
+    return value
+
+
+def _convert(value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+            return value.strip().lower() in ("true", "yes")
+        raise ValueError
+    if isinstance(value, bool):
+        raise ValueError  # YAML's `true` is not a number
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ValueError
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+        raise ValueError
+    if kind is str:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        raise ValueError
+    if kind is dict:
+        if isinstance(value, dict):
+            return value
+        raise ValueError
+    raise ValueError
+
+
+def _kind_name(kind: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a name", dict: "a mapping"}.get(
+        kind, kind.__name__
+    )
+
+
+def _range_text(m: Setting) -> str:
+    parts = []
+    if m.low is not None:
+        parts.append(f"{'>' if m.low_open else '>='} {m.low:g}")
+    if m.high is not None:
+        parts.append(f"{'<' if m.high_open else '<='} {m.high:g}")
+    return " and ".join(parts) if parts else "finite"
+
+
+def split_values(name: str, text: Any, where: str = "") -> list[Any]:
+    """A sweep value (a comma-separated string, a list or one value) -> the list of coerced values."""
+    items = text if isinstance(text, list) else str(text).split(",") if isinstance(text, str) else [text]
+    values = [
+        coerce(name, v.strip() if isinstance(v, str) else v, where)
+        for v in items
+        if not (isinstance(v, str) and not v.strip())
+    ]
+    if not values:
+        raise SynthmedError(f"{where or flag_of(name)} is empty; give at least one value")
+    return values
+
+
+# --------------------------------------------------------------------------------------------------- report labels
+
+
+def lever_parts(config: dict) -> list[str]:
+    """The method label's parts for levers that differ from their defaults (``weight 0.5``, ``ft 5``)."""
+    levers = config.get("synthesis") or {}
+    parts = []
+    for name in SYNTHESIS_FIELDS:
+        fmt = meta(name).label
+        value = levers.get(name)
+        if fmt and value is not None and value != default_of(name):
+            parts.append(fmt.format(value))
+    return parts
+
+
+def params_label(config: dict) -> str:
+    """A run's method hyper-parameters that differ from the preset: ``epochs=20 lr=0.0001`` (or "")."""
+    return " ".join(f"{k}={v}" for k, v in sorted((config.get("method_params") or {}).items()))
+
+
+def method_label(config: dict, params: bool = True) -> str:
+    """``cvae``, or with its non-default levers and (unless ``params=False``) hyper-parameters:
+    ``cvae weight 0.5 ft 5 epochs=100``."""
+    parts = [config["method"], *lever_parts(config), params_label(config) if params else ""]
+    return " ".join(part for part in parts if part)
+
+
+def protocol_label(config: dict) -> str:
+    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (+ the image size if not 28)."""
+    label = config["protocol"]
+    if label == "lowdata" and config.get("real_per_class"):
+        label += f" {config['real_per_class']}/class"
+    if label == "fraction":
+        label += f" {config.get('fraction'):g}" + (" stratified" if config.get("stratified") else "")
+    if config.get("size", 28) != 28:
+        label += f" {config['size']}px"
+    return label
+
+
+def classifier_label(config: dict) -> str:
+    """``resnet18``, or ``resnet18 dropout 0.2`` when the head had dropout (TSynD comparisons)."""
+    dropout = config.get("dropout") or 0
+    return config["classifier"] + (f" dropout {dropout:g}" if dropout else "")
