@@ -1,4 +1,4 @@
-"""GAN-family speed on this CPU: seconds per generator step of every seed-002 method at 28 and 64 px, and the
+"""GAN-family speed on this CPU: seconds per generator step of every Sharma et al. 2022 method at 28 and 64 px, and the
 time of FID / KID / precision-recall for 1,000 vs 1,000 images (in-domain features and metrics separately).
 
 Each method trains on BreastMNIST's 546 training images (64 px: bilinear upsampling of the 28-px file when the
@@ -24,7 +24,7 @@ import torch
 
 from synthmed.augment import create_augmenter
 from synthmed.data import load_dataset
-from synthmed.experiment.files import atomic_write_json
+from synthmed.io import atomic_write_json
 
 METHODS = ("dcgan", "wgan", "wgan-gp", "lsgan", "sngan", "bagan-gp")
 
@@ -34,19 +34,24 @@ def seconds_per_step(method: str, images: np.ndarray, labels: np.ndarray, steps:
     bagan-gp's figure includes one autoencoder pre-training epoch over the same images."""
     probe = create_augmenter(method)
     batch = probe.params["batch_size"]
-    x, y = images[:batch * steps], labels[:batch * steps]
+    x, y = images[: batch * steps], labels[: batch * steps]
     extra = {"ae_epochs": 1} if method == "bagan-gp" else {}
     create_augmenter(method, epochs=1, device="cpu", **extra).fit(x[:batch], y[:batch], seed=0)  # warm-up
     model = create_augmenter(method, epochs=1, device="cpu", **extra)
     start = time.perf_counter()
     model.fit(x, y, seed=0)
-    return {"batch": batch, "n_critic": probe.params.get("n_critic", 1), "steps": steps,
-            "seconds_per_step": (time.perf_counter() - start) / steps,
-            "includes_autoencoder_epoch": method == "bagan-gp"}
+    return {
+        "batch": batch,
+        "n_critic": probe.params.get("n_critic", 1),
+        "steps": steps,
+        "seconds_per_step": (time.perf_counter() - start) / steps,
+        "includes_autoencoder_epoch": method == "bagan-gp",
+    }
 
 
 def fid_timing(images: np.ndarray, labels: np.ndarray) -> dict:
-    from synthmed.metrics.distribution import DomainFeatures, distribution_metrics
+    from synthmed.audit.features import DomainFeatures
+    from synthmed.metrics.distribution import distribution_metrics
     from synthmed.nets.classifiers import build_classifier
 
     rng = np.random.default_rng(0)
@@ -79,10 +84,17 @@ def main() -> None:
             results.setdefault(method, {})[f"{size}px"] = row
             print(method, size, json.dumps(row), flush=True)
     data = load_dataset("breastmnist", data_root=root)
-    report = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"machine": platform.machine(), "torch": torch.__version__,
-                          "torch_threads": torch.get_num_threads()},
-              "steps": args.steps, "methods": results, "fid_kid": fid_timing(data.train.images, data.train.labels)}
+    report = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "steps": args.steps,
+        "methods": results,
+        "fid_kid": fid_timing(data.train.images, data.train.labels),
+    }
     print(json.dumps(report["fid_kid"]))
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -1,6 +1,6 @@
-"""Generator speed on this CPU: training time per epoch and sampling throughput of every seed-000 method.
+"""Generator speed on this CPU: training time per epoch and sampling throughput of every Chaptoukaev 2021 method.
 
-Each method trains on the real BreastMNIST training split (546 images, seed 000's lowdata subset) for a few
+Each method trains on the real BreastMNIST training split (546 images, Chaptoukaev 2021's lowdata subset) for a few
 timed epochs (after one warm-up epoch); the full paper schedule is projected from the per-epoch time, or
 measured outright with ``--full`` (FC methods only by default: the conv GANs' 1,000 epochs take long).
 Sampling is timed on 10,000 images (uint8 output included). Results go to bench/results/generators.json,
@@ -24,7 +24,7 @@ import torch
 
 from synthmed.augment import create_augmenter
 from synthmed.data import load_dataset, make_subset
-from synthmed.experiment.files import atomic_write_json
+from synthmed.io import atomic_write_json
 
 METHODS = ("ae", "cvae", "cgan", "conv-ae", "conv-cvae", "conv-cgan")
 FC = ("ae", "cvae", "cgan")
@@ -52,8 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per method (after one warm-up epoch)")
-    parser.add_argument("--full", default=",".join(FC), help="methods whose whole paper schedule is also run "
-                        "('' for none)")
+    parser.add_argument(
+        "--full", default=",".join(FC), help="methods whose whole paper schedule is also run ('' for none)"
+    )
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generators.json"))
     args = parser.parse_args()
@@ -66,14 +67,16 @@ def main() -> None:
         paper_epochs = create_augmenter(method).params["epochs"]
         time_fit(method, train.images, train.labels, 1)  # warm-up: allocator, kernels
         per_epoch = time_fit(method, train.images, train.labels, args.epochs) / args.epochs
-        row = {"paper_epochs": paper_epochs, "seconds_per_epoch": per_epoch,
-               "projected_full_schedule_s": per_epoch * paper_epochs,
-               "samples_per_s": time_sampling(method, train.images, train.labels, args.samples)}
+        row = {
+            "paper_epochs": paper_epochs,
+            "seconds_per_epoch": per_epoch,
+            "projected_full_schedule_s": per_epoch * paper_epochs,
+            "samples_per_s": time_sampling(method, train.images, train.labels, args.samples),
+        }
         if method in full:
             row["measured_full_schedule_s"] = time_fit(method, train.images, train.labels, paper_epochs)
         results[method] = row
-        print(method, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
-              flush=True)
+        print(method, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
     def full_time(method: str) -> float | None:
         row = results.get(method)
@@ -81,18 +84,28 @@ def main() -> None:
 
     report = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"machine": platform.machine(), "processor": platform.processor(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+        "machine": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
         "data": {"dataset": "breastmnist", "protocol": "lowdata", "n_train": len(train)},
-        "timed_epochs": args.epochs, "methods": results,
+        "timed_epochs": args.epochs,
+        "methods": results,
         "targets": {
-            **{f"{m}_full_schedule_s<={TARGET_FULL_SCHEDULE_S:g}": {"value": full_time(m),
-                                                                   "met": None if full_time(m) is None
-                                                                   else full_time(m) <= TARGET_FULL_SCHEDULE_S}
-               for m in FC},
+            **{
+                f"{m}_full_schedule_s<={TARGET_FULL_SCHEDULE_S:g}": {
+                    "value": full_time(m),
+                    "met": None if full_time(m) is None else full_time(m) <= TARGET_FULL_SCHEDULE_S,
+                }
+                for m in FC
+            },
             f"samples_per_s>={TARGET_SAMPLES_PER_S:g}": {
                 "value": min(r["samples_per_s"] for r in results.values()),
-                "met": min(r["samples_per_s"] for r in results.values()) >= TARGET_SAMPLES_PER_S},
+                "met": min(r["samples_per_s"] for r in results.values()) >= TARGET_SAMPLES_PER_S,
+            },
         },
     }
     atomic_write_json(args.out, report)

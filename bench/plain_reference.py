@@ -48,7 +48,7 @@ def plain_model(n_classes: int) -> nn.Module:
 @torch.no_grad()
 def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     model.eval()
-    p = torch.cat([torch.softmax(model(x[i:i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
+    p = torch.cat([torch.softmax(model(x[i : i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
     auc = roc_auc_score(y.numpy(), p[:, 1]) if p.shape[1] == 2 else roc_auc_score(y.numpy(), p, multi_class="ovr")
     return float(auc), float((p.argmax(1) == y.numpy()).mean())
 
@@ -77,8 +77,13 @@ def run_plain(data: dict, seed: int, epochs: int) -> dict:
             best_auc, best_state, best_epoch = val_auc, copy.deepcopy(model.state_dict()), epoch
     model.load_state_dict(best_state)
     test_auc, test_acc = scores(model, x_te, y_te)
-    return {"best_epoch": best_epoch, "val_auc": best_auc, "test_auc": test_auc, "test_acc": test_acc,
-            "history": history}
+    return {
+        "best_epoch": best_epoch,
+        "val_auc": best_auc,
+        "test_auc": test_auc,
+        "test_acc": test_acc,
+        "history": history,
+    }
 
 
 def run_synthmed(flag: str, root: Path, seed: int, epochs: int) -> dict:
@@ -91,9 +96,13 @@ def run_synthmed(flag: str, root: Path, seed: int, epochs: int) -> dict:
     subset = make_subset(data, "full", seed)
     config = TrainConfig(get_recipe("medmnist", epochs), precision="fp32", device="cpu")
     fit = train_classifier(subset.train, subset.val, data.test, data.n_classes, data.task, config, seed)
-    return {"best_epoch": fit.best_epoch, "val_auc": fit.val["auc"], "test_auc": fit.test["auc"],
-            "test_acc": fit.test["acc"], "history": [{"epoch": r["epoch"], "val_auc": r["val_auc"]}
-                                                     for r in fit.history]}
+    return {
+        "best_epoch": fit.best_epoch,
+        "val_auc": fit.val["auc"],
+        "test_auc": fit.test["auc"],
+        "test_acc": fit.test["acc"],
+        "history": [{"epoch": r["epoch"], "val_auc": r["val_auc"]} for r in fit.history],
+    }
 
 
 def main() -> None:
@@ -112,9 +121,15 @@ def main() -> None:
             result = run_plain(data, seed, args.epochs)
         else:
             result = run_synthmed(args.dataset, root, seed, args.epochs)
-        result.update(impl=args.impl, dataset=args.dataset, seed=seed, epochs=args.epochs,
-                      threads=torch.get_num_threads(), seconds=round(time.perf_counter() - start, 1),
-                      torch=torch.__version__)
+        result.update(
+            impl=args.impl,
+            dataset=args.dataset,
+            seed=seed,
+            epochs=args.epochs,
+            threads=torch.get_num_threads(),
+            seconds=round(time.perf_counter() - start, 1),
+            torch=torch.__version__,
+        )
         print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
         with open(args.out, "a") as f:  # append-only log: a killed run loses only itself
             f.write(json.dumps(result) + "\n")

@@ -19,17 +19,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from synthmed.experiment.backends import run_on_pool, run_on_ray
-from synthmed.experiment.files import atomic_write_json
-from synthmed.experiment.runner import Runner, RunSpec, versions
-from synthmed.experiment.store import ResultStore
+from synthmed.experiment.runner import Runner, versions
+from synthmed.io import atomic_write_json
+from synthmed.spec import RunSpec
+from synthmed.store import ResultStore
 
 
 def trivial_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, dict]:
     """Stands in for a training run: the record of a run that took no time."""
     run_id, config = spec.key("bench")
-    return "ok", {"run_id": run_id, "dataset": spec.dataset, "protocol": spec.protocol, "method": spec.method,
-                  "classifier": spec.classifier, "recipe": spec.recipe, "seed": spec.seed, "config": config,
-                  "test_auc": 0.5, "test_acc": 0.5, "metrics": {}, "versions": {}}
+    return "ok", {
+        "run_id": run_id,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "method": spec.method,
+        "classifier": spec.classifier,
+        "recipe": spec.recipe,
+        "seed": spec.seed,
+        "config": config,
+        "test_auc": 0.5,
+        "test_acc": 0.5,
+        "metrics": {},
+        "versions": {},
+    }
 
 
 def measure(backend: str, n_runs: int, workers: int) -> dict:
@@ -40,6 +52,7 @@ def measure(backend: str, n_runs: int, workers: int) -> dict:
         start = time.perf_counter()
         todo = runner.pending(specs)
         with ResultStore(runner.out / "results.sqlite") as store:
+
             def on_result(spec: RunSpec, status: str, record: dict) -> None:
                 store.add(record)
 
@@ -53,8 +66,13 @@ def measure(backend: str, n_runs: int, workers: int) -> dict:
             stored = len(store.records())
         seconds = time.perf_counter() - start
     assert stored == n_runs, f"{backend}: {stored} of {n_runs} runs stored"
-    return {"backend": backend, "runs": n_runs, "workers": workers, "seconds": round(seconds, 3),
-            "ms_per_run": round(1000 * seconds / n_runs, 3)}
+    return {
+        "backend": backend,
+        "runs": n_runs,
+        "workers": workers,
+        "seconds": round(seconds, 3),
+        "ms_per_run": round(1000 * seconds / n_runs, 3),
+    }
 
 
 def main() -> None:
@@ -69,9 +87,16 @@ def main() -> None:
     for backend in args.backends.split(","):
         results.append(measure(backend, args.runs, args.workers))
         print(results[-1], flush=True)
-    atomic_write_json(Path(args.out), {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-        "machine": platform.machine(), "versions": versions(), "results": results})
+    atomic_write_json(
+        Path(args.out),
+        {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "versions": versions(),
+            "results": results,
+        },
+    )
     print(f"wrote {args.out}")
 
 

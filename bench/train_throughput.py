@@ -39,13 +39,31 @@ def peak_memory() -> dict[str, Any]:
         return {"skipped": f"breastmnist.npz not found in {root} (set SYNTHMED_DATA)"}
     parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-c", "from synthmed.cli import main; main()", "run", "-d", "breastmnist",
-               "-m", "none", "--seeds", "0", "--epochs", "2", "--out", out, "--no-report"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from synthmed.cli import main; main()",
+            "run",
+            "-d",
+            "breastmnist",
+            "-m",
+            "none",
+            "--seeds",
+            "0",
+            "--epochs",
+            "2",
+            "--out",
+            out,
+            "--no-report",
+        ]
         env = {**os.environ, "SYNTHMED_DATA": str(root), "SYNTHMED_OFFLINE": "1"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KB on Linux
-    result: dict[str, Any] = {"peak_rss_mb": round(child_mb, 1),
-                              "parent_rss_at_spawn_mb": round(parent_mb, 1), "command": " ".join(cmd[3:])}
+    result: dict[str, Any] = {
+        "peak_rss_mb": round(child_mb, 1),
+        "parent_rss_at_spawn_mb": round(parent_mb, 1),
+        "command": " ".join(cmd[3:]),
+    }
     if proc.returncode:
         result["error"] = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
     return result
@@ -65,8 +83,9 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer | None, x: torch.Tensor, y: torch.Tensor,
-               precision: str) -> None:
+def train_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer | None, x: torch.Tensor, y: torch.Tensor, precision: str
+) -> None:
     """One step exactly as synthmed.train.trainer runs it (minus augmentation and sample weights).
 
     ``opt=None`` skips the update, for FLOP counting: Adam's element-wise update is not model FLOPs.
@@ -128,8 +147,13 @@ def machine_info() -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")), None)
     except OSError:
         pass
-    return {"machine": platform.machine(), "cpu": cpu, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+    return {
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
 
 
 def measure(names: list[str], steps: int | None) -> dict[str, Any]:
@@ -144,9 +168,13 @@ def measure(names: list[str], steps: int | None) -> dict[str, Any]:
             n_steps = steps or DEFAULT_STEPS[name]
             ips = images_per_s(name, precision, n_steps)
             achieved = gflop * ips
-            entry = {"steps": n_steps, "images_per_s": round(ips, 2), "gflop_per_image": round(gflop, 4),
-                     "achieved_gflops": round(achieved, 2),
-                     "utilisation": round(achieved / peak[precision], 3)}
+            entry = {
+                "steps": n_steps,
+                "images_per_s": round(ips, 2),
+                "gflop_per_image": round(gflop, 4),
+                "achieved_gflops": round(achieved, 2),
+                "utilisation": round(achieved / peak[precision], 3),
+            }
             if precision == "bf16":
                 entry["utilisation_vs_fp32_matmul"] = round(achieved / peak["fp32"], 3)
             models[name][precision] = entry
@@ -161,11 +189,18 @@ def check_targets(models: dict[str, Any], memory: dict[str, Any], precision: str
         for prec in PRECISIONS:
             got = models.get(name, {}).get(prec, {}).get("utilisation")
             targets[f"{name}_utilisation_{prec}"] = {
-                "target": f">= {minimum}", "precision": prec, "auto_precision": prec == precision,
-                "value": got, "met": None if got is None else got >= minimum}
+                "target": f">= {minimum}",
+                "precision": prec,
+                "auto_precision": prec == precision,
+                "value": got,
+                "met": None if got is None else got >= minimum,
+            }
     rss = None if "error" in memory else memory.get("peak_rss_mb")
-    targets["breastmnist_peak_rss_mb"] = {"target": f"<= {MEMORY_TARGET_MB:g}", "value": rss,
-                                          "met": None if rss is None else rss <= MEMORY_TARGET_MB}
+    targets["breastmnist_peak_rss_mb"] = {
+        "target": f"<= {MEMORY_TARGET_MB:g}",
+        "value": rss,
+        "met": None if rss is None else rss <= MEMORY_TARGET_MB,
+    }
     return targets
 
 
@@ -178,8 +213,10 @@ def print_summary(report: dict[str, Any]) -> None:
     for name, by_precision in report["models"].items():
         for precision, e in by_precision.items():
             vs32 = e.get("utilisation_vs_fp32_matmul", e["utilisation"])
-            print(f"{name:<12} {precision:<5} {e['images_per_s']:>8.1f} {e['gflop_per_image']:>10.3f} "
-                  f"{e['achieved_gflops']:>9.1f} {e['utilisation']:>6.3f} {vs32:>10.3f}")
+            print(
+                f"{name:<12} {precision:<5} {e['images_per_s']:>8.1f} {e['gflop_per_image']:>10.3f} "
+                f"{e['achieved_gflops']:>9.1f} {e['utilisation']:>6.3f} {vs32:>10.3f}"
+            )
     rss = f"{memory['peak_rss_mb']} MB" if "peak_rss_mb" in memory else f"skipped ({memory['skipped']})"
     print(f"BreastMNIST peak RSS: {rss}" + (f" (error: {memory['error']})" if "error" in memory else ""))
     for key, t in report["targets"].items():
@@ -189,8 +226,9 @@ def print_summary(report: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, help="timed steps per model [8; densenet121: 4]")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results"
-                        / "train_throughput.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_throughput.json"
+    )
     parser.add_argument("--models", default="resnet18,densenet121", help="comma-separated")
     parser.add_argument("--skip-memory", action="store_true", help="skip the BreastMNIST peak-RSS run")
     args = parser.parse_args()
@@ -207,9 +245,15 @@ def main() -> None:
 
     auto = resolve_precision("auto", torch.device("cpu"))
     measured = measure(names, args.steps)
-    report = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(), "batch": BATCH, "auto_precision": auto, **measured,
-              "peak_memory": memory, "targets": check_targets(measured["models"], memory, auto)}
+    report = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "batch": BATCH,
+        "auto_precision": auto,
+        **measured,
+        "peak_memory": memory,
+        "targets": check_targets(measured["models"], memory, auto),
+    }
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=args.out.parent, suffix=".tmp", delete=False) as tmp:

@@ -24,7 +24,7 @@ import torch
 
 from synthmed.augment import create_augmenter
 from synthmed.data import load_dataset, make_subset
-from synthmed.experiment.files import atomic_write_json
+from synthmed.io import atomic_write_json
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, train_classifier
 
@@ -58,25 +58,43 @@ def main() -> None:
     augmenter.on_epoch_end = timed
     config = TrainConfig(get_recipe("medmnist", args.epochs), dropout=0.2)
     start = time.perf_counter()
-    fit = train_classifier(subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=0,
-                           augmenter=augmenter)
+    fit = train_classifier(
+        subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=0, augmenter=augmenter
+    )
     train_seconds = time.perf_counter() - start
     per_round = sum(round_seconds) / max(1, len(round_seconds))
     per_epoch = (train_seconds - sum(round_seconds)) / fit.epochs_run
     full_rounds = FULL_EPOCHS // augmenter.params["every"]
     projected = ae_seconds + FULL_EPOCHS * per_epoch * 1.3 + full_rounds * per_round  # 1.3: the set grows
     measured_full = ae_seconds + train_seconds if args.epochs >= FULL_EPOCHS else None
-    report = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"machine": platform.machine(), "torch": torch.__version__,
-                          "torch_threads": torch.get_num_threads(), "precision": fit.precision},
-              "method": args.method, "params": augmenter.params, "epochs": args.epochs,
-              "autoencoder_fit_s": ae_seconds, "rounds": len(round_seconds), "seconds_per_round": per_round,
-              "classifier_seconds_per_epoch_excl_rounds": per_epoch, "train_s": train_seconds,
-              "measured_full_run_s": measured_full, "projected_full_run_s": projected,
-              "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]}, "round_stats": augmenter.rounds_,
-              "target": {f"full_run_s<={TARGET_S:g}": {"value": measured_full or projected,
-                                                       "measured": measured_full is not None,
-                                                       "met": (measured_full or projected) <= TARGET_S}}}
+    report = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "precision": fit.precision,
+        },
+        "method": args.method,
+        "params": augmenter.params,
+        "epochs": args.epochs,
+        "autoencoder_fit_s": ae_seconds,
+        "rounds": len(round_seconds),
+        "seconds_per_round": per_round,
+        "classifier_seconds_per_epoch_excl_rounds": per_epoch,
+        "train_s": train_seconds,
+        "measured_full_run_s": measured_full,
+        "projected_full_run_s": projected,
+        "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]},
+        "round_stats": augmenter.rounds_,
+        "target": {
+            f"full_run_s<={TARGET_S:g}": {
+                "value": measured_full or projected,
+                "measured": measured_full is not None,
+                "met": (measured_full or projected) <= TARGET_S,
+            }
+        },
+    }
     print(json.dumps({k: v for k, v in report.items() if k not in ("round_stats", "params")}, indent=1))
     atomic_write_json(args.out, report)
 
