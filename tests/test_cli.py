@@ -24,9 +24,13 @@ def synthmed(*args: str, root: Path | None = None, **kwargs) -> subprocess.Compl
     )
 
 
-def count_records(out: Path) -> int:
-    with sqlite3.connect(out / "results.sqlite") as conn:
-        return conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone()
+def count_records(out: Path) -> tuple[int, int]:
+    """(records, distinct run ids); (0, 0) while the store is being created by another process."""
+    with sqlite3.connect(out / "results.sqlite", timeout=30) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone()
+        except sqlite3.OperationalError:  # the file exists, its table not yet
+            return 0, 0
 
 
 @pytest.mark.slow
@@ -57,7 +61,7 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
     assert "0.872 / 0.807 (Chaptoukaev 2021, Table 2, test-selected)" in report and "test-selected" in report
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
-    records = json.loads(cli("report", str(out), "--format", "json").stdout)
+    records = json.loads(cli("report", str(out), "--format", "records").stdout)
     assert {r["method"] for r in records} == {"none", "flip"}
     none = next(r for r in records if r["method"] == "none")
     assert none["n_train"] == 546 and none["n_val"] == 78 and none["n_test"] == 156
@@ -101,7 +105,7 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
     ]
     result = synthmed(*args, root=real_root)
     assert result.returncode == 0, result.stderr
-    records = json.loads(synthmed("report", str(out), "--format", "json").stdout)
+    records = json.loads(synthmed("report", str(out), "--format", "records").stdout)
     cvae = sorted(
         (r for r in records if r["method"] == "cvae"), key=lambda r: r["config"]["synthesis"]["synthetic_weight"]
     )
@@ -375,7 +379,7 @@ def test_own_npz_dataset_runs_generates_and_scores_and_tsynd_gets_its_dropout(re
     )
     assert result.returncode == 0, result.stderr
     assert "every method of this grid uses dropout 0.2" in result.stderr
-    records = json.loads(cli("report", str(out), "--format", "json").stdout)
+    records = json.loads(cli("report", str(out), "--format", "records").stdout)
     assert {(r["dataset"], r["method"], r["config"]["dropout"]) for r in records} == {
         ("my_ultrasound", "none", 0.2),
         ("my_ultrasound", "tsynd", 0.2),
