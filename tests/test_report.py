@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from synthmed.report import write_report
 from synthmed.report.model import Document, Section
 from synthmed.report.render import page, table_markdown
 from synthmed.report.stats import interval
-from synthmed.report.summary import fraction_tables, summarise
+from synthmed.report.summary import Settings, fraction_tables, results_table, summarise, verdict_bullets
 from synthmed.store import ResultStore
 
 
@@ -60,15 +61,61 @@ def test_interval_matches_t_distribution():
     assert math.isnan(interval([0.7])[2])
 
 
-def test_paired_difference_and_noise_verdict():
+def test_paired_difference_and_its_verdict():
     records = [record("none", s, a, 0.8) for s, a in enumerate([0.90, 0.85, 0.88])]
     records += [record("flip", s, a, 0.8) for s, a in enumerate([0.92, 0.87, 0.90])]  # +0.02 on every seed
     records += [record("classic", s, a, 0.8) for s, a in enumerate([0.95, 0.80, 0.89])]
     rows = {r["method"]: r for r in summarise(records)}
-    assert rows["flip"]["diff_test_auc"][0] == pytest.approx(0.02)
-    assert rows["flip"]["diff_test_auc"][2] == pytest.approx(0.0, abs=1e-9)  # no spread: a sure gain
+    flip = rows["flip"]["comparisons"]["none"]
+    assert flip.mean == pytest.approx(0.02) and flip.t_low == pytest.approx(0.02) and flip.verdict == "better"
+    assert rows["classic"]["comparisons"]["none"].verdict == "undecided"
+    assert "none" not in rows["none"].get("comparisons", {})  # the baseline is not compared with itself
     assert rows["none"]["published"][1] == (0.872, 0.807)
     assert rows["flip"]["published"] is None
+
+
+def grid_of(diffs: dict[str, list[float]], base: list[float], **config) -> list[dict]:
+    records = [record("none", s, a, 0.8) for s, a in enumerate(base)]
+    for method, ds in diffs.items():
+        records += [record(method, s, a + d, 0.8, **config) for s, (a, d) in enumerate(zip(base, ds))]
+    return records
+
+
+def test_verdicts_better_worse_equivalent_undecided_with_holm_across_the_group():
+    rng = np.random.default_rng(0)
+    base = list(0.85 + 0.02 * rng.standard_normal(10))
+    diffs = {
+        "flip": list(0.05 + 0.005 * rng.standard_normal(10)),  # clearly better
+        "classic": list(-0.04 + 0.005 * rng.standard_normal(10)),  # clearly worse
+        "ae": list(0.0005 * rng.standard_normal(10)),  # equivalent within 0.01
+        "cvae": [0.03, -0.02, 0.01, -0.01, 0.04, -0.03, 0.0, 0.02, -0.01, 0.01],
+    }  # undecided
+    rows = {r["method"]: r for r in summarise(grid_of(diffs, base))}
+    verdicts = {m: rows[m]["comparisons"]["none"].verdict for m in diffs}
+    assert verdicts == {"flip": "better", "classic": "worse", "ae": "equivalent", "cvae": "undecided"}
+    p = [rows[m]["comparisons"]["none"].p_value for m in diffs]
+    from synthmed.report.stats import holm
+
+    assert [rows[m]["comparisons"]["none"].p_holm for m in diffs] == pytest.approx(holm(p))
+    bullets = verdict_bullets(list(rows.values()), Settings())
+    assert any(b.startswith("ae is equivalent to none within ±0.01 AUC (10 seeds)") for b in bullets)
+    assert all("Holm-adjusted p" in b for b in bullets)
+
+
+def test_generative_rows_are_also_compared_with_oversample_at_the_same_policy():
+    base = [0.80, 0.82, 0.84]
+    records = grid_of({"oversample": [0.01, 0.01, 0.01]}, base, synthesis={"balance": True})
+    records += grid_of({"dcgan": [0.03, 0.03, 0.04]}, base, synthesis={"balance": True})[3:]
+    records += grid_of({"oversample": [-0.05, -0.05, -0.05]}, base)[3:]  # another policy: not the reference
+    rows = {r["method"]: r for r in summarise(records)}
+    dcgan = rows["dcgan balance"]["comparisons"]
+    assert dcgan["none"].mean == pytest.approx(0.0333, abs=1e-3)
+    assert dcgan["oversample"].reference == "oversample balance"
+    assert dcgan["oversample"].mean == pytest.approx(0.0233, abs=1e-3)
+    table = results_table([rows[m] for m in ("none", "dcgan balance")], settings=Settings())
+    assert any(c.startswith("Δ AUC vs oversample") for c in table.columns)
+    other = summarise(records, Settings(reference="flip"))
+    assert "oversample" not in next(r for r in other if r["method"] == "dcgan balance")["comparisons"]
 
 
 def test_published_numbers_only_for_the_papers_setting():
@@ -112,6 +159,7 @@ def test_report_files(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "| none | 0,1,2 | 0.877 | 0.877 ± 0.025" in md  # mean validation AUC, then test AUC
     assert "+0.010 [+0.010, +0.010] better" in md
+    assert "flip is better than none: +0.010 AUC [95 % CI +0.010, +0.010] (3 seeds)" in md
     assert "0.897 / 0.830" in md  # the optimistic test-selected column
     assert "6 runs · total compute 0.00 h (0.2 min) · device cpu (fp32)" in md
     assert "hardware: CPU 2 × Test CPU, GPU none, 1 torch threads per run" in md and "versions: torch x" in md
@@ -125,5 +173,6 @@ def test_report_files(tmp_path):
     summary = {r["method"]: r for r in csv.DictReader((tmp_path / "summary.csv").open())}
     assert summary["none"]["seeds"] == "0 1 2"
     assert float(summary["none"]["test_auc_mean"]) == pytest.approx(0.8767, abs=1e-4)
-    assert float(summary["flip"]["diff_test_auc_mean"]) == pytest.approx(0.01)
-    assert summary["none"]["diff_test_auc_mean"] == ""  # no difference of the baseline to itself
+    assert float(summary["flip"]["vs_none_mean"]) == pytest.approx(0.01)
+    assert summary["flip"]["vs_none_verdict"] == "better"
+    assert summary["none"]["vs_none_mean"] == ""  # no difference of the baseline to itself

@@ -222,7 +222,7 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     assert result.returncode == 0, result.stderr
     records = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "synthmed", "report", str(out), "--format", "json"],
+            [sys.executable, "-m", "synthmed", "report", str(out), "--format", "records"],
             env=env,
             capture_output=True,
             text=True,

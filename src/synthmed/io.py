@@ -7,11 +7,13 @@ with ``torch.load(weights_only=True)``, so a crafted file cannot execute anythin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,23 @@ def load_checkpoint(path: str | Path) -> dict:
             f"{path} is not a plain-weights checkpoint ({first}); synthmed only loads "
             "tensors and plain containers, never code"
         ) from None
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if absent) for the block: processes that need one cache entry
+    at the same moment fit it once, the others wait and then load it. POSIX ``flock``; where the platform has none
+    (Windows), the block runs unlocked."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -23,7 +23,7 @@ import torch
 from synthmed.data.dataset import MULTI_LABEL, Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
-from synthmed.io import load_checkpoint, save_checkpoint
+from synthmed.io import file_lock, load_checkpoint, save_checkpoint
 from synthmed.metrics.classification import classification_metrics
 from synthmed.nets.classifiers import build_classifier, predict
 from synthmed.tensors import to_tensor
@@ -126,23 +126,26 @@ def reference_classifier(
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"reference_{digest}.pt"
     channels = data.n_channels
-    if path.exists():
-        payload = load_checkpoint(path)
-        meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
-        if meta.get("key") == key:
-            model = build_classifier(REFERENCE_CLASSIFIER, channels, data.n_classes, data.size)
-            model.load_state_dict(payload["state_dict"])
-            return ReferenceClassifier(model.to(resolve_device(device)).eval(), meta, path, cached=True)
-    config = TrainConfig(get_recipe(REFERENCE_RECIPE, epochs), REFERENCE_CLASSIFIER, device=device, precision=precision)
-    fit = train_classifier(
-        subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=seed, on_epoch=on_epoch
-    )
-    meta = {
-        "key": key,
-        "best_epoch": fit.best_epoch,
-        "precision": fit.precision,
-        "val": {"auc": fit.val["auc"], "acc": fit.val["acc"]},
-        "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]},
-    }
-    save_checkpoint(path, fit.model, meta)
-    return ReferenceClassifier(fit.model.eval(), meta, path, cached=False)
+    with file_lock(Path(cache_dir) / ".locks" / f"{path.stem}.lock"):  # trained once when several runs need it at once
+        if path.exists():
+            payload = load_checkpoint(path)
+            meta = payload.get("meta", {}) if isinstance(payload, dict) else {}
+            if meta.get("key") == key:
+                model = build_classifier(REFERENCE_CLASSIFIER, channels, data.n_classes, data.size)
+                model.load_state_dict(payload["state_dict"])
+                return ReferenceClassifier(model.to(resolve_device(device)).eval(), meta, path, cached=True)
+        config = TrainConfig(
+            get_recipe(REFERENCE_RECIPE, epochs), REFERENCE_CLASSIFIER, device=device, precision=precision
+        )
+        fit = train_classifier(
+            subset.train, subset.val, subset.test, data.n_classes, data.task, config, seed=seed, on_epoch=on_epoch
+        )
+        meta = {
+            "key": key,
+            "best_epoch": fit.best_epoch,
+            "precision": fit.precision,
+            "val": {"auc": fit.val["auc"], "acc": fit.val["acc"]},
+            "test": {"auc": fit.test["auc"], "acc": fit.test["acc"]},
+        }
+        save_checkpoint(path, fit.model, meta)
+        return ReferenceClassifier(fit.model.eval(), meta, path, cached=False)

@@ -17,23 +17,41 @@ from synthmed.errors import SynthmedError
 
 @app.command("report")
 def report_cmd(
-    out: Path = typer.Argument(..., help="Run folder holding results.sqlite."),
+    out: Path = typer.Argument(..., help="Run folder holding results.sqlite, or an export (records.jsonl)."),
     fmt: str = typer.Option(
         "html",
         "--format",
-        help="html (writes report.md, report.html, runs.csv, summary.csv) | json (every record, on stdout).",
+        help="html (writes report.md, report.html, runs.csv, summary.csv) | "
+        "json (the summary with every statistic and verdict, on stdout) | records (every run's "
+        "record, on stdout).",
+    ),
+    margin: float = typer.Option(
+        None, "--margin", help="Equivalence margin of the verdicts, in AUC (default 0.01, or what --seeds auto used)."
+    ),
+    reference: str = typer.Option(
+        None,
+        "--reference",
+        help="A second reference every method is compared with "
+        "besides none (default: oversample at the same policy, where the grid holds it).",
     ),
 ) -> None:
-    """Summarise a run folder: mean ± std over seeds, 95 % intervals, paired differences to `none`."""
-    from synthmed.report import write_report
+    """Summarise a run folder: mean ± std over seeds, paired differences to none and to the count-matched control,
+    verdicts at a margin."""
+    from synthmed.report import settings_for, summary_json, write_report
     from synthmed.report.records import load_records
 
-    if fmt == "json":
+    if fmt not in ("html", "md", "json", "records"):
+        raise SynthmedError(f"unknown report format {fmt!r}; choose html, md, json or records")
+    if margin is not None and not margin >= 0:
+        raise SynthmedError(f"--margin {margin} must be >= 0 (an AUC difference, e.g. 0.01)")
+    settings = settings_for(out, margin, reference)
+    if fmt == "records":
         sys.stdout.write(json.dumps(load_records(out), indent=1) + "\n")
         return
-    if fmt not in ("html", "md"):
-        raise SynthmedError(f"unknown report format {fmt!r}; choose html, md or json")
-    for path in write_report(out):
+    if fmt == "json":
+        sys.stdout.write(json.dumps(summary_json(out, settings), indent=1, allow_nan=True) + "\n")
+        return
+    for path in write_report(out, settings):
         console.print(str(path))
 
 

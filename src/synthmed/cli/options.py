@@ -189,11 +189,11 @@ GENERATOR_CACHE = typer.Option(
     "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].",
 )
 WORKERS = typer.Option(
-    1,
+    None,
     "--workers",
     rich_help_panel=EXECUTION,
-    help="local: run this many runs at once in worker processes (bounded by "
-    "cores / --cpus-per-run and by free memory).",
+    help="local: run this many runs at once in worker processes, bounded by cores / --cpus-per-run and free memory "
+    "(default: one single-thread worker per core on a CPU for a grid of 2+ runs, 1 on a GPU; 1 runs in this process).",
 )
 CPUS_PER_RUN = typer.Option(
     1,

@@ -62,6 +62,11 @@ class ProgressView:
                 p.update(self.runs.pop(event.label), visible=False)
             if self.total is not None:
                 p.advance(self.total)
+        elif event.kind == "waiting":
+            if self.total is not None:
+                p.update(self.total, description=f"runs ({event.message})")
+        elif event.kind == "imported":
+            self.console.print(f"imported {event.message}", highlight=False, soft_wrap=True)
         elif event.kind == "report":
             self.console.print(f"report: {event.message}", soft_wrap=True)
         elif event.kind == "mlflow":

@@ -1,7 +1,9 @@
-"""``synthmed run`` (a grid from options or a YAML file) and ``synthmed experiment run | status``."""
+"""``synthmed run`` (a grid from options or a YAML file), ``synthmed experiment run | status`` and
+``synthmed export``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,63 @@ AXIS_DEFAULTS = {
     "recipe": "medmnist",
 }
 RUN_OPTIONS = opt.schema_parameters(
-    opt.all_fields(), {name: opt.Override(default=default) for name, default in AXIS_DEFAULTS.items()}
+    opt.all_fields(),
+    {
+        **{name: opt.Override(default=default) for name, default in AXIS_DEFAULTS.items()},
+        "seed": opt.Override(
+            default="0,1,2",
+            help="Comma-separated seeds, or auto: add seeds in rounds (one per "
+            "worker) until every method's verdict against none is decided or --max-seeds ran.",
+        ),
+    },
 )
+MAX_SEEDS = typer.Option(
+    None,
+    "--max-seeds",
+    min=2,
+    rich_help_panel=opt.EXECUTION,
+    help="With --seeds auto: stop after this many seeds even if undecided.",
+)
+MARGIN = typer.Option(
+    None, "--margin", rich_help_panel=opt.EXECUTION, help="Equivalence margin of the verdicts, in AUC (default 0.01)."
+)
+REFERENCE = typer.Option(
+    None,
+    "--reference",
+    rich_help_panel=opt.EXECUTION,
+    help="A second reference every method is compared with besides none (default: the "
+    "count-matched oversample control at the same policy, where the grid holds it).",
+)
+RESUME_FROM = typer.Option(
+    None,
+    "--resume-from",
+    rich_help_panel=opt.EXECUTION,
+    help="An export (`synthmed export`) whose runs are imported first and so not run again.",
+)
+
+
+@dataclass
+class Execution:
+    """How a grid runs: the options of execution shared by ``run`` and ``experiment run``."""
+
+    data_root: str | None = None
+    verify: bool = True
+    device: str = "auto"
+    classes: list[str] | None = None
+    cache_dir: Path | None = None
+    save_model: bool = False
+    report: bool = True
+    backend: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_run: int = 1
+    mlflow: str | None = None
+    skip_absent: bool = False
+    max_seeds: int | None = None
+    auto_seeds: bool = False
+    margin: float | None = None
+    reference: str | None = None
+    resume_from: Path | None = None
 
 
 @app.command()
@@ -50,6 +107,10 @@ def run(
     workers: int = opt.WORKERS,
     cpus_per_run: int = opt.CPUS_PER_RUN,
     mlflow: str = opt.MLFLOW,
+    max_seeds: int = MAX_SEEDS,
+    margin: float = MARGIN,
+    reference: str = REFERENCE,
+    resume_from: Path = RESUME_FROM,
     **options: Any,
 ) -> None:
     """Run dataset x protocol x method x classifier x recipe x seed, skipping runs already in OUT/results.sqlite,
@@ -58,6 +119,9 @@ def run(
 
     moved = opt.take_deprecated(options, warn)
     given = {k: v for k, v in options.items() if opt.given(ctx, k) or k in moved}
+    auto = str(given.get("seed", "")).strip().lower() == "auto"
+    if auto:
+        given.pop("seed")
     grid = load_grid(config) if config is not None else Grid(name=out.name if out else "synthmed")
     if generator_epochs is not None:
         given["generator_epochs"] = generator_epochs
@@ -69,86 +133,138 @@ def run(
     _execute(
         grid,
         opt.check_out_folder(out),
-        data_root=data_root,
-        verify=not no_verify,
-        device=device,
-        classes=opt.split_classes(classes),
-        cache_dir=generator_cache,
-        save_model=save_model,
-        report=report,
-        workers=workers,
-        cpus_per_run=cpus_per_run,
-        mlflow=mlflow,
+        Execution(
+            data_root=data_root,
+            verify=not no_verify,
+            device=device,
+            classes=opt.split_classes(classes),
+            cache_dir=generator_cache,
+            save_model=save_model,
+            report=report,
+            workers=workers,
+            cpus_per_run=cpus_per_run,
+            mlflow=mlflow,
+            auto_seeds=auto,
+            max_seeds=max_seeds,
+            margin=margin,
+            reference=reference,
+            resume_from=resume_from,
+        ),
     )
 
 
-def _execute(
-    grid: Any,
-    out: Path,
-    *,
-    data_root: str | None,
-    verify: bool,
-    device: str,
-    classes: list[str] | None,
-    cache_dir: Path | None = None,
-    save_model: bool = False,
-    report: bool = True,
-    backend: str = "local",
-    address: str | None = None,
-    workers: int = 1,
-    cpus_per_run: int = 1,
-    mlflow: str | None = None,
-    skip_absent: bool = False,
-) -> None:
-    """Expand, check and run a grid with progress bars, then print the tables; exit code 1 when a run failed.
-    ``skip_absent``: leave out datasets whose file is missing (an experiment file's long list), with the hint."""
+def _check(run: Execution) -> None:
+    """Refuse inconsistent execution options before anything runs or is written."""
+    if run.workers is not None and run.workers < 1 or run.cpus_per_run < 1:
+        raise SynthmedError(f"--workers {run.workers} and --cpus-per-run {run.cpus_per_run} must be at least 1")
+    if run.auto_seeds and run.max_seeds is None:
+        raise SynthmedError("--seeds auto needs --max-seeds N (the most seeds to run, e.g. 20)")
+    if run.max_seeds is not None and not run.auto_seeds:
+        raise SynthmedError("--max-seeds applies to --seeds auto")
+    if run.margin is not None and not run.margin >= 0:
+        raise SynthmedError(f"--margin {run.margin} must be >= 0 (an AUC difference, e.g. 0.01)")
+    if run.resume_from is not None:
+        from synthmed.experiment.export import is_export
+
+        if not is_export(run.resume_from):
+            raise SynthmedError(
+                f"--resume-from {run.resume_from} is not a synthmed export; give a folder written by `synthmed export`"
+            )
+
+
+def _execute(grid: Any, out: Path, run: Execution) -> None:
+    """Expand, check and run a grid with progress bars (in rounds of seeds with --seeds auto), then print the
+    tables; exit code 1 when a run failed."""
     from synthmed.cli.render import ProgressView
-    from synthmed.experiment.execute import execute
+    from synthmed.experiment.execute import default_workers, execute
     from synthmed.experiment.grid import available_datasets, expand
     from synthmed.experiment.runner import Runner
-    from synthmed.report import terminal_tables
+    from synthmed.report import Settings, settings_for, terminal_tables
     from synthmed.report.render import rich_table
 
-    if workers < 1 or cpus_per_run < 1:
-        raise SynthmedError(f"--workers {workers} and --cpus-per-run {cpus_per_run} must be at least 1")
+    _check(run)
+    if run.auto_seeds:
+        grid.seeds = list(range(3))
     specs = expand(grid)
     for text in grid.notes:
         note(text)
-    if skip_absent:
-        specs, skipped = available_datasets(specs, data_root)
+    if run.skip_absent:
+        specs, skipped = available_datasets(specs, run.data_root)
         for name, hint in skipped.items():
             console.print(f"[yellow]skipped[/] {name}: {hint}", highlight=False, soft_wrap=True)
         if not specs:
             raise SynthmedError("no dataset of the grid is available; see the download hints above")
+        grid.datasets = [d for d in grid.datasets if d not in skipped]
     runner = Runner(
         out,
-        data_root=data_root,
-        verify=verify,
-        device=device,
-        save_model=save_model,
-        cache_dir=cache_dir,
-        classes=classes,
+        data_root=run.data_root,
+        verify=run.verify,
+        device=run.device,
+        save_model=run.save_model,
+        cache_dir=run.cache_dir,
+        classes=run.classes,
     )
     runner.validate(specs)
-    with ProgressView(console, str(runner.store_path)) as view:
-        outcome = execute(
-            runner,
-            specs,
-            backend=backend,
-            workers=workers,
-            cpus_per_run=cpus_per_run,
-            address=address,
-            report=report,
-            mlflow=mlflow,
-            name=grid.name,
-            on_event=view,
+    failed: list[str] = []
+
+    def execute_round(grid: Any, report: bool = True, settings: Settings | None = None) -> None:
+        with ProgressView(console, str(runner.store_path)) as view:
+            outcome = execute(
+                runner,
+                expand(grid),
+                backend=run.backend,
+                workers=run.workers,
+                cpus_per_run=run.cpus_per_run,
+                address=run.address,
+                report=report,
+                mlflow=run.mlflow,
+                name=grid.name,
+                resume_from=run.resume_from,
+                report_settings=settings,
+                on_event=view,
+            )
+        run.resume_from = None  # imported once
+        failed.extend(outcome.failed)
+
+    if run.auto_seeds:
+        from synthmed.experiment.sequential import Plan, run_until_decided
+
+        step = run.workers or default_workers(run.device, 2, run.cpus_per_run)
+        plan = Plan(
+            max_seeds=run.max_seeds or 2,
+            step=step,
+            margin=0.01 if run.margin is None else run.margin,
+            reference=run.reference,
         )
-    for table in terminal_tables(out):
-        Console().print(rich_table(table))
-    if outcome.failed:
         console.print(
-            f"[bold red]{len(outcome.failed)} run(s) failed[/] (runs/RUN_ID/error.json holds each "
-            "traceback; running the same command again retries them)",
+            f"seeds until decided: {plan.start} seeds, then {plan.step} per round up to {plan.max_seeds}; "
+            f"{plan.looks} planned looks at alpha {plan.alpha:g} / {plan.looks} = {plan.look_alpha:.4g}"
+        )
+        stop = run_until_decided(
+            runner,
+            grid,
+            plan,
+            lambda g: execute_round(g, report=False),
+            on_look=lambda look: console.print(
+                f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) against none "
+                "undecided" + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else "")
+            ),
+        )
+        console.print(f"stopped after {stop['seeds']} seeds: {stop['reason']}", soft_wrap=True)
+        if run.report:
+            from synthmed.report import write_report
+
+            console.print(
+                "report: " + ", ".join(map(str, write_report(out, settings_for(out, run.margin, run.reference))))
+            )
+    else:
+        execute_round(grid, run.report, settings_for(out, run.margin, run.reference))
+    for table in terminal_tables(out, settings_for(out, run.margin, run.reference)):
+        Console().print(rich_table(table))
+    if failed:
+        console.print(
+            f"[bold red]{len(failed)} run(s) failed[/] (runs/RUN_ID/error.json holds each traceback; "
+            "running the same command again retries them)",
             highlight=False,
         )
         raise typer.Exit(1)
@@ -167,27 +283,46 @@ def experiment_run(
     cpus_per_run: int = opt.CPUS_PER_RUN,
     workers: int = opt.WORKERS,
     mlflow: str = opt.MLFLOW,
+    seeds: str = typer.Option(
+        None,
+        "--seeds",
+        rich_help_panel=opt.EXECUTION,
+        help="auto: add seeds until decided (with --max-seeds) instead of the file's seeds.",
+    ),
+    max_seeds: int = MAX_SEEDS,
+    margin: float = MARGIN,
+    reference: str = REFERENCE,
+    resume_from: Path = RESUME_FROM,
 ) -> None:
     """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
     from synthmed.experiment.grid import load_grid
 
+    if seeds is not None and seeds.strip().lower() != "auto":
+        raise SynthmedError(f"--seeds {seeds!r}: experiment run takes only --seeds auto (the file lists its seeds)")
     grid = load_grid(file)
     out = opt.check_out_folder(Path(grid.out or f"runs/{grid.name}"))
     console.print(f"experiment {grid.name} -> {out}")
     _execute(
         grid,
         out,
-        data_root=data_root,
-        verify=not no_verify,
-        device=device,
-        classes=opt.split_classes(classes),
-        report=report,
-        backend=backend,
-        address=address,
-        workers=workers,
-        cpus_per_run=cpus_per_run,
-        mlflow=mlflow,
-        skip_absent=True,
+        Execution(
+            data_root=data_root,
+            verify=not no_verify,
+            device=device,
+            classes=opt.split_classes(classes),
+            report=report,
+            backend=backend,
+            address=address,
+            workers=workers,
+            cpus_per_run=cpus_per_run,
+            mlflow=mlflow,
+            skip_absent=True,
+            auto_seeds=seeds is not None,
+            max_seeds=max_seeds,
+            margin=margin,
+            reference=reference,
+            resume_from=resume_from,
+        ),
     )
 
 
@@ -217,3 +352,20 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder holding results.sqlite."),
+    dest: Path = typer.Argument(..., help="Export folder: new, or an earlier export to merge into."),
+) -> None:
+    """Write the finished runs as JSON lines plus the figures the report needs (text to commit; no SQLite file, no
+    weights, no synthetic images); `synthmed report DEST` and `--resume-from DEST` read it."""
+    from synthmed.experiment.export import export_runs
+
+    info = export_runs(run_dir, dest)
+    console.print(
+        f"{info['runs']} runs ({info['added']} new) -> {dest}: {info['bytes'] / 1024:.0f} KiB, "
+        f"{info['bytes_per_run'] / 1024:.1f} KiB per run",
+        soft_wrap=True,
+    )

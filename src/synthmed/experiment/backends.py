@@ -1,18 +1,23 @@
-"""Where runs execute: ``local`` (this process, or a pool of ``--workers`` processes) or ``ray``.
+"""Where runs execute besides this process: a pool of worker processes (``local`` with several workers) or Ray.
 
-Pool workers and Ray tasks compute a run in a fresh Runner, write its artifacts atomically into the output
-folder and return the record; the driver alone inserts records into the SQLite store, as they arrive. A killed
-driver therefore loses only runs in flight, and the same command later skips every stored run. With Ray, every
-run is a task that declares its needs (``cpus_per_run`` CPUs, one GPU with ``--device cuda``). On a cluster, the
-output folder (and the data root) must be on storage every node sees, and synthmed installed on every node.
+Workers compute a run in a fresh Runner, write its artifacts atomically into the output folder and return the
+record; the driver alone inserts records into the SQLite store, as they arrive. Both backends take the runs as an
+iterable and draw from it only when a worker is free, so the driver can claim each run just before it starts
+(``synthmed.experiment.execute``) and several drivers on one folder split a grid. Pool workers send their progress
+(run started, each epoch, status) back through a queue, so the driver shows per-run progress bars.
+
+With Ray, every run is a task that declares its needs (``cpus_per_run`` CPUs, one GPU with ``--device cuda``). On a
+cluster, the output folder (and the data root) must be on storage every node sees, and synthmed installed on
+every node.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 from synthmed.errors import SynthmedError
@@ -23,15 +28,25 @@ from synthmed.spec import RunSpec
 MEMORY_PER_WORKER = 3 * 2**30
 
 OnResult = Callable[[RunSpec, str, object], None]
+#: (kind, spec, payload): "started" (epochs), "epoch" (history row), "status" (text), sent by pool workers
+OnProgress = Callable[[str, RunSpec, Any], None]
 
 
-def remote_compute(settings: dict, spec: RunSpec, threads: int) -> tuple[str, object]:
-    """One run in a worker process: ("ok", record) or ("failed", message); nothing touches the store."""
+def remote_compute(settings: dict, spec: RunSpec, threads: int, events: Any = None) -> tuple[str, object]:
+    """One run in a worker process: ("ok", record) or ("failed", message); nothing touches the store. ``events``
+    (a queue) receives the run's progress."""
     import torch
 
     torch.set_num_threads(threads)
+    send = events.put if events is not None else (lambda item: None)
     try:
-        return "ok", Runner(**settings).compute(spec)
+        from synthmed.train.recipes import get_recipe
+
+        send(("started", spec, get_recipe(spec.recipe, spec.epochs).epochs))
+        record = Runner(**settings).compute(
+            spec, on_epoch=lambda row: send(("epoch", spec, row)), on_status=lambda text: send(("status", spec, text))
+        )
+        return "ok", record
     except SynthmedError as err:
         return "failed", str(err)
 
@@ -56,33 +71,61 @@ def pool_size(workers: int, threads: int, cores: int | None = None, memory: int 
     return min(workers, bound)
 
 
+def _relay(queue: Any, on_progress: OnProgress) -> None:
+    """Forward worker progress to the driver's callback until the sentinel None arrives."""
+    while (item := queue.get()) is not None:
+        on_progress(*item)
+
+
 def run_on_pool(
     runner: Runner,
-    specs: list[RunSpec],
+    specs: Iterable[RunSpec],
     on_result: OnResult,
     workers: int,
     threads: int = 1,
     compute: Callable = remote_compute,
+    on_progress: OnProgress | None = None,
 ) -> None:
-    """Run ``specs`` in a pool of ``workers`` processes (bound it with ``pool_size`` first) and call ``on_result``
-    in the driver as each finishes. ``compute`` is replaceable for bench/scheduler.py."""
+    """Run ``specs`` in a pool of ``workers`` processes (bound it with ``pool_size`` first), drawing the next run
+    only when a worker is free, and call ``on_result`` in the driver as each finishes. ``compute`` is replaceable
+    for bench/scheduler.py."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(compute, runner.settings(), spec, threads): spec for spec in specs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                spec = pending.pop(future)
-                try:
-                    status, payload = future.result()
-                except Exception as err:  # noqa: BLE001 - a worker died (killed, out of memory): record, go on
-                    status, payload = "failed", f"worker process failed: {type(err).__name__}: {err}"
-                on_result(spec, status, payload)
+    manager = context.Manager() if on_progress is not None else None
+    events = manager.Queue() if manager is not None else None
+    relay = threading.Thread(target=_relay, args=(events, on_progress), daemon=True) if events is not None else None
+    if relay is not None:
+        relay.start()
+    source: Iterator[RunSpec] = iter(specs)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: dict[Future, RunSpec] = {}
+
+            def fill() -> None:
+                while len(pending) < workers and (spec := next(source, None)) is not None:
+                    args = (runner.settings(), spec, threads) + ((events,) if events is not None else ())
+                    pending[pool.submit(compute, *args)] = spec
+
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    spec = pending.pop(future)
+                    try:
+                        status, payload = future.result()
+                    except Exception as err:  # noqa: BLE001 - a worker died (killed, out of memory): record, go on
+                        status, payload = "failed", f"worker process failed: {type(err).__name__}: {err}"
+                    on_result(spec, status, payload)
+                fill()
+    finally:
+        if events is not None and relay is not None and manager is not None:
+            events.put(None)
+            relay.join(timeout=10)
+            manager.shutdown()
 
 
 def run_on_ray(
     runner: Runner,
-    specs: list[RunSpec],
+    specs: Iterable[RunSpec],
     on_result: OnResult,
     address: str | None = None,
     cpus_per_run: int = 1,

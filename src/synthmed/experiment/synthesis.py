@@ -33,7 +33,7 @@ from synthmed.augment.generative import TorchGenerator
 from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
-from synthmed.io import atomic_write_bytes, atomic_write_json
+from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock
 from synthmed.metrics.memorisation import audit
 from synthmed.spec import Synthesis
 
@@ -162,12 +162,15 @@ def fit_generator(
     key = generator_key(augmenter, data, subset, seed, monitor.every if monitor else None)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
-    if path.exists():
-        return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
-    start = time.perf_counter()
-    augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
-    seconds = time.perf_counter() - start
-    augmenter.save(path)
+    with file_lock(
+        Path(cache_dir) / ".locks" / f"{path.stem}.lock"
+    ):  # one fit when several runs need this generator at once
+        if path.exists():
+            return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
+        start = time.perf_counter()
+        augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
+        seconds = time.perf_counter() - start
+        augmenter.save(path)
     return augmenter, False, seconds, path
 
 

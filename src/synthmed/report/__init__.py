@@ -8,9 +8,10 @@ from pathlib import Path
 
 from synthmed.errors import SynthmedError
 from synthmed.report.model import Bullets, Document, Section, Table
+from synthmed.report.summary import Settings
 
 
-def build_document(out: Path, records: list[dict]) -> tuple[Document, list[dict]]:
+def build_document(out: Path, records: list[dict], settings: Settings | None = None) -> tuple[Document, list[dict]]:
     """The report of ``records`` (runs of the folder ``out``) and the summary rows it was built from."""
     from synthmed.report.records import failed_runs
     from synthmed.report.summary import (
@@ -22,8 +23,9 @@ def build_document(out: Path, records: list[dict]) -> tuple[Document, list[dict]
         summarise,
     )
 
-    rows = summarise(records)
-    doc = Document("synthmed report", header(records), group_sections(out, records, rows))
+    settings = settings or Settings()
+    rows = summarise(records, settings)
+    doc = Document("synthmed report", header(records), group_sections(out, records, rows, settings))
     pivots = fraction_tables(rows)
     if pivots:
         doc.sections.append(Section("By training fraction", list(pivots)))
@@ -36,11 +38,11 @@ def build_document(out: Path, records: list[dict]) -> tuple[Document, list[dict]
                 [Bullets([f"`{f['run_id']}` {f['what']}: {f['error']}" for f in failures])],
             )
         )
-    doc.sections.append(notes_section())
+    doc.sections.append(notes_section(settings, sequential_stop(out)))
     return doc, rows
 
 
-def write_report(out: str | Path) -> list[Path]:
+def write_report(out: str | Path, settings: Settings | None = None) -> list[Path]:
     """Write report.md, report.html (figures embedded), its PNG figures, runs.csv and summary.csv into ``out``;
     return their paths."""
     from synthmed.io import atomic_write_bytes, atomic_write_text
@@ -52,7 +54,8 @@ def write_report(out: str | Path) -> list[Path]:
     records = load_records(out)
     if not records:
         raise SynthmedError(f"{out / 'results.sqlite'} holds no finished runs yet")
-    doc, rows = build_document(out, records)
+    settings = settings or settings_for(out)
+    doc, rows = build_document(out, records, settings)
     written = []
     for figure in doc.figures():
         if figure.name.startswith("report_"):  # run figures (grids, t-SNE) are already in runs/ID/
@@ -61,17 +64,107 @@ def write_report(out: str | Path) -> list[Path]:
     atomic_write_text(out / "report.md", markdown(doc))
     atomic_write_text(out / "report.html", page(doc))
     atomic_write_text(out / "runs.csv", csv_text(*runs_rows(records)))
-    atomic_write_text(out / "summary.csv", csv_text(*summary_rows(rows)))
+    atomic_write_text(out / "summary.csv", csv_text(*summary_rows(rows, settings)))
     return [out / "report.md", out / "report.html", out / "runs.csv", out / "summary.csv", *written]
 
 
-def terminal_tables(out: str | Path) -> list[Table]:
+def terminal_tables(out: str | Path, settings: Settings | None = None) -> list[Table]:
     """The final tables of ``synthmed run``: per group, the results table's terminal columns."""
     from synthmed.report.records import load_records
-    from synthmed.report.summary import TERMINAL_COLUMNS, by_group, group_title, results_table, summarise
+    from synthmed.report.summary import by_group, group_title, results_table, summarise, terminal_table
 
-    rows = summarise(load_records(out))
-    return [results_table(group, group_title(key)).select(TERMINAL_COLUMNS) for key, group in by_group(rows).items()]
+    settings = settings or settings_for(out)
+    rows = summarise(load_records(out), settings)
+    return [terminal_table(results_table(group, group_title(key), settings)) for key, group in by_group(rows).items()]
 
 
-__all__ = ["build_document", "terminal_tables", "write_report"]
+def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
+    """The report as data: settings, header, and per group its rows with every statistic and comparison (what
+    ``synthmed report --format json`` prints; the README's tables are built from it)."""
+    import dataclasses
+
+    from synthmed.report.records import load_records
+    from synthmed.report.summary import by_group, group_title, header, summarise
+
+    settings = settings or settings_for(out)
+    records = load_records(out)
+    rows = summarise(records, settings)
+
+    def stats(values: tuple) -> dict:
+        return dict(zip(("mean", "std", "ci95"), values))
+
+    groups = []
+    for key, group in by_group(rows).items():
+        first = group[0]["runs"][0]
+        groups.append(
+            {
+                "title": group_title(key),
+                "dataset": key[0],
+                "protocol": key[1],
+                "classifier": key[2],
+                "recipe": key[3],
+                "n_train": first["n_train"],
+                "n_val": first["n_val"],
+                "n_test": first["n_test"],
+                "rows": [
+                    {
+                        "method": row["method"],
+                        "base_method": row["base_method"],
+                        "levers": row["levers"],
+                        "params": row["params"],
+                        "n": row["n"],
+                        "seeds": row["seeds"],
+                        **{m: stats(row[m]) for m in ("test_auc", "test_acc", "val_auc")},
+                        "comparisons": {
+                            ref: dataclasses.asdict(c) for ref, c in (row.get("comparisons") or {}).items()
+                        },
+                        "synthetic": _plain(row["synthetic"]),
+                    }
+                    for row in group
+                ],
+            }
+        )
+    return {
+        "settings": dataclasses.asdict(settings),
+        "sequential": sequential_stop(out),
+        "header": header(records),
+        "groups": groups,
+    }
+
+
+def _plain(summary: dict | None) -> dict | None:
+    """A synthetic-set summary with its (mean, std, ci95) tuples as mean / std."""
+    if summary is None:
+        return None
+    return {
+        k: {"mean": v[0], "std": v[1]} if isinstance(v, tuple) and len(v) == 3 else v
+        for k, v in summary.items()
+        if k != "fid_over_epochs"
+    }
+
+
+SEQUENTIAL_FILE = "sequential.json"
+
+
+def sequential_stop(out: str | Path) -> dict | None:
+    """What ``--seeds auto`` recorded about its looks and why it stopped (None for a fixed seed list)."""
+    import json
+
+    path = Path(out) / SEQUENTIAL_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def settings_for(out: str | Path, margin: float | None = None, reference: str | None = None) -> Settings:
+    """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given."""
+    stop = sequential_stop(out)
+    if stop is None:
+        return Settings(margin=0.01 if margin is None else margin, reference=reference)
+    return Settings(
+        margin=stop["margin"] if margin is None else margin,
+        alpha=stop["look_alpha"],
+        reference=reference or stop.get("reference"),
+        looks=stop["planned_looks"],
+    )
+
+
+__all__ = ["Settings", "build_document", "settings_for", "summary_json", "terminal_tables", "write_report"]

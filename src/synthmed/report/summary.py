@@ -2,8 +2,10 @@
 
 A *group* is (dataset, protocol with its parameters, classifier with its dropout, recipe); within it, a *row* is a
 method with its levers and hyper-parameters. Per row: mean ± std over seeds and a 95 % t-interval of test AUC and
-ACC, the difference to ``none`` paired by seed, the optimistic test-selected figure when runs used
-``--report-test-selected``, the published numbers of the implemented papers where the setting matches, and the
+ACC; its comparison with ``none`` and with a second reference (``--reference``, by default the count-matched
+``oversample`` control at the same sampling policy where the group holds it), paired by seed, with a verdict
+against a margin (``synthmed.report.stats``); the optimistic test-selected figure when runs used
+``--report-test-selected``; the published numbers of the implemented papers where the setting matches; and the
 audit of its synthetic sets. ``synthmed.report.render`` turns the tables into Markdown, HTML, CSV and the terminal.
 """
 
@@ -11,14 +13,33 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.papers import published
-from synthmed.report.stats import interval
-from synthmed.spec import classifier_label, method_label, params_label, protocol_label
+from synthmed.report.stats import Comparison, adjust, compare, interval
+from synthmed.spec import classifier_label, lever_parts, method_label, params_label, protocol_label
+
+#: The count-matched control every generative row is also compared with, where the group holds it.
+DEFAULT_REFERENCE = "oversample"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the report decides: the equivalence margin (AUC), the error rate of each interval, and the second
+    reference besides ``none``. ``alpha`` is already divided by the planned looks when seeds were added until
+    decided (``looks`` says how many)."""
+
+    margin: float = 0.01
+    alpha: float = 0.05
+    reference: str | None = None
+    looks: int = 1
+
+    def references(self) -> list[str]:
+        return ["none", self.reference or DEFAULT_REFERENCE]
 
 
 def group_key(record: dict) -> tuple[str, str, str, str]:
@@ -31,14 +52,18 @@ def group_title(key: tuple[str, str, str, str]) -> str:
     return f"{dataset} · {protocol} · {classifier} · recipe {recipe}"
 
 
-def summarise(records: list[dict]) -> list[dict]:
-    """One row per (group, method with its levers and hyper-parameters), ``none`` first in each group."""
+def summarise(records: list[dict], settings: Settings | None = None) -> list[dict]:
+    """One row per (group, method with its levers and hyper-parameters), ``none`` first in each group, each with
+    its comparisons against the references (``settings``)."""
+    settings = settings or Settings()
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[group_key(r) + (method_label(r["config"]),)].append(r)
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
         dataset, protocol, classifier, recipe, method = key
+        runs = sorted(runs, key=lambda r: (r["seed"], r["run_id"]))  # one order, whatever the source's
+        config = runs[0]["config"]
         row = {
             "group": key[:4],
             "dataset": dataset,
@@ -46,26 +71,69 @@ def summarise(records: list[dict]) -> list[dict]:
             "classifier": classifier,
             "recipe": recipe,
             "method": method,
-            "lever_label": method_label(runs[0]["config"], params=False),
-            "params": params_label(runs[0]["config"]),
+            "base_method": config["method"],
+            "levers": " ".join(lever_parts(config)),
+            "lever_label": method_label(config, params=False),
+            "params": params_label(config),
             "n": len(runs),
             "seeds": sorted(r["seed"] for r in runs),
             "epochs": sorted({r["epochs_run"] for r in runs}),
             "time": sum(r["total_time"] for r in runs),
+            "runs": runs,
         }
         for metric in ("test_auc", "test_acc", "val_auc", "test_selected_auc", "test_selected_acc"):
             row[metric] = interval([r.get(metric) for r in runs])
-        base = {r["seed"]: r for r in groups.get((*key[:4], "none"), [])}
-        if method != "none" and base:
-            for metric in ("test_auc", "test_acc"):
-                diffs = [r[metric] - base[r["seed"]][metric] for r in runs if r["seed"] in base]
-                row[f"diff_{metric}"] = (*interval(diffs), len(diffs))
-        plain = method == runs[0]["method"]  # no lever changed: the paper's setting
+        plain = method == config["method"]  # no lever changed: the paper's setting
         row["published"] = published(dataset, protocol, method) if classifier == "resnet18" and plain else None
         row["synthetic"] = _synthetic_summary(runs)
         row["grid"] = _first_grid(runs)
         rows.append(row)
+    for group in by_group(rows).values():
+        _compare_group(group, settings)
     return rows
+
+
+def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
+    """The row ``row`` is compared with: ``reference`` at the same levers (the same sampling policy) if the group
+    holds it, else plain ``reference``; never the row itself."""
+    candidates = [r for r in group if r["base_method"] == reference and not r["params"]]
+    same_policy = [r for r in candidates if r["levers"] == row["levers"]]
+    for r in same_policy + [r for r in candidates if not r["levers"]]:
+        if r is not row:
+            return r
+    return None
+
+
+def paired(row: dict, reference: dict, metric: str) -> list[float]:
+    """``metric`` of ``row`` minus that of ``reference``, one per seed both ran."""
+    base = {r["seed"]: r[metric] for r in reference["runs"]}
+    return [r[metric] - base[r["seed"]] for r in sorted(row["runs"], key=lambda r: r["seed"]) if r["seed"] in base]
+
+
+def _compare_group(group: list[dict], settings: Settings) -> None:
+    """Each row's comparison with each reference the group holds (test AUC: verdict at the margin; test ACC:
+    interval only), Holm-adjusted across the methods compared with the same reference."""
+    for reference in settings.references():
+        found: list[tuple[dict, Comparison]] = []
+        for row in group:
+            ref = reference_row(row, group, reference)
+            if ref is None or row["base_method"] == reference:
+                continue
+            comparison = compare(
+                paired(row, ref, "test_auc"),
+                row["method"],
+                ref["method"],
+                "test_auc",
+                margin=settings.margin,
+                alpha=settings.alpha,
+            )
+            found.append((row, comparison))
+            row.setdefault("acc_diffs", {})[reference] = (
+                *interval(paired(row, ref, "test_acc"), 1 - settings.alpha),
+                comparison.n,
+            )
+        for (row, _), adjusted in zip(found, adjust([c for _, c in found])):
+            row.setdefault("comparisons", {})[reference] = adjusted
 
 
 def by_group(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -131,14 +199,23 @@ def fmt_interval(mean_std_ci: tuple[float, float, float]) -> str:
     return f"{mean:.3f} ± {std:.3f} [{max(0.0, mean - ci):.3f}, {min(1.0, mean + ci):.3f}]"
 
 
+def fmt_comparison(c: Comparison | None) -> str:
+    """``+0.012 [-0.004, +0.028] undecided`` (the t-interval at the report's level, then the verdict)."""
+    if c is None:
+        return ""
+    if c.n < 2:
+        return f"{c.mean:+.3f} (n={c.n})" if c.n else ""
+    return f"{c.mean:+.3f} [{max(-1.0, c.t_low):+.3f}, {min(1.0, c.t_high):+.3f}] {c.verdict}"
+
+
 def fmt_diff(diff: tuple | None) -> str:
+    """``+0.012 [-0.004, +0.028]`` for an (mean, std, half-width, n) paired difference."""
     if not diff:
         return ""
-    mean, std, ci, n = diff
+    mean, _, ci, n = diff
     if math.isnan(ci):
         return f"{mean:+.3f} (n={n})"
-    verdict = "within noise" if mean - ci <= 0 <= mean + ci else ("better" if mean > 0 else "worse")
-    return f"{mean:+.3f} [{max(-1.0, mean - ci):+.3f}, {min(1.0, mean + ci):+.3f}] {verdict}"
+    return f"{mean:+.3f} [{max(-1.0, mean - ci):+.3f}, {min(1.0, mean + ci):+.3f}]"
 
 
 def fmt_mean_std(values: tuple[float, float, float], percent: bool = False) -> str:
@@ -157,25 +234,39 @@ def _epochs(row: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------------- tables
 
-RESULT_COLUMNS = [
-    "method",
-    "seeds",
-    "val AUC (selects levers)",
-    "test AUC (mean ± std [95 % CI])",
-    "test ACC",
-    "Δ AUC vs none (paired)",
-    "Δ ACC vs none (paired)",
-    "test-selected AUC / ACC (optimistic)",
-    "published AUC / ACC",
-    "epochs",
-]
-#: The columns of the terminal table at the end of ``synthmed run``.
-TERMINAL_COLUMNS = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "test ACC", "Δ AUC vs none (paired)"]
+
+def level_text(alpha: float) -> str:
+    """The interval level for an error rate: 95 for 0.05, 98.3 for 0.05 / 3."""
+    return f"{100 * (1 - alpha):.4g}"
 
 
-def results_table(rows: list[dict], caption: str = "") -> Table:
-    table = Table(caption, list(RESULT_COLUMNS))
+def results_table(rows: list[dict], caption: str = "", settings: Settings | None = None) -> Table:
+    """The main table of a group: scores, the comparisons with ``none`` and the second reference (Δ AUC with its
+    t-interval and verdict at the margin), the detectable difference, the test-selected and published figures."""
+    settings = settings or Settings()
+    level = level_text(settings.alpha)
+    second = settings.references()[1]
+    has_second = any(second in (row.get("comparisons") or {}) for row in rows)
+    columns = [
+        "method",
+        "seeds",
+        "val AUC (selects levers)",
+        "test AUC (mean ± std [95 % CI])",
+        "test ACC",
+        f"Δ AUC vs none [{level} % CI], verdict (±{settings.margin:g})",
+        f"Δ ACC vs none [{level} % CI]",
+    ]
+    if has_second:
+        columns.append(f"Δ AUC vs {second} [{level} % CI], verdict")
+    columns += [
+        "detectable Δ AUC vs none (80 % power)",
+        "test-selected AUC / ACC (optimistic)",
+        "published AUC / ACC",
+        "epochs",
+    ]
+    table = Table(caption, columns)
     for row in rows:
+        comparisons = row.get("comparisons") or {}
         paper = row["published"]
         optimistic = (
             ""
@@ -183,21 +274,60 @@ def results_table(rows: list[dict], caption: str = "") -> Table:
             else f"{row['test_selected_auc'][0]:.3f} / {row['test_selected_acc'][0]:.3f}"
         )
         val = "–" if math.isnan(row["val_auc"][0]) else f"{row['val_auc'][0]:.3f}"
-        table.rows.append(
-            [
-                row["method"],
-                ",".join(map(str, row["seeds"])),
-                val,
-                fmt_interval(row["test_auc"]),
-                fmt_interval(row["test_acc"]),
-                fmt_diff(row.get("diff_test_auc")),
-                fmt_diff(row.get("diff_test_acc")),
-                optimistic,
-                f"{paper[1][0]:.3f} / {paper[1][1]:.3f} ({paper[0]})" if paper else "",
-                _epochs(row),
-            ]
-        )
+        none = comparisons.get("none")
+        cells = [
+            row["method"],
+            ",".join(map(str, row["seeds"])),
+            val,
+            fmt_interval(row["test_auc"]),
+            fmt_interval(row["test_acc"]),
+            fmt_comparison(none),
+            fmt_diff((row.get("acc_diffs") or {}).get("none")),
+        ]
+        if has_second:
+            cells.append(fmt_comparison(comparisons.get(second)))
+        cells += [
+            "" if none is None or not math.isfinite(none.mde) else f"{none.mde:.3f}",
+            optimistic,
+            f"{paper[1][0]:.3f} / {paper[1][1]:.3f} ({paper[0]})" if paper else "",
+            _epochs(row),
+        ]
+        table.rows.append(cells)
     return table
+
+
+#: The columns of the terminal table at the end of ``synthmed run`` (by their start: levels and margins vary).
+TERMINAL_COLUMNS = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "Δ AUC vs none", "Δ AUC vs "]
+
+
+def terminal_table(table: Table) -> Table:
+    """The results table's columns for the terminal: each column of ``TERMINAL_COLUMNS`` found by its name or, for
+    the Δ columns, by the start of its name (the second reference's only if present)."""
+    names = []
+    for wanted in TERMINAL_COLUMNS:
+        names += [
+            c
+            for c in table.columns
+            if (c == wanted or (wanted.startswith("Δ") and c.startswith(wanted)))
+            and c not in names
+            and "detectable" not in c
+        ]
+    return table.select(names)
+
+
+def verdict_bullets(rows: list[dict], settings: Settings) -> list[str]:
+    """One plain sentence per method and reference, with its Holm-adjusted p-value."""
+    items = []
+    for reference in settings.references():
+        compared = [row["comparisons"][reference] for row in rows if reference in (row.get("comparisons") or {})]
+        for c in compared:
+            holm = (
+                f"; Holm-adjusted p = {c.p_holm:.3g} over {len(compared)} methods"
+                if c.p_holm is not None and math.isfinite(c.p_holm)
+                else ""
+            )
+            items.append(c.sentence("AUC") + holm + ".")
+    return items
 
 
 SYNTHETIC_COLUMNS = [
@@ -302,8 +432,8 @@ def fraction_tables(rows: list[dict]) -> list[Table]:
 
         def text(row: dict) -> str:
             mean, std, _ = row["test_auc"]
-            diff = row.get("diff_test_auc")
-            sure = diff is not None and not math.isnan(diff[2]) and diff[0] - diff[2] > 0
+            versus_none = (row.get("comparisons") or {}).get("none")
+            sure = versus_none is not None and versus_none.verdict.startswith("better")
             return (
                 f"{mean:.3f}"
                 + ("" if math.isnan(std) else f" ± {std:.3f}")
@@ -315,7 +445,7 @@ def fraction_tables(rows: list[dict]) -> list[Table]:
 
         caption = (
             f"{dataset} · {classifier} · recipe {recipe}: test AUC by training fraction (Sharma et al. "
-            "2022's Table 1 layout; * = paired gain over none whose 95 % interval excludes 0)"
+            "2022's Table 1 layout; * = better than none, paired by seed)"
         )
         table = Table(caption, ["training share", *methods])
         table.rows = [
@@ -430,17 +560,38 @@ def runs_rows(records: list[dict]) -> tuple[list[str], list[list]]:
     return columns, rows
 
 
-def summary_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
-    """One row per table row: mean, std and 95 % interval half-width of each score, paired differences."""
+COMPARISON_PARTS = (
+    "n",
+    "mean",
+    "std",
+    "t_low",
+    "t_high",
+    "boot_low",
+    "boot_high",
+    "tost_low",
+    "tost_high",
+    "p_value",
+    "p_holm",
+    "mde",
+    "verdict",
+)
+
+
+def summary_rows(rows: list[dict], settings: Settings | None = None) -> tuple[list[str], list[list]]:
+    """One row per table row: mean, std and 95 % interval half-width of each score, and every part of its
+    comparisons with each reference (``vs_none_mean``, ``vs_none_verdict``, ...)."""
+    settings = settings or Settings()
     metrics = ("test_auc", "test_acc", "val_auc")
     columns = ["dataset", "protocol", "classifier", "recipe", "method", "n", "seeds"]
     columns += [f"{m}_{part}" for m in metrics for part in ("mean", "std", "ci95")]
-    columns += [f"diff_{m}_{part}" for m in ("test_auc", "test_acc") for part in ("mean", "std", "ci95", "n")]
+    columns += [f"vs_{ref}_{part}" for ref in settings.references() for part in COMPARISON_PARTS]
     out = []
     for row in rows:
         cells = [row[k] for k in columns[:5]] + [row["n"], " ".join(map(str, row["seeds"]))]
         cells += [v for m in metrics for v in row[m]]
-        cells += [v for m in ("test_auc", "test_acc") for v in row.get(f"diff_{m}", (None,) * 4)]
+        for ref in settings.references():
+            c = (row.get("comparisons") or {}).get(ref)
+            cells += [getattr(c, part) if c is not None else None for part in COMPARISON_PARTS]
         out.append(cells)
     return columns, out
 
@@ -473,9 +624,10 @@ def _row_figures(out: Path, row: dict) -> list[Figure]:
     return figures
 
 
-def group_sections(out: Path, records: list[dict], rows: list[dict]) -> list[Section]:
-    """Per group: sizes, the results table, the per-seed plot, and for generative methods the synthetic-data
-    table, FID over epochs and figures."""
+def group_sections(out: Path, records: list[dict], rows: list[dict], settings: Settings | None = None) -> list[Section]:
+    """Per group: sizes, the results table, the verdicts in words, the per-seed plot, and for generative methods
+    the synthetic-data table, FID over epochs and figures."""
+    settings = settings or Settings()
     from synthmed.report.figures import group_plot
 
     sections = []
@@ -487,10 +639,13 @@ def group_sections(out: Path, records: list[dict], rows: list[dict]) -> list[Sec
             title,
             [
                 Paragraph(sizes),
-                results_table(group),
+                results_table(group, settings=settings),
                 Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves"),
             ],
         )
+        verdicts = verdict_bullets(group, settings)
+        if verdicts:
+            section.blocks.insert(2, Bullets(verdicts))
         sections.append(section)
         synthetic_rows = [row for row in group if row["synthetic"]]
         if synthetic_rows:
@@ -541,21 +696,38 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
             ],
         )
-        columns, images, targets, names = [], None, None, medmnist_class_names(runs[0]["dataset"])
+        columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []
+        images, targets, names = None, None, medmnist_class_names(runs[0]["dataset"])
         for method, rs in by_method.items():
-            path = out / "runs" / rs[0]["run_id"] / "cam.npz"
-            if path.exists():
-                with np.load(path, allow_pickle=False) as cam:
-                    images, targets = cam["images"], cam["targets"]
-                    names = cam["class_names"].tolist() if "class_names" in cam else names
-                    columns.append(
-                        (f"{method}\nseed {rs[0]['seed']}", "map", cam["eigengradcam"].astype(np.float32), cam["probs"])
-                    )
+            cam = load_cam(out / "runs" / rs[0]["run_id"])
+            if cam is not None:
+                images, targets = cam["images"], cam["targets"]
+                names = cam["class_names"].tolist() if "class_names" in cam else names
+                columns.append(
+                    (f"{method}\nseed {rs[0]['seed']}", "map", cam["eigengradcam"].astype(np.float32), cam["probs"])
+                )
         if columns and images is not None and targets is not None:
             panel = panel_from_maps(images, targets, names, columns, f"EigenGradCAM of the true class · {title}")
             section.blocks.append(Figure(f"report_eigengradcam_{index}.png", panel, "eigengradcam"))
         sections.append(section)
     return sections
+
+
+def load_cam(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """A run's CAM maps: ``cam.npz`` in a run folder, or its base64 copy ``cam.json`` in an export (exports hold
+    text only); None when the run has neither."""
+    import base64
+    import io
+    import json
+
+    if (run_dir / "cam.npz").exists():
+        data = (run_dir / "cam.npz").read_bytes()
+    elif (run_dir / "cam.json").exists():
+        data = base64.b64decode(json.loads((run_dir / "cam.json").read_text())["npz_base64"])
+    else:
+        return None
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
 
 
 HARDWARE_KEYS = ("cpu", "cpus", "gpu", "machine", "processor", "torch_threads")
@@ -582,8 +754,14 @@ def header(records: list[dict]) -> list[str]:
 NOTES = [
     "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
     "lowest validation loss); the test split is scored once per run.",
-    "Δ columns pair each run with the `none` run of the same seed; 'within noise' means the 95 % interval "
-    "of the paired difference covers 0.",
+    "Δ columns pair each run with the run of the reference (`none`, or the count-matched `oversample` control at "
+    "the same sampling policy) on the same seed. Verdicts on test AUC: better when the t-interval of the mean "
+    "paired difference lies above 0, worse when below; equivalent when the interval of two one-sided tests (90 % "
+    "for a 95 % report) lies inside ± the margin; both at once reads 'better (worse), by less than the margin'; "
+    "otherwise undecided. A percentile bootstrap interval over seeds is computed beside the t-interval and the "
+    "sentence says where the two disagree. p-values are Holm-adjusted over the methods compared with the same "
+    "reference in a group; the detectable Δ is the smallest true difference the group's seeds would find with 80 % "
+    "power at the observed paired spread.",
     "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
     "protocol of Chaptoukaev 2021's Table 2: it selects on the test set and is optimistic.",
     "Class fidelity: accuracy of a reference ResNet-18 trained on the run's real training subset (medmnist "
@@ -600,5 +778,23 @@ NOTES = [
 ]
 
 
-def notes_section() -> Section:
-    return Section("Notes", [Bullets(list(NOTES))])
+def notes_section(settings: Settings | None = None, stop: dict | None = None) -> Section:
+    """The rules behind the numbers, with this report's margin and interval level, and for ``--seeds auto`` when
+    and why seeds stopped being added."""
+    settings = settings or Settings()
+    items = [
+        f"Margin of equivalence: ±{settings.margin:g} AUC; every interval and verdict at "
+        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g}).",
+        *NOTES,
+    ]
+    if stop:
+        looks, alpha = stop["planned_looks"], stop["alpha"]
+        rounds = f"rounds of {stop['step']} from {stop['start']} up to at most {stop['max_seeds']}"
+        text = (
+            f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
+            f"method's verdict against none. To keep the overall error rate at {alpha:g} over the {looks} planned "
+            f"looks, each look (and every interval in this report) uses alpha {alpha:g} / {looks} = "
+            f"{stop['look_alpha']:.4g} (Bonferroni). It stopped after {stop['seeds']} seeds: {stop['reason']}."
+        )
+        items.insert(1, text)
+    return Section("Notes", [Bullets(items)])

@@ -1,0 +1,119 @@
+"""Seeds until decided (``--seeds auto --max-seeds N``): run a grid's seeds in rounds until every method's verdict
+against ``none`` is decided, or N seeds are done.
+
+Rule (written to ``sequential.json`` and the report's notes): the first look comes after ``start`` seeds, each
+later look after ``step`` more (one per worker); with ``looks`` planned looks up to N seeds, every look, and every
+interval of the final report, uses alpha / looks (Bonferroni over the planned looks). Looking as often as planned
+therefore keeps the chance of a wrong verdict at most alpha, however early the rule stops. Verdicts are those of
+``synthmed.report.stats.compare`` at the margin.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthmed.errors import SynthmedError
+from synthmed.experiment.grid import Grid, expand
+from synthmed.experiment.runner import Runner
+from synthmed.io import atomic_write_json
+from synthmed.report import SEQUENTIAL_FILE
+from synthmed.report.stats import look_alpha, planned_looks
+
+#: Seeds of the first look: fewer give no usable interval.
+MIN_START = 3
+
+
+@dataclass
+class Plan:
+    max_seeds: int
+    step: int
+    margin: float = 0.01
+    alpha: float = 0.05
+    start: int = MIN_START
+    reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_seeds < 2:
+            raise SynthmedError(f"--max-seeds {self.max_seeds} must be at least 2 (an interval needs two seeds)")
+        if not self.margin >= 0:
+            raise SynthmedError(f"--margin {self.margin} must be >= 0 (an AUC difference, e.g. 0.01)")
+        self.start = min(max(self.start, 2), self.max_seeds)
+        self.step = max(1, self.step)
+
+    @property
+    def looks(self) -> int:
+        return planned_looks(self.start, self.max_seeds, self.step)
+
+    @property
+    def look_alpha(self) -> float:
+        return look_alpha(self.alpha, self.looks)
+
+
+@dataclass
+class Look:
+    seeds: int
+    undecided: list[str] = field(default_factory=list)  # "group: method" still undecided against none
+
+
+def undecided(runner: Runner, grid: Grid, plan: Plan) -> list[str]:
+    """Rows of the grid's runs whose verdict against ``none`` is still undecided at the look's alpha."""
+    from synthmed.report.records import load_records
+    from synthmed.report.summary import Settings, group_title, summarise
+
+    ids = {runner.run_id(spec) for spec in expand(copy.deepcopy(grid))}
+    records = [r for r in load_records(runner.out) if r["run_id"] in ids]
+    rows = summarise(records, Settings(margin=plan.margin, alpha=plan.look_alpha, reference=plan.reference))
+    return [
+        f"{group_title(row['group'])}: {row['method']}"
+        for row in rows
+        if "none" in (row.get("comparisons") or {}) and not row["comparisons"]["none"].decided
+    ]
+
+
+def run_until_decided(
+    runner: Runner,
+    grid: Grid,
+    plan: Plan,
+    execute_round: Callable[[Grid], Any],
+    on_look: Callable[[Look], None] | None = None,
+) -> dict:
+    """Run rounds of seeds with ``execute_round(grid)`` (which runs the grid's pending runs) until decided; write
+    and return the stopping record (``sequential.json``)."""
+    looks: list[Look] = []
+    seeds = plan.start
+    while True:
+        grid.seeds = list(range(seeds))
+        execute_round(grid)
+        look = Look(seeds, undecided(runner, grid, plan))
+        looks.append(look)
+        if on_look:
+            on_look(look)
+        if not look.undecided:
+            reason = f"every method's verdict against none was decided at {seeds} seeds"
+            break
+        if seeds >= plan.max_seeds:
+            reason = (
+                f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) against none still "
+                "undecided"
+            )
+            break
+        seeds = min(seeds + plan.step, plan.max_seeds)
+    stop = {
+        "rule": "Bonferroni over planned looks",
+        "alpha": plan.alpha,
+        "planned_looks": plan.looks,
+        "look_alpha": plan.look_alpha,
+        "start": plan.start,
+        "step": plan.step,
+        "max_seeds": plan.max_seeds,
+        "margin": plan.margin,
+        "reference": plan.reference,
+        "seeds": seeds,
+        "reason": reason,
+        "looks": [{"seeds": lk.seeds, "undecided": lk.undecided} for lk in looks],
+    }
+    atomic_write_json(runner.out / SEQUENTIAL_FILE, stop)
+    return stop

@@ -1,0 +1,240 @@
+"""Running grids: seeds until decided, exports that survive a move, claims that let several processes split a grid,
+the default worker count, and the bad input of those options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from synthmed.errors import SynthmedError
+from synthmed.experiment.export import export_runs, import_export
+from synthmed.experiment.grid import Grid, expand, override
+from synthmed.experiment.runner import Runner
+from synthmed.experiment.sequential import Plan, run_until_decided
+from synthmed.report import summary_json
+from synthmed.store import ResultStore
+
+
+class FakeRunner(Runner):
+    """A runner whose dataset is only an MD5: enough to name runs without loading data."""
+
+    def dataset(self, spec):
+        return SimpleNamespace(md5="fake", name=spec.dataset)
+
+
+def fake_record(runner: Runner, spec, auc: float) -> dict:
+    run_id, config = spec.key("fake")
+    history = [{"epoch": 1, "val_auc": auc, "val_loss": 0.5}]
+    return {"run_id": run_id, "dataset": spec.dataset, "protocol": spec.protocol, "method": spec.method,
+            "classifier": spec.classifier, "recipe": spec.recipe, "seed": spec.seed, "config": config,
+            "val_auc": auc, "val_acc": 0.8, "test_auc": auc, "test_acc": 0.8, "best_epoch": 1, "epochs_run": 1,
+            "train_time": 1.0, "total_time": 1.0, "n_train": 10, "n_val": 5, "n_test": 5, "device": "cpu",
+            "precision": "fp32", "metrics": {"history": history},
+            "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
+            "created": f"2026-12-0{1 + spec.seed % 9}"}
+
+
+def constructed(effects: dict[str, tuple[float, float]]):
+    """An ``execute_round`` that stores made-up records: per method, a paired effect (mean, sd) over none."""
+    rng = {m: np.random.default_rng(i) for i, m in enumerate(effects)}
+    calls = []
+
+    def execute_round(runner: Runner, grid: Grid) -> None:
+        calls.append(list(grid.seeds))
+        with ResultStore(runner.store_path) as store:
+            for spec in expand(grid):
+                if store.has(runner.run_id(spec)):
+                    continue
+                base = 0.85 + 0.01 * np.sin(spec.seed)
+                mean, sd = effects.get(spec.method, (0.0, 0.0))
+                store.add(fake_record(runner, spec, base + mean + sd * rng[spec.method].standard_normal()
+                                      if spec.method in rng else base))
+
+    return execute_round, calls
+
+
+def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
+    execute_round, calls = constructed({"flip": (0.05, 0.002)})
+    stop = run_until_decided(runner, grid, Plan(max_seeds=9, step=2), lambda g: execute_round(runner, g))
+    assert calls == [[0, 1, 2]] and stop["seeds"] == 3 and "decided at 3 seeds" in stop["reason"]
+    assert stop["planned_looks"] == 4 and stop["look_alpha"] == pytest.approx(0.05 / 4)
+    report = summary_json(tmp_path)
+    assert report["groups"][0]["rows"][1]["comparisons"]["none"]["verdict"] == "better"
+    assert report["settings"]["alpha"] == pytest.approx(0.05 / 4)  # the report's intervals use the split alpha
+    assert json.loads((tmp_path / "sequential.json").read_text())["looks"][0]["undecided"] == []
+
+
+def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
+    execute_round, calls = constructed({"flip": (0.0, 0.05)})  # noisy: never decided at margin 0.01
+    stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: execute_round(runner, g))
+    assert [len(c) for c in calls] == [3, 5, 7] and stop["seeds"] == 7
+    assert "--max-seeds 7 reached with 1 verdict(s) against none still undecided" in stop["reason"]
+    with ResultStore(runner.store_path) as store:
+        assert len(store.run_ids()) == 14  # 2 methods x 7 seeds, none beyond
+
+
+def test_export_then_report_gives_the_same_numbers_and_resume_skips_the_exported_runs(tmp_path):
+    src = tmp_path / "src"
+    runner = FakeRunner(src)
+    grid = override(Grid(datasets=["breastmnist"], seeds=[0, 1, 2, 3]), {"method": "none,flip,classic"})
+    execute_round, _ = constructed({"flip": (0.02, 0.01), "classic": (-0.01, 0.02)})
+    execute_round(runner, grid)
+    info = export_runs(src, tmp_path / "export")
+    assert info["runs"] == 12 and info["bytes_per_run"] < 5000
+    assert not list((tmp_path / "export").rglob("*.sqlite")) and (tmp_path / "export" / "records.jsonl").exists()
+    original, exported = summary_json(src), summary_json(tmp_path / "export")
+    assert original["groups"] == exported["groups"]
+    assert export_runs(src, tmp_path / "export")["added"] == 0  # merging into an export adds nothing twice
+    fresh = FakeRunner(tmp_path / "fresh")
+    more = override(grid, {"seed": "0,1,2,3,4"})
+    assert import_export(tmp_path / "export", fresh.out) == 12
+    pending = fresh.pending(expand(more))
+    assert sorted((s.method, s.seed) for s in pending) == [("classic", 4), ("flip", 4), ("none", 4)]
+
+
+def test_export_refuses_a_folder_that_is_not_an_export(tmp_path):
+    src = tmp_path / "src"
+    runner = FakeRunner(src)
+    execute_round, _ = constructed({})
+    execute_round(runner, override(Grid(datasets=["breastmnist"], seeds=[0]), {}))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(SynthmedError, match="exists and is not a synthmed export"):
+        export_runs(src, tmp_path / "taken")
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["notes.txt"]
+    with pytest.raises(SynthmedError, match="is not a synthmed export"):
+        import_export(tmp_path / "taken", tmp_path / "out")
+
+
+def test_claims_are_exclusive_until_they_expire(tmp_path):
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        assert store.claim("r1", "a", lease=60) and store.claim("r1", "a", lease=60)  # renewing one's own
+        assert not store.claim("r1", "b", lease=60)
+        assert store.claimed_by_others("b") == {"r1"}
+        assert store.claim("r2", "b", lease=0.05)
+        time.sleep(0.1)
+        assert store.claim("r2", "a", lease=60)  # b stopped renewing: a takes over
+        store.release("r1", "a")
+        assert store.claim("r1", "b", lease=60)
+        store.add({"run_id": "r3", "config": {}, "metrics": {}, "versions": {}})
+        assert not store.claim("r3", "a", lease=60)  # a stored run is never claimed
+
+
+def test_default_workers_is_one_single_thread_worker_per_core_on_a_cpu(monkeypatch):
+    from synthmed.experiment.execute import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_workers("cpu", runs=4) == 2 and default_workers("cpu", runs=1) == 1
+    assert default_workers("cpu", runs=4, cpus_per_run=2) == 1
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--seeds", "auto"], "--seeds auto needs --max-seeds N"),
+    (["--max-seeds", "5"], "--max-seeds applies to --seeds auto"),
+    (["--seeds", "auto", "--max-seeds", "5", "--margin", "-0.1"], "--margin -0.1 must be >= 0"),
+    (["--resume-from", "{tmp}"], "is not a synthmed export"),
+])
+def test_bad_execution_options_are_one_line_errors(tmp_path, cli, args, phrase):
+    out = tmp_path / "out"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = cli("run", "-d", "breastmnist", "--out", str(out), *args)
+    assert result.returncode == 2 and phrase in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_report_margin_and_export_target_errors(tmp_path, cli):
+    runner = FakeRunner(tmp_path / "src")
+    execute_round, _ = constructed({})
+    execute_round(runner, override(Grid(datasets=["breastmnist"], seeds=[0, 1]), {"method": "none,flip"}))
+    bad = cli("report", str(tmp_path / "src"), "--margin=-1")
+    assert bad.returncode == 2 and "--margin -1.0 must be >= 0" in bad.stderr
+    (tmp_path / "file").write_text("x")
+    taken = cli("export", str(tmp_path / "src"), str(tmp_path / "file"))
+    assert taken.returncode == 2 and "is a file; give a folder" in taken.stderr
+    done = cli("export", str(tmp_path / "src"), str(tmp_path / "exp"))
+    assert done.returncode == 0 and "4 runs (4 new)" in done.stderr
+    report = cli("report", str(tmp_path / "exp"), "--format", "json")
+    assert report.returncode == 0 and json.loads(report.stdout)["groups"][0]["rows"][1]["method"] == "flip"
+
+
+def _synthmed(args: list[str], root: Path, **env: str) -> subprocess.Popen:
+    environment = {**os.environ, "SYNTHMED_DATA": str(root), "SYNTHMED_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
+    return subprocess.Popen([sys.executable, "-m", "synthmed", *args], env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _done_lines(stderr: str) -> list[str]:
+    return [line.split(":")[0] for line in stderr.splitlines() if ": test AUC" in line]
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_folder_run_each_run_once(real_root, tmp_path):
+    out = tmp_path / "shared"
+    args = ["run", "-d", "breastmnist", "--real-per-class", "8", "-m", "none,flip", "--seeds", "0,1,2",
+            "--epochs", "1", "--workers", "1", "--no-report", "--out", str(out)]
+    first = _synthmed(args, real_root)
+    second = _synthmed(args, real_root)
+    results = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    lines = _done_lines(results[0][1]) + _done_lines(results[1][1])
+    assert sorted(lines) == sorted(set(lines)) and len(lines) == 6  # every run done once, by one of them
+    assert _done_lines(results[0][1]) and _done_lines(results[1][1])  # and both did some
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs").fetchone() == (6, 6)
+        assert conn.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
+
+
+@pytest.mark.slow
+def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_root, tmp_path):
+    """Another machine's process claimed the run and went silent: this one waits for the lease, then runs it."""
+    from synthmed.spec import RunSpec
+
+    out = tmp_path / "shared"
+    spec = RunSpec("breastmnist", real_per_class=8, epochs=1)
+    run_id = Runner(out, data_root=str(real_root)).run_id(spec)
+    with ResultStore(out / "results.sqlite") as store:
+        assert store.claim(run_id, "other-host:4242:gone", lease=4)
+    started = time.time()
+    taker = _synthmed(["run", "-d", "breastmnist", "--real-per-class", "8", "-m", "none", "--seeds", "0",
+                       "--epochs", "1", "--no-report", "--out", str(out)], real_root, SYNTHMED_LEASE_SECONDS="4")
+    _, stderr = taker.communicate(timeout=300)
+    assert taker.returncode == 0, stderr
+    assert _done_lines(stderr) == ["breastmnist none seed 0"] and time.time() - started > 3.5
+
+
+@pytest.mark.slow
+def test_a_killed_drivers_claims_are_dropped_at_once_on_its_machine(real_root, tmp_path):
+    out = tmp_path / "shared"
+    args = ["run", "-d", "breastmnist", "--real-per-class", "20", "-m", "none", "--seeds", "0", "--epochs", "30",
+            "--workers", "1", "--no-report", "--out", str(out)]
+    holder = _synthmed(args, real_root)  # the default lease: 300 s
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "results.sqlite").exists():
+            with sqlite3.connect(out / "results.sqlite", timeout=30) as conn:
+                try:
+                    if conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0]:
+                        break
+                except sqlite3.OperationalError:  # being created
+                    pass
+        time.sleep(0.2)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    taker = _synthmed(args, real_root)
+    _, stderr = taker.communicate(timeout=240)  # far less than the 300 s lease
+    assert taker.returncode == 0, stderr
+    assert _done_lines(stderr) == ["breastmnist none seed 0"]
