@@ -35,13 +35,32 @@ class FakeRunner(Runner):
 def fake_record(runner: Runner, spec, auc: float) -> dict:
     run_id, config = spec.key("fake")
     history = [{"epoch": 1, "val_auc": auc, "val_loss": 0.5}]
-    return {"run_id": run_id, "dataset": spec.dataset, "protocol": spec.protocol, "method": spec.method,
-            "classifier": spec.classifier, "recipe": spec.recipe, "seed": spec.seed, "config": config,
-            "val_auc": auc, "val_acc": 0.8, "test_auc": auc, "test_acc": 0.8, "best_epoch": 1, "epochs_run": 1,
-            "train_time": 1.0, "total_time": 1.0, "n_train": 10, "n_val": 5, "n_test": 5, "device": "cpu",
-            "precision": "fp32", "metrics": {"history": history},
-            "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
-            "created": f"2026-12-0{1 + spec.seed % 9}"}
+    return {
+        "run_id": run_id,
+        "dataset": spec.dataset,
+        "protocol": spec.protocol,
+        "method": spec.method,
+        "classifier": spec.classifier,
+        "recipe": spec.recipe,
+        "seed": spec.seed,
+        "config": config,
+        "val_auc": auc,
+        "val_acc": 0.8,
+        "test_auc": auc,
+        "test_acc": 0.8,
+        "best_epoch": 1,
+        "epochs_run": 1,
+        "train_time": 1.0,
+        "total_time": 1.0,
+        "n_train": 10,
+        "n_val": 5,
+        "n_test": 5,
+        "device": "cpu",
+        "precision": "fp32",
+        "metrics": {"history": history},
+        "versions": {"torch": "x", "cpus": 2, "cpu": "Test CPU", "gpu": "none", "torch_threads": 1},
+        "created": f"2026-12-0{1 + spec.seed % 9}",
+    }
 
 
 def constructed(effects: dict[str, tuple[float, float]]):
@@ -57,8 +76,13 @@ def constructed(effects: dict[str, tuple[float, float]]):
                     continue
                 base = 0.85 + 0.01 * np.sin(spec.seed)
                 mean, sd = effects.get(spec.method, (0.0, 0.0))
-                store.add(fake_record(runner, spec, base + mean + sd * rng[spec.method].standard_normal()
-                                      if spec.method in rng else base))
+                store.add(
+                    fake_record(
+                        runner,
+                        spec,
+                        base + mean + sd * rng[spec.method].standard_normal() if spec.method in rng else base,
+                    )
+                )
 
     return execute_round, calls
 
@@ -142,12 +166,15 @@ def test_default_workers_is_one_single_thread_worker_per_core_on_a_cpu(monkeypat
     assert default_workers("cpu", runs=4, cpus_per_run=2) == 1
 
 
-@pytest.mark.parametrize("args, phrase", [
-    (["--seeds", "auto"], "--seeds auto needs --max-seeds N"),
-    (["--max-seeds", "5"], "--max-seeds applies to --seeds auto"),
-    (["--seeds", "auto", "--max-seeds", "5", "--margin", "-0.1"], "--margin -0.1 must be >= 0"),
-    (["--resume-from", "{tmp}"], "is not a synthmed export"),
-])
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--seeds", "auto"], "--seeds auto needs --max-seeds N"),
+        (["--max-seeds", "5"], "--max-seeds applies to --seeds auto"),
+        (["--seeds", "auto", "--max-seeds", "5", "--margin", "-0.1"], "--margin -0.1 must be >= 0"),
+        (["--resume-from", "{tmp}"], "is not a synthmed export"),
+    ],
+)
 def test_bad_execution_options_are_one_line_errors(tmp_path, cli, args, phrase):
     out = tmp_path / "out"
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -173,8 +200,13 @@ def test_report_margin_and_export_target_errors(tmp_path, cli):
 
 def _synthmed(args: list[str], root: Path, **env: str) -> subprocess.Popen:
     environment = {**os.environ, "SYNTHMED_DATA": str(root), "SYNTHMED_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
-    return subprocess.Popen([sys.executable, "-m", "synthmed", *args], env=environment, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthmed", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _done_lines(stderr: str) -> list[str]:
@@ -184,8 +216,24 @@ def _done_lines(stderr: str) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_on_one_folder_run_each_run_once(real_root, tmp_path):
     out = tmp_path / "shared"
-    args = ["run", "-d", "breastmnist", "--real-per-class", "8", "-m", "none,flip", "--seeds", "0,1,2",
-            "--epochs", "1", "--workers", "1", "--no-report", "--out", str(out)]
+    args = [
+        "run",
+        "-d",
+        "breastmnist",
+        "--real-per-class",
+        "8",
+        "-m",
+        "none,flip",
+        "--seeds",
+        "0,1,2",
+        "--epochs",
+        "1",
+        "--workers",
+        "1",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     first = _synthmed(args, real_root)
     second = _synthmed(args, real_root)
     results = [p.communicate(timeout=600) for p in (first, second)]
@@ -209,8 +257,26 @@ def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_
     with ResultStore(out / "results.sqlite") as store:
         assert store.claim(run_id, "other-host:4242:gone", lease=4)
     started = time.time()
-    taker = _synthmed(["run", "-d", "breastmnist", "--real-per-class", "8", "-m", "none", "--seeds", "0",
-                       "--epochs", "1", "--no-report", "--out", str(out)], real_root, SYNTHMED_LEASE_SECONDS="4")
+    taker = _synthmed(
+        [
+            "run",
+            "-d",
+            "breastmnist",
+            "--real-per-class",
+            "8",
+            "-m",
+            "none",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--no-report",
+            "--out",
+            str(out),
+        ],
+        real_root,
+        SYNTHMED_LEASE_SECONDS="4",
+    )
     _, stderr = taker.communicate(timeout=300)
     assert taker.returncode == 0, stderr
     assert _done_lines(stderr) == ["breastmnist none seed 0"] and time.time() - started > 3.5
@@ -219,8 +285,24 @@ def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_
 @pytest.mark.slow
 def test_a_killed_drivers_claims_are_dropped_at_once_on_its_machine(real_root, tmp_path):
     out = tmp_path / "shared"
-    args = ["run", "-d", "breastmnist", "--real-per-class", "20", "-m", "none", "--seeds", "0", "--epochs", "30",
-            "--workers", "1", "--no-report", "--out", str(out)]
+    args = [
+        "run",
+        "-d",
+        "breastmnist",
+        "--real-per-class",
+        "20",
+        "-m",
+        "none",
+        "--seeds",
+        "0",
+        "--epochs",
+        "30",
+        "--workers",
+        "1",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     holder = _synthmed(args, real_root)  # the default lease: 300 s
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -47,6 +47,7 @@ class Setting:
     low_open: bool = False
     high_open: bool = False
     label: str | None = None  # how a method label shows a non-default value (``weight {:g}``)
+    internal: bool = False  # set by the grid (e.g. the real-image curve), not an option of its own
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -136,9 +137,51 @@ class Synthesis:
         low=1,
         help="Record the generator's in-domain FID and KID every K epochs of its training.",
     )
+    generator_seeds: int | None = setting(
+        None,
+        section="methods",
+        low=1,
+        label="{} gseeds",
+        help="Cycle this many generator seeds over the classifier seeds (generator seed = seed mod K), so generator "
+        "variance is in the intervals while each generator serves several classifier seeds.",
+    )
+    select_generator: str | None = setting(
+        None,
+        section="methods",
+        choices=("fid",),
+        label="select {}",
+        help="fid: keep the generator checkpoint with the lowest in-domain FID against the real validation split "
+        "(never test) among those --track-fid-every scored, instead of the last.",
+    )
+    tstr: bool = setting(
+        False,
+        section="methods",
+        help="Also train the classifier on the synthetic images alone (train on synthetic, test on real: TSTR, "
+        "Esteban et al. 2017), selected on the real validation split; records tstr_auc and tstr_acc.",
+    )
+    pretrain_on_synthetic: bool = setting(
+        False,
+        section="methods",
+        label="pretrain",
+        help="Train on the synthetic set alone first, then continue on the real training images with the recipe "
+        "(both phases selected on validation) instead of mixing the two.",
+    )
 
     def check(self) -> None:
-        """Refuse two count policies at once (bounds are checked when a value is read)."""
+        """Refuse two count policies or two generator-seed rules at once (bounds are checked when a value is
+        read)."""
+        if self.generator_seed is not None and self.generator_seeds is not None:
+            raise SynthmedError("give only one of --generator-seed, --generator-seeds")
+        if (self.tstr or self.pretrain_on_synthetic) and self.balance:
+            raise SynthmedError(
+                "--tstr and --pretrain-on-synthetic train on the synthetic images alone, which need "
+                "every class; --balance fills only the minority classes (use --synthetic-per-class)"
+            )
+        if self.select_generator is not None and self.track_fid_every is None:
+            raise SynthmedError(
+                "--select-generator fid needs --track-fid-every K: it chooses among the checkpoints "
+                "scored every K epochs"
+            )
         chosen = [
             flag_of(name) for name in ("synthetic_per_class", "synthetic_ratio") if getattr(self, name) is not None
         ] + (["--balance"] if self.balance else [])
@@ -247,6 +290,22 @@ class RunSpec:
         aliases=("paper_style",),
         help="Also score the test split every epoch, to show the optimistic test-selected figure (the protocol "
         "of Chaptoukaev 2021's Table 2) beside the validation-selected one.",
+    )
+    class_weight: str | None = setting(
+        None,
+        section="options",
+        choices=("balanced",),
+        label="class-weight {}",
+        help="balanced: weight each class's loss by the inverse of its frequency in the training set "
+        "(scikit-learn's 'balanced' formula), for any method.",
+    )
+    curve_per_class: int | None = setting(
+        None,
+        section="protocols",
+        low=1,
+        internal=True,
+        help="A point of the real-image curve: train on this many real images per class, nested within the run's "
+        "real pool (set by --real-curve).",
     )
     robustness: bool = setting(
         False,
@@ -419,12 +478,13 @@ def split_values(name: str, text: Any, where: str = "") -> list[Any]:
 
 
 def lever_parts(config: dict) -> list[str]:
-    """The method label's parts for levers that differ from their defaults (``weight 0.5``, ``ft 5``)."""
+    """The method label's parts for levers that differ from their defaults (``weight 0.5``, ``ft 5``,
+    ``class-weight balanced``)."""
     levers = config.get("synthesis") or {}
     parts = []
-    for name in SYNTHESIS_FIELDS:
+    for name in fields():
         fmt = meta(name).label
-        value = levers.get(name)
+        value = levers.get(name) if name in SYNTHESIS_FIELDS else config.get(name)
         if fmt and value is not None and value != default_of(name):
             parts.append(fmt.format(value))
     return parts

@@ -4,8 +4,10 @@ from synthmed.augment import (  # noqa: F401  (imported to register their method
     autoencoder,  # ae, conv-ae
     bagan,  # bagan-gp
     classic,  # flip, classic
+    diffusion,  # ddpm, ddpm-gpu
     gan,  # cgan, conv-cgan
     gan_family,  # dcgan, wgan, wgan-gp, lsgan, sngan
+    oversample,  # oversample (count-matched copies of real images)
     tsynd,  # tsynd, random-latent
     vae,  # cvae, conv-cvae
 )

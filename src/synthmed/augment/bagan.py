@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmed.augment.base import register
-from synthmed.augment.gan import ConditionalGAN
+from synthmed.augment.gan import SMALL_DATA, ConditionalGAN
 from synthmed.augment.gan_losses import BCEGanLoss, GanLoss, gradient_penalty
 from synthmed.augment.generative import SAMPLE_BATCH
 from synthmed.errors import SynthmedError
@@ -124,7 +124,7 @@ PRESET: dict[str, Any] = {
 }
 
 
-@register("bagan-gp", PRESET)
+@register("bagan-gp", {**PRESET, **SMALL_DATA})
 class BaganGP(ConditionalGAN):
     """Improved BAGAN with gradient penalty (preset: ``PRESET``).
 
@@ -180,6 +180,8 @@ class BaganGP(ConditionalGAN):
         self._fit_class_latents(x, cond)
         nets = self.nets_
         nets["generator"].load_state_dict(nets["decoder"].state_dict())
+        if "ema_generator" in nets:  # the average starts from the transferred generator
+            nets["ema_generator"].load_state_dict(nets["decoder"].state_dict())
         nets["discriminator"].get_submodule("body").load_state_dict(nets["encoder"].get_submodule("body").state_dict())
         self.phase_ = "adversarial"
         self.optimizers_ = self.optimizers()

@@ -63,6 +63,10 @@ class Augmenter:
     def check(self) -> None:
         """Refuse invalid hyper-parameters with a one-line error; called before a grid runs and by ``fit``."""
 
+    def check_data(self, size: int, channels: int, n_classes: int) -> None:
+        """Refuse data the method cannot take (an image size its networks do not fit), before anything runs."""
+        self.check()
+
     def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> Augmenter:
         """Learn from the real training subset (uint8 images, int64 labels)."""
         self.check()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from synthmed.augment.base import register
-from synthmed.augment.gan import ConditionalGAN
+from synthmed.augment.gan import SMALL_DATA, ConditionalGAN
 
 _CONV = {"arch": "conv", "epochs": 100, "latent_dim": 128, "width": 64, "sn_discriminator": False}
 
@@ -85,4 +85,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 for _name, _preset in PRESETS.items():
-    register(_name, _preset)(ConditionalGAN)
+    register(_name, {**_preset, **SMALL_DATA})(ConditionalGAN)

@@ -9,11 +9,12 @@ seeded ``torch.Generator``, and a weights-only save / load round trip that repro
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,8 +51,8 @@ def check_params(name: str, params: dict[str, Any]) -> None:
     def fail(key: str, expected: str) -> SynthmedError:
         return SynthmedError(f"{name}: {key}={params[key]!r} is invalid; expected {expected}")
 
-    for key in ("epochs", "latent_dim", "width", "n_critic"):
-        if key in p and not _integer(p[key], 1):
+    for key in ("epochs", "latent_dim", "width", "n_critic", "steps"):
+        if p.get(key) is not None and not _integer(p[key], 1):
             raise fail(key, "a positive integer")
     if "batch_size" in p and not _integer(p["batch_size"], 2):
         raise fail("batch_size", "an integer of at least 2 (BatchNorm needs two images)")
@@ -118,9 +119,24 @@ class TorchGenerator(Augmenter):
 
     kind = Kind.SET
     trains = True
+    #: Networks of which ``params["ema"]`` (a decay in (0, 1)) keeps an exponential moving average, ``ema_NAME``,
+    #: that sampling uses instead of the live weights.
+    ema_nets: ClassVar[tuple[str, ...]] = ()
 
     def check(self) -> None:
         check_params(self.name, self.params)
+        ema = self.params.get("ema")
+        if ema is not None and not (_real(ema, 0, 1) and self.ema_nets):
+            raise SynthmedError(
+                f"{self.name}: ema={ema!r} is invalid; expected a decay in [0, 1) (e.g. 0.999)"
+                + ("" if self.ema_nets else " for a method that has a generator")
+            )
+
+    def check_data(self, size: int, channels: int, n_classes: int) -> None:
+        """Refuse data the networks cannot take (an image size, a channel count) before anything trains: the
+        networks are built once, on the CPU, and discarded."""
+        self.check()
+        self.build(channels, size, n_classes)
 
     # ---- what a method defines -------------------------------------------------------------------
 
@@ -180,10 +196,12 @@ class TorchGenerator(Augmenter):
         labels: np.ndarray,
         *,
         seed: int = 0,
-        monitor: Callable[[TorchGenerator, int], dict | None] | None = None,
+        monitor: Any = None,
     ) -> TorchGenerator:
-        """Train on the real subset. ``monitor(model, epoch)`` (e.g. FID tracking) is called after every epoch of
-        the main training phase; its non-empty results are kept in ``monitor_history_`` and saved with the model."""
+        """Train on the real subset. ``monitor(model, epoch, last)`` (e.g. FID tracking) is called after every epoch
+        of the main training phase; its non-empty results are kept in ``monitor_history_`` and saved with the
+        model; its ``finish(model)``, if it has one, runs when training ends (e.g. to restore the selected
+        checkpoint)."""
         self.check()
         images, labels = check_training_data(self.name, images, labels)
         self.monitor_ = monitor
@@ -202,6 +220,8 @@ class TorchGenerator(Augmenter):
         self.optimizers_ = self.optimizers()
         try:
             self._train(x, cond, generator)
+            if monitor is not None and hasattr(monitor, "finish"):
+                monitor.finish(self)
         except BaseException:
             del self.nets_  # a failed or interrupted fit leaves nothing to sample from or save
             raise
@@ -217,31 +237,62 @@ class TorchGenerator(Augmenter):
     def _train(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator, epochs: int | None = None
     ) -> None:
-        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch.
+        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch; after each
+        optimisation step the EMA copies follow the live weights.
 
-        ``epochs`` (default: the ``epochs`` param) lets a method run it more than once, e.g. BAGAN-GP's
-        autoencoder pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
+        The budget is ``epochs``, or (when ``params["steps"]`` is set) that many optimisation steps, the last epoch
+        cut short. ``epochs`` as an argument lets a method run the loop more than once, e.g. BAGAN-GP's autoencoder
+        pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
         self.history_, self._step = [], 0
         batch, n = self.params["batch_size"], len(x)
         n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
-        for epoch in range(1, (self.params["epochs"] if epochs is None else epochs) + 1):
+        steps = self.step_budget(n_used) if epochs is None else None
+        per_epoch = -(-n_used // batch)
+        total = -(-steps // per_epoch) if steps else (self.params["epochs"] if epochs is None else epochs)
+        for epoch in range(1, total + 1):
             self._epoch = epoch
             self.nets_.train()
             order = torch.randperm(n, generator=generator).to(self.device_)
             sums: dict[str, float] = {}
             seen: dict[str, int] = {}
             for start in range(0, n_used, batch):
+                if steps and self._step >= steps:
+                    break
                 idx = order[start : min(start + batch, n_used)]
                 self._step += 1
                 for key, value in self.train_step(x[idx], cond[idx], generator).items():
                     sums[key] = sums.get(key, 0.0) + value * len(idx)
                     seen[key] = seen.get(key, 0) + len(idx)
+                self._update_ema()
             self.history_.append({"epoch": epoch, **{key: sums[key] / seen[key] for key in sums}})
             monitor = getattr(self, "monitor_", None)
             if monitor is not None and epochs is None:
-                measured = monitor(self, epoch)
+                measured = monitor(self, epoch, epoch == total)
                 if measured:
                     self.monitor_history_.append({"epoch": epoch, **measured})
+
+    def step_budget(self, n_images: int) -> int | None:
+        """Optimisation steps to train for (``params["steps"]``), or None to train for ``params["epochs"]``."""
+        return self.params.get("steps")
+
+    def _update_ema(self) -> None:
+        """ema_NAME <- d * ema_NAME + (1 - d) * NAME, with the decay ramped up over the first steps
+        (min(d, (1 + step) / (10 + step))) so early averages do not hold on to the random initialisation."""
+        decay = self.params.get("ema")
+        if decay is None:
+            return
+        d = min(float(decay), (1 + self._step) / (10 + self._step))
+        with torch.no_grad():
+            for name in self.ema_nets:
+                live, ema = self.nets_[name], self.nets_[f"ema_{name}"]
+                for p_ema, p in zip(ema.parameters(), live.parameters()):
+                    p_ema.lerp_(p, 1 - d)
+                for b_ema, b in zip(ema.buffers(), live.buffers()):
+                    b_ema.copy_(b)
+
+    def sampling_net(self, name: str) -> nn.Module:
+        """The network that sampling uses: its EMA copy when the method keeps one, else the live network."""
+        return self.nets_[f"ema_{name}"] if self.params.get("ema") is not None else self.nets_[name]
 
     def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         nets = self._fitted()
@@ -319,7 +370,11 @@ class TorchGenerator(Augmenter):
         return 3 if len(self.image_shape_) == 3 else 1
 
     def _build(self) -> nn.ModuleDict:
-        return nn.ModuleDict(self.build(self._channels(), self.image_shape_[0], self.n_classes_))
+        nets = self.build(self._channels(), self.image_shape_[0], self.n_classes_)
+        if self.params.get("ema") is not None:
+            for name in self.ema_nets:
+                nets[f"ema_{name}"] = copy.deepcopy(nets[name]).requires_grad_(False)
+        return nn.ModuleDict(nets)
 
     def _fitted(self) -> nn.ModuleDict:
         if getattr(self, "nets_", None) is None:

@@ -156,8 +156,8 @@ def take_deprecated(
 
 
 def all_fields() -> list[str]:
-    """Every schema field, in declaration order."""
-    return list(fields())
+    """Every schema field a user sets, in declaration order (internal ones are set by the grid)."""
+    return [name for name in fields() if not meta(name).internal]
 
 
 # --------------------------------------------------------------------------------- options of execution

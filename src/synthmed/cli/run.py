@@ -111,6 +111,14 @@ def run(
     margin: float = MARGIN,
     reference: str = REFERENCE,
     resume_from: Path = RESUME_FROM,
+    real_curve: str = typer.Option(
+        None,
+        "--real-curve",
+        rich_help_panel="Data and protocol",
+        help="Also train none "
+        "on these numbers of real images per class (comma list, nested within each "
+        "seed's real pool): the curve the report reads every method's worth from.",
+    ),
     **options: Any,
 ) -> None:
     """Run dataset x protocol x method x classifier x recipe x seed, skipping runs already in OUT/results.sqlite,
@@ -125,6 +133,8 @@ def run(
     grid = load_grid(config) if config is not None else Grid(name=out.name if out else "synthmed")
     if generator_epochs is not None:
         given["generator_epochs"] = generator_epochs
+    if real_curve is not None:
+        given["real_curve"] = real_curve
     grid = override(grid, given)
     if out is None and config is not None:
         out = Path(grid.out or f"runs/{grid.name}")

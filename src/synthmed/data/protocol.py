@@ -94,6 +94,39 @@ def _fraction(
     return np.sort(train), n_train + np.arange(len(data.val))
 
 
+def curve_subset(
+    pool_labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    per_class: int,
+    class_names: list[str],
+    seed: int,
+) -> np.ndarray:
+    """``per_class`` training images of every class for a point of the real-image curve, nested: per class, the
+    run's own training images first, then the rest of its real pool (never its validation images), each part in a
+    seeded order, and the first ``per_class`` taken. So a larger point contains every smaller one, and the point at
+    the protocol's own size is the run's training set."""
+    if pool_labels.ndim != 1:
+        raise SynthmedError("the real-image curve draws images per class and needs single-label data")
+    rng = np.random.default_rng([seed, 20_21, 7])
+    in_train = np.zeros(len(pool_labels), dtype=bool)
+    in_train[train_idx] = True
+    usable = np.ones(len(pool_labels), dtype=bool)
+    usable[val_idx] = False
+    picks = []
+    for c, name in enumerate(class_names):
+        own = rng.permutation(np.flatnonzero(in_train & (pool_labels == c)))
+        rest = rng.permutation(np.flatnonzero(usable & ~in_train & (pool_labels == c)))
+        order = np.concatenate([own, rest])
+        if per_class > len(order):
+            raise SynthmedError(
+                f"--real-curve {per_class} is more than class {name!r} has outside the validation "
+                f"split ({len(order)}); give at most {len(order)} per class"
+            )
+        picks.append(order[:per_class])
+    return np.sort(np.concatenate(picks))
+
+
 def make_subset(
     data: Dataset,
     protocol: str = "full",
@@ -101,8 +134,11 @@ def make_subset(
     per_class: int | None = None,
     fraction: float | None = None,
     stratified: bool = False,
+    curve: int | None = None,
 ) -> Subset:
-    """Draw the training / validation images of one run. Deterministic in ``seed``."""
+    """Draw the training / validation images of one run. Deterministic in ``seed``. ``curve``: instead of the
+    protocol's training images, ``curve`` real images per class nested within the run's real pool (``curve_subset``),
+    with the protocol's validation images."""
     rng = np.random.default_rng([seed, 20_21])
     if protocol == "lowdata":
         train_idx, val_idx = _lowdata(data, per_class, rng)
@@ -120,6 +156,9 @@ def make_subset(
     pool = Split(
         np.concatenate([data.train.images, data.val.images]), np.concatenate([data.train.labels, data.val.labels])
     )
+    if curve is not None:
+        train_idx = curve_subset(pool.labels, train_idx, val_idx, curve, data.class_names, seed)
+        params = {**params, "curve_per_class": curve}
     train, val = pool.subset(train_idx), pool.subset(val_idx)
     try:
         check_classes_present(data.name, f"{protocol} training subset", train.labels, data.class_names)

@@ -21,6 +21,9 @@ shares, such as ``fidelity_epochs``). A list under a sweepable field runs every 
 as ``betas: [0.5, 0.9]`` stays one value). Levers apply only to methods that add a synthetic set.
 
 Every problem (unknown key, wrong type or bound) is one line naming the file and key, found before anything runs.
+``real_curve: [25, 50, 100, 150, 300]`` adds ``none`` runs trained on that many real images per class, nested
+within each run's real pool, from which the report reads every method's worth in real images.
+
 The older run-key dialect (``dataset:``, ``methods: [none, flip]``, ``epochs:`` at the top level) is read with a
 deprecation note that names each new key.
 """
@@ -50,7 +53,18 @@ from synthmed.spec import (
 )
 
 ENTRY_KEYS = {"protocols": "protocol", "methods": "method", "recipes": "recipe"}
-TOP_KEYS = ("name", "out", "datasets", "protocols", "methods", "classifiers", "recipes", "seeds", "options")
+TOP_KEYS = (
+    "name",
+    "out",
+    "datasets",
+    "protocols",
+    "methods",
+    "classifiers",
+    "recipes",
+    "seeds",
+    "options",
+    "real_curve",
+)
 
 
 def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
@@ -86,11 +100,12 @@ class Grid:
     recipes: list[dict] = field(default_factory=lambda: [{"recipe": "medmnist"}])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     options: dict[str, Any] = field(default_factory=dict)
+    real_curve: list[int] = field(default_factory=list)  # real images per class of extra `none` runs (the curve)
     notes: list[str] = field(default_factory=list)  # deprecations and defaults applied, for the user to read
 
 
 def section_fields(section: str) -> list[str]:
-    return [name for name in fields() if meta(name).section == section]
+    return [name for name in fields() if meta(name).section == section and not meta(name).internal]
 
 
 def _canonical(key: str, allowed: list[str], where: str, notes: list[str]) -> str:
@@ -271,6 +286,8 @@ def parse_grid(doc: dict, path: Path | str = "<grid>") -> Grid:
     for section in ("protocols", "methods", "recipes"):
         if section in doc:
             setattr(grid, section, _entries(section, doc[section], where, notes))
+    if "real_curve" in doc:
+        grid.real_curve = sorted(set(split_values("curve_per_class", doc["real_curve"], f"{where}: real_curve")))
     options = doc.get("options") or {}
     if not isinstance(options, dict):
         raise SynthmedError(f"{where}: 'options' must be a mapping, e.g. {{dropout: 0.2}}")
@@ -341,6 +358,21 @@ def expand(grid: Grid) -> list[RunSpec]:
                         **options,
                     )
                 )
+    for dataset, protocol, classifier, recipe, seed, n in itertools.product(
+        grid.datasets, grid.protocols, grid.classifiers, grid.recipes, grid.seeds, grid.real_curve
+    ):
+        specs.append(
+            RunSpec(
+                dataset=dataset,
+                **protocol,
+                method="none",
+                curve_per_class=n,
+                classifier=classifier,
+                **recipe,
+                seed=seed,
+                **options,
+            )
+        )
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
     _check_protocol_fields(specs)
@@ -440,6 +472,9 @@ def override(grid: Grid, values: dict[str, Any]) -> Grid:
                 entry[name] = value
     if "recipe" in values:
         grid.recipes = [{"recipe": r} for r in split_values("recipe", values.pop("recipe"))]
+    if values.get("real_curve") is not None:
+        grid.real_curve = sorted(set(split_values("curve_per_class", values.pop("real_curve"), "--real-curve")))
+    values.pop("real_curve", None)
     for name in ("epochs", "patience"):
         if name in values:
             value = coerce(name, values.pop(name))

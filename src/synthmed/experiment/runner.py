@@ -16,11 +16,12 @@ import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from synthmed.augment import Kind, create_augmenter
-from synthmed.data import Dataset, Subset, load_dataset, make_subset
+from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.synthesis import fit_generator, synthesise, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, save_checkpoint
@@ -29,7 +30,7 @@ from synthmed.spec import RunSpec
 from synthmed.store import ResultStore
 from synthmed.train.device import cpu_model, resolve_device
 from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import FitResult, TrainConfig, fine_tune_on_real, train_classifier
+from synthmed.train.trainer import FitResult, TrainConfig, fine_tune_on_real, pretrain_then_train, train_classifier
 
 OnEpoch = Callable[[dict], None]
 OnStatus = Callable[[str], None]
@@ -129,24 +130,31 @@ class Runner:
         """Refuse an unusable device, unknown datasets, methods, parameters, recipes or classifiers, a method's
         unmet needs and unusable subsets, before anything runs or is written."""
         resolve_device(self.device)
+        checked: set[str] = set()
         for spec in specs:
             get_recipe(spec.recipe, spec.epochs)
             check_classifier(spec.classifier)
             augmenter = create_augmenter(spec.method, **spec.method_params)
             augmenter.check()
+            spec.synthesis.check()
             if "dropout" in augmenter.needs and not spec.dropout:
                 raise SynthmedError(
                     f"{spec.method} measures uncertainty by MC dropout: give --dropout P (e.g. "
                     f"{augmenter.needs['dropout']:g}) to it and the methods it is compared with"
                 )
-            spec.synthesis.check()
+            data = self.dataset(spec)
+            key = repr((spec.method, sorted(spec.method_params.items()), data.size, data.n_channels, data.n_classes))
+            if key not in checked:  # builds the networks once per method, parameters and data shape
+                augmenter.check_data(data.size, data.n_channels, data.n_classes)
+                checked.add(key)
             make_subset(
-                self.dataset(spec),
+                data,
                 spec.protocol,
                 seed=spec.seed,
                 per_class=spec.real_per_class,
                 fraction=spec.fraction,
                 stratified=spec.stratified,
+                curve=spec.curve_per_class,
             )
 
     def done(self) -> set[str]:
@@ -238,6 +246,7 @@ class Runner:
             per_class=spec.real_per_class,
             fraction=spec.fraction,
             stratified=spec.stratified,
+            curve=spec.curve_per_class,
         )
         run_dir = self.out / "runs" / run_id
         augmenter = create_augmenter(spec.method, **spec.method_params)
@@ -276,21 +285,41 @@ class Runner:
             self.device,
             spec.precision,
             dropout=spec.dropout,
+            class_weight=spec.class_weight,
         )
+        synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
+        if synthetic is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
+            status("classifier on the synthetic images alone")
+            synthetic_only = train_classifier(
+                Split(*synthetic), subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
+            )
         status("classifier")
-        fit = train_classifier(
-            subset.train,
-            subset.val,
-            subset.test,
-            data.n_classes,
-            data.task,
-            train_config,
-            seed=spec.seed,
-            augmenter=augmenter,
-            synthetic=synthetic,
-            synthetic_weight=spec.synthesis.synthetic_weight,
-            on_epoch=on_epoch,
-        )
+        if synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
+            fit = pretrain_then_train(
+                synthetic_only,
+                subset.train,
+                subset.val,
+                subset.test,
+                data.n_classes,
+                data.task,
+                train_config,
+                seed=spec.seed,
+                on_epoch=on_epoch,
+            )
+        else:
+            fit = train_classifier(
+                subset.train,
+                subset.val,
+                subset.test,
+                data.n_classes,
+                data.task,
+                train_config,
+                seed=spec.seed,
+                augmenter=augmenter,
+                synthetic=synthetic,
+                synthetic_weight=spec.synthesis.synthetic_weight,
+                on_epoch=on_epoch,
+            )
         if spec.synthesis.finetune_epochs and synthetic is not None:
             status("fine-tuning on real images")
             fit = fine_tune_on_real(
@@ -324,13 +353,21 @@ class Runner:
                 "test_selected_auc": max(h["test_auc"] for h in fit.history),
                 "test_selected_acc": max(h["test_acc"] for h in fit.history),
             }
-        metrics = {"val": fit.val, "test": fit.test, "history": fit.history}
+        metrics: dict[str, Any] = {"val": fit.val, "test": fit.test, "history": fit.history}
         if synthesis is not None:
             metrics["synthetic"] = synthesis.summary()
+            if synthetic_only is not None:
+                metrics["synthetic"].update(
+                    tstr_auc=synthetic_only.test["auc"],
+                    tstr_acc=synthetic_only.test["acc"],
+                    tstr_val_auc=synthetic_only.val["auc"],
+                    tstr_best_epoch=synthetic_only.best_epoch,
+                )
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds
-        if "finetune" in fit.extra:
-            metrics["finetune"] = fit.extra["finetune"]
+        for phase in ("finetune", "pretrain"):
+            if phase in fit.extra:
+                metrics[phase] = fit.extra[phase]
         if robustness:
             metrics["robustness"] = robustness
         return {

@@ -16,6 +16,7 @@ the generator's.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.audit.features import DomainFeatures
-from synthmed.augment import Kind, create_augmenter
+from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
 from synthmed.augment.export import export_synthetic
 from synthmed.augment.generative import TorchGenerator
@@ -77,6 +78,10 @@ class SyntheticSet:
             "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
             "near_copy_share": mem["near_copy_share"],
             "held_out_near_copy_share": mem["held_out_near_copy_share"],
+            "memorised_share": (mem.get("memorised") or {}).get("share"),
+            "held_out_memorised_share": (mem.get("memorised") or {}).get("held_out_share"),
+            "memorised_share_features": (mem.get("memorised_features") or {}).get("share"),
+            "held_out_memorised_share_features": (mem.get("memorised_features") or {}).get("held_out_share"),
             "min_diversity": col["min_diversity"],
             "flags": self.audit["flags"],
             "reconstructions_by_design": self.audit["reconstructions_by_design"],
@@ -84,6 +89,16 @@ class SyntheticSet:
             "generator_cached": self.generator_cached,
             "generator_seconds": self.generator_seconds,
         }
+
+
+def generator_seed(seed: int, levers: Synthesis) -> int:
+    """The seed a run's generator trains and samples with: ``--generator-seed`` for every run, the run seed modulo
+    ``--generator-seeds`` (cycling K generators over the classifier seeds), else the run seed."""
+    if levers.generator_seed is not None:
+        return levers.generator_seed
+    if levers.generator_seeds is not None:
+        return seed % levers.generator_seeds
+    return seed
 
 
 def synthetic_counts(
@@ -100,10 +115,15 @@ def synthetic_counts(
 
 
 def generator_key(
-    augmenter: Augmenter, data: Dataset, subset: Subset, seed: int, track_fid_every: int | None = None
+    augmenter: Augmenter,
+    data: Dataset,
+    subset: Subset,
+    seed: int,
+    track_fid_every: int | None = None,
+    select: bool = False,
 ) -> dict:
-    """What determines a generator's weights (not the device it trained on), and its FID tracking, whose
-    history is saved with it."""
+    """What determines a generator's weights (not the device it trained on), its FID tracking, whose history is
+    saved with it, and the checkpoint selection that may replace the last weights."""
     indices = json.dumps([subset.train_indices.tolist()])
     params = {k: v for k, v in augmenter.config().items() if k != "device"}
     key = {
@@ -115,13 +135,18 @@ def generator_key(
         "train_sha256": hashlib.sha256(indices.encode()).hexdigest(),
         "seed": seed,
     }
-    return key | ({"track_fid_every": track_fid_every} if track_fid_every else {})
+    return (
+        key
+        | ({"track_fid_every": track_fid_every} if track_fid_every else {})
+        | ({"select_generator": "fid"} if select else {})
+    )
 
 
 class FidTracker:
     """A ``TorchGenerator.fit`` monitor: every ``every`` epochs (and at the last), FID and KID of ``per_class``
-    samples per class against the real training subset, in the in-domain feature space (Sharma et al. 2022,
-    Table 4)."""
+    samples per class in the in-domain feature space, against the real training subset (Sharma et al. 2022,
+    Table 4) and against the real validation split. With ``select``, it keeps the weights of the checkpoint with
+    the lowest validation FID and restores them when training ends (never the test split)."""
 
     def __init__(
         self,
@@ -131,19 +156,38 @@ class FidTracker:
         every: int,
         per_class: int = 100,
         seed: int = 0,
+        val_images: np.ndarray | None = None,
+        select: bool = False,
     ) -> None:
-        self.extractor, self.every, self.seed = extractor, every, seed
+        self.extractor, self.every, self.seed, self.select = extractor, every, seed, select
         self.real = extractor.features(real_images)
+        self.val = extractor.features(val_images) if val_images is not None and len(val_images) > 1 else None
         self.counts = {int(c): per_class for c in np.unique(real_labels)}
+        self.best: tuple[float, int, dict] | None = None  # (validation FID, epoch, weights)
 
-    def __call__(self, model: TorchGenerator, epoch: int) -> dict | None:
-        if epoch % self.every and epoch != model.params["epochs"]:
+    def __call__(self, model: TorchGenerator, epoch: int, last: bool = False) -> dict | None:
+        if epoch % self.every and not last:
             return None
-        from synthmed.metrics.distribution import distribution_metrics
+        from synthmed.metrics.distribution import distribution_metrics, fid
 
         images, _ = model.sample(self.counts, seed=self.seed)
-        m = distribution_metrics(self.real, self.extractor.features(images), kid_subsets=20, seed=self.seed)
-        return {"fid": m["fid"], "kid": m["kid_mean"], "kid_std": m["kid_std"]}
+        synth = self.extractor.features(images)
+        m = distribution_metrics(self.real, synth, kid_subsets=20, seed=self.seed)
+        row = {"fid": m["fid"], "kid": m["kid_mean"], "kid_std": m["kid_std"]}
+        if self.val is not None:
+            row["val_fid"] = fid(self.val, synth)
+            if self.select and (self.best is None or row["val_fid"] < self.best[0]):
+                self.best = (row["val_fid"], epoch, copy.deepcopy(model.nets_.state_dict()))
+        return row
+
+    def finish(self, model: TorchGenerator) -> None:
+        """Restore the selected checkpoint's weights and mark it in the model's FID history."""
+        if not self.select or self.best is None:
+            return
+        _, epoch, state = self.best
+        model.nets_.load_state_dict(state)
+        for row in model.monitor_history_:
+            row["selected"] = row["epoch"] == epoch
 
 
 def fit_generator(
@@ -159,7 +203,9 @@ def fit_generator(
     if not augmenter.trains:
         return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
     assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
-    key = generator_key(augmenter, data, subset, seed, monitor.every if monitor else None)
+    key = generator_key(
+        augmenter, data, subset, seed, monitor.every if monitor else None, monitor.select if monitor else False
+    )
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
     with file_lock(
@@ -215,10 +261,10 @@ def synthesise(
     its reference classifier too."""
     levers.check()
     status = on_status or (lambda text: None)
-    augmenter = create_augmenter(method, **{"device": device, **params})
+    augmenter = create_augmenter(method, **({"device": device, **params} if method_class(method).trains else params))
     if augmenter.kind is not Kind.SET:
         raise SynthmedError(f"method {method!r} does not generate a synthetic set ({augmenter.kind.value})")
-    gen_seed = seed if levers.generator_seed is None else levers.generator_seed
+    gen_seed = generator_seed(seed, levers)
     train = subset.train
     counts = synthetic_counts(
         train.labels, data.n_classes, levers.synthetic_per_class, levers.balance, levers.synthetic_ratio
@@ -246,7 +292,15 @@ def synthesise(
             f"run's real subset ({len(train)} images, {reference.path.stem})",
         )
         if levers.track_fid_every:
-            monitor = FidTracker(extractor, train.images, train.labels, levers.track_fid_every, seed=gen_seed)
+            monitor = FidTracker(
+                extractor,
+                train.images,
+                train.labels,
+                levers.track_fid_every,
+                seed=gen_seed,
+                val_images=subset.val.images,
+                select=levers.select_generator == "fid",
+            )
     status(f"fitting {method} ({augmenter.params.get('epochs', '?')} epochs)")
     augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
     factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
@@ -295,6 +349,10 @@ def synthesise(
         report["distribution"] = fidelity_from_features(
             real_feats, train.labels, synth_feats, labels, extractor.name, data.class_names, seed=gen_seed
         )
+        from synthmed.metrics.memorisation import memorised_share
+
+        features = memorised_share(synth_feats, real_feats, extractor.features(subset.val.images))
+        report["memorisation"]["memorised_features"] = {k: v for k, v in features.items() if k != "nearest"}
     report.update(augmenter.diagnostics())  # e.g. fid_over_epochs
     return SyntheticSet(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
 

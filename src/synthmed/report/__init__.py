@@ -118,6 +118,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
                         "comparisons": {
                             ref: dataclasses.asdict(c) for ref, c in (row.get("comparisons") or {}).items()
                         },
+                        "real_equivalent": _finite(row.get("real_equivalent")),
                         "synthetic": _plain(row["synthetic"]),
                     }
                     for row in group
@@ -130,6 +131,15 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
         "header": header(records),
         "groups": groups,
     }
+
+
+def _finite(worth: dict | None) -> dict | None:
+    """A real-image equivalent with infinite values (off the curve) as None; its ``text`` says which way."""
+    import math
+
+    if worth is None:
+        return None
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in worth.items()}
 
 
 def _plain(summary: dict | None) -> dict | None:

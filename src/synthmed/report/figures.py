@@ -136,9 +136,10 @@ def image_grid(
 
 
 def closest_pairs(synth: np.ndarray, train: np.ndarray, pairs: list[dict], title: str = "") -> bytes:
-    """Each synthetic image (top) above its nearest training image (bottom), labelled with their distance ratio.
+    """Each synthetic image (top) above its nearest training image (bottom), labelled with the nearest /
+    second-nearest distance ratio (memorised below 1/3, Gu et al.) where the pairs carry it, else the near-copy ratio.
 
-    ``pairs``: ``memorisation(...)["closest"]`` (dicts with ``synthetic``, ``train`` and ``ratio``)."""
+    ``pairs``: ``memorisation(...)["closest"]`` (dicts with ``synthetic``, ``train``, ``ratio`` and ``nn_ratio``)."""
     if not pairs:
         raise ValueError("closest_pairs needs at least one pair")
     top = synth[[p["synthetic"] for p in pairs]]
@@ -148,10 +149,14 @@ def closest_pairs(synth: np.ndarray, train: np.ndarray, pairs: list[dict], title
         _mosaic([top, bottom], len(pairs), shape),
         shape[0],
         ["synthetic", "nearest training"],
-        [f"{p['ratio']:.2f}" for p in pairs],
+        [f"{p.get('nn_ratio', p['ratio']):.2f}" for p in pairs],
         title
-        or "synthetic images closest to the training set\nratio = "
-        "distance / median nearest-neighbour distance in the training set",
+        or (
+            "synthetic images closest to the training set\nd1 / d2 = nearest over second-nearest training distance "
+            "(memorised below 1/3)"
+            if "nn_ratio" in pairs[0]
+            else "synthetic images closest to the training set\nratio = distance / median nearest-neighbour distance"
+        ),
         2,
         len(pairs),
     )
@@ -477,3 +482,56 @@ def group_plot(records: list[dict], title: str) -> bytes:
     curves.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     return png(fig, dpi=110)
+
+
+def curve_plot(curve: dict[int, dict[int, float]], marks: dict[str, tuple[float, float]], title: str) -> bytes:
+    """The real-image curve: test AUC of ``none`` against real images per class (log scale), the mean over seeds
+    with its range, and each method's mean test AUC marked where it meets the curve (``marks``: label -> (mean
+    AUC, equivalent real images per class; +-inf off the curve))."""
+    plt = pyplot()
+    sizes = sorted(set.intersection(*(set(points) for points in curve.values())))
+    values = np.array([[curve[s][n] for n in sizes] for s in sorted(curve)])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    ax.plot(sizes, values.mean(0), marker="o", color="0.2", label=f"none, real images only ({len(curve)} seeds)")
+    if len(values) > 1:
+        ax.fill_between(sizes, values.min(0), values.max(0), color="0.6", alpha=0.25, lw=0)
+    colours = pyplot().get_cmap("tab10").colors
+    for i, (label, (auc, n)) in enumerate(marks.items()):
+        colour = colours[i % len(colours)]
+        ax.axhline(auc, color=colour, lw=0.8, ls="--", alpha=0.7)
+        if math.isfinite(n):
+            ax.scatter([n], [auc], color=colour, zorder=3, s=30)
+        ax.text(sizes[0], auc, f" {label}", color=colour, fontsize=7, va="bottom")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("real training images per class (log scale)")
+    ax.set_ylabel("test AUC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    return png(fig)
+
+
+def ratio_plot(series: dict[str, list[tuple[float, float, float]]], none: float | None, title: str) -> bytes:
+    """Test AUC against the synthetic:real ratio, one line per method (``series``: method -> [(ratio, mean,
+    std)]), with ``none``'s mean as a horizontal line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), constrained_layout=True)
+    for method, points in series.items():
+        points = sorted(points)
+        xs, means, stds = (np.array(v) for v in zip(*points))
+        (line,) = ax.plot(xs, means, marker="o", label=method)
+        ax.fill_between(
+            xs, means - np.nan_to_num(stds), means + np.nan_to_num(stds), color=line.get_color(), alpha=0.15, lw=0
+        )
+    if none is not None:
+        ax.axhline(none, color="0.3", ls="--", lw=1, label="none")
+    ax.set_xscale("log")
+    ratios = sorted({x for points in series.values() for x, _, _ in points})
+    ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    ax.set_xlabel("synthetic : real images (log scale)")
+    ax.set_ylabel("test AUC (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return png(fig)

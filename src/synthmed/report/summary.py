@@ -57,7 +57,11 @@ def summarise(records: list[dict], settings: Settings | None = None) -> list[dic
     its comparisons against the references (``settings``)."""
     settings = settings or Settings()
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    curves: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
+        if r["config"].get("curve_per_class"):  # a point of the real-image curve, not a row
+            curves[group_key(r)][r["seed"]][r["config"]["curve_per_class"]] = r["test_auc"]
+            continue
         groups[group_key(r) + (method_label(r["config"]),)].append(r)
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
@@ -88,9 +92,24 @@ def summarise(records: list[dict], settings: Settings | None = None) -> list[dic
         row["synthetic"] = _synthetic_summary(runs)
         row["grid"] = _first_grid(runs)
         rows.append(row)
-    for group in by_group(rows).values():
+    for key, group in by_group(rows).items():
         _compare_group(group, settings)
+        if key in curves:
+            _real_equivalents(group, curves[key])
     return rows
+
+
+def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> None:
+    """Each row's worth in real images per class, read off the group's real-image curve (``equivalents``)."""
+    from synthmed.report.equivalents import real_equivalent
+
+    none = next((r for r in group if r["method"] == "none"), None)
+    if none is None:
+        return
+    base = {r["seed"]: r["test_auc"] for r in none["runs"]}
+    for row in group:
+        row["real_equivalent"] = real_equivalent(dict(curve), {r["seed"]: r["test_auc"] for r in row["runs"]}, base)
+        row["curve"] = dict(curve)
 
 
 def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
@@ -163,6 +182,12 @@ def _synthetic_summary(runs: list[dict]) -> dict | None:
         "reference_acc": interval(values("reference_test_acc")),
         "near_copy": interval(values("near_copy_share")),
         "held_out": interval(values("held_out_near_copy_share")),
+        "memorised": interval(values("memorised_share")),
+        "memorised_held_out": interval(values("held_out_memorised_share")),
+        "memorised_features": interval(values("memorised_share_features")),
+        "memorised_features_held_out": interval(values("held_out_memorised_share_features")),
+        "tstr_auc": interval(values("tstr_auc")),
+        "tstr_acc": interval(values("tstr_acc")),
         "diversity": interval(values("min_diversity")),
         "kept": interval(values("kept_share")),
         "candidates": interval(values("fidelity_candidates")),
@@ -258,6 +283,9 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
     ]
     if has_second:
         columns.append(f"Δ AUC vs {second} [{level} % CI], verdict")
+    has_curve = any(row.get("real_equivalent") for row in rows)
+    if has_curve:
+        columns.append("worth in real images per class (95 % bootstrap)")
     columns += [
         "detectable Δ AUC vs none (80 % power)",
         "test-selected AUC / ACC (optimistic)",
@@ -286,6 +314,9 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
         ]
         if has_second:
             cells.append(fmt_comparison(comparisons.get(second)))
+        if has_curve:
+            worth = row.get("real_equivalent")
+            cells.append("" if worth is None or row["method"] == "none" else worth["text"])
         cells += [
             "" if none is None or not math.isfinite(none.mde) else f"{none.mde:.3f}",
             optimistic,
@@ -340,6 +371,9 @@ SYNTHETIC_COLUMNS = [
     "precision / recall / coverage",
     "near-copies",
     "near-copies of real val images",
+    "memorised (d1/d2 < 1/3): pixels / in-domain features",
+    "the same for real val images",
+    "TSTR test AUC / ACC",
     "diversity (min class)",
     "kept by filter",
     "generator fit (s, uncached)",
@@ -347,8 +381,23 @@ SYNTHETIC_COLUMNS = [
 ]
 
 
-def synthetic_table(rows: list[dict]) -> Table:
-    table = Table("", list(SYNTHETIC_COLUMNS))
+def _pair(first: tuple, second: tuple) -> str:
+    """``12.0 % / 3.5 %`` of two (mean, std, ci) shares, means only."""
+    return " / ".join("–" if math.isnan(v[0]) else f"{100 * v[0]:.1f} %" for v in (first, second))
+
+
+def synthetic_table(rows: list[dict], real_only: tuple | None = None) -> Table:
+    """The audit of every generative row's synthetic sets; ``real_only``: the group's ``none`` test AUC, which a
+    classifier trained on the synthetic images alone (TSTR) is read against."""
+    caption = (
+        ""
+        if real_only is None or math.isnan(real_only[0])
+        else (
+            f"TSTR: a classifier trained on the synthetic images alone, scored on the real test split; the same "
+            f"classifier on the real training images (none) scores {real_only[0]:.3f}."
+        )
+    )
+    table = Table(caption, list(SYNTHETIC_COLUMNS))
     for row in rows:
         syn = row["synthetic"]
         flags = ", ".join(f"{flag} ({n} of {syn['n']} runs)" for flag, n in syn["flags"].items()) or "none"
@@ -378,6 +427,11 @@ def synthetic_table(rows: list[dict]) -> Table:
                 prc,
                 near,
                 fmt_mean_std(syn["held_out"], percent=True),
+                _pair(syn["memorised"], syn["memorised_features"]),
+                _pair(syn["memorised_held_out"], syn["memorised_features_held_out"]),
+                "–"
+                if math.isnan(syn["tstr_auc"][0])
+                else f"{fmt_mean_std(syn['tstr_auc'])} / {syn['tstr_acc'][0]:.3f}",
                 fmt_mean_std(syn["diversity"]),
                 fmt_mean_std(syn["kept"], percent=True),
                 "–" if math.isnan(syn["generator_s"][0]) else f"{syn['generator_s'][0]:.0f}",
@@ -647,11 +701,13 @@ def group_sections(out: Path, records: list[dict], rows: list[dict], settings: S
         if verdicts:
             section.blocks.insert(2, Bullets(verdicts))
         sections.append(section)
+        sections += _curve_sections(group, title, index)
         synthetic_rows = [row for row in group if row["synthetic"]]
+        none_row = next((row for row in group if row["method"] == "none"), None)
         if synthetic_rows:
             part = Section(
                 "Synthetic data: class fidelity, memorisation, collapse, FID",
-                [synthetic_table(synthetic_rows)],
+                [synthetic_table(synthetic_rows, none_row["test_auc"] if none_row else None)],
                 level=3,
             )
             fid = fid_over_epochs_table(synthetic_rows)
@@ -660,6 +716,72 @@ def group_sections(out: Path, records: list[dict], rows: list[dict], settings: S
             part.blocks += [f for row in synthetic_rows for f in _row_figures(out, row)]
             sections.append(part)
     return sections
+
+
+def _curve_sections(group: list[dict], title: str, index: int) -> list[Section]:
+    """The real-image curve with each method marked on it, and test AUC against the synthetic:real ratio, where
+    the group has them."""
+    from synthmed.report.figures import curve_plot, ratio_plot
+
+    sections = []
+    with_curve = [row for row in group if row.get("real_equivalent")]
+    if with_curve:
+        curve = with_curve[0]["curve"]
+        marks = {row["method"]: (row["test_auc"][0], row["real_equivalent"]["real_per_class"]) for row in with_curve}
+        items = [
+            f"{row['method']}: mean test AUC {row['test_auc'][0]:.3f} = none with "
+            f"{_per_class(row['real_equivalent']['real_per_class'])} real images per class; worth "
+            f"{row['real_equivalent']['text']}"
+            for row in with_curve
+            if row["method"] != "none"
+        ]
+        sizes = with_curve[0]["real_equivalent"]["sizes"]
+        sections.append(
+            Section(
+                f"Real-image equivalents: {title}",
+                [
+                    Paragraph(
+                        f"none trained on {', '.join(map(str, sizes))} real images per class (nested within each "
+                        "seed's real pool); each method's mean test AUC read off the seeds' mean monotone curve, "
+                        "minus the group's own none. Intervals: 95 % bootstrap over seeds."
+                    ),
+                    Bullets(items),
+                    Figure(
+                        f"report_curve_{index}.png",
+                        curve_plot(curve, marks, f"real-image curve · {title}"),
+                        "real-image curve",
+                    ),
+                ],
+                level=3,
+            )
+        )
+    series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row in group:
+        config = row["runs"][0]["config"]
+        ratio = (config.get("synthesis") or {}).get("synthetic_ratio")
+        if ratio is not None and not row["params"]:
+            rest = {**config, "synthesis": {**config["synthesis"], "synthetic_ratio": None}}
+            series[" ".join([row["base_method"], *lever_parts(rest)])].append(
+                (float(ratio), row["test_auc"][0], row["test_auc"][1])
+            )
+    series = {m: points for m, points in series.items() if len(points) >= 2}
+    if series:
+        none_row = next((row for row in group if row["method"] == "none"), None)
+        png = ratio_plot(series, none_row["test_auc"][0] if none_row else None, f"synthetic : real ratio · {title}")
+        sections.append(
+            Section(
+                f"Synthetic : real ratio: {title}",
+                [Figure(f"report_ratio_{index}.png", png, "test AUC against the ratio")],
+                level=3,
+            )
+        )
+    return sections
+
+
+def _per_class(n: float) -> str:
+    if math.isinf(n):
+        return "more than the curve's last point" if n > 0 else "fewer than the curve's first point"
+    return f"{n:.0f}"
 
 
 def robustness_sections(out: Path, records: list[dict]) -> list[Section]:

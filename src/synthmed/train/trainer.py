@@ -41,6 +41,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     dropout: float = 0.0
+    class_weight: str | None = None  # "balanced": inverse-frequency loss weights of the training labels
 
 
 @dataclass
@@ -144,6 +145,10 @@ def train_classifier(
         torch.cat(w_parts).to(store),
     )
     x_val, x_test = to_tensor(val.images).to(store), to_tensor(test.images).to(store)
+    per_class = None
+    if config.class_weight == "balanced":
+        per_class = torch.from_numpy(balanced_class_weights(y_train.cpu().numpy(), n_classes)).float().to(store)
+        w_train = w_train * per_class[y_train]
 
     in_channels = x_train.shape[1]
     model = build_classifier(config.classifier, in_channels, n_classes, x_train.shape[-1], config.dropout)
@@ -209,7 +214,10 @@ def train_classifier(
                 x_train, y_train, w_train = x_train[:n_fixed], y_train[:n_fixed], w_train[:n_fixed]
             x_train = torch.cat([x_train, to_tensor(new.images).to(store)])
             y_train = torch.cat([y_train, torch.from_numpy(new.labels).to(store)])
-            w_train = torch.cat([w_train, torch.full((len(new.labels),), float(synthetic_weight), device=store)])
+            added = torch.full((len(new.labels),), float(synthetic_weight), device=store)
+            if per_class is not None:
+                added = added * per_class[torch.from_numpy(new.labels).to(store)]
+            w_train = torch.cat([w_train, added])
         if config.patience is not None and stale >= config.patience:
             break
     train_time = time.perf_counter() - start
@@ -225,6 +233,72 @@ def train_classifier(
     }
     return FitResult(
         model, best_epoch, len(history), history, val_best, test_best, train_time, precision, str(device), extra
+    )
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, ``n_samples / (n_classes * count_c)``, for single-label training labels;
+    a class with no image is refused (it cannot be weighted, nor learned)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise SynthmedError("--class-weight balanced needs single-label classes, not a multi-label task")
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts == 0).any():
+        raise SynthmedError(f"--class-weight balanced: class {int(np.argmin(counts))} has no training image")
+    return len(labels) / (n_classes * counts.astype(np.float64))
+
+
+def pretrain_then_train(
+    pretrained: FitResult,
+    train: Split,
+    val: Split,
+    test: Split,
+    n_classes: int,
+    task: str,
+    config: TrainConfig,
+    seed: int = 0,
+    augmenter: Augmenter | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """The "pretrain on synthetic, then train on real" lever: continue from the selected weights of
+    ``pretrained`` (trained on the synthetic set alone) on the real images with the full recipe, selected on
+    validation. The history keeps both phases (``phase``: pretrain, real); the selected epoch is of the real phase,
+    so the model ends on weights trained on real images."""
+    fit = train_classifier(
+        train,
+        val,
+        test,
+        n_classes,
+        task,
+        config,
+        seed=seed,
+        augmenter=augmenter,
+        on_epoch=on_epoch,
+        init_state=pretrained.model.state_dict(),
+    )
+    offset = pretrained.epochs_run
+    history = [{**row, "phase": "pretrain"} for row in pretrained.history] + [
+        {**row, "epoch": offset + row["epoch"], "phase": "real"} for row in fit.history
+    ]
+    extra = {
+        **fit.extra,
+        "pretrain": {
+            "epochs": pretrained.epochs_run,
+            "best_epoch": pretrained.best_epoch,
+            "val_auc": pretrained.val["auc"],
+        },
+    }
+    return FitResult(
+        fit.model,
+        offset + fit.best_epoch,
+        offset + fit.epochs_run,
+        history,
+        fit.val,
+        fit.test,
+        pretrained.train_time + fit.train_time,
+        fit.precision,
+        fit.device,
+        extra,
     )
 
 

@@ -1,0 +1,186 @@
+"""Honest controls and the worth of a synthetic image: count-matched copies, class weights, train on synthetic,
+pretrain then train on real, the real-image curve and its equivalents, and the memorisation ratio."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import blobs, write_breast_like
+
+from synthmed.augment import Kind, create_augmenter
+from synthmed.data import Dataset, load_dataset, make_subset
+from synthmed.data.protocol import curve_subset
+from synthmed.errors import SynthmedError
+from synthmed.experiment.synthesis import synthesise, synthetic_counts
+from synthmed.metrics.memorisation import MEMORISED_RATIO, memorised_share, nn_ratio
+from synthmed.report.equivalents import invert, real_equivalent
+from synthmed.spec import Synthesis
+from synthmed.train.trainer import balanced_class_weights
+
+
+def toy_dataset(n_train: int = 40, minority: int = 10) -> Dataset:
+    train = blobs(n_train, 0)
+    labels = np.array([1] * (n_train - minority) + [0] * minority)
+    train.labels[:] = labels
+    return Dataset("toy", "binary-class", ["a", "b"], train, blobs(12, 1), blobs(12, 2), md5="toy")
+
+
+@pytest.mark.parametrize(
+    "levers, expected",
+    [
+        (Synthesis(balance=True, fidelity=False), {0: 20, 1: 0}),
+        (Synthesis(synthetic_per_class=7, fidelity=False), {0: 7, 1: 7}),
+        (Synthesis(synthetic_ratio=0.5, fidelity=False), {0: 5, 1: 15}),
+    ],
+)
+def test_oversample_adds_the_policys_counts_of_exact_training_copies(tmp_path, levers, expected):
+    data = toy_dataset()
+    subset = make_subset(data, "full")
+    result = synthesise(data, subset, "oversample", {}, levers, 3, tmp_path)
+    counts = {c: int((result.labels == c).sum()) for c in (0, 1)}
+    assert (
+        counts
+        == expected
+        == synthetic_counts(subset.train.labels, 2, levers.synthetic_per_class, levers.balance, levers.synthetic_ratio)
+    )
+    train = subset.train.images.reshape(len(subset.train), -1)
+    for image, label in zip(result.images.reshape(len(result.labels), -1), result.labels):
+        matches = np.flatnonzero((train == image).all(1))
+        assert len(matches) and (subset.train.labels[matches] == label).any()  # a copy, of its own class
+    # each image is used once before any is reused (balance: 20 copies of 10 minority images, each twice)
+    if levers.balance:
+        assert sorted(np.unique(result.images.reshape(20, -1), axis=0, return_counts=True)[1]) == [2] * 10
+    assert result.audit["reconstructions_by_design"] and "memorisation" not in result.audit["flags"]
+    assert create_augmenter("oversample").kind is Kind.SET
+
+
+def test_class_weight_balanced_matches_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0] * 7 + [1] * 30 + [2] * 3)
+    ours = balanced_class_weights(labels, 3)
+    assert np.allclose(ours, compute_class_weight("balanced", classes=np.arange(3), y=labels))
+    with pytest.raises(SynthmedError, match="class 2 has no training image"):
+        balanced_class_weights(np.array([0, 1, 1]), 3)
+
+
+def test_curve_subsets_are_nested_stratified_and_keep_the_validation_split():
+    labels = np.array([0] * 30 + [1] * 50)
+    train_idx, val_idx = np.arange(0, 80, 4), np.arange(1, 80, 8)  # the protocol's own draw
+    subsets = {n: curve_subset(labels, train_idx, val_idx, n, ["a", "b"], seed=5) for n in (2, 5, 10, 20)}
+    for small, large in zip((2, 5, 10), (5, 10, 20)):
+        assert set(subsets[small]) <= set(subsets[large])
+    for n, idx in subsets.items():
+        assert np.bincount(labels[idx], minlength=2).tolist() == [n, n] and not set(idx) & set(val_idx)
+    own = curve_subset(labels, train_idx, val_idx, 5, ["a", "b"], seed=5)
+    assert set(own) <= set(train_idx)  # up to the protocol's own size: its own training images first
+    with pytest.raises(
+        SynthmedError,
+        match="--real-curve 27 is more than class 'a' has outside the validation split "
+        r"\(26\); give at most 26 per class",
+    ):
+        curve_subset(labels, train_idx, val_idx, 27, ["a", "b"], seed=5)
+
+
+def test_real_equivalent_of_a_constructed_curve():
+    sizes = np.array([25.0, 50.0, 100.0, 200.0])
+    curve_aucs = {25: 0.80, 50: 0.85, 100: 0.90, 200: 0.95}
+    assert invert(sizes, np.array(list(curve_aucs.values())), 0.875) == pytest.approx(math.sqrt(50 * 100))
+    curve = {s: dict(curve_aucs) for s in range(5)}
+    none = {s: 0.85 for s in range(5)}  # none sits at 50 per class
+    worth = real_equivalent(curve, {s: 0.90 for s in range(5)}, none)
+    assert worth["point"] == pytest.approx(50.0) and worth["real_per_class"] == pytest.approx(100.0)
+    assert worth["low"] == pytest.approx(50.0) and worth["text"] == "+50 real images per class [+50, +50]"
+    hurts = real_equivalent(curve, {s: 0.80 for s in range(5)}, none)
+    assert hurts["point"] == pytest.approx(-25.0)
+    beyond = real_equivalent(curve, {s: 0.97 for s in range(5)}, none)
+    assert math.isinf(beyond["point"]) and beyond["text"] == "beyond the curve (> 200 per class)"
+    noisy = {s: {n: a + 0.01 * ((s + n) % 3 - 1) for n, a in curve_aucs.items()} for s in range(5)}
+    spread = real_equivalent(noisy, {s: 0.90 + 0.005 * (s - 2) for s in range(5)}, none)
+    assert spread["low"] < spread["point"] < spread["high"]
+
+
+def test_memorisation_ratio_flags_exact_copies_and_not_noise():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (60, 16, 16), dtype=np.uint8)
+    copies = train[:10].copy()
+    noise = rng.integers(0, 256, (10, 16, 16), dtype=np.uint8)
+    ratio, nearest = nn_ratio(copies, train)
+    assert np.allclose(ratio, 0) and (nearest == np.arange(10)).all()
+    assert (nn_ratio(noise, train)[0] > MEMORISED_RATIO).all()
+    share = memorised_share(np.concatenate([copies, noise]), train, held_out=noise)
+    assert share["share"] == pytest.approx(0.5) and share["held_out_share"] == 0.0
+    features = rng.normal(size=(60, 8))
+    assert memorised_share(features[:5] + 1e-6, features)["share"] == 1.0  # feature space too
+
+
+@pytest.fixture
+def toy_root(tmp_path):
+    root = tmp_path / "data"
+    write_breast_like(root)
+    return root
+
+
+def test_tstr_never_sees_a_real_training_image_and_pretraining_ends_on_real(toy_root, tmp_path, monkeypatch):
+    from synthmed.experiment import runner as runner_module
+    from synthmed.experiment.runner import Runner
+    from synthmed.spec import RunSpec
+
+    seen = []
+    original = runner_module.train_classifier
+
+    def spy(train, *args, **kwargs):
+        seen.append((train.images.copy(), kwargs.get("synthetic")))
+        return original(train, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "train_classifier", spy)
+    runner = Runner(tmp_path / "out", data_root=str(toy_root), verify=False, device="cpu")
+    spec = RunSpec(
+        "breastmnist",
+        protocol="full",
+        method="cvae",
+        method_params={"epochs": 1, "batch_size": 4},
+        epochs=1,
+        precision="fp32",
+        synthesis=Synthesis(synthetic_per_class=3, fidelity=False, tstr=True, pretrain_on_synthetic=True),
+    )
+    record = runner.run(spec)
+    real = load_dataset("breastmnist", data_root=str(toy_root), verify=False).train.images.reshape(20, -1)
+    tstr_images, tstr_synthetic = seen[0]
+    assert tstr_synthetic is None and len(tstr_images) == 6  # the synthetic set alone
+    assert not any((real == image).all(1).any() for image in tstr_images.reshape(6, -1))
+    synthetic = record["metrics"]["synthetic"]
+    assert 0 <= synthetic["tstr_auc"] <= 1 and 0 <= synthetic["tstr_acc"] <= 1
+    phases = [h.get("phase") for h in record["metrics"]["history"]]
+    assert phases == ["pretrain", "real"] and record["best_epoch"] == 2  # selected on the real phase
+    assert record["metrics"]["pretrain"]["epochs"] == 1 and len(seen) == 1  # no mixed training besides
+
+
+@pytest.mark.parametrize(
+    "values, phrase",
+    [
+        ({"method": "none,cvae", "class_weight": "inverse"}, "--class-weight 'inverse': choose one of balanced"),
+        ({"method": "none,flip", "tstr": True}, "--tstr applies to methods that add a synthetic set"),
+        ({"method": "none", "real_curve": "10,x"}, "--real-curve should be an integer, got 'x'"),
+    ],
+)
+def test_bad_control_options_are_one_line_errors(values, phrase):
+    from synthmed.experiment.grid import Grid, expand, override
+
+    with pytest.raises(SynthmedError) as err:
+        expand(override(Grid(datasets=["breastmnist"]), values))
+    assert phrase in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_curve_size_beyond_the_pool_is_refused_before_anything_runs(toy_root, tmp_path):
+    from synthmed.experiment.grid import Grid, expand, override
+    from synthmed.experiment.runner import Runner
+
+    specs = expand(override(Grid(datasets=["breastmnist"], seeds=[0]), {"protocol": "full", "real_curve": "5,11"}))
+    assert sorted(s.curve_per_class for s in specs if s.curve_per_class) == [5, 11]
+    runner = Runner(tmp_path / "out", data_root=str(toy_root), verify=False)
+    with pytest.raises(SynthmedError, match="--real-curve 11 is more than class .* give at most 10"):
+        runner.validate(specs)
+    assert not (tmp_path / "out").exists()
