@@ -55,19 +55,31 @@ def main() -> None:
         print(ddim, results["ddpm_sampling"][str(ddim)], flush=True)
     if not args.no_full_fit:
         seconds, model = fit_seconds("ddpm", images, labels)
-        results["ddpm_full_fit"] = {"seconds": round(seconds, 1), "steps": model.params["steps"],
-                                    "final_loss": model.history_[-1]["loss"]}
+        results["ddpm_full_fit"] = {
+            "seconds": round(seconds, 1),
+            "steps": model.params["steps"],
+            "final_loss": model.history_[-1]["loss"],
+        }
         print(results["ddpm_full_fit"], flush=True)
     for policy in ("none", "color,translation,cutout"):
         seconds, model = fit_seconds("dcgan", images, labels, epochs=2, diffaugment=policy)
         results["dcgan"][policy] = {"s_per_step": round(seconds / model._step, 3), "batch": 128}
         print(policy, results["dcgan"][policy], flush=True)
-    atomic_write_json(args.out, {
-        **results, "dataset": "breastmnist lowdata (546 training images)",
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    atomic_write_json(
+        args.out,
+        {
+            **results,
+            "dataset": "breastmnist lowdata (546 training images)",
+            "machine": {
+                "cpu": cpu_model(),
+                "cores": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 if __name__ == "__main__":
