@@ -196,10 +196,12 @@ WORKERS = typer.Option(
     "(default: one single-thread worker per core on a CPU for a grid of 2+ runs, 1 on a GPU; 1 runs in this process).",
 )
 CPUS_PER_RUN = typer.Option(
-    1,
+    None,
     "--cpus-per-run",
+    min=1,
     rich_help_panel=EXECUTION,
-    help="CPUs (torch threads) each run uses with --workers or the ray backend.",
+    help="CPUs (torch threads) each run uses (default: 1 per worker process or Ray task; all of torch's in this "
+    "process). Set it when several synthmed processes share a machine.",
 )
 MLFLOW = typer.Option(
     None,

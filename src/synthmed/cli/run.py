@@ -73,7 +73,7 @@ class Execution:
     backend: str = "local"
     address: str | None = None
     workers: int | None = None
-    cpus_per_run: int = 1
+    cpus_per_run: int | None = None
     mlflow: str | None = None
     skip_absent: bool = False
     max_seeds: int | None = None
@@ -165,8 +165,8 @@ def run(
 
 def _check(run: Execution) -> None:
     """Refuse inconsistent execution options before anything runs or is written."""
-    if run.workers is not None and run.workers < 1 or run.cpus_per_run < 1:
-        raise SynthmedError(f"--workers {run.workers} and --cpus-per-run {run.cpus_per_run} must be at least 1")
+    if run.workers is not None and run.workers < 1:
+        raise SynthmedError(f"--workers {run.workers} must be at least 1")
     if run.auto_seeds and run.max_seeds is None:
         raise SynthmedError("--seeds auto needs --max-seeds N (the most seeds to run, e.g. 20)")
     if run.max_seeds is not None and not run.auto_seeds:
@@ -239,7 +239,7 @@ def _execute(grid: Any, out: Path, run: Execution) -> None:
     if run.auto_seeds:
         from synthmed.experiment.sequential import Plan, run_until_decided
 
-        step = run.workers or default_workers(run.device, 2, run.cpus_per_run)
+        step = run.workers or default_workers(run.device, 2, run.cpus_per_run or 1)
         plan = Plan(
             max_seeds=run.max_seeds or 2,
             step=step,

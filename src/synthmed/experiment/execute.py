@@ -157,7 +157,7 @@ def execute(
     *,
     backend: str = "local",
     workers: int | None = None,
-    cpus_per_run: int = 1,
+    cpus_per_run: int | None = None,
     address: str | None = None,
     report: bool = True,
     mlflow: str | None = None,
@@ -168,7 +168,9 @@ def execute(
 ) -> Outcome:
     """Run the specs not yet in the store (a failed run is reported and the grid goes on), then write the report
     and mirror the store to MLflow. ``workers`` None: the default of ``default_workers``. ``resume_from``: an export
-    whose runs are imported first (and so skipped). Raises when every run failed."""
+    whose runs are imported first (and so skipped). ``cpus_per_run``: torch threads of each run (default 1 in
+    worker processes and Ray tasks, torch's default in this process; give it when several processes share a
+    machine, e.g. ``$SLURM_CPUS_PER_TASK``). Raises when every run failed."""
     from synthmed.train.recipes import get_recipe
 
     emit = on_event or (lambda event: None)
@@ -185,16 +187,17 @@ def execute(
         emit(Event("imported", message=f"{import_export(resume_from, runner.out)} run(s) from {resume_from}"))
     ids = {runner.run_id(s): s for s in specs}
     todo = runner.pending(specs)
-    workers = default_workers(runner.device, len(todo), cpus_per_run) if workers is None else workers
+    threads = cpus_per_run or 1  # of each worker process or Ray task
+    workers = default_workers(runner.device, len(todo), threads) if workers is None else workers
     pooled = "ray" if backend == "ray" else "pool" if workers > 1 and len(todo) > 1 else None
     if pooled == "pool":
         from synthmed.experiment.backends import pool_size
 
-        workers = min(pool_size(workers, cpus_per_run), len(todo))
+        workers = min(pool_size(workers, threads), len(todo))
         pooled = "pool" if workers > 1 else None
     where = {
-        "ray": f"ray backend, {cpus_per_run} CPU per run",
-        "pool": f"{workers} worker processes, {cpus_per_run} CPU each",
+        "ray": f"ray backend, {threads} CPU per run",
+        "pool": f"{workers} worker processes, {threads} CPU each",
     }.get(pooled or "", "in this process")
     outcome = Outcome(skipped=len(specs) - len(todo))
     emit(Event("planned", total=len(specs), skipped=outcome.skipped, todo=len(todo), where=where))
@@ -235,14 +238,18 @@ def execute(
             if pooled == "ray":
                 from synthmed.experiment.backends import run_on_ray
 
-                run_on_ray(runner, claimed(candidates), on_result, address=address, cpus_per_run=cpus_per_run)
+                run_on_ray(runner, claimed(candidates), on_result, address=address, cpus_per_run=threads)
             elif pooled == "pool":
                 from synthmed.experiment.backends import run_on_pool
 
                 run_on_pool(
-                    runner, claimed(candidates), on_result, workers=workers, threads=cpus_per_run, on_progress=progress
+                    runner, claimed(candidates), on_result, workers=workers, threads=threads, on_progress=progress
                 )
             else:
+                if cpus_per_run is not None:  # in this process: as many threads as told, else torch's default
+                    import torch
+
+                    torch.set_num_threads(cpus_per_run)
                 for spec in claimed(candidates):
                     progress("started", spec, get_recipe(spec.recipe, spec.epochs).epochs)
                     try:
