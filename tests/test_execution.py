@@ -130,6 +130,22 @@ def test_export_then_report_gives_the_same_numbers_and_resume_skips_the_exported
     assert sorted((s.method, s.seed) for s in pending) == [("classic", 4), ("flip", 4), ("none", 4)]
 
 
+def test_export_takes_the_figures_of_the_lowest_seed_that_has_them(tmp_path):
+    """A run imported from an earlier export has no run folder; its row's figures come from the next seed."""
+    src = tmp_path / "src"
+    runner = FakeRunner(src)
+    grid = override(Grid(datasets=["breastmnist"], seeds=[0, 1, 2]), {"method": "none"})
+    execute_round, _ = constructed({})
+    execute_round(runner, grid)
+    ids = {spec.seed: runner.run_id(spec) for spec in expand(grid)}
+    folder = src / "runs" / ids[1]
+    folder.mkdir(parents=True)
+    (folder / "synthetic_grid.png").write_bytes(b"png of seed 1")
+    export_runs(src, tmp_path / "export")
+    assert (tmp_path / "export" / "runs" / ids[1] / "synthetic_grid.png").read_bytes() == b"png of seed 1"
+    assert not (tmp_path / "export" / "runs" / ids[0]).exists()
+
+
 def test_export_refuses_a_folder_that_is_not_an_export(tmp_path):
     src = tmp_path / "src"
     runner = FakeRunner(src)

@@ -42,17 +42,25 @@ def _check_target(dest: Path) -> None:
         )
 
 
-def _shown_runs(records: list[dict]) -> set[str]:
-    """Run ids whose figures the report draws: the lowest seed of every (group, method) row."""
+def _shown_runs(records: list[dict], run_dir: Path) -> set[str]:
+    """Run ids whose figures the report draws: of every (group, method) row, the lowest seed whose run folder in
+    ``run_dir`` holds figures (an imported run may have none), else the lowest seed."""
     from synthmed.report.summary import group_key
     from synthmed.spec import method_label
 
-    lowest: dict[tuple, dict] = {}
+    rows: dict[tuple, list[dict]] = {}
     for r in records:
-        key = (*group_key(r), method_label(r["config"]))
-        if key not in lowest or r["seed"] < lowest[key]["seed"]:
-            lowest[key] = r
-    return {r["run_id"] for r in lowest.values()}
+        rows.setdefault((*group_key(r), method_label(r["config"])), []).append(r)
+
+    def has_figures(r: dict) -> bool:
+        folder = run_dir / "runs" / r["run_id"]
+        return any((folder / name).exists() for name in (*FIGURES, "cam.npz"))
+
+    shown = set()
+    for runs in rows.values():
+        runs.sort(key=lambda r: r["seed"])
+        shown.add(next((r for r in runs if has_figures(r)), runs[0])["run_id"])
+    return shown
 
 
 def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
@@ -70,7 +78,7 @@ def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
     merged.update({r["run_id"]: r for r in new})
     all_records = list(merged.values())
     size = len(write_jsonl(dest / EXPORT_RECORDS, all_records))
-    for run_id in _shown_runs(all_records):
+    for run_id in _shown_runs(all_records, run_dir):
         source, target = run_dir / "runs" / run_id, dest / "runs" / run_id
         for name in FIGURES:
             if (source / name).exists() and not (target / name).exists():
@@ -91,8 +99,8 @@ def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
         "bytes": total,
         "bytes_per_run": round(total / max(len(all_records), 1)),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "contents": f"{EXPORT_RECORDS} (every record), runs/RUN_ID/ figures and CAM maps of the lowest seed of "
-        "each table row; no SQLite file, weights or synthetic images",
+        "contents": f"{EXPORT_RECORDS} (every record), runs/RUN_ID/ figures and CAM maps of the lowest seed with "
+        "figures of each table row; no SQLite file, weights or synthetic images",
     }
     atomic_write_json(dest / MARKER, info)
     return info

@@ -663,16 +663,21 @@ def _row_figures(out: Path, row: dict) -> list[Figure]:
     """The lowest seed's grid, t-SNE and FID-over-epochs figures that exist, referenced from the report."""
     if not row.get("grid"):
         return []
+    # The lowest seed whose figures exist: an export or a moved folder may lack the lowest seed's run folder.
+    grid = next(
+        (g for r in row["runs"] if (out / (g := f"runs/{r['run_id']}/synthetic_grid.png")).exists()), row["grid"]
+    )
+    seed = next((r["seed"] for r in row["runs"] if grid == f"runs/{r['run_id']}/synthetic_grid.png"), None)
     figures = []
     for kind, caption in FIGURE_CAPTIONS.items():
-        path = row["grid"].replace("_grid.png", f"_{kind}.png")
+        path = grid.replace("_grid.png", f"_{kind}.png")
         if (out / path).exists():
             figures.append(
                 Figure(
                     path,
                     (out / path).read_bytes(),
                     f"{row['method']} {kind}",
-                    f"{row['method']}: {caption} (lowest seed)",
+                    f"{row['method']}: {caption} (seed {seed})",
                 )
             )
     return figures
