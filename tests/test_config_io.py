@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import pickle
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ from synthmed.data import load_dataset
 from synthmed.data import medmnist as mm
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import expand, load_grid
-from synthmed.io import atomic_write_bytes, load_checkpoint, save_checkpoint
+from synthmed.io import atomic_write_bytes, json_text, load_checkpoint, save_checkpoint
 from synthmed.store import ResultStore
 
 
@@ -75,6 +76,12 @@ def test_checkpoint_round_trip_and_crafted_file_refused(tmp_path):
         with pytest.raises(SynthmedError, match="plain-weights checkpoint"):
             load_checkpoint(tmp_path / name)
     assert not marker.exists()
+
+
+def test_json_text_is_strict_json_with_null_for_a_missing_statistic():
+    text = json_text({"mean": float("nan"), "rows": [{"ci95": float("inf")}, 0.5], "n": 3})
+    assert json.loads(text) == {"mean": None, "rows": [{"ci95": None}, 0.5], "n": 3}
+    assert "NaN" not in text and "Infinity" not in text
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

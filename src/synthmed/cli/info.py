@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ def report_cmd(
 ) -> None:
     """Summarise a run folder: mean ± std over seeds, paired differences to none and to the count-matched control,
     verdicts at a margin."""
+    from synthmed.io import json_text
     from synthmed.report import settings_for, summary_json, write_report
     from synthmed.report.records import load_records
 
@@ -46,10 +46,10 @@ def report_cmd(
         raise SynthmedError(f"--margin {margin} must be >= 0 (an AUC difference, e.g. 0.01)")
     settings = settings_for(out, margin, reference)
     if fmt == "records":
-        sys.stdout.write(json.dumps(load_records(out), indent=1) + "\n")
+        sys.stdout.write(json_text(load_records(out)) + "\n")
         return
     if fmt == "json":
-        sys.stdout.write(json.dumps(summary_json(out, settings), indent=1, allow_nan=True) + "\n")
+        sys.stdout.write(json_text(summary_json(out, settings)) + "\n")
         return
     for path in write_report(out, settings):
         console.print(str(path))
