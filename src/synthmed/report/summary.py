@@ -132,11 +132,12 @@ def paired(row: dict, reference: dict, metric: str) -> list[float]:
 def _compare_group(group: list[dict], settings: Settings) -> None:
     """Each row's comparison with each reference the group holds (test AUC: verdict at the margin; test ACC:
     interval only), Holm-adjusted across the methods compared with the same reference."""
+    done: list[str] = []  # a reference already compared with the later ones (none vs oversample = -(oversample vs none))
     for reference in settings.references():
         found: list[tuple[dict, Comparison]] = []
         for row in group:
             ref = reference_row(row, group, reference)
-            if ref is None or row["base_method"] == reference:
+            if ref is None or row["base_method"] == reference or row["base_method"] in done:
                 continue
             comparison = compare(
                 paired(row, ref, "test_auc"),
@@ -153,6 +154,7 @@ def _compare_group(group: list[dict], settings: Settings) -> None:
             )
         for (row, _), adjusted in zip(found, adjust([c for _, c in found])):
             row.setdefault("comparisons", {})[reference] = adjusted
+        done.append(reference)
 
 
 def by_group(rows: list[dict]) -> dict[tuple, list[dict]]:
