@@ -174,6 +174,21 @@ def test_claims_are_exclusive_until_they_expire(tmp_path):
         assert not store.claim("r3", "a", lease=60)  # a stored run is never claimed
 
 
+def test_schedule_starts_each_generator_first_and_its_reusers_last():
+    from synthmed.experiment.execute import schedule
+
+    grid = override(Grid(datasets=["breastmnist"], seeds=[0, 1, 2]), {"method": "none,cvae", "generator_seed": 0})
+    order = [(s.method, s.seed) for s in schedule(expand(grid))]
+    assert order == [("cvae", 0), ("none", 0), ("none", 1), ("none", 2), ("cvae", 1), ("cvae", 2)]
+    per_seed = override(Grid(datasets=["breastmnist"], seeds=[0, 1]), {"method": "none,cvae"})
+    assert [(s.method, s.seed) for s in schedule(expand(per_seed))] == [
+        ("cvae", 0),
+        ("cvae", 1),
+        ("none", 0),
+        ("none", 1),
+    ]
+
+
 def test_default_workers_is_one_single_thread_worker_per_core_on_a_cpu(monkeypatch):
     from synthmed.experiment.execute import default_workers
 
