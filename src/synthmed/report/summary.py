@@ -132,7 +132,7 @@ def paired(row: dict, reference: dict, metric: str) -> list[float]:
 def _compare_group(group: list[dict], settings: Settings) -> None:
     """Each row's comparison with each reference the group holds (test AUC: verdict at the margin; test ACC:
     interval only), Holm-adjusted across the methods compared with the same reference."""
-    done: list[str] = []  # a reference already compared with the later ones (none vs oversample = -(oversample vs none))
+    done: list[str] = []  # references compared with the later ones already (none vs oversample: its mirror)
     for reference in settings.references():
         found: list[tuple[dict, Comparison]] = []
         for row in group:
