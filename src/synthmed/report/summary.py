@@ -404,7 +404,9 @@ def synthetic_table(rows: list[dict], real_only: tuple | None = None) -> Table:
         syn = row["synthetic"]
         flags = ", ".join(f"{flag} ({n} of {syn['n']} runs)" for flag, n in syn["flags"].items()) or "none"
         near = fmt_mean_std(syn["near_copy"], percent=True) + (
-            " (reconstructions by design)" if syn["reconstructions"] else ""
+            (" (copies by design)" if row["base_method"] == "oversample" else " (reconstructions by design)")
+            if syn["reconstructions"]
+            else ""
         )
         fidelity = fmt_mean_std(syn["fidelity"])
         if not math.isnan(syn["candidates"][0]):
