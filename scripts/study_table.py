@@ -1,0 +1,70 @@
+"""The README's at-a-glance table, built from ``synthmed report RESULTS --format json`` of committed exports.
+
+    python scripts/study_table.py results/breastmnist-lowdata results/pneumoniamnist-lowdata ...
+
+One Markdown row per method and setting: test AUC (mean ± std, seeds), the paired difference to ``none`` and to
+the count-matched ``oversample`` control with their 95 % t-intervals and verdicts at the report's margin, and the
+worth in real images per class where the setting has a real-image curve. Nothing here computes a statistic: every
+number comes from the report's JSON, so the table is exactly what ``synthmed report`` says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+
+def report_json(folder: str, extra: list[str]) -> dict:
+    command = [sys.executable, "-m", "synthmed", "report", folder, "--format", "json", *extra]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def difference(comparison: dict | None) -> str:
+    if not comparison:
+        return ""
+    verdict = comparison["verdict"]
+    text = f"{comparison['mean']:+.3f} [{comparison['t_low']:+.3f}, {comparison['t_high']:+.3f}] {verdict}"
+    return f"**{text}**" if verdict in ("better", "worse") else text
+
+
+def worth(equivalent: dict | None) -> str:
+    if not equivalent:
+        return ""
+    point, low, high = equivalent.get("point"), equivalent.get("low"), equivalent.get("high")
+    if point is None:
+        return equivalent.get("text", "")
+    if isinstance(point, str):
+        return point
+    low_text = "…" if low is None else f"{low:+.0f}"
+    high_text = "…" if high is None else f"{high:+.0f}"
+    return f"{point:+.0f} [{low_text}, {high_text}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="Exports (results/SETTING) or run folders.")
+    parser.add_argument("--margin", help="Equivalence margin in AUC (default: the report's, 0.01).")
+    args = parser.parse_args()
+    extra = ["--margin", args.margin] if args.margin else []
+    print(
+        "| setting | method | seeds | test AUC | Δ AUC vs none [95 % CI], verdict | Δ AUC vs oversample [95 % CI], "
+        "verdict | worth in real images per class [95 % CI] |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for folder in args.folders:
+        for group in report_json(folder, extra)["groups"]:
+            for row in group["rows"]:
+                auc = row["test_auc"]
+                comparisons = row.get("comparisons") or {}
+                print(
+                    f"| {group['title']} | `{row['method']}` | {row['n']} | {auc['mean']:.3f} ± {auc['std']:.3f} | "
+                    f"{difference(comparisons.get('none'))} | "
+                    f"{difference(next((c for k, c in comparisons.items() if k != 'none'), None))} | "
+                    f"{worth(row.get('real_equivalent'))} |"
+                )
+
+
+if __name__ == "__main__":
+    main()
