@@ -87,6 +87,30 @@ options: {dropout: 0.1, fidelity_epochs: 3}
     assert all(s.dropout == 0.1 and s.epochs == 2 and s.patience == 1 for s in specs)
 
 
+def test_a_diffaugment_policy_on_the_command_line_is_one_value_and_the_yaml_run(tmp_path):
+    """``-p diffaugment=color,translation,cutout`` sets the policy (it does not sweep three runs), and names the
+    same runs as the study's experiment file."""
+    from synthmed.experiment.grid import Grid, override
+
+    _, from_yaml = load_experiment(
+        write(
+            tmp_path,
+            """
+datasets: breastmnist
+methods: [{method: dcgan, params: {diffaugment: "color,translation,cutout", ema: 0.999}}]
+seeds: [0, 1]
+""",
+        )
+    )
+    base = Grid(datasets=["breastmnist"], seeds=[0, 1])
+    given = {"method": "dcgan", "method_params": ["diffaugment=color,translation,cutout", "ema=0.999"]}
+    from_cli = expand(override(base, given))
+    assert [s.method_params["diffaugment"] for s in from_cli] == ["color,translation,cutout"] * 2
+    assert [s.key("x")[0] for s in from_cli] == [s.key("x")[0] for s in from_yaml]
+    swept = expand(override(base, {**given, "method_params": [*given["method_params"], "lr=1e-4,2e-4"]}))
+    assert len(swept) == 2 * 2  # other hyper-parameters still sweep
+
+
 def test_a_run_file_is_an_experiment_file_with_single_values(tmp_path):
     _, specs = load_experiment(write(tmp_path, "datasets: breastmnist\nmethods: flip\nseeds: 3\n"))
     assert [(s.dataset, s.method, s.seed) for s in specs] == [("breastmnist", "flip", 3)]

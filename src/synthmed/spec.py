@@ -156,6 +156,7 @@ class Synthesis:
     tstr: bool = setting(
         False,
         section="methods",
+        label="tstr",
         help="Also train the classifier on the synthetic images alone (train on synthetic, test on real: TSTR, "
         "Esteban et al. 2017), selected on the real validation split; records tstr_auc and tstr_acc.",
     )

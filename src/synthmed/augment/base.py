@@ -55,6 +55,9 @@ class Augmenter:
     needs: ClassVar[dict[str, float]] = {}
     trains: ClassVar[bool] = False
     reconstructs: ClassVar[bool] = False
+    #: Hyper-parameters whose one value is itself a comma list (DiffAugment's "color,translation,cutout"), so
+    #: ``-p KEY=a,b`` sets it instead of sweeping a and b.
+    comma_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str = "none", **params: Any) -> None:
         self.name = name
@@ -119,6 +122,11 @@ def method_class(name: str) -> type[Augmenter]:
     if name not in _REGISTRY:
         raise SynthmedError(f"unknown method {name!r}; choose one of {', '.join(available())}")
     return _REGISTRY[name][0]
+
+
+def comma_params() -> frozenset[str]:
+    """Every registered method's hyper-parameters whose value is a comma list (see ``Augmenter.comma_params``)."""
+    return frozenset().union(*(cls.comma_params for cls, _ in _REGISTRY.values()))
 
 
 def preset(name: str) -> dict[str, Any]:

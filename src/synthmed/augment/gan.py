@@ -99,6 +99,7 @@ class ConditionalGAN(TorchGenerator):
     #: The loss names this class builds (a subclass with its own objective adds its name).
     losses: ClassVar[tuple[str, ...]] = tuple(LOSSES)
     ema_nets = ("generator",)
+    comma_params = frozenset({"diffaugment"})
 
     def check(self) -> None:
         super().check()

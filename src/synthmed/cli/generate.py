@@ -27,11 +27,23 @@ FIELDS = [
     "seed",
     "method_params",
     "precision",
-    *[f for f in SYNTHESIS_FIELDS if f not in ("synthetic_weight", "finetune_epochs", "generator_seed")],
+    *[
+        f
+        for f in SYNTHESIS_FIELDS
+        if f
+        not in (
+            "synthetic_weight",
+            "finetune_epochs",
+            "generator_seed",
+            "generator_seeds",
+            "tstr",
+            "pretrain_on_synthetic",
+        )
+    ],
 ]
 SINGLE = {
     name: opt.Override(sweep=False)
-    for name in ("protocol", "fraction", "synthetic_per_class", "synthetic_ratio", "min_confidence")
+    for name in ("protocol", "fraction", "synthetic_per_class", "synthetic_ratio", "min_confidence", "method_params")
 }
 #: In ``generate``, the old ``--per-class`` counted synthetic images and ``--per-class-train`` real ones.
 ALIASES = {"per_class": "synthetic_per_class", "per_class_train": "real_per_class"}
@@ -89,7 +101,11 @@ def generate(
     if out.suffix != ".npz":
         raise SynthmedError(f"--out {out} must end in .npz (the synthetic set is a MedMNIST-layout npz file)")
     method = coerce("method", options["method"], "--method")
-    params = {k: v[0] for k, v in parse_method_params(options["method_params"] or []).items()}
+    params = {}
+    for key, values in parse_method_params(options["method_params"] or []).items():
+        if len(values) != 1:
+            raise SynthmedError(f"-p {key}: generate fits one generator; give one value (a sweep is for `run`)")
+        params[key] = values[0]
     if epochs is not None:
         params["epochs"] = epochs
     if method_class(method).kind is not Kind.SET:

@@ -20,7 +20,7 @@ def report_cmd(
     fmt: str = typer.Option(
         "html",
         "--format",
-        help="html (writes report.md, report.html, runs.csv, summary.csv) | "
+        help="html or md (writes report.md, report.html, runs.csv, summary.csv) | "
         "json (the summary with every statistic and verdict, on stdout) | records (every run's "
         "record, on stdout).",
     ),

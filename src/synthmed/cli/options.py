@@ -56,6 +56,8 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
     sweep = m.sweep if override.sweep is None else override.sweep
     default = default_of(name) if override.default is UNSET else override.default
     help_text = override.help or m.help
+    if not sweep:  # this command takes one value
+        help_text = help_text.replace("; a comma list sweeps.", ".").replace(" (a comma list sweeps)", "")
     if m.choices and not sweep:
         help_text += f" [{' | '.join(map(str, m.choices))}]"
     if kind is bool:
@@ -104,7 +106,10 @@ def schema_parameters(names: Iterable[str], overrides: dict[str, Override] | Non
                         help=(
                             "KEY=VALUE hyper-parameter of the methods that have it, repeatable; "
                             "a comma list sweeps (-p lr=1e-4,2e-4 -p gp_weight=5,10 runs the 4 "
-                            "combinations); see `synthmed list --presets`."
+                            "combinations; -p diffaugment=color,cutout is one policy); see `synthmed list --presets`."
+                            if overrides.get(name, Override()).sweep is not False
+                            else "KEY=VALUE hyper-parameter of the method, repeatable, one value each "
+                            "(-p diffaugment=color,translation,cutout); see `synthmed list --presets`."
                         ),
                     ),
                 )
@@ -186,7 +191,7 @@ GENERATOR_CACHE = typer.Option(
     rich_help_panel=EXECUTION,
     help="Folder of cached trained generators "
     "and reference classifiers, reused when method, data subset and seed match "
-    "[run: OUT/cache; generate: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed].",
+    "(default: OUT/cache in run; $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed, in generate).",
 )
 WORKERS = typer.Option(
     None,

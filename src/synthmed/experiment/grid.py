@@ -415,12 +415,19 @@ def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[lis
 
 def parse_method_params(items: list[str]) -> dict[str, list]:
     """``["lr=1e-4,2e-4", "betas=[0.5,0.9]"]`` -> ``{lr: [1e-4, 2e-4], betas: [[0.5, 0.9]]}``: a comma list sweeps,
-    except inside brackets; each value is parsed as YAML (numbers, booleans, lists, strings)."""
+    except inside brackets and for a hyper-parameter whose one value is a comma list (``diffaugment=color,cutout``;
+    sweep those with ``param_grid`` in an experiment file); each value is parsed as YAML (numbers, booleans, lists,
+    strings)."""
+    from synthmed.augment.base import comma_params
+
     grid: dict[str, list] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or not text.strip():
             raise SynthmedError(f"--method-param {item!r} must look like KEY=VALUE (e.g. lr=2e-4 or lr=1e-4,2e-4)")
+        if key.strip() in comma_params():
+            grid[key.strip()] = [text.strip()]
+            continue
         parts, depth, current = [], 0, ""
         for char in text:
             depth += {"[": 1, "]": -1}.get(char, 0)

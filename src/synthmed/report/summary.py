@@ -914,8 +914,9 @@ def notes_section(settings: Settings | None = None, stop: dict | None = None) ->
     and why seeds stopped being added."""
     settings = settings or Settings()
     items = [
-        f"Margin of equivalence: ±{settings.margin:g} AUC; every interval and verdict at "
-        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g}).",
+        f"Margin of equivalence: ±{settings.margin:g} AUC; the paired differences' intervals and verdicts at "
+        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g})"
+        + ("." if settings.alpha == 0.05 else "; the test AUC / ACC columns and the real-image worth at 95 %."),
         *NOTES,
     ]
     if stop:
