@@ -40,6 +40,13 @@ def pyplot():
     return plt
 
 
+def ticker():
+    """matplotlib.ticker, imported on use like pyplot."""
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def png(fig, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     plt = pyplot()
@@ -498,16 +505,16 @@ def curve_plot(curve: dict[int, dict[int, float]], marks: dict[str, tuple[float,
     colours = pyplot().get_cmap("tab10").colors
     for i, (label, (auc, n)) in enumerate(marks.items()):
         colour = colours[i % len(colours)]
-        ax.axhline(auc, color=colour, lw=0.8, ls="--", alpha=0.7)
+        ax.axhline(auc, color=colour, lw=0.8, ls="--", alpha=0.7, label=f"{label}: {auc:.3f}")
         if math.isfinite(n):
             ax.scatter([n], [auc], color=colour, zorder=3, s=30)
-        ax.text(sizes[0], auc, f" {label}", color=colour, fontsize=7, va="bottom")
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_formatter(ticker().NullFormatter())  # only the curve's sizes are labelled
     ax.set_xlabel("real training images per class (log scale)")
     ax.set_ylabel("test AUC")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right", title="method (dashed: its mean test AUC)", title_fontsize=7)
     ax.set_title(title, fontsize=9)
     return png(fig)
 
@@ -529,6 +536,7 @@ def ratio_plot(series: dict[str, list[tuple[float, float, float]]], none: float 
     ax.set_xscale("log")
     ratios = sorted({x for points in series.values() for x, _, _ in points})
     ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    ax.xaxis.set_minor_formatter(ticker().NullFormatter())
     ax.set_xlabel("synthetic : real images (log scale)")
     ax.set_ylabel("test AUC (mean ± std over seeds)")
     ax.grid(alpha=0.3)
