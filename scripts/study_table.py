@@ -4,8 +4,10 @@
 
 One Markdown row per method and setting: test AUC (mean ± std, seeds), the paired difference to ``none`` and to
 the count-matched ``oversample`` control with their 95 % t-intervals and verdicts at the report's margin, and the
-worth in real images per class where the setting has a real-image curve. Nothing here computes a statistic: every
-number comes from the report's JSON, so the table is exactly what ``synthmed report`` says.
+worth in real images per class where the setting has a real-image curve. ``--synthetic`` prints the second table
+of docs/results/study.md instead: test ACC, Holm-adjusted p-values, and for generators TSTR, class fidelity,
+in-domain FID and the memorised share. Nothing here computes a statistic: every number comes from the report's
+JSON, so the tables are exactly what ``synthmed report`` says.
 """
 
 from __future__ import annotations
@@ -42,12 +44,51 @@ def worth(equivalent: dict | None) -> str:
     return f"{point:+.0f} [{low_text}, {high_text}]"
 
 
+def stat(summary: dict | None, key: str, digits: int = 3, percent: bool = False) -> str:
+    value = (summary or {}).get(key) or {}
+    mean, std = value.get("mean"), value.get("std")
+    if mean is None:
+        return ""
+    scale, unit = (100, " %") if percent else (1, "")
+    text = f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if std is not None else "") + unit
+
+
+def synthetic_row(group: dict, row: dict) -> str:
+    comparisons = row.get("comparisons") or {}
+    holm = " / ".join(f"{c['p_holm']:.2f}" for c in comparisons.values() if c.get("p_holm") is not None)
+    syn = row.get("synthetic") or {}
+    memorised = ""
+    if syn:
+        own = f"{stat(syn, 'memorised', 1, True)} / {stat(syn, 'memorised_features', 1, True) or '–'}"
+        real = (
+            f"{stat(syn, 'memorised_held_out', 1, True)} / {stat(syn, 'memorised_features_held_out', 1, True) or '–'}"
+        )
+        memorised = f"{own} (real validation images: {real})"
+    return (
+        f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_acc')} | {holm} | "
+        f"{stat(syn, 'tstr_auc')} | {stat(syn, 'fidelity', 2)} | {stat(syn, 'fid', 1)} | {memorised} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="Exports (results/SETTING) or run folders.")
     parser.add_argument("--margin", help="Equivalence margin in AUC (default: the report's, 0.01).")
+    parser.add_argument("--synthetic", action="store_true", help="ACC, Holm p-values and the synthetic-set audit.")
     args = parser.parse_args()
     extra = ["--margin", args.margin] if args.margin else []
+    if args.synthetic:
+        print(
+            "| setting | method | seeds | test ACC | Holm-adjusted p vs none / oversample | TSTR test AUC | "
+            "class fidelity | FID (in-domain) | memorised: pixels / features |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for folder in args.folders:
+            for group in report_json(folder, extra)["groups"]:
+                for row in group["rows"]:
+                    print(synthetic_row(group, row))
+        return
     print(
         "| setting | method | seeds | test AUC | Δ AUC vs none [95 % CI], verdict | Δ AUC vs oversample [95 % CI], "
         "verdict | worth in real images per class [95 % CI] |"
