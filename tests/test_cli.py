@@ -134,7 +134,7 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
     report = (out / "report.md").read_text()
     assert "Synthetic data: class fidelity, memorisation, collapse" in report and "cvae 6/class weight 0.5" in report
     assert report.count("synthetic_grid.png") == 2 and report.count("synthetic_tsne.png") == 2
-    assert "FID / KID (in-domain features, mean over seeds) during generator training" in report
+    assert "FID / KID against the real training images (in-domain features, mean over seeds) during generator" in report
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
 
 

@@ -177,3 +177,21 @@ def test_report_files(tmp_path):
     assert float(summary["flip"]["vs_none_mean"]) == pytest.approx(0.01)
     assert summary["flip"]["vs_none_verdict"] == "better"
     assert summary["none"]["vs_none_mean"] == ""  # no difference of the baseline to itself
+
+
+def test_fid_table_shows_the_validation_fid_and_the_checkpoint_each_seed_sampled():
+    from synthmed.report.summary import fid_over_epochs_table
+
+    def history(kept: int) -> list[dict]:
+        return [
+            {"epoch": e, "fid": 100.0 / e, "kid": 1.0 / e, "val_fid": 50.0 / e, "selected": e == kept} for e in (10, 20)
+        ]
+
+    rows = [
+        {"method": "dcgan select fid", "synthetic": {"fid_over_epochs": [history(10), history(20)]}},
+        {"method": "dcgan", "synthetic": {"fid_over_epochs": [[{"epoch": 10, "fid": 9.0, "kid": 0.1}]]}},
+    ]
+    table = fid_over_epochs_table(rows)
+    assert table.columns == ["method", "epoch 10", "epoch 20", "sampled checkpoint (per seed)"]
+    assert table.rows[0] == ["dcgan select fid", "10.00 / 0.1000 · val 5.00", "5.00 / 0.0500 · val 2.50", "10, 20"]
+    assert table.rows[1] == ["dcgan", "9.00 / 0.1000", "", "the last"]

@@ -446,25 +446,44 @@ def synthetic_table(rows: list[dict], real_only: tuple | None = None) -> Table:
 
 
 def fid_over_epochs_table(rows: list[dict]) -> Table | None:
-    """Mean FID / KID per tracked epoch and method (Sharma et al. 2022's Table 4)."""
-    series = {}
+    """Mean FID / KID per tracked epoch and method (Sharma et al. 2022's Table 4), with the validation FID that
+    ``--select-generator fid`` minimises and the checkpoint it kept on each seed."""
+    series, val_fid, selected = {}, {}, {}
     for row in rows:
         by_epoch: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        by_epoch_val: dict[int, list[float]] = defaultdict(list)
+        kept = []
         for tracked in row["synthetic"]["fid_over_epochs"]:
             for point in tracked:
                 by_epoch[point["epoch"]].append((point["fid"], point["kid"]))
+                if point.get("val_fid") is not None:
+                    by_epoch_val[point["epoch"]].append(point["val_fid"])
+            kept += [str(point["epoch"]) for point in tracked if point.get("selected")]
         if by_epoch:
-            series[row["method"]] = {
+            method = row["method"]
+            series[method] = {
                 e: (np.mean([f for f, _ in v]), np.mean([k for _, k in v])) for e, v in sorted(by_epoch.items())
             }
+            val_fid[method] = {e: float(np.mean(v)) for e, v in by_epoch_val.items()}
+            selected[method] = ", ".join(kept) if kept else "the last"
     if not series:
         return None
     epochs = sorted({e for s in series.values() for e in s})
     table = Table(
-        "FID / KID (in-domain features, mean over seeds) during generator training:",
-        ["method", *[f"epoch {e}" for e in epochs]],
+        "FID / KID against the real training images (in-domain features, mean over seeds) during generator "
+        "training; `val` is the FID against the real validation split, which --select-generator fid minimises "
+        "(never the test split), and the last column the checkpoint each seed sampled from:",
+        ["method", *[f"epoch {e}" for e in epochs], "sampled checkpoint (per seed)"],
     )
-    table.rows = [[m, *[f"{s[e][0]:.2f} / {s[e][1]:.4f}" if e in s else "" for e in epochs]] for m, s in series.items()]
+
+    def cell(method: str, epoch: int) -> str:
+        if epoch not in series[method]:
+            return ""
+        fid, kid = series[method][epoch]
+        val = val_fid[method].get(epoch)
+        return f"{fid:.2f} / {kid:.4f}" + (f" · val {val:.2f}" if val is not None else "")
+
+    table.rows = [[m, *[cell(m, e) for e in epochs], selected[m]] for m in series]
     return table
 
 
