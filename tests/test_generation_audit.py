@@ -204,3 +204,28 @@ def test_class_fidelity_of_real_images_is_the_reference_accuracy(breast, tmp_pat
     assert again.cached and again.path == first.path
     assert class_fidelity(again.model, test.images, test.labels, breast.task, "fp32") == fid
     assert reference_key(breast, subset, 1, 1) != reference_key(breast, subset, 0, 1)
+    # 40 training images: the batch is halved to 8 so an epoch still takes several steps, and the key says so
+    assert reference_key(breast, subset, 0, 1)["batch_size"] == 8
+    # the level class fidelity is read against: the reference's recall on each class's real validation images
+    val = class_fidelity(first.model, subset.val.images, subset.val.labels, breast.task, "fp32")
+    assert first.meta["val"]["recall"] == pytest.approx(val["per_class"])
+
+
+def test_reference_batch_keeps_enough_steps_per_epoch():
+    from synthmed.audit.reference import reference_batch_size
+
+    # BreastMNIST's 546 images keep the medmnist recipe's 128 (and their cached references); PneumoniaMNIST's 5 %
+    # subset (236) trains with 32, not 2 steps an epoch; the batch never drops below 8
+    assert [reference_batch_size(n, 128) for n in (5000, 546, 236, 40, 3)] == [128, 128, 32, 8, 8]
+
+
+def test_reference_recall_is_weighted_by_the_synthetic_counts():
+    from synthmed.experiment.synthesis import SyntheticSet
+
+    def synthetic(counts: dict[int, int], recall: list[float] | None) -> SyntheticSet:
+        audit = {"fidelity": {"reference": {"val": {"recall": recall}}}} if recall is not None else {}
+        return SyntheticSet(np.zeros((0, 2, 2)), np.zeros(0), None, counts, audit, False, 0.0, None)  # type: ignore[arg-type]
+
+    assert synthetic({0: 114, 1: 0}, [0.25, 0.99])._reference_recall() == pytest.approx(0.25)  # only the minority
+    assert synthetic({0: 1, 1: 3}, [0.2, 0.6])._reference_recall() == pytest.approx(0.5)
+    assert synthetic({0: 5}, None)._reference_recall() is None  # runs recorded before the recall was

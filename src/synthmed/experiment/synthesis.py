@@ -59,6 +59,18 @@ class SyntheticSet:
     real_features: np.ndarray | None = None  # in-domain features of the real training subset (t-SNE)
     synthetic_features: np.ndarray | None = None
 
+    def _reference_recall(self) -> float | None:
+        """The reference's recall on real validation images of the classes synthesised, weighted by the synthetic
+        counts: what class fidelity would be if the synthetic images were real ones (a majority-biased reference
+        sees few minority images, real or synthetic, as their class)."""
+        reference = (self.audit.get("fidelity") or {}).get("reference") or {}
+        recall = (reference.get("val") or {}).get("recall")
+        if not recall:
+            return None
+        pairs = [(recall[int(c)], n) for c, n in self.counts.items() if n and recall[int(c)] is not None]
+        total = sum(n for _, n in pairs)
+        return sum(r * n for r, n in pairs) / total if total else None
+
     def summary(self) -> dict:
         """The figures a run record keeps (the full audit goes to audit.json)."""
         mem, col = self.audit["memorisation"], self.audit["collapse"]
@@ -76,6 +88,7 @@ class SyntheticSet:
             "fidelity": fid.get("accuracy"),
             "fidelity_candidates": (self.audit.get("filter") or {}).get("candidate_fidelity"),
             "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
+            "reference_val_recall": self._reference_recall(),
             "near_copy_share": mem["near_copy_share"],
             "held_out_near_copy_share": mem["held_out_near_copy_share"],
             "memorised_share": (mem.get("memorised") or {}).get("share"),
