@@ -65,9 +65,13 @@ def synthetic_row(group: dict, row: dict) -> str:
             f"{stat(syn, 'memorised_held_out', 1, True)} / {stat(syn, 'memorised_features_held_out', 1, True) or '–'}"
         )
         memorised = f"{own} (real validation images: {real})"
+    fidelity = stat(syn, "fidelity", 2)
+    recall, accuracy = stat(syn, "reference_recall", 2), stat(syn, "reference_acc", 2)
+    if fidelity and (recall or accuracy):  # what the reference scores on real images of the same classes
+        fidelity += f" (real: {recall})" if recall else f" (reference test ACC {accuracy})"
     return (
         f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_acc')} | {holm} | "
-        f"{stat(syn, 'tstr_auc')} | {stat(syn, 'fidelity', 2)} | {stat(syn, 'fid', 1)} | {memorised} |"
+        f"{stat(syn, 'tstr_auc')} | {fidelity} | {stat(syn, 'fid', 1)} | {memorised} |"
     )
 
 
@@ -81,7 +85,7 @@ def main() -> None:
     if args.synthetic:
         print(
             "| setting | method | seeds | test ACC | Holm-adjusted p vs none / oversample | TSTR test AUC | "
-            "class fidelity | FID (in-domain) | memorised: pixels / features |"
+            "class fidelity (the reference on real images) | FID (in-domain) | memorised: pixels / features |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for folder in args.folders:

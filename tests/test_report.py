@@ -107,11 +107,16 @@ def test_generative_rows_are_also_compared_with_oversample_at_the_same_policy():
     records = grid_of({"oversample": [0.01, 0.01, 0.01]}, base, synthesis={"balance": True})
     records += grid_of({"dcgan": [0.03, 0.03, 0.04]}, base, synthesis={"balance": True})[3:]
     records += grid_of({"oversample": [-0.05, -0.05, -0.05]}, base)[3:]  # another policy: not the reference
+    # a lever about the generator (its checkpoint chosen by validation FID) leaves the policy, and the control, alone
+    selected = {"balance": True, "select_generator": "fid", "track_fid_every": 10}
+    records += grid_of({"dcgan": [0.02, 0.02, 0.02]}, base, synthesis=selected)[3:]
     rows = {r["method"]: r for r in summarise(records)}
     dcgan = rows["dcgan balance"]["comparisons"]
     assert dcgan["none"].mean == pytest.approx(0.0333, abs=1e-3)
     assert dcgan["oversample"].reference == "oversample balance"
     assert dcgan["oversample"].mean == pytest.approx(0.0233, abs=1e-3)
+    fid_selected = next(r for r in rows.values() if "select fid" in r["method"])["comparisons"]["oversample"]
+    assert fid_selected.reference == "oversample balance" and fid_selected.mean == pytest.approx(0.01)
     assert "oversample" not in rows["none"].get("comparisons", {})  # the mirror of oversample vs none, not repeated
     table = results_table([rows[m] for m in ("none", "dcgan balance")], settings=Settings())
     assert any(c.startswith("Δ AUC vs oversample") for c in table.columns)

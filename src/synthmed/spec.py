@@ -491,6 +491,18 @@ def lever_parts(config: dict) -> list[str]:
     return parts
 
 
+#: the levers that decide what a synthetic set adds to training (how many images of which class, at what weight,
+#: under which loss weights): a generative run and its count-matched ``oversample`` control share these, while
+#: levers about the generator itself (checkpoint selection, TSTR, fidelity) do not enter the control
+POLICY_FIELDS = ("synthetic_per_class", "synthetic_ratio", "balance", "synthetic_weight", "class_weight")
+
+
+def policy_parts(config: dict) -> list[str]:
+    """``lever_parts`` of the sampling policy only (``POLICY_FIELDS``)."""
+    levers = {k: v for k, v in (config.get("synthesis") or {}).items() if k in POLICY_FIELDS}
+    return lever_parts({k: config.get(k) for k in POLICY_FIELDS} | {"synthesis": levers})
+
+
 def params_label(config: dict) -> str:
     """A run's method hyper-parameters that differ from the preset: ``epochs=20 lr=0.0001`` (or "")."""
     return " ".join(f"{k}={v}" for k, v in sorted((config.get("method_params") or {}).items()))

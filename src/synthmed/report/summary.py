@@ -21,7 +21,7 @@ import numpy as np
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.papers import published
 from synthmed.report.stats import Comparison, adjust, compare, interval
-from synthmed.spec import classifier_label, lever_parts, method_label, params_label, protocol_label
+from synthmed.spec import classifier_label, lever_parts, method_label, params_label, policy_parts, protocol_label
 
 #: The count-matched control every generative row is also compared with, where the group holds it.
 DEFAULT_REFERENCE = "oversample"
@@ -77,6 +77,7 @@ def summarise(records: list[dict], settings: Settings | None = None) -> list[dic
             "method": method,
             "base_method": config["method"],
             "levers": " ".join(lever_parts(config)),
+            "policy": " ".join(policy_parts(config)),
             "lever_label": method_label(config, params=False),
             "params": params_label(config),
             "n": len(runs),
@@ -113,11 +114,13 @@ def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> 
 
 
 def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
-    """The row ``row`` is compared with: ``reference`` at the same levers (the same sampling policy) if the group
-    holds it, else plain ``reference``; never the row itself."""
+    """The row ``row`` is compared with: ``reference`` at the same levers if the group holds it, else at the same
+    sampling policy (``--balance`` with ``--select-generator fid`` meets ``oversample --balance``), else plain
+    ``reference``; never the row itself."""
     candidates = [r for r in group if r["base_method"] == reference and not r["params"]]
-    same_policy = [r for r in candidates if r["levers"] == row["levers"]]
-    for r in same_policy + [r for r in candidates if not r["levers"]]:
+    same_levers = [r for r in candidates if r["levers"] == row["levers"]]
+    same_policy = [r for r in candidates if r["policy"] == row["policy"]]
+    for r in same_levers + same_policy + [r for r in candidates if not r["levers"]]:
         if r is not row:
             return r
     return None
