@@ -27,6 +27,8 @@ def difference(comparison: dict | None) -> str:
     if not comparison:
         return ""
     verdict = comparison["verdict"]
+    if comparison["t_low"] is None:  # one seed: no interval
+        return f"{comparison['mean']:+.3f} (1 seed) {verdict}"
     text = f"{comparison['mean']:+.3f} [{comparison['t_low']:+.3f}, {comparison['t_high']:+.3f}] {verdict}"
     return f"**{text}**" if verdict in ("better", "worse") else text
 
@@ -101,10 +103,9 @@ def main() -> None:
     for folder in args.folders:
         for group in report_json(folder, extra)["groups"]:
             for row in group["rows"]:
-                auc = row["test_auc"]
                 comparisons = row.get("comparisons") or {}
                 print(
-                    f"| {group['title']} | `{row['method']}` | {row['n']} | {auc['mean']:.3f} ± {auc['std']:.3f} | "
+                    f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_auc')} | "
                     f"{difference(comparisons.get('none'))} | "
                     f"{difference(next((c for k, c in comparisons.items() if k != 'none'), None))} | "
                     f"{worth(row.get('real_equivalent'))} |"

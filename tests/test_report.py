@@ -70,6 +70,9 @@ def test_paired_difference_and_its_verdict():
     assert flip.mean == pytest.approx(0.02) and flip.t_low == pytest.approx(0.02) and flip.verdict == "better"
     assert rows["classic"]["comparisons"]["none"].verdict == "undecided"
     assert "none" not in rows["none"].get("comparisons", {})  # the baseline is not compared with itself
+    weighted = [record("none", s, a, 0.8, class_weight="balanced") for s, a in enumerate([0.89, 0.84, 0.87])]
+    rows = {r["method"]: r for r in summarise(records + weighted)}
+    assert rows["none class-weight balanced"]["comparisons"]["none"].mean == pytest.approx(-0.01)  # a lever of none
     assert rows["none"]["published"][1] == (0.872, 0.807)
     assert rows["flip"]["published"] is None
 

@@ -140,7 +140,9 @@ def _compare_group(group: list[dict], settings: Settings) -> None:
         found: list[tuple[dict, Comparison]] = []
         for row in group:
             ref = reference_row(row, group, reference)
-            if ref is None or row["base_method"] == reference or row["base_method"] in done:
+            # a reference is not compared with itself, but `none` with a lever (class weights) is with plain `none`
+            itself = row["base_method"] == reference and (reference != "none" or not row["levers"])
+            if ref is None or itself or row["base_method"] in done:
                 continue
             comparison = compare(
                 paired(row, ref, "test_auc"),
