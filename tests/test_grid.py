@@ -277,3 +277,19 @@ def test_pool_size_is_bounded_by_cores_and_memory():
     assert pool_size(3, 4, cores=2, memory=0) == 1  # always at least one worker
     with pytest.raises(SynthmedError, match="--workers 0"):
         pool_size(0, 1)
+
+
+@pytest.mark.parametrize(
+    ("step", "study"),
+    [
+        ("pneumoniamnist-lowdata-5seeds", "pneumoniamnist-lowdata"),
+        ("pneumoniamnist-fraction05-5seeds", "pneumoniamnist-fraction05"),
+    ],
+)
+def test_a_study_step_runs_only_runs_of_its_study(step, study):
+    """A step file runs part of a study sooner; its runs must be the study's own, or the study would redo them."""
+    step_grid, step_specs = load_experiment(CONFIGS / "study" / f"{step}.yaml")
+    study_grid, study_specs = load_experiment(CONFIGS / "study" / f"{study}.yaml")
+    assert step_grid.out == study_grid.out
+    step_ids = {s.key("md5")[0] for s in step_specs}
+    assert step_ids and step_ids <= {s.key("md5")[0] for s in study_specs}
