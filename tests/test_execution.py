@@ -355,3 +355,48 @@ def test_a_killed_drivers_claims_are_dropped_at_once_on_its_machine(real_root, t
     _, stderr = taker.communicate(timeout=240)  # far less than the 300 s lease
     assert taker.returncode == 0, stderr
     assert _done_lines(stderr) == ["breastmnist none seed 0"]
+
+
+SLEEPY_WORKER = """
+import os, time
+from pathlib import Path
+
+def compute(settings, spec, threads):
+    Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
+    time.sleep(120)
+    return "ok", {}
+"""
+
+POOL_DRIVER = """
+from types import SimpleNamespace
+from synthmed.experiment.backends import run_on_pool
+import sleepy
+run_on_pool(SimpleNamespace(settings=dict), ["a run"], lambda *result: None, workers=1, compute=sleepy.compute)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by a container's init) counts as gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
+    (tmp_path / "sleepy.py").write_text(SLEEPY_WORKER)
+    pid_file = tmp_path / "worker.pid"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "PID_FILE": str(pid_file)}
+    driver = subprocess.Popen([sys.executable, "-c", POOL_DRIVER], env=env)
+    deadline = time.time() + 60
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    assert _alive(worker)
+    driver.send_signal(signal.SIGKILL)  # no chance to shut its pool down
+    driver.wait()
+    deadline = time.time() + 20
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "a pool worker outlived its killed driver"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -24,6 +25,8 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.runner import Runner
 from synthmed.spec import RunSpec
 
+#: how often a pool worker checks that its driver is still alive (seconds)
+DRIVER_CHECK_SECONDS = 1.0
 #: the memory a pool worker is budgeted (peak RSS of a DenseNet-121 run at 64 px, with headroom)
 MEMORY_PER_WORKER = 3 * 2**30
 
@@ -71,6 +74,19 @@ def pool_size(workers: int, threads: int, cores: int | None = None, memory: int 
     return min(workers, bound)
 
 
+def _exit_with_driver(driver: int) -> None:
+    """Pool initializer: end this worker as soon as its driver is gone. A driver killed hard (SIGKILL, a scheduler
+    or a shell's ``kill``) cannot stop its pool, and orphaned workers would go on computing runs that nobody
+    records while holding the cores the next driver needs."""
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(DRIVER_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
 def _relay(queue: Any, on_progress: OnProgress) -> None:
     """Forward worker progress to the driver's callback until the sentinel None arrives."""
     while (item := queue.get()) is not None:
@@ -97,7 +113,9 @@ def run_on_pool(
         relay.start()
     source: Iterator[RunSpec] = iter(specs)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_exit_with_driver, initargs=(os.getpid(),)
+        ) as pool:
             pending: dict[Future, RunSpec] = {}
 
             def fill() -> None:
