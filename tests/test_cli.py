@@ -211,11 +211,20 @@ def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, dr
     proc.wait()
     done = count_records(out)[0]
     assert 1 <= done <= 3
-    assert not list(out.rglob("*.tmp"))
+    # SIGKILL mid-write can leave a hidden temporary beside its target, never a half-written file; plant one in
+    # every unfinished run's folder so the sweep on resume is tested whatever moment the kill hit
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        stored = {row[0] for row in conn.execute("SELECT run_id FROM runs")}
+    unfinished = [d for d in (out / "runs").iterdir() if d.name not in stored] if (out / "runs").exists() else []
+    for run_dir in unfinished:
+        (run_dir / ".history.json.killed.tmp").write_text("{")
     finished = synthmed(*args[3:], root=real_root)
     assert finished.returncode == 0, finished.stderr
     assert count_records(out) == (3, 3)
     assert f"{done} already in" in finished.stderr
+    assert not list(out.rglob("*.tmp"))
+    for history in out.rglob("history.json"):
+        json.loads(history.read_text())
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, out: Path, *phrases: str) -> None:

@@ -16,7 +16,7 @@ from synthmed.data import load_dataset
 from synthmed.data import medmnist as mm
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import expand, load_grid
-from synthmed.io import atomic_write_bytes, json_text, load_checkpoint, save_checkpoint
+from synthmed.io import atomic_write_bytes, json_text, load_checkpoint, remove_temporaries, save_checkpoint
 from synthmed.store import ResultStore
 
 
@@ -90,6 +90,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         atomic_write_bytes(tmp_path / "a.bin", 42)  # type: ignore[arg-type]
     assert (tmp_path / "a.bin").read_bytes() == b"one"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_remove_temporaries_sweeps_only_what_a_killed_writer_left(tmp_path):
+    atomic_write_bytes(tmp_path / "run" / "history.json", b"{}")
+    (tmp_path / "run" / ".history.json.abc123.tmp").write_bytes(b"{")  # a writer killed between write and rename
+    (tmp_path / "run" / "synthetic").mkdir()
+    (tmp_path / "run" / "synthetic" / ".grid.png.x.tmp").write_bytes(b"")
+    (tmp_path / "run" / "notes.tmp").write_bytes(b"a user's file, not one of ours")
+    assert remove_temporaries(tmp_path / "run") == 2
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*") if p.is_file()) == ["history.json", "notes.tmp"]
+    assert remove_temporaries(tmp_path / "absent") == 0
 
 
 def test_store_ignores_duplicate_run(tmp_path):

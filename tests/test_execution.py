@@ -400,3 +400,20 @@ def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
     while _alive(worker) and time.time() < deadline:
         time.sleep(0.2)
     assert not _alive(worker), "a pool worker outlived its killed driver"
+
+
+def test_a_rerun_sweeps_the_temporaries_a_killed_attempt_left_in_its_folder(tmp_path):
+    """SIGKILL between an atomic write's write and rename leaves ``.NAME.xxxx.tmp``; the next attempt at the same
+    run (which holds its claim, so no live writer shares the folder) removes it."""
+    from conftest import write_breast_like
+
+    from synthmed.spec import RunSpec
+
+    write_breast_like(tmp_path / "data")
+    runner = Runner(tmp_path / "out", data_root=str(tmp_path / "data"), verify=False, device="cpu")
+    spec = RunSpec("breastmnist", protocol="full", method="none", epochs=1, precision="fp32")
+    run_dir = tmp_path / "out" / "runs" / runner.run_id(spec)
+    run_dir.mkdir(parents=True)
+    (run_dir / ".history.json.killed.tmp").write_text("{")
+    runner.run(spec)
+    assert (run_dir / "history.json").exists() and not list(run_dir.rglob("*.tmp"))

@@ -1,8 +1,10 @@
 """Files that are never half-written, and checkpoints that never run code.
 
 Every result, artifact and cache entry goes through ``atomic_write_bytes``: a temporary file beside the target,
-fsync, rename. A reader never sees half a file and a killed process leaves none behind. Checkpoints are read
-with ``torch.load(weights_only=True)``, so a crafted file cannot execute anything.
+fsync, rename. A reader never sees half a file. A process killed mid-write (SIGKILL, power loss) can leave its
+hidden temporary (``.NAME.xxxx.tmp``) beside the target; ``remove_temporaries`` sweeps them when the same run is
+computed again. Checkpoints are read with ``torch.load(weights_only=True)``, so a crafted file cannot execute
+anything.
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporaries ``atomic_write_bytes`` left under ``folder`` when its writer was killed; returns how
+    many. Call it only on a folder this process owns (a run it holds the claim on), since a live writer's temporary
+    looks the same."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -24,7 +24,7 @@ from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.synthesis import fit_generator, synthesise, write_artifacts
-from synthmed.io import atomic_write_bytes, atomic_write_json, save_checkpoint
+from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.spec import RunSpec
 from synthmed.store import ResultStore
@@ -188,6 +188,7 @@ class Runner:
         caller can go on with the grid and the same command retries the run later."""
         data = self.dataset(spec)
         run_id, config = spec.key(data.md5)
+        remove_temporaries(self.out / "runs" / run_id)  # left by an earlier attempt that was killed mid-write
         try:
             record = self._execute(spec, data, run_id, config, on_epoch, on_status or (lambda text: None))
         except SynthmedError as err:
