@@ -158,11 +158,32 @@ def test_tstr_never_sees_a_real_training_image_and_pretraining_ends_on_real(toy_
     assert record["metrics"]["pretrain"]["epochs"] == 1 and len(seen) == 1  # no mixed training besides
 
 
+def test_tstr_with_balance_trains_on_every_class_at_the_majority_count(tmp_path):
+    """--balance adds only minority images; the set TSTR trains on holds every class, drawn from the same fitted
+    generator, and the images the run adds are not changed by drawing it."""
+    from synthmed.experiment.synthesis import synthetic_only_set
+
+    data = toy_dataset()  # 30 of class 1, 10 of class 0
+    subset = make_subset(data, "full", seed=0)
+    levers = Synthesis(balance=True, fidelity=False, tstr=True)
+    synthesis = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, levers, 0, tmp_path / "cache", "cpu")
+    assert np.bincount(synthesis.labels, minlength=2).tolist() == [20, 0]
+    added = synthesis.images.copy()
+    images, labels = synthetic_only_set(synthesis, subset.train.labels, 2, levers, 0)
+    assert np.bincount(labels, minlength=2).tolist() == [30, 30] and images.shape == (60, 28, 28)
+    real = subset.train.images.reshape(len(subset.train), -1)
+    assert not any((real == image).all(1).any() for image in images.reshape(60, -1))
+    assert (synthesis.images == added).all()
+    plain = Synthesis(synthetic_per_class=5, fidelity=False, tstr=True)
+    assert synthetic_only_set(synthesis, subset.train.labels, 2, plain, 0)[0] is synthesis.images
+
+
 @pytest.mark.parametrize(
     "values, phrase",
     [
         ({"method": "none,cvae", "class_weight": "inverse"}, "--class-weight 'inverse': choose one of balanced"),
         ({"method": "none,flip", "tstr": True}, "--tstr applies to methods that add a synthetic set"),
+        ({"method": "cvae", "tstr": True, "balance": True, "min_confidence": "0.5"}, "drop --min-confidence"),
         ({"method": "none", "real_curve": "10,x"}, "--real-curve should be an integer, got 'x'"),
     ],
 )

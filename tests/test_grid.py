@@ -285,6 +285,7 @@ def test_pool_size_is_bounded_by_cores_and_memory():
         ("pneumoniamnist-lowdata-5seeds", "pneumoniamnist-lowdata"),
         ("pneumoniamnist-fraction05-5seeds", "pneumoniamnist-fraction05"),
         ("pneumoniamnist-fraction05-controls", "pneumoniamnist-fraction05"),
+        ("pneumoniamnist-fraction05-ddpm-dcgan-5seeds", "pneumoniamnist-fraction05"),
     ],
 )
 def test_a_study_step_runs_only_runs_of_its_study(step, study):

@@ -158,7 +158,8 @@ class Synthesis:
         section="methods",
         label="tstr",
         help="Also train the classifier on the synthetic images alone (train on synthetic, test on real: TSTR, "
-        "Esteban et al. 2017), selected on the real validation split; records tstr_auc and tstr_acc.",
+        "Esteban et al. 2017), selected on the real validation split; records tstr_auc and tstr_acc. With "
+        "--balance, every class is drawn at the majority count for it.",
     )
     pretrain_on_synthetic: bool = setting(
         False,
@@ -173,10 +174,10 @@ class Synthesis:
         read)."""
         if self.generator_seed is not None and self.generator_seeds is not None:
             raise SynthmedError("give only one of --generator-seed, --generator-seeds")
-        if (self.tstr or self.pretrain_on_synthetic) and self.balance:
+        if (self.tstr or self.pretrain_on_synthetic) and self.balance and self.min_confidence is not None:
             raise SynthmedError(
-                "--tstr and --pretrain-on-synthetic train on the synthetic images alone, which need "
-                "every class; --balance fills only the minority classes (use --synthetic-per-class)"
+                "--tstr and --pretrain-on-synthetic with --balance draw every class afresh, unfiltered; "
+                "drop --min-confidence or use --synthetic-per-class"
             )
         if self.select_generator is not None and self.track_fid_every is None:
             raise SynthmedError(

@@ -23,7 +23,7 @@ import numpy as np
 from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.synthesis import fit_generator, synthesise, write_artifacts
+from synthmed.experiment.synthesis import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.spec import RunSpec
@@ -289,10 +289,14 @@ class Runner:
             class_weight=spec.class_weight,
         )
         synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
-        if synthetic is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
+        alone_counts: dict[str, int] = {}
+        if synthesis is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
             status("classifier on the synthetic images alone")
+            levers = spec.synthesis
+            alone = Split(*synthetic_only_set(synthesis, subset.train.labels, data.n_classes, levers, spec.seed))
+            alone_counts = {str(c): int(n) for c, n in enumerate(np.bincount(alone.labels, minlength=data.n_classes))}
             synthetic_only = train_classifier(
-                Split(*synthetic), subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
+                alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
             )
         status("classifier")
         if synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
@@ -363,6 +367,7 @@ class Runner:
                     tstr_acc=synthetic_only.test["acc"],
                     tstr_val_auc=synthetic_only.val["auc"],
                     tstr_best_epoch=synthetic_only.best_epoch,
+                    tstr_counts=alone_counts,
                 )
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds

@@ -370,6 +370,19 @@ def synthesise(
     return SyntheticSet(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
 
 
+def synthetic_only_set(
+    synthesis: SyntheticSet, train_labels: np.ndarray, n_classes: int, levers: Synthesis, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images TSTR and ``--pretrain-on-synthetic`` train on alone: the run's synthetic set, or with
+    ``--balance`` (which fills only the minority classes, so a classifier trained on it would see one class)
+    every class drawn at the majority count from the same fitted generator, the synthetic twin of a balanced
+    training set. Drawn with a seed of its own, so the images the run adds stay what they are."""
+    if not levers.balance:
+        return synthesis.images, synthesis.labels
+    majority = int(np.bincount(train_labels, minlength=n_classes).max())
+    return synthesis.augmenter.sample({c: majority for c in range(n_classes)}, seed=generator_seed(seed, levers) + 1)
+
+
 def write_artifacts(
     stem: str | Path, synthesis: SyntheticSet, data: Dataset, subset: Subset, seed: int, title: str
 ) -> list[Path]:
