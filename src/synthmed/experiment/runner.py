@@ -53,6 +53,9 @@ def versions() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "cpu": cpu_model(),
+        # the kernels torch dispatches to (AVX2, AVX512, ...): bf16 results are bit-identical for a seed only on
+        # the same capability, and differ in the seed-to-seed way between capabilities
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),

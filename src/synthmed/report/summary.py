@@ -889,7 +889,7 @@ def load_cam(run_dir: Path) -> dict[str, np.ndarray] | None:
         return {key: archive[key] for key in archive.files}
 
 
-HARDWARE_KEYS = ("cpu", "cpus", "gpu", "machine", "processor", "torch_threads")
+HARDWARE_KEYS = ("cpu", "cpus", "cpu_capability", "gpu", "machine", "processor", "torch_threads")
 
 
 def header(records: list[dict]) -> list[str]:
@@ -901,6 +901,8 @@ def header(records: list[dict]) -> list[str]:
     hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
     cpu = hardware.get("cpu") or hardware.get("processor", "unknown")
     cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
+    if "cpu_capability" in hardware:
+        cpus += f" ({hardware['cpu_capability']} kernels)"
     gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
     return [
         f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
