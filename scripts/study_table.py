@@ -6,7 +6,7 @@ One Markdown row per method and setting: test AUC (mean ± std, seeds), the pair
 the count-matched ``oversample`` control with their 95 % t-intervals and verdicts at the report's margin, and the
 worth in real images per class where the setting has a real-image curve. ``--synthetic`` prints the second table
 of docs/results/study.md instead: test ACC, Holm-adjusted p-values, and for generators TSTR, class fidelity,
-in-domain FID and the memorised share. Nothing here computes a statistic: every number comes from the report's
+in-domain FID and KID and the memorised share. Nothing here computes a statistic: every number comes from the report's
 JSON, so the tables are exactly what ``synthmed report`` says.
 """
 
@@ -73,7 +73,7 @@ def synthetic_row(group: dict, row: dict) -> str:
         fidelity += f" (real: {recall})" if recall else f" (reference test ACC {accuracy})"
     return (
         f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_acc')} | {holm} | "
-        f"{stat(syn, 'tstr_auc')} | {fidelity} | {stat(syn, 'fid', 1)} | {memorised} |"
+        f"{stat(syn, 'tstr_auc')} | {fidelity} | {stat(syn, 'fid', 1)} | {stat(syn, 'kid', 3)} | {memorised} |"
     )
 
 
@@ -87,9 +87,10 @@ def main() -> None:
     if args.synthetic:
         print(
             "| setting | method | seeds | test ACC | Holm-adjusted p vs none / oversample | TSTR test AUC | "
-            "class fidelity (the reference on real images) | FID (in-domain) | memorised: pixels / features |"
+            "class fidelity (the reference on real images) | FID (in-domain) | KID (in-domain) | "
+            "memorised: pixels / features |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for folder in args.folders:
             for group in report_json(folder, extra)["groups"]:
                 for row in group["rows"]:
