@@ -159,6 +159,17 @@ def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
     assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == []
 
 
+def test_header_counts_the_precisions_of_a_study_resumed_on_another_cpu():
+    from synthmed.report.summary import header
+
+    runs = [record("none", s, 0.9, 0.8) for s in range(3)]
+    assert "device cpu (fp32)" in header(runs)[0]
+    runs[0]["precision"] = "bf16"
+    runs[2]["versions"]["cpu_capability"] = "AVX2"  # the newest run's hardware is the one shown
+    first, hardware, _ = header(runs)
+    assert "device cpu (bf16) × 1, cpu (fp32) × 2" in first and "CPU 2 × Test CPU (AVX2 kernels)" in hardware
+
+
 def test_report_files(tmp_path):
     with ResultStore(tmp_path / "results.sqlite") as store:
         for s, a in enumerate([0.90, 0.85, 0.88]):

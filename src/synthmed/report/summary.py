@@ -12,7 +12,7 @@ audit of its synthetic sets. ``synthmed.report.render`` turns the tables into Ma
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -897,7 +897,9 @@ def header(records: list[dict]) -> list[str]:
     in their records)."""
     versions = max(records, key=lambda r: r.get("created") or "")["versions"]
     total = sum(r["total_time"] or 0 for r in records)
-    devices = sorted({f"{r['device']} ({r['precision']})" for r in records})
+    used = Counter(f"{r['device']} ({r['precision']})" for r in records)
+    # a study resumed on another machine mixes precisions (bf16 where the CPU has it): say how many of each
+    devices = sorted(used) if len(used) == 1 else [f"{d} × {n}" for d, n in sorted(used.items())]
     hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
     cpu = hardware.get("cpu") or hardware.get("processor", "unknown")
     cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
