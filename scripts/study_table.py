@@ -8,19 +8,34 @@ worth in real images per class where the setting has a real-image curve. ``--syn
 of docs/results/study.md instead: test ACC, Holm-adjusted p-values, and for generators TSTR, class fidelity,
 in-domain FID and KID and the memorised share. Nothing here computes a statistic: every number comes from the report's
 JSON, so the tables are exactly what ``synthmed report`` says.
+
+``--update PAGE...`` refreshes the tables of docs pages in place: every block between
+``<!-- study_table ARGS -->`` and ``<!-- /study_table -->`` is replaced by what ``study_table.py ARGS`` prints, so a
+page's numbers are regenerated from the committed exports by one command:
+
+    python scripts/study_table.py --update README.md docs/results/*.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import subprocess
 import sys
+from functools import cache
+from pathlib import Path
+
+
+@cache
+def _report_json(folder: str, extra: tuple[str, ...]) -> dict:
+    command = [sys.executable, "-m", "synthmed", "report", folder, "--format", "json", *extra]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
 def report_json(folder: str, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "synthmed", "report", folder, "--format", "json", *extra]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    return _report_json(folder, tuple(extra))
 
 
 def difference(comparison: dict | None) -> str:
@@ -56,7 +71,7 @@ def stat(summary: dict | None, key: str, digits: int = 3, percent: bool = False)
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "") + unit
 
 
-def synthetic_row(group: dict, row: dict) -> str:
+def synthetic_cells(row: dict) -> list[str]:
     comparisons = row.get("comparisons") or {}
     holm = " / ".join(f"{c['p_holm']:.2f}" for c in comparisons.values() if c.get("p_holm") is not None)
     syn = row.get("synthetic") or {}
@@ -71,46 +86,95 @@ def synthetic_row(group: dict, row: dict) -> str:
     recall, accuracy = stat(syn, "reference_recall", 2), stat(syn, "reference_acc", 2)
     if fidelity and (recall or accuracy):  # what the reference scores on real images of the same classes
         fidelity += f" (real: {recall})" if recall else f" (reference test ACC {accuracy})"
-    return (
-        f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_acc')} | {holm} | "
-        f"{stat(syn, 'tstr_auc')} | {fidelity} | {stat(syn, 'fid', 1)} | {stat(syn, 'kid', 3)} | {memorised} |"
-    )
+    return [
+        stat(row, "test_acc"),
+        holm,
+        stat(syn, "tstr_auc"),
+        fidelity,
+        stat(syn, "fid", 1),
+        stat(syn, "kid", 3),
+        memorised,
+    ]
 
 
-def main() -> None:
+def auc_cells(row: dict) -> list[str]:
+    comparisons = row.get("comparisons") or {}
+    return [
+        stat(row, "test_auc"),
+        difference(comparisons.get("none")),
+        difference(next((c for k, c in comparisons.items() if k != "none"), None)),
+        "0 (the baseline)"
+        if row["method"] == "none" and row.get("real_equivalent")
+        else worth(row.get("real_equivalent")),
+    ]
+
+
+AUC_COLUMNS = [
+    "test AUC",
+    "Δ AUC vs none [95 % CI], verdict",
+    "Δ AUC vs oversample [95 % CI], verdict",
+    "worth in real images per class [95 % CI]",
+]
+SYNTHETIC_COLUMNS = [
+    "test ACC",
+    "Holm-adjusted p vs none / oversample",
+    "TSTR test AUC",
+    "class fidelity (the reference on real images)",
+    "FID (in-domain)",
+    "KID (in-domain)",
+    "memorised: pixels / features",
+]
+
+
+def table(argv: list[str]) -> list[str]:
+    """The Markdown lines ``study_table.py ARGS`` prints."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="Exports (results/SETTING) or run folders.")
     parser.add_argument("--margin", help="Equivalence margin in AUC (default: the report's, 0.01).")
     parser.add_argument("--synthetic", action="store_true", help="ACC, Holm p-values and the synthetic-set audit.")
-    args = parser.parse_args()
+    parser.add_argument("--no-setting", action="store_true", help="Leave out the setting column (one setting).")
+    parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
+    args = parser.parse_args(argv)
     extra = ["--margin", args.margin] if args.margin else []
-    if args.synthetic:
-        print(
-            "| setting | method | seeds | test ACC | Holm-adjusted p vs none / oversample | TSTR test AUC | "
-            "class fidelity (the reference on real images) | FID (in-domain) | KID (in-domain) | "
-            "memorised: pixels / features |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for folder in args.folders:
-            for group in report_json(folder, extra)["groups"]:
-                for row in group["rows"]:
-                    print(synthetic_row(group, row))
-        return
-    print(
-        "| setting | method | seeds | test AUC | Δ AUC vs none [95 % CI], verdict | Δ AUC vs oversample [95 % CI], "
-        "verdict | worth in real images per class [95 % CI] |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    row_cells, columns = (synthetic_cells, SYNTHETIC_COLUMNS) if args.synthetic else (auc_cells, AUC_COLUMNS)
+    columns = ["method", "seeds", *columns] if args.no_setting else ["setting", "method", "seeds", *columns]
+    wanted = [re.compile(p) for p in args.methods.split(",")] if args.methods else None
+    rows: list[tuple[list[str], dict]] = []
     for folder in args.folders:
         for group in report_json(folder, extra)["groups"]:
             for row in group["rows"]:
-                comparisons = row.get("comparisons") or {}
-                print(
-                    f"| {group['title']} | `{row['method']}` | {row['n']} | {stat(row, 'test_auc')} | "
-                    f"{difference(comparisons.get('none'))} | "
-                    f"{difference(next((c for k, c in comparisons.items() if k != 'none'), None))} | "
-                    f"{worth(row.get('real_equivalent'))} |"
-                )
+                if wanted and not any(p.fullmatch(row["method"]) for p in wanted):
+                    continue
+                lead = [f"`{row['method']}`", str(row["n"])]
+                rows.append((([*lead] if args.no_setting else [group["title"], *lead]) + row_cells(row), row))
+    if not args.synthetic and not any(
+        isinstance((r.get("real_equivalent") or {}).get("point"), (int, float)) for _, r in rows
+    ):
+        columns, rows = columns[:-1], [(cells[:-1], r) for cells, r in rows]  # no curve prices these rows
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(c) + " |" for c, _ in rows
+    ]
+
+
+BLOCK = re.compile(r"(<!-- study_table (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /study_table -->)", re.S)
+
+
+def update(page: Path) -> int:
+    """Replace every marked block of ``page`` with its table; returns how many blocks there were."""
+    text = page.read_text()
+    count = len(BLOCK.findall(text))
+    new = BLOCK.sub(lambda m: m.group(1) + "\n".join(table(shlex.split(m.group("args")))) + "\n" + m.group(4), text)
+    if new != text:
+        page.write_text(new)
+    return count
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--update"]:
+        for name in sys.argv[2:]:
+            print(f"{name}: {update(Path(name))} table(s)")
+        return
+    print("\n".join(table(sys.argv[1:])))
 
 
 if __name__ == "__main__":
