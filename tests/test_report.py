@@ -170,6 +170,18 @@ def test_header_counts_the_precisions_of_a_study_resumed_on_another_cpu():
     assert "device cpu (bf16) × 1, cpu (fp32) × 2" in first and "CPU 2 × Test CPU (AVX2 kernels)" in hardware
 
 
+def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):
+    """tab10 has ten colours; a ratio sweep beside the controls makes more rows than that (the PneumoniaMNIST
+    low-data study has 13)."""
+    from synthmed.report.figures import group_plot, method_colours
+
+    methods = ["none", *[f"m{i}" for i in range(12)]]
+    colours = method_colours(methods)
+    assert set(colours) == set(methods) and len(set(colours.values())) == len(methods)
+    runs = [record(m, s, 0.8 + 0.01 * s, 0.7) for m in methods for s in range(2)]
+    assert group_plot(runs, "thirteen methods").startswith(b"\x89PNG")
+
+
 def test_report_files(tmp_path):
     with ResultStore(tmp_path / "results.sqlite") as store:
         for s, a in enumerate([0.90, 0.85, 0.88]):

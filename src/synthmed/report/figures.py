@@ -444,13 +444,20 @@ def panel_from_maps(
     return png(fig)
 
 
+def method_colours(methods: list[str]) -> dict[str, tuple]:
+    """One colour per method: tab10 for up to 10 methods, tab20 (cycled) beyond, so a grid with a ratio sweep
+    or many levers still gets a colour for every row."""
+    palette = pyplot().get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    return {method: palette[i % len(palette)] for i, method in enumerate(methods)}
+
+
 def group_plot(records: list[dict], title: str) -> bytes:
     """Per-seed test AUC and ACC by method (dots on the mean bar) and the validation AUC over epochs (one
     line per run, a ring on the selected epoch), as PNG bytes."""
     plt = pyplot()
     records = [{**r, "method": method_label(r["config"])} for r in records]
     methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
-    colours = dict(zip(methods, plt.get_cmap("tab10").colors))
+    colours = method_colours(methods)
     fig, axes = plt.subplots(
         1,
         3,
@@ -502,9 +509,9 @@ def curve_plot(curve: dict[int, dict[int, float]], marks: dict[str, tuple[float,
     ax.plot(sizes, values.mean(0), marker="o", color="0.2", label=f"none, real images only ({len(curve)} seeds)")
     if len(values) > 1:
         ax.fill_between(sizes, values.min(0), values.max(0), color="0.6", alpha=0.25, lw=0)
-    colours = pyplot().get_cmap("tab10").colors
-    for i, (label, (auc, n)) in enumerate(marks.items()):
-        colour = colours[i % len(colours)]
+    colours = method_colours(list(marks))
+    for label, (auc, n) in marks.items():
+        colour = colours[label]
         ax.axhline(auc, color=colour, lw=0.8, ls="--", alpha=0.7, label=f"{label}: {auc:.3f}")
         if math.isfinite(n):
             ax.scatter([n], [auc], color=colour, zorder=3, s=30)
