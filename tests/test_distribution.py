@@ -100,6 +100,16 @@ def test_fid_with_fewer_images_than_dimensions_is_finite():
     assert np.isfinite(fid(x, y)) and fid(x, y) > 64 * 0.25  # at least the mean term
 
 
+@pytest.mark.parametrize("n_real, n_synth", [(20, 15), (150, 100), (40, 300)])
+def test_fid_of_small_sets_computed_exactly_matches_scipys_sqrtm(n_real, n_synth):
+    """Small sets (n_real * n_synth <= D²) take the nuclear-norm form; it agrees with the sqrtm of the statistics."""
+    d = 128
+    x, y = gaussian(n_real, d, 0) * np.linspace(0.5, 2, d), gaussian(n_synth, d, 1, mean=0.3)
+    assert n_real * n_synth <= d * d
+    via_sqrtm = frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    assert fid(x, y) == pytest.approx(via_sqrtm, rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "real, synth, phrase",
     [
@@ -387,20 +397,20 @@ def test_tsne_embedding_and_plot():
 @pytest.mark.slow
 def test_domain_features_on_breastmnist_rank_held_out_images_above_noise(real_root, tmp_path):
     breast = load_dataset("breastmnist", data_root=real_root)
-    subset = make_subset(breast, "lowdata", seed=0, per_class=20)  # a small training set keeps the test fast
+    subset = make_subset(breast, "lowdata", seed=0, per_class=30)  # a small training set keeps the test fast
     extractor = DomainFeatures.for_dataset(
         breast, tmp_path, epochs=4, seed=0, device="cpu", precision="fp32", subset=subset
     )
-    assert extractor.name.startswith("domain:breastmnist resnet18 (real lowdata training split, 40 images")
+    assert extractor.name.startswith("domain:breastmnist resnet18 (real lowdata training split, 60 images")
     train, val = breast.train.subset(np.arange(150)), breast.val
     held_out = fidelity_report(train.images, train.labels, val.images, val.labels, extractor, kid_subsets=20)
     rng = np.random.default_rng(0)
     noisy = np.clip(val.images + rng.normal(0, 60, val.images.shape), 0, 255).astype(np.uint8)
     bad = fidelity_report(train.images, train.labels, noisy, val.labels, extractor, kid_subsets=20)
     json.dumps(held_out, allow_nan=False)
-    # Four epochs (20 steps at the halved reference batch): after one epoch of five steps, noisy and held-out
-    # images ranked either way from machine to machine. Trained, FID separates them more than tenfold.
-    assert held_out["overall"]["fid"] * 5 < bad["overall"]["fid"]
+    # Four epochs on 30 images per class: after one epoch, noisy and held-out images ranked either way from machine
+    # to machine, and with 20 per class the gap ranged 4-7x between CPUs and seeds; 30 per class gave 16x (AVX-512).
+    assert held_out["overall"]["fid"] * 3 < bad["overall"]["fid"]
     assert held_out["overall"]["kid_mean"] < bad["overall"]["kid_mean"]
     # Not precision: the k-NN balls of outlying real images are large and swallow the noisy images, the weakness
     # Naeem et al. address with density and coverage.

@@ -8,7 +8,8 @@ ImageNet's Inception-v3 and give 130 to 1000+ on medical images (Sharma et al. 2
 
 **Metrics.** FID is the Fréchet distance between Gaussians fitted to the two feature sets; the matrix square
 root is SciPy's ``scipy.linalg.sqrtm`` in float64, following pytorch-fid's ``calculate_frechet_distance``
-(with its small diagonal offset when the product is singular). FID is biased upward at small n, and with fewer
+(with its small diagonal offset when the product is singular); for sets small beside the feature width, the
+trace of that root is computed exactly and faster from the features themselves (see ``fid``). FID is biased upward at small n, and with fewer
 images than feature dimensions its covariances are singular, so per-class FIDs of small classes are only
 comparable at equal n. KID (Bińkowski et al. 2018) is the unbiased MMD² with the cubic polynomial kernel
 ``(x.y / d + 1)^3``, averaged over random subsets, with torch-fidelity's estimator and subset draws (seeded, so it
@@ -97,9 +98,23 @@ def frechet_distance(
 
 
 def fid(real: np.ndarray, synth: np.ndarray) -> float:
-    """FID between two feature sets (N, D); each needs at least 2 rows for a covariance."""
+    """FID between two feature sets (N, D); each needs at least 2 rows for a covariance.
+
+    For sets small beside the width (n_real * n_synth <= D², our usual case: a few hundred images, 512-d), the
+    trace of the covariances' matrix square root is computed exactly from the centred features, as the nuclear
+    norm of ``X Y^T / sqrt((n_x - 1)(n_y - 1))``: an SVD of an n_x x n_y matrix instead of SciPy's ``sqrtm`` of a
+    singular D x D product (7 ms instead of 370 ms for 150 x 100 images at 512-d; FID is tracked every few
+    generator epochs). Larger sets take ``frechet_distance``."""
     x, y = _pair(real, synth, 2)
-    return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    if len(x) * len(y) > x.shape[1] ** 2:
+        return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    mu_x, mu_y = x.mean(0), y.mean(0)
+    xc, yc = x - mu_x, y - mu_y
+    trace_x, trace_y = (xc**2).sum() / (len(x) - 1), (yc**2).sum() / (len(y) - 1)
+    cross = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt((len(x) - 1) * (len(y) - 1))
+    diff = mu_x - mu_y
+    return max(0.0, float(diff @ diff + trace_x + trace_y - 2.0 * cross))
 
 
 def kid(
