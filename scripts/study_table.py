@@ -2,12 +2,13 @@
 
     python scripts/study_table.py results/breastmnist-lowdata results/pneumoniamnist-lowdata ...
 
-One Markdown row per method and setting: test AUC (mean ± std, seeds), the paired difference to ``none`` and to
-the count-matched ``oversample`` control with their 95 % t-intervals and verdicts at the report's margin, and the
-worth in real images per class where the setting has a real-image curve. ``--synthetic`` prints the second table
-of docs/results/study.md instead: test ACC, Holm-adjusted p-values, and for generators TSTR, class fidelity,
-in-domain FID and KID and the memorised share. Nothing here computes a statistic: every number comes from the report's
-JSON, so the tables are exactly what ``synthmed report`` says.
+One Markdown row per method and setting: test AUC (mean ± std, seeds), ``none``'s mean over the same seeds, the
+paired difference to ``none`` and to the count-matched ``oversample`` control with their unadjusted 95 %
+t-intervals and the verdicts the report decided on Holm-adjusted ones, and the worth in real images per class where
+the setting has a real-image curve. ``--headline`` keeps each method's variant with the best validation AUC.
+``--synthetic`` prints the second table of docs/results/study.md instead: test ACC, Holm-adjusted p-values, and for
+generators TSTR, class fidelity, in-domain FID and KID and the memorised share. Nothing here computes a statistic:
+every number comes from the report's JSON, so the tables are exactly what ``synthmed report`` says.
 
 ``--update PAGE...`` refreshes the tables of docs pages in place: every block between
 ``<!-- study_table ARGS -->`` and ``<!-- /study_table -->`` is replaced by what ``study_table.py ARGS`` prints, so a
@@ -39,16 +40,32 @@ def report_json(folder: str, extra: list[str]) -> dict:
 
 
 def difference(comparison: dict | None) -> str:
+    """``+0.008 [+0.001, +0.015] undecided (Holm p 0.33)``: the unadjusted interval, the verdict its Holm-adjusted
+    one decided (bold when better or worse), the adjusted p where the unadjusted interval excludes 0 (where the two
+    could disagree), and the units where seeds share generator fits."""
     if not comparison:
         return ""
     verdict = comparison["verdict"]
-    if comparison["t_low"] is None:  # one seed: no interval
+    if not comparison["n"]:
+        return verdict
+    if comparison["t_low"] is None:  # one unit: no interval
         return f"{comparison['mean']:+.3f} (1 seed) {verdict}"
-    text = f"{comparison['mean']:+.3f} [{comparison['t_low']:+.3f}, {comparison['t_high']:+.3f}] {verdict}"
+    low, high = comparison["t_low"], comparison["t_high"]
+    text = f"{comparison['mean']:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
+    notes = []
+    if comparison.get("p_holm") is not None and (low > 0 or high < 0):
+        notes.append(f"Holm p {comparison['p_holm']:.2f}")
+    if comparison.get("unit", "seeds") != "seeds":
+        notes.append(f"n = {comparison['n']} {comparison['unit']}")
+    if notes and text.endswith(")"):  # "undecided (n < 5)": one parenthesis for both
+        text = f"{text[:-1]}; {'; '.join(notes)})"
+    elif notes:
+        text += f" ({'; '.join(notes)})"
     return f"**{text}**" if verdict in ("better", "worse") else text
 
 
 def worth(equivalent: dict | None) -> str:
+    """The worth and its interval, bold only where the paired AUC comparison with none is decided."""
     if not equivalent:
         return ""
     point, low, high = equivalent.get("point"), equivalent.get("low"), equivalent.get("high")
@@ -58,7 +75,14 @@ def worth(equivalent: dict | None) -> str:
         return point
     low_text = "…" if low is None else f"{low:+.0f}"
     high_text = "…" if high is None else f"{high:+.0f}"
-    return f"{point:+.0f} [{low_text}, {high_text}]"
+    text = f"{point:+.0f} [{low_text}, {high_text}]"
+    return f"**{text}**" if equivalent.get("decided") else text
+
+
+def same_seeds(row: dict) -> str:
+    """``none``'s mean test AUC over the seeds paired with the row (what its Δ compares with)."""
+    mean = ((row.get("comparisons") or {}).get("none") or {}).get("reference_mean")
+    return "" if mean is None else f"{mean:.3f}"
 
 
 def stat(summary: dict | None, key: str, digits: int = 3, percent: bool = False) -> str:
@@ -73,7 +97,7 @@ def stat(summary: dict | None, key: str, digits: int = 3, percent: bool = False)
 
 def synthetic_cells(row: dict) -> list[str]:
     comparisons = row.get("comparisons") or {}
-    holm = " / ".join(f"{c['p_holm']:.2f}" for c in comparisons.values() if c.get("p_holm") is not None)
+    holm = " / ".join("–" if c.get("p_holm") is None else f"{c['p_holm']:.2f}" for c in comparisons.values())
     syn = row.get("synthetic") or {}
     memorised = ""
     if syn:
@@ -99,20 +123,23 @@ def synthetic_cells(row: dict) -> list[str]:
 
 def auc_cells(row: dict) -> list[str]:
     comparisons = row.get("comparisons") or {}
+    baseline = row.get("real_equivalent") or {}
     return [
         stat(row, "test_auc"),
+        same_seeds(row),
         difference(comparisons.get("none")),
         difference(next((c for k, c in comparisons.items() if k != "none"), None)),
-        "0 (the baseline)"
-        if row["method"] == "none" and row.get("real_equivalent")
+        f"0 (the baseline: {baseline['anchor']} per class)"
+        if row["method"] == "none" and baseline
         else worth(row.get("real_equivalent")),
     ]
 
 
 AUC_COLUMNS = [
     "test AUC",
-    "Δ AUC vs none [95 % CI], verdict",
-    "Δ AUC vs oversample [95 % CI], verdict",
+    "none on the same seeds",
+    "Δ AUC vs none [95 % CI], verdict (Holm)",
+    "Δ AUC vs oversample [95 % CI], verdict (Holm)",
     "worth in real images per class [95 % CI]",
 ]
 SYNTHETIC_COLUMNS = [
@@ -134,6 +161,9 @@ def table(argv: list[str]) -> list[str]:
     parser.add_argument("--synthetic", action="store_true", help="ACC, Holm p-values and the synthetic-set audit.")
     parser.add_argument("--no-setting", action="store_true", help="Leave out the setting column (one setting).")
     parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
+    parser.add_argument(
+        "--headline", action="store_true", help="Only headline rows: each method's variant with the best val AUC."
+    )
     args = parser.parse_args(argv)
     extra = ["--margin", args.margin] if args.margin else []
     row_cells, columns = (synthetic_cells, SYNTHETIC_COLUMNS) if args.synthetic else (auc_cells, AUC_COLUMNS)
@@ -144,6 +174,8 @@ def table(argv: list[str]) -> list[str]:
         for group in report_json(folder, extra)["groups"]:
             for row in group["rows"]:
                 if wanted and not any(p.fullmatch(row["method"]) for p in wanted):
+                    continue
+                if args.headline and not row.get("headline", True):
                     continue
                 lead = [f"`{row['method']}`", str(row["n"])]
                 rows.append((([*lead] if args.no_setting else [group["title"], *lead]) + row_cells(row), row))

@@ -62,15 +62,15 @@ def test_interval_matches_t_distribution():
 
 
 def test_paired_difference_and_its_verdict():
-    records = [record("none", s, a, 0.8) for s, a in enumerate([0.90, 0.85, 0.88])]
-    records += [record("flip", s, a, 0.8) for s, a in enumerate([0.92, 0.87, 0.90])]  # +0.02 on every seed
-    records += [record("classic", s, a, 0.8) for s, a in enumerate([0.95, 0.80, 0.89])]
+    records = [record("none", s, a, 0.8) for s, a in enumerate([0.90, 0.85, 0.88, 0.86, 0.89])]
+    records += [record("flip", s, a, 0.8) for s, a in enumerate([0.92, 0.87, 0.90, 0.88, 0.91])]  # +0.02 on every seed
+    records += [record("classic", s, a, 0.8) for s, a in enumerate([0.95, 0.80, 0.89, 0.90, 0.85])]
     rows = {r["method"]: r for r in summarise(records)}
     flip = rows["flip"]["comparisons"]["none"]
     assert flip.mean == pytest.approx(0.02) and flip.t_low == pytest.approx(0.02) and flip.verdict == "better"
     assert rows["classic"]["comparisons"]["none"].verdict == "undecided"
     assert "none" not in rows["none"].get("comparisons", {})  # the baseline is not compared with itself
-    weighted = [record("none", s, a, 0.8, class_weight="balanced") for s, a in enumerate([0.89, 0.84, 0.87])]
+    weighted = [record("none", s, a, 0.8, class_weight="balanced") for s, a in enumerate([0.89, 0.84, 0.87, 0.85])]
     rows = {r["method"]: r for r in summarise(records + weighted)}
     assert rows["none class-weight balanced"]["comparisons"]["none"].mean == pytest.approx(-0.01)  # a lever of none
     assert rows["none"]["published"][1] == (0.872, 0.807)
@@ -138,7 +138,7 @@ def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
     records = [
         record(m, s, auc + bump, 0.8, protocol="fraction", fraction=f)
         for f, auc in ((0.05, 0.70), (0.5, 0.90))
-        for s in range(3)
+        for s in range(5)
         for m, bump in (("none", 0.01 * s), ("dcgan", 0.01 * s + 0.05))
     ]
     records.append(record("flip", 0, 0.6, 0.8, protocol="fraction", fraction=0.5))
@@ -146,14 +146,14 @@ def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
     records += [
         record("sngan", s, 0.9, 0.8, protocol="fraction", fraction=f, method_params=p)
         for f, p in ((0.05, {}), (0.5, {"epochs": 20}))
-        for s in range(2)
+        for s in range(5)
     ]
     tables = fraction_tables(summarise(records))
     md = table_markdown(tables[0])
     assert md[2] == "| training share | none | dcgan | sngan | flip |"
-    assert md[4] == "| fraction 0.05 | 0.710 ± 0.010 (n=3) | 0.760 ± 0.010* (n=3) | 0.900 ± 0.000* (n=2) |  |"
+    assert md[4] == "| fraction 0.05 | 0.720 ± 0.016 (n=5) | 0.770 ± 0.016* (n=5) | 0.900 ± 0.000* (n=5) |  |"
     assert md[5] == (
-        "| fraction 0.5 | 0.910 ± 0.010 (n=3) | 0.960 ± 0.010* (n=3) | 0.900 ± 0.000 (n=2, epochs=20) | 0.600 (n=1) |"
+        "| fraction 0.5 | 0.920 ± 0.016 (n=5) | 0.970 ± 0.016* (n=5) | 0.900 ± 0.000 (n=5, epochs=20) | 0.600 (n=1) |"
     )
     assert "<th>dcgan</th>" in page(Document("t", sections=[Section("s", list(tables))]))
     assert fraction_tables(summarise([r for r in records if r["config"]["fraction"] == 0.5])) == []
@@ -184,27 +184,27 @@ def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):
 
 def test_report_files(tmp_path):
     with ResultStore(tmp_path / "results.sqlite") as store:
-        for s, a in enumerate([0.90, 0.85, 0.88]):
+        for s, a in enumerate([0.90, 0.85, 0.88, 0.86, 0.89]):
             store.add(record("none", s, a, 0.8))
             store.add(record("flip", s, a + 0.01, 0.81))
     paths = write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| none | 0,1,2 | 0.877 | 0.877 ± 0.025" in md  # mean validation AUC, then test AUC
-    assert "+0.010 [+0.010, +0.010] better" in md
-    assert "flip is better than none: +0.010 AUC [95 % CI +0.010, +0.010] (3 seeds)" in md
-    assert "0.897 / 0.830" in md  # the optimistic test-selected column
-    assert "6 runs · total compute 0.00 h (0.2 min) · device cpu (fp32)" in md
+    assert "| none | 0,1,2,3,4 | 0.876 | 0.876 ± 0.021" in md  # mean validation AUC, then test AUC
+    assert "+0.010 [+0.010, +0.010] better (Holm p 0)" in md
+    assert "flip is better than none: +0.010 AUC [95 % CI +0.010, +0.010] (5 seeds)" in md
+    assert "0.896 / 0.830" in md  # the optimistic test-selected column
+    assert "10 runs · total compute 0.01 h (0.3 min) · device cpu (fp32)" in md
     assert "hardware: CPU 2 × Test CPU, GPU none, 1 torch threads per run" in md and "versions: torch x" in md
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     assert all(p.exists() for p in paths)
     import csv
 
     runs = list(csv.DictReader((tmp_path / "runs.csv").open()))
-    assert len(runs) == 6 and {r["method"] for r in runs} == {"none", "flip"}
+    assert len(runs) == 10 and {r["method"] for r in runs} == {"none", "flip"}
     assert float(next(r for r in runs if r["method"] == "flip" and r["seed"] == "1")["test_auc"]) == 0.86
     summary = {r["method"]: r for r in csv.DictReader((tmp_path / "summary.csv").open())}
-    assert summary["none"]["seeds"] == "0 1 2"
-    assert float(summary["none"]["test_auc_mean"]) == pytest.approx(0.8767, abs=1e-4)
+    assert summary["none"]["seeds"] == "0 1 2 3 4"
+    assert float(summary["none"]["test_auc_mean"]) == pytest.approx(0.876, abs=1e-4)
     assert float(summary["flip"]["vs_none_mean"]) == pytest.approx(0.01)
     assert summary["flip"]["vs_none_verdict"] == "better"
     assert summary["none"]["vs_none_mean"] == ""  # no difference of the baseline to itself
@@ -226,3 +226,78 @@ def test_fid_table_shows_the_validation_fid_and_the_checkpoint_each_seed_sampled
     assert table.columns == ["method", "epoch 10", "epoch 20", "sampled checkpoint (per seed)"]
     assert table.rows[0] == ["dcgan select fid", "10.00 / 0.1000 · val 5.00", "5.00 / 0.0500 · val 2.50", "10, 20"]
     assert table.rows[1] == ["dcgan", "9.00 / 0.1000", "", "the last"]
+
+
+# --- rows that hold up: one run per seed, every result field in the key, pairs on one platform ----------------------
+
+
+def test_a_row_with_a_repeated_seed_is_refused_naming_both_runs():
+    from synthmed.errors import SynthmedError
+
+    records = [record("flip", s, 0.9, 0.8) for s in range(5)]
+    twin = record("flip", 2, 0.91, 0.8, robustness=True)  # robustness does not change a result: the same row
+    with pytest.raises(SynthmedError) as info:
+        summarise([*records, twin])
+    message = str(info.value)
+    assert "\n" not in message and records[2]["run_id"] in message and twin["run_id"] in message
+
+
+def test_every_field_that_changes_a_result_splits_rows_and_names_them():
+    records = [record("none", s, 0.85 + 0.01 * s, 0.8) for s in range(6)]
+    records += [record("flip", s, 0.86 + 0.01 * s, 0.8, epochs=20) for s in range(3)]
+    records += [record("flip", s, 0.87 + 0.01 * s, 0.8, epochs=100) for s in range(3)]
+    rows = {r["method"]: r for r in summarise(records)}
+    assert {"flip epochs 20", "flip epochs 100"} <= set(rows) and rows["flip epochs 20"]["n"] == 3
+    assert all(not rows[m]["comparisons"]["none"].decided for m in ("flip epochs 20", "flip epochs 100"))
+    # fidelity_epochs shapes a result only where its reference classifier filters or selects
+    audit = [record("dcgan", s, 0.9, 0.8, synthesis={"fidelity_epochs": e}) for s, e in enumerate([20, 30])]
+    assert len([r for r in summarise(audit) if r["base_method"] == "dcgan"]) == 1
+    chosen = {"select_generator": "fid", "track_fid_every": 10}
+    picky = [record("dcgan", 0, 0.9, 0.8, synthesis={**chosen, "fidelity_epochs": e}) for e in (20, 30)]
+    assert len(summarise(picky)) == 2
+    # a field added later, at its default, leaves a record's row unchanged
+    later = [record("flip", s, 0.9, 0.8, epochs=20, dropout=0.0, synthesis={"finetune_epochs": 0}) for s in (3, 4)]
+    assert next(r for r in summarise(records + later) if r["method"] == "flip epochs 20")["n"] == 5
+
+
+def test_pairs_across_precisions_are_flagged_and_never_decide():
+    records = [record("none", s, 0.85 + 0.01 * s, 0.8) for s in range(6)]
+    flips = [record("flip", s, 0.90 + 0.01 * s, 0.8) for s in range(6)]  # +0.05 on every seed
+    flips[1]["precision"] = "bf16"
+    row = next(r for r in summarise(records + flips) if r["method"] == "flip")
+    versus = row["comparisons"]["none"]
+    assert versus.verdict == "undecided (mixed precision)" and versus.pairs == 5 and row["mixed"]["none"] == [1]
+    records[1]["precision"] = "bf16"  # the same platform on every seed again: decided
+    assert next(r for r in summarise(records + flips) if r["method"] == "flip")["comparisons"]["none"].decided
+    flips[2]["versions"] = {**flips[2]["versions"], "cpu_capability": "AVX512"}  # another kernel level
+    assert not next(r for r in summarise(records + flips) if r["method"] == "flip")["comparisons"]["none"].decided
+
+
+def test_the_baseline_is_shown_over_the_seeds_of_the_row_it_is_compared_with():
+    records = [record("none", s, 0.80 + 0.02 * s, 0.8) for s in range(10)]
+    records += [record("ddpm", s, 0.81 + 0.02 * s, 0.8) for s in range(5)]
+    rows = summarise(records)
+    ddpm = next(r for r in rows if r["method"] == "ddpm")
+    assert ddpm["comparisons"]["none"].reference_mean == pytest.approx(0.84)  # seeds 0-4, not all ten (0.89)
+    table = table_markdown(results_table(rows, settings=Settings()))
+    assert "none's test AUC on the same seeds" in table[0]
+    assert any(line.startswith("| ddpm | 0,1,2,3,4 |") and "| 0.840 |" in line for line in table)
+
+
+def test_headline_rows_are_the_variants_with_the_best_validation_auc():
+    records = [record("none", s, 0.85, 0.8) for s in range(5)]
+    records += [record("dcgan", s, 0.86, 0.8) for s in range(5)]
+    records += [record("dcgan", s, 0.88, 0.8, method_params={"ema": 0.999}) for s in range(5)]
+    records += [record("oversample", s, 0.84, 0.8, synthesis={"synthetic_ratio": r}) for s in range(5) for r in (1, 2)]
+    headline = {r["method"] for r in summarise(records) if r["headline"]}
+    assert headline == {"none", "dcgan ema=0.999", "oversample ratio 1", "oversample ratio 2"}
+
+
+def test_generator_fits_are_the_units_of_a_row_whose_seeds_share_them():
+    records = [record("none", s, 0.85 + 0.01 * s, 0.8) for s in range(10)]
+    records += [record("ddpm", s, 0.86 + 0.01 * s, 0.8, synthesis={"generator_seeds": 5}) for s in range(10)]
+    versus = next(r for r in summarise(records) if r["base_method"] == "ddpm")["comparisons"]["none"]
+    assert (versus.n, versus.pairs, versus.unit) == (5, 10, "generator fits")
+    shared = [record("cvae", s, 0.9, 0.8, synthesis={"generator_seed": 0}) for s in range(10)]
+    alone = next(r for r in summarise(records + shared) if r["base_method"] == "cvae")["comparisons"]["none"]
+    assert alone.n == 1 and not alone.decided

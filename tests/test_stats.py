@@ -16,12 +16,15 @@ from synthmed.report.stats import (
     BETTER_WITHIN,
     EQUIVALENT,
     UNDECIDED,
+    UNDECIDED_FEW,
     VERDICTS,
     WORSE,
     WORSE_WITHIN,
     adjust,
+    cluster_means,
     compare,
     holm,
+    holm_levels,
     interval,
     look_alpha,
     minimum_detectable_effect,
@@ -208,7 +211,7 @@ def test_better_and_worse_by_less_than_the_margin():
 
 def test_undecided_with_three_noisy_diffs():
     c = compare([0.03, -0.02, 0.01], "tsynd", "none")
-    assert c.verdict == UNDECIDED and not c.decided
+    assert c.verdict == UNDECIDED_FEW and not c.decided
     assert c.t_low < 0 < c.t_high
     assert c.mde > 0 and math.isfinite(c.mde)
     assert c.mde == pytest.approx(minimum_detectable_effect(c.std, 3, 0.05, 0.8))
@@ -216,12 +219,12 @@ def test_undecided_with_three_noisy_diffs():
 
 def test_one_and_zero_seeds_are_undecided():
     one = compare([0.02], "a", "none")
-    assert one.verdict == UNDECIDED and one.n == 1 and one.mean == 0.02
+    assert one.verdict == UNDECIDED_FEW and one.n == 1 and one.mean == 0.02
     assert all(
         math.isnan(getattr(one, f)) for f in ("std", "t_low", "t_high", "boot_low", "tost_high", "p_value", "mde")
     )
     zero = compare([], "a", "none")
-    assert zero.verdict == UNDECIDED and zero.n == 0 and math.isnan(zero.mean)
+    assert zero.verdict == UNDECIDED_FEW and zero.n == 0 and math.isnan(zero.mean)
 
 
 def test_identical_diffs_collapse_the_intervals():
@@ -289,13 +292,14 @@ def test_comparison_is_json_ready_and_frozen():
         c.verdict = "worse"  # type: ignore[misc]
 
 
-def test_adjust_fills_holm():
+def test_adjust_fills_holm_over_the_decidable_comparisons_only():
     comps = [compare(d, m, "none") for m, d in (("a", [0.03, -0.02, 0.01]), ("b", _around(0.05, 0.005, 10)))]
-    assert all(c.p_holm is None for c in comps)
-    out = adjust(comps)
-    assert [c.p_holm for c in out] == pytest.approx(holm([c.p_value for c in comps]))
-    assert [c.method for c in out] == ["a", "b"] and comps[0].p_holm is None
-    assert out[0].p_holm >= out[0].p_value
+    assert comps[0].p_holm is None and comps[1].p_holm == pytest.approx(comps[1].p_value)  # a family of one
+    c = _around(0.01, 0.02, 8)
+    out = adjust([*comps, compare(c, "c", "none")])
+    assert out[0].p_holm is None and out[0].family == 0 and out[0].verdict == UNDECIDED_FEW  # 3 seeds: outside
+    assert [o.p_holm for o in out[1:]] == pytest.approx(holm([comps[1].p_value, compare(c, "c", "none").p_value]))
+    assert [c.method for c in out] == ["a", "b", "c"] and out[1].family == 2
 
 
 # --- compare: bad input -----------------------------------------------------------------------------------------------
@@ -344,7 +348,7 @@ def test_sentences_for_each_verdict():
             WORSE_WITHIN,
             "flip is worse than none, by less than the margin of 0.01 AUC: -0.004",
         ),
-        (compare([0.03, -0.02, 0.01], "tsynd", "none"), UNDECIDED, "tsynd vs none is undecided: +0.007"),
+        (compare([0.03, -0.02, 0.01], "tsynd", "none"), UNDECIDED_FEW, "tsynd vs none is undecided (n < 5): +0.007"),
     ]
     for c, verdict, start in cases:
         assert c.verdict == verdict
@@ -363,3 +367,53 @@ def test_sentence_level_unit_bootstrap_and_few_seeds():
     assert f"the bootstrap interval [{c.boot_low:+.3f}, {c.boot_high:+.3f}] disagrees" in text
     assert "1 seed" in compare([0.02], "a", "none").sentence()
     assert "no paired seeds" in compare([], "a", "none").sentence()
+
+
+# --- Holm decides, the minimum of seeds, generator fits -------------------------------------------------------------
+
+
+def test_holm_decides_a_family_where_the_raw_interval_excludes_0_and_the_adjusted_one_does_not():
+    edge = [0.010, 0.018, 0.0, 0.012, 0.016, 0.002]  # p = 0.023: the raw 95 % interval lies above 0
+    noise = [0.01, -0.01, 0.02, -0.02, 0.0, 0.005]  # p = 0.89
+    alone = compare(edge, "ddpm", "oversample")
+    assert alone.t_low > 0 and alone.verdict == BETTER  # a family of one: Holm changes nothing
+    family = adjust([alone] + [compare(noise, f"m{i}", "none") for i in range(4)])
+    ddpm = family[0]
+    assert ddpm.t_low > 0 and ddpm.p_value < 0.05 < ddpm.p_holm  # shown raw interval excludes 0 ...
+    assert ddpm.holm_low < 0 < ddpm.holm_high and ddpm.verdict == UNDECIDED  # ... the adjusted one decides
+    assert ddpm.level == pytest.approx(0.05 / 5) and ddpm.family == 5
+    assert ddpm.p_holm == pytest.approx(5 * ddpm.p_value)
+
+
+def test_holm_levels_step_down_and_match_the_adjusted_p_values():
+    p = [0.01, 0.04, 0.03, 0.005, 0.5]
+    levels = holm_levels(p, 0.05)
+    assert levels == pytest.approx([0.05 / 4, 0.05 / 3, 0.05 / 3, 0.05 / 5, 0.05 / 3])  # stops at 0.03
+    assert [pi <= level for pi, level in zip(p, levels)] == [a <= 0.05 for a in holm(p)]
+    assert math.isnan(holm_levels([0.01, None], 0.05)[1])
+
+
+def test_equivalence_is_decided_on_holm_adjusted_tost():
+    close = _around(0.0, 0.012, 6)  # equivalent at 90 % on its own, not at a level split 20 ways
+    alone = compare(close, "a", "none")
+    assert alone.verdict == EQUIVALENT
+    crowd = adjust([alone] + [compare(_around(0.03, 0.05, 6), f"m{i}", "none") for i in range(19)])
+    assert crowd[0].p_tost_holm > 0.05 and crowd[0].verdict == UNDECIDED
+
+
+def test_fewer_than_five_units_or_a_blocked_pair_are_never_decided():
+    assert compare([0.05, 0.051, 0.052, 0.053], "a", "none").verdict == UNDECIDED_FEW
+    assert compare([0.05, 0.051, 0.052, 0.053, 0.054], "a", "none").verdict == BETTER
+    blocked = compare([0.05, 0.051, 0.052, 0.053, 0.054], "a", "none", blocked="mixed precision")
+    assert blocked.verdict == "undecided (mixed precision)" and not blocked.decided and blocked.p_holm is None
+    assert "not decided: mixed precision" in blocked.sentence()
+
+
+def test_seeds_sharing_a_generator_fit_are_one_unit():
+    diffs = [0.02, 0.03, 0.01, 0.02, 0.04, 0.03, 0.02]  # 7 seeds over 5 generator fits (seed mod 5)
+    fits = [s % 5 for s in range(7)]
+    assert cluster_means(diffs, fits).tolist() == pytest.approx([0.025, 0.025, 0.01, 0.02, 0.04])
+    c = compare(diffs, "conv-cvae", "none", clusters=fits)
+    assert (c.n, c.pairs, c.unit) == (5, 7, "generator fits")
+    assert c.mean == pytest.approx(0.024) and "5 generator fits of 7 seeds" in c.sentence()
+    assert compare(diffs[:4], "a", "none", clusters=[0, 0, 1, 1]).verdict == UNDECIDED_FEW

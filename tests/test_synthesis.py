@@ -162,3 +162,20 @@ def test_method_parameter_grid_expands_every_combination():
         parse_method_params(["lr"])
     with pytest.raises(SynthmedError, match="no method of this grid .* has the parameter 'beta'"):
         override(Grid(datasets=["breastmnist"]), {"method": "cvae", "method_params": ["beta=2"]})
+
+
+def test_the_generator_cache_key_names_the_feature_space_fid_selection_ranks_in():
+    """``--select-generator fid`` keeps the checkpoint with the lowest FID in the reference classifier's features,
+    which ``fidelity_epochs`` shape: two feature spaces are two generators, while without tracking none enters."""
+    from types import SimpleNamespace
+
+    from synthmed.experiment.synthesis import generator_key
+
+    gen = SimpleNamespace(config=lambda: {"epochs": 5, "device": "cpu"})
+    data = SimpleNamespace(name="breastmnist", md5="x", size=28)
+    subset = SimpleNamespace(train_indices=np.arange(4), protocol="lowdata")
+    a = generator_key(gen, data, subset, 0, 10, True, "domain:reference_aaaa")  # type: ignore[arg-type]
+    b = generator_key(gen, data, subset, 0, 10, True, "domain:reference_bbbb")  # type: ignore[arg-type]
+    assert a != b
+    plain = generator_key(gen, data, subset, 0, None, False, "domain:reference_aaaa")  # type: ignore[arg-type]
+    assert "feature_space" not in plain

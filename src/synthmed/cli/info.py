@@ -33,6 +33,12 @@ def report_cmd(
         help="A second reference every method is compared with "
         "besides none (default: oversample at the same policy, where the grid holds it).",
     ),
+    select_levers: str = typer.Option(
+        "val_auc",
+        "--select-levers",
+        help="val_auc: the headline table shows, of each method's variants (levers, hyper-parameters), the one "
+        "with the best mean validation AUC, every row staying in the full table | none: every row.",
+    ),
 ) -> None:
     """Summarise a run folder: mean ± std over seeds, paired differences to none and to the count-matched control,
     verdicts at a margin."""
@@ -44,7 +50,9 @@ def report_cmd(
         raise SynthmedError(f"unknown report format {fmt!r}; choose html, md, json or records")
     if margin is not None and not margin >= 0:
         raise SynthmedError(f"--margin {margin} must be >= 0 (an AUC difference, e.g. 0.01)")
-    settings = settings_for(out, margin, reference)
+    if select_levers not in ("val_auc", "none"):
+        raise SynthmedError(f"--select-levers {select_levers!r}: choose val_auc or none")
+    settings = settings_for(out, margin, reference, select_levers)
     if fmt == "records":
         sys.stdout.write(json_text(load_records(out)) + "\n")
         return

@@ -20,10 +20,11 @@ from synthmed.experiment.grid import Grid, expand
 from synthmed.experiment.runner import Runner
 from synthmed.io import atomic_write_json
 from synthmed.report import SEQUENTIAL_FILE
-from synthmed.report.stats import look_alpha, planned_looks
+from synthmed.report.stats import MIN_PAIRS, look_alpha, planned_looks
 
-#: Seeds of the first look: fewer give no usable interval.
-MIN_START = 3
+#: Seeds of the first look: no verdict is decided on fewer (``MIN_PAIRS``), so an earlier look would only spend
+#: a share of alpha.
+MIN_START = MIN_PAIRS
 
 
 @dataclass

@@ -134,9 +134,12 @@ def generator_key(
     seed: int,
     track_fid_every: int | None = None,
     select: bool = False,
+    feature_space: str | None = None,
 ) -> dict:
     """What determines a generator's weights (not the device it trained on), its FID tracking, whose history is
-    saved with it, and the checkpoint selection that may replace the last weights."""
+    saved with it, and the checkpoint selection that may replace the last weights; ``feature_space`` names the
+    features that tracking measures in (the reference classifier, whose ``fidelity_epochs`` shape them), since
+    the checkpoint ``--select-generator fid`` keeps depends on them."""
     indices = json.dumps([subset.train_indices.tolist()])
     params = {k: v for k, v in augmenter.config().items() if k != "device"}
     key = {
@@ -152,6 +155,7 @@ def generator_key(
         key
         | ({"track_fid_every": track_fid_every} if track_fid_every else {})
         | ({"select_generator": "fid"} if select else {})
+        | ({"feature_space": feature_space} if track_fid_every and feature_space else {})
     )
 
 
@@ -217,7 +221,13 @@ def fit_generator(
         return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
     assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
     key = generator_key(
-        augmenter, data, subset, seed, monitor.every if monitor else None, monitor.select if monitor else False
+        augmenter,
+        data,
+        subset,
+        seed,
+        monitor.every if monitor else None,
+        monitor.select if monitor else False,
+        monitor.extractor.name if monitor else None,
     )
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"

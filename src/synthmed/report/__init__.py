@@ -38,7 +38,7 @@ def build_document(out: Path, records: list[dict], settings: Settings | None = N
                 [Bullets([f"`{f['run_id']}` {f['what']}: {f['error']}" for f in failures])],
             )
         )
-    doc.sections.append(notes_section(settings, sequential_stop(out)))
+    doc.sections.append(notes_section(settings, sequential_stop(out), rows))
     return doc, rows
 
 
@@ -84,7 +84,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     import dataclasses
 
     from synthmed.report.records import load_records
-    from synthmed.report.summary import by_group, group_title, header, summarise
+    from synthmed.report.summary import by_group, family_text, group_title, header, summarise
 
     settings = settings or settings_for(out)
     records = load_records(out)
@@ -114,6 +114,8 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
                         "params": row["params"],
                         "n": row["n"],
                         "seeds": row["seeds"],
+                        "headline": row["headline"],
+                        "mixed": row.get("mixed") or {},
                         **{m: stats(row[m]) for m in ("test_auc", "test_acc", "val_auc")},
                         "comparisons": {
                             ref: dataclasses.asdict(c) for ref, c in (row.get("comparisons") or {}).items()
@@ -127,6 +129,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
         )
     return {
         "settings": dataclasses.asdict(settings),
+        "family": family_text(rows),
         "sequential": sequential_stop(out),
         "header": header(records),
         "groups": groups,
@@ -164,16 +167,19 @@ def sequential_stop(out: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def settings_for(out: str | Path, margin: float | None = None, reference: str | None = None) -> Settings:
+def settings_for(
+    out: str | Path, margin: float | None = None, reference: str | None = None, select_levers: str = "val_auc"
+) -> Settings:
     """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given."""
     stop = sequential_stop(out)
     if stop is None:
-        return Settings(margin=0.01 if margin is None else margin, reference=reference)
+        return Settings(margin=0.01 if margin is None else margin, reference=reference, select_levers=select_levers)
     return Settings(
         margin=stop["margin"] if margin is None else margin,
         alpha=stop["look_alpha"],
         reference=reference or stop.get("reference"),
         looks=stop["planned_looks"],
+        select_levers=select_levers,
     )
 
 

@@ -1,27 +1,33 @@
 """How much a synthetic set is worth, in real images: the real-image curve and each method's equivalent.
 
-``--real-curve N1,N2,...`` trains ``none`` on N real images per class, nested within each seed's real pool. Per
-seed, test AUC against log(N) is made monotone (isotonic regression: more real images of the same pool never
-hurt in expectation) and read as a piecewise-linear curve in log(N). A method's mean test AUC is placed on the
-seeds' mean curve: the N at which ``none`` would reach it is the method's *equivalent real images per class*, and
-its worth is that minus the equivalent of the group's own ``none`` run (so ``none`` is worth 0, a method that hurts
-is worth less than 0). Above the curve's last point the worth is "beyond the curve"; below its first point,
-"below the curve". The interval is a bootstrap over seeds (the curve and the method resampled together).
+``--real-curve N1,N2,...`` trains ``none`` on N real images per class, nested within each seed's real pool. The
+worth of a method is anchored at the protocol's own count N0 (the real images per class ``none`` trained on, e.g.
+150): with the paired differences d_s = method - none (the same differences the AUC verdict tests) and each seed's
+curve slope k_s in log(N) over the curve segment next to N0 on the side the method moves (below N0 for a loss,
+above it for a gain), the method is where ``none`` would be after moving theta = mean(d) / mean(k) along log(N):
+worth = N0 (exp(theta) - 1) real images per class.
+
+Its interval is Fieller's for the ratio of two means with t quantiles (exact for normal per-seed pairs (d_s, k_s),
+whatever n): it carries the curve's uncertainty as well as the method's, is unbounded where the slope is not
+distinguishable from flat, and excludes 0 exactly when the paired t-interval of the differences does. It is a
+transform of the same differences as the AUC comparison, not an independent confirmation of it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 from sklearn.isotonic import IsotonicRegression
 
-#: Bootstrap draws for the interval of a worth.
-N_BOOT = 2000
+from synthmed.report.stats import cluster_means
 
 
 def monotone(sizes: np.ndarray, aucs: np.ndarray) -> np.ndarray:
-    """The isotonic (non-decreasing in size) fit of one seed's curve."""
+    """The isotonic (non-decreasing in size) fit of one seed's curve (for figures)."""
     return IsotonicRegression(increasing=True).fit_transform(np.log(sizes), aucs)
 
 
@@ -39,63 +45,108 @@ def invert(sizes: np.ndarray, curve: np.ndarray, target: float) -> float:
     return float(np.exp(np.log(sizes[k - 1]) + t * (np.log(sizes[k]) - np.log(sizes[k - 1]))))
 
 
-def _worth(sizes: np.ndarray, curve: np.ndarray, method: float, none: float) -> tuple[float, float, float]:
-    n_method, n_none = invert(sizes, curve, method), invert(sizes, curve, none)
-    if math.isinf(n_none):  # the baseline itself lies off the curve: no worth can be read
-        return math.nan, n_method, n_none
-    return (n_method if math.isinf(n_method) else n_method - n_none), n_method, n_none
+def segment(sizes: Sequence[int], anchor: int, gain: bool) -> tuple[int, int] | None:
+    """The two curve sizes around ``anchor`` on the side a method moves: above it for a gain, below for a loss
+    (the anchor itself when it is a curve size); None where the curve does not reach that side."""
+    below = [n for n in sizes if n <= anchor] if gain else [n for n in sizes if n < anchor]
+    above = [n for n in sizes if n > anchor] if gain else [n for n in sizes if n >= anchor]
+    if not below or not above:
+        return None
+    return max(below), min(above)
+
+
+def fieller(d: np.ndarray, k: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Ratio mean(d) / mean(k) and its Fieller interval at ``level`` with t quantiles (df = n - 1); the interval is
+    (-inf, inf) where the denominator's interval reaches 0 (the ratio is then unbounded)."""
+    n = d.size
+    ratio = float(d.mean() / k.mean()) if k.mean() != 0 else math.copysign(math.inf, d.mean())
+    if n < 2:
+        return ratio, math.nan, math.nan
+    t2 = float(sps.t.ppf(0.5 + level / 2, n - 1)) ** 2
+    cov = np.cov(np.stack([d, k]), ddof=1) / n
+    a = k.mean() ** 2 - t2 * cov[1, 1]
+    b = -2 * (d.mean() * k.mean() - t2 * cov[0, 1])
+    c = d.mean() ** 2 - t2 * cov[0, 0]
+    if a <= 0:
+        return ratio, -math.inf, math.inf
+    root = math.sqrt(max(0.0, b * b - 4 * a * c))
+    return ratio, float((-b - root) / (2 * a)), float((-b + root) / (2 * a))
+
+
+def worth_interval(d: np.ndarray, k: np.ndarray, anchor: float, level: float = 0.95) -> tuple[float, float, float]:
+    """Worth in real images per class (point, low, high) of paired differences ``d`` on a curve of per-seed slopes
+    ``k`` (AUC per unit of log N) at ``anchor`` per class. A flat or falling mean slope gives an infinite point."""
+    if k.mean() <= 0:
+        return math.copysign(math.inf, d.mean()), -math.inf, math.inf
+    theta, low, high = fieller(d, k, level)
+
+    def count(x: float) -> float:
+        if math.isnan(x):
+            return math.nan
+        return anchor * math.expm1(x) if math.isfinite(x) else (math.inf if x > 0 else -anchor)
+
+    return count(theta), count(low), count(high)
 
 
 def real_equivalent(
     curve: dict[int, dict[int, float]],
-    method: dict[int, float],
-    none: dict[int, float],
-    n_boot: int = N_BOOT,
-    seed: int = 0,
+    diffs: dict[int, float],
+    anchor: int | None,
+    clusters: dict[int, Any] | None = None,
+    level: float = 0.95,
 ) -> dict | None:
-    """The worth of a method in real images per class: ``curve`` is seed -> {size: test AUC}; ``method`` and
-    ``none`` are seed -> test AUC. Returns point, low, high (95 % bootstrap over seeds), the equivalents and a
-    sentence; None without at least two curve sizes on a seed the three share."""
-    seeds = sorted(set(curve) & set(method) & set(none))
-    if not seeds:
+    """The worth of a method in real images per class at ``anchor`` per class: ``curve`` is seed -> {size: test AUC}
+    of ``none``; ``diffs`` is seed -> paired test AUC difference (method - none); ``clusters`` seed -> generator fit,
+    where seeds share one (those seeds are averaged into one unit). None without an anchor, a curve segment on the
+    side the method moves, or a seed the curve and the differences share."""
+    seeds = sorted(set(curve) & set(diffs))
+    if anchor is None or not seeds:
         return None
-    sizes = np.array(sorted(set.intersection(*(set(curve[s]) for s in seeds))), dtype=float)
-    if len(sizes) < 2:
+    sizes = sorted(set.intersection(*(set(curve[s]) for s in seeds)))
+    d = np.array([diffs[s] for s in seeds], dtype=float)
+    side = segment(sizes, anchor, gain=bool(d.mean() >= 0))
+    if side is None:
         return None
-    fitted = np.stack([monotone(sizes, np.array([curve[s][int(n)] for n in sizes])) for s in seeds])
-    m = np.array([method[s] for s in seeds])
-    b = np.array([none[s] for s in seeds])
-    point, n_method, n_none = _worth(sizes, fitted.mean(0), float(m.mean()), float(b.mean()))
-    draws = np.random.default_rng(seed).integers(0, len(seeds), (n_boot, len(seeds)))
-    boot = np.array([_worth(sizes, fitted[i].mean(0), float(m[i].mean()), float(b[i].mean()))[0] for i in draws])
-    boot = boot[~np.isnan(boot)]
-    low, high = (
-        (float(np.quantile(boot, q, method="inverted_cdf")) for q in (0.025, 0.975))
-        if len(seeds) > 1 and len(boot)
-        else (math.nan, math.nan)
-    )
+    lo, hi = side
+    k = np.array([(curve[s][hi] - curve[s][lo]) / math.log(hi / lo) for s in seeds], dtype=float)
+    labels = None if clusters is None else [clusters[s] for s in seeds]
+    d_units, k_units = cluster_means(d, labels), cluster_means(k, labels)
+    point, low, high = worth_interval(d_units, k_units, anchor, level)
+    at_anchor = float(np.mean([_at(curve[s], sizes, anchor) for s in seeds]))
     return {
         "point": point,
         "low": low,
         "high": high,
-        "real_per_class": n_method,
-        "none_per_class": n_none,
-        "sizes": sizes.astype(int).tolist(),
+        "anchor": anchor,
+        "segment": [lo, hi],
+        "real_per_class": anchor + point,
+        "auc": at_anchor + float(d.mean()),
+        "none_per_class": anchor,
+        "sizes": sizes,
         "seeds": len(seeds),
-        "text": worth_text(point, low, high, sizes),
+        "units": int(d_units.size),
+        "text": worth_text(point, low, high, sizes, anchor),
     }
 
 
+def _at(points: dict[int, float], sizes: list[int], anchor: int) -> float:
+    """One seed's curve at ``anchor``, linear in log N between its two nearest sizes."""
+    xs = np.log(np.array(sizes, dtype=float))
+    return float(np.interp(math.log(anchor), xs, [points[n] for n in sizes]))
+
+
 def _signed(value: float) -> str:
-    return f"{value:+.0f}" if math.isfinite(value) else ("beyond" if value > 0 else "below")
+    return f"{value:+.0f}" if math.isfinite(value) else "…"
 
 
-def worth_text(point: float, low: float, high: float, sizes: np.ndarray) -> str:
-    """``+32 real images per class [-15, +80]``, or where the curve ends: ``beyond the curve (> 600 per class)``."""
+def worth_text(point: float, low: float, high: float, sizes: Sequence[int], anchor: int) -> str:
+    """``+32 real images per class [-15, +80]``; ``…`` for an end the curve's slope leaves unbounded; a count past
+    the curve's last size is marked as read beyond the curve."""
     if math.isnan(point):
-        return "the curve does not reach the baseline's own AUC"
+        return "no worth can be read off the curve"
     if math.isinf(point):
-        where = f"> {int(sizes[-1])}" if point > 0 else f"< {int(sizes[0])}"
-        return f"{'beyond' if point > 0 else 'below'} the curve ({where} per class)"
-    interval = "" if math.isnan(low) else f" [{_signed(low)}, {_signed(high)}]"
-    return f"{point:+.0f} real images per class{interval}"
+        return "the curve is flat here: no count of real images matches"
+    beyond = " (beyond the curve)" if anchor + point > sizes[-1] else ""
+    if math.isnan(low):
+        return f"{point:+.0f} real images per class{beyond}"
+    return f"{point:+.0f} real images per class [{_signed(low)}, {_signed(high)}]{beyond}"

@@ -7,9 +7,16 @@ difference ``method - reference``. From those differences ``compare`` gives:
 - the two-sided ``(1 - alpha)`` t-interval of the mean difference and a paired percentile bootstrap interval at the
   same level (a check on the normality behind the t-interval; the two are flagged when they disagree about 0);
 - the ``(1 - 2 alpha)`` t-interval used for equivalence by two one-sided tests (TOST) against a margin;
-- the two-sided paired t-test p-value (Holm-adjusted across the methods of a group by ``adjust``);
+- the two-sided paired t-test p-value and the TOST p-value;
 - the minimum detectable effect at 80 % power, so that "undecided" says how large a difference the seeds could see;
 - a verdict: better, worse, equivalent, the "by less than the margin" forms, or undecided.
+
+Verdicts are decided on Holm-adjusted intervals only: ``adjust`` takes the family of comparisons a report makes
+and gives each its Bonferroni-Holm step-down level, at which its t-interval (difference) and TOST interval
+(equivalence) are recomputed; the unadjusted interval is kept for display and never decides. A comparison with
+fewer than ``MIN_PAIRS`` units (seeds, or generator fits where several seeds share one) is never decided, and
+neither is one whose pairs ``compare`` is told are not comparable (``blocked``, e.g. mixed precision); neither
+enters the family.
 
 ``look_alpha`` and ``planned_looks`` give the rule for adding seeds until decided: every planned look tests at
 ``alpha / looks`` (a Bonferroni split), which keeps the overall error rate at most ``alpha``.
@@ -37,7 +44,12 @@ EQUIVALENT = "equivalent"
 BETTER_WITHIN = "better, by less than the margin"
 WORSE_WITHIN = "worse, by less than the margin"
 UNDECIDED = "undecided"
-VERDICTS = (BETTER, WORSE, EQUIVALENT, BETTER_WITHIN, WORSE_WITHIN, UNDECIDED)
+#: Fewest paired units (seeds, or generator fits) before any verdict is decided: below it a t-interval is too
+#: fragile to be worth a claim, however far from 0 it lies.
+MIN_PAIRS = 5
+UNDECIDED_FEW = f"undecided (n < {MIN_PAIRS})"
+DECIDED = (BETTER, WORSE, EQUIVALENT, BETTER_WITHIN, WORSE_WITHIN)
+VERDICTS = (*DECIDED, UNDECIDED, UNDECIDED_FEW)
 
 # Bootstrap resamples are drawn in blocks of at most this many indices, so memory stays bounded for large n.
 _BOOT_BLOCK = 1 << 20
@@ -141,6 +153,24 @@ def holm(pvalues: Sequence[float | None]) -> list[float]:
     return out
 
 
+def holm_levels(pvalues: Sequence[float | None], alpha: float) -> list[float]:
+    """Each test's Bonferroni-Holm step-down level: the k-th smallest p (k = 0, 1, ...) is tested at
+    alpha / (m - k) while every smaller one was rejected; from the first acceptance on, every remaining test keeps
+    the level of that step. An interval at level ``1 - level`` excludes its null exactly when Holm rejects it.
+    NaN (or None) p-values are outside the family and get NaN."""
+    raw = [NAN if p is None else float(p) for p in pvalues]
+    order = sorted((i for i, p in enumerate(raw) if not math.isnan(p)), key=lambda i: raw[i])
+    m = len(order)
+    out = [NAN] * len(raw)
+    stopped: float | None = None
+    for rank, i in enumerate(order):
+        level = alpha / (m - rank) if stopped is None else stopped
+        if stopped is None and raw[i] > level:
+            stopped = level
+        out[i] = level
+    return out
+
+
 def look_alpha(alpha: float, looks: int) -> float:
     """The level of each look when ``alpha`` is split evenly (Bonferroni) over ``looks`` planned looks.
 
@@ -188,7 +218,12 @@ def _num(value: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One method against a reference on paired seeds; every field is a plain, JSON-ready value (nan if undefined)."""
+    """One method against a reference on paired seeds; every field is a plain, JSON-ready value (nan if undefined).
+
+    ``t_low`` / ``t_high`` and ``tost_low`` / ``tost_high`` are unadjusted (shown, never deciding); ``holm_*`` are
+    the same intervals at the comparison's Holm level ``level`` within its family, and they decide the verdict.
+    ``n`` counts the units the interval is over: seeds, or generator fits (``unit``) when seeds share a generator,
+    of ``pairs`` paired seeds. ``blocked`` says why the pairs cannot decide anything (e.g. mixed precision)."""
 
     method: str
     reference: str
@@ -209,15 +244,32 @@ class Comparison:
     p_holm: float | None
     mde: float
     verdict: str
+    p_tost: float = NAN
+    p_tost_holm: float | None = None
+    level: float = NAN
+    holm_low: float = NAN
+    holm_high: float = NAN
+    holm_tost_low: float = NAN
+    holm_tost_high: float = NAN
+    family: int = 0
+    pairs: int = 0
+    unit: str = "seeds"
+    reference_mean: float = NAN
+    blocked: str = ""
 
     @property
     def decided(self) -> bool:
         """True once the seeds give any verdict other than undecided (the stopping rule for adding seeds)."""
-        return self.verdict != UNDECIDED
+        return self.verdict in DECIDED
+
+    @property
+    def eligible(self) -> bool:
+        """Whether the comparison may be decided at all, and so belongs to its report's Holm family."""
+        return self.n >= MIN_PAIRS and not self.blocked and math.isfinite(self.p_value)
 
     def sentence(self, unit: str = "AUC") -> str:
         """One plain sentence of the verdict, the mean difference, its interval and the seed count."""
-        seeds = f"{self.n} seed" if self.n == 1 else f"{self.n} seeds"
+        seeds = _units_text(self.n, self.unit, self.pairs)
         level = _level_text(self.alpha)
         ci = f"[{level} % CI {_num(self.t_low)}, {_num(self.t_high)}]"
         diff = f"{_num(self.mean)} {unit} {ci} ({seeds})"
@@ -234,16 +286,28 @@ class Comparison:
         elif self.verdict == WORSE_WITHIN:
             text = f"{m} is worse than {r}, by less than the margin of {margin}: {diff}"
         elif self.n == 0:
-            return f"{m} vs {r} is undecided: no paired seeds"
+            return f"{m} vs {r} is {self.verdict}: no paired seeds" + (f" ({self.blocked})" if self.blocked else "")
         elif self.n == 1:
-            return f"{m} vs {r} is undecided: {_num(self.mean)} {unit} from 1 seed, too few for an interval"
+            one = _units_text(1, self.unit, self.pairs)
+            return f"{m} vs {r} is {self.verdict}: {_num(self.mean)} {unit} from {one}, too few for an interval"
         else:
-            text = f"{m} vs {r} is undecided: {diff}"
+            text = f"{m} vs {r} is {self.verdict}: {diff}"
+        if self.blocked:
+            text += f"; not decided: {self.blocked}"
+        elif self.n < MIN_PAIRS:
+            text += f"; not decided below {MIN_PAIRS} {self.unit}"
         if self.intervals_disagree:
             text += f"; the bootstrap interval [{_num(self.boot_low)}, {_num(self.boot_high)}] disagrees"
-        if self.verdict == UNDECIDED and math.isfinite(self.mde):
+        if not self.decided and math.isfinite(self.mde):
             text += f"; the seeds could detect a difference of {self.mde:.3f} {unit} with 80 % power"
         return text
+
+
+def _units_text(n: int, unit: str, pairs: int) -> str:
+    """``5 seeds``, or ``5 generator fits of 10 seeds`` when seeds share generators."""
+    if unit == "seeds":
+        return f"{n} seed" if n == 1 else f"{n} seeds"
+    return f"{n} {unit[:-1] if n == 1 else unit} of {pairs} seeds"
 
 
 def _bootstrap(diffs: np.ndarray, alpha: float, n_boot: int, seed: int) -> tuple[float, float]:
@@ -260,6 +324,8 @@ def _bootstrap(diffs: np.ndarray, alpha: float, n_boot: int, seed: int) -> tuple
 
 
 def _verdict(t_low: float, t_high: float, tost_low: float, tost_high: float, margin: float) -> str:
+    """The verdict of (Holm-adjusted) intervals: the difference interval against 0, the TOST one against the
+    margin. NaN intervals (a comparison outside the family) decide nothing."""
     better = t_low > 0
     worse = t_high < 0
     equivalent = margin > 0 and -margin < tost_low and tost_high < margin
@@ -268,6 +334,32 @@ def _verdict(t_low: float, t_high: float, tost_low: float, tost_high: float, mar
     if worse:
         return WORSE_WITHIN if equivalent else WORSE
     return EQUIVALENT if equivalent else UNDECIDED
+
+
+def _tost_p(mean: float, std: float, n: int, margin: float) -> float:
+    """p-value of two one-sided t-tests that the true difference lies inside (-margin, margin)."""
+    if n < 2 or margin <= 0:
+        return NAN if n < 2 else 1.0
+    if std == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = std / math.sqrt(n)
+    low = float(sps.t.sf((mean + margin) / se, n - 1))  # H0: difference <= -margin
+    high = float(sps.t.cdf((mean - margin) / se, n - 1))  # H0: difference >= margin
+    return max(low, high)
+
+
+def cluster_means(diffs: Sequence[float] | np.ndarray, clusters: Sequence[Any] | None) -> np.ndarray:
+    """The per-seed differences averaged within each cluster (a shared generator fit), in first-seen order; the
+    units an interval is over when seeds are not independent. ``clusters=None``: every seed its own unit."""
+    arr = np.asarray(list(diffs), dtype=float)
+    if clusters is None:
+        return arr
+    if len(clusters) != arr.size:
+        raise SynthmedError(f"{len(clusters)} cluster labels for {arr.size} differences; give one per seed")
+    groups: dict[Any, list[float]] = {}
+    for c, d in zip(clusters, arr):
+        groups.setdefault(c, []).append(float(d))
+    return np.array([np.mean(v) for v in groups.values()], dtype=float)
 
 
 def compare(
@@ -279,11 +371,15 @@ def compare(
     alpha: float = 0.05,
     n_boot: int = 10000,
     seed: int = 0,
+    clusters: Sequence[Any] | None = None,
+    blocked: str = "",
 ) -> Comparison:
-    """Verdict on paired per-seed differences ``method - reference`` (one per seed).
+    """Verdict on paired per-seed differences ``method - reference`` (one per seed), as a family of one.
 
     better / worse when the (1 - alpha) t-interval excludes 0; equivalent when the (1 - 2 alpha) interval lies
-    inside (-margin, margin) (two one-sided tests); both at once give the "by less than the margin" forms.
+    inside (-margin, margin) (two one-sided tests); both at once give the "by less than the margin" forms. Seeds
+    that share a generator fit share a ``clusters`` label and are averaged into one unit first. Fewer than
+    ``MIN_PAIRS`` units, or a ``blocked`` reason, leave it undecided. ``adjust`` re-decides it within a family.
     """
     if not math.isfinite(margin) or margin < 0:
         raise SynthmedError(f"margin must be a finite number >= 0, got {margin}; pass e.g. margin=0.01 (0 disables)")
@@ -291,22 +387,31 @@ def compare(
         raise SynthmedError(f"alpha must be in (0, 0.5), got {alpha}; pass e.g. alpha=0.05")
     if int(n_boot) != n_boot or n_boot < 1:
         raise SynthmedError(f"n_boot must be a whole number >= 1, got {n_boot}; pass e.g. n_boot=10000")
-    arr = np.array([NAN if d is None else float(d) for d in diffs], dtype=float)
-    if not np.all(np.isfinite(arr)):
+    raw = np.array([NAN if d is None else float(d) for d in diffs], dtype=float)
+    if not np.all(np.isfinite(raw)):
         raise SynthmedError(
             f"{method} vs {reference}: paired differences must be finite numbers; "
             f"drop the seeds whose {metric} is missing"
         )
+    arr = cluster_means(raw, clusters)
     n = int(arr.size)
     mean, std = _mean_std(arr)
     common: dict[str, Any] = dict(
-        method=method, reference=reference, metric=metric, n=n, mean=mean, margin=float(margin)
+        method=method,
+        reference=reference,
+        metric=metric,
+        n=n,
+        mean=mean,
+        std=std,
+        margin=float(margin),
+        alpha=float(alpha),
+        pairs=int(raw.size),
+        unit="seeds" if clusters is None else "generator fits",
+        blocked=blocked,
     )
     if n < 2:
-        return Comparison(
+        lone = Comparison(
             **common,
-            std=std,
-            alpha=float(alpha),
             t_low=NAN,
             t_high=NAN,
             boot_low=NAN,
@@ -317,8 +422,9 @@ def compare(
             p_value=NAN,
             p_holm=None,
             mde=NAN,
-            verdict=UNDECIDED,
+            verdict=UNDECIDED_FEW,
         )
+        return adjust([lone])[0]
     half = _t_half(std, n, 1 - alpha)
     tost_half = _t_half(std, n, 1 - 2 * alpha)
     t_low, t_high = mean - half, mean + half
@@ -332,10 +438,8 @@ def compare(
         p_value = float(min(1.0, 2 * sps.t.sf(abs(t_stat), n - 1)))
     t_excludes = t_low > 0 or t_high < 0
     boot_excludes = boot_low > 0 or boot_high < 0
-    return Comparison(
+    single = Comparison(
         **common,
-        std=std,
-        alpha=float(alpha),
         t_low=t_low,
         t_high=t_high,
         boot_low=boot_low,
@@ -346,11 +450,64 @@ def compare(
         p_value=p_value,
         p_holm=None,
         mde=minimum_detectable_effect(std, n, alpha, 0.8),
-        verdict=_verdict(t_low, t_high, tost_low, tost_high, float(margin)),
+        verdict=UNDECIDED,
+        p_tost=_tost_p(mean, std, n, float(margin)),
+    )
+    return adjust([single])[0]
+
+
+def _at_level(c: Comparison, level: float, tost_level: float, p_holm: float, p_tost_holm: float, m: int) -> Comparison:
+    """``c`` decided at its Holm levels: the t-interval at ``1 - level``, the TOST one at ``1 - 2 tost_level``."""
+    half = _t_half(c.std, c.n, 1 - level)
+    tost_half = _t_half(c.std, c.n, 1 - 2 * tost_level)
+    low, high = c.mean - half, c.mean + half
+    tost_low, tost_high = c.mean - tost_half, c.mean + tost_half
+    return dataclasses.replace(
+        c,
+        level=level,
+        holm_low=low,
+        holm_high=high,
+        holm_tost_low=tost_low,
+        holm_tost_high=tost_high,
+        p_holm=p_holm,
+        p_tost_holm=p_tost_holm,
+        family=m,
+        verdict=_verdict(low, high, tost_low, tost_high, c.margin),
+    )
+
+
+def _outside(c: Comparison) -> Comparison:
+    """A comparison outside the family: no adjusted interval, no adjusted p, never decided."""
+    return dataclasses.replace(
+        c,
+        level=NAN,
+        holm_low=NAN,
+        holm_high=NAN,
+        holm_tost_low=NAN,
+        holm_tost_high=NAN,
+        p_holm=None,
+        p_tost_holm=None,
+        family=0,
+        verdict=f"undecided ({c.blocked})" if c.blocked else (UNDECIDED_FEW if c.n < MIN_PAIRS else UNDECIDED),
     )
 
 
 def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
-    """Copies of the comparisons of one group with ``p_holm`` set by Holm's method over their p-values."""
-    adjusted = holm([c.p_value for c in comparisons])
-    return [dataclasses.replace(c, p_holm=p) for c, p in zip(comparisons, adjusted)]
+    """The comparisons of one family (e.g. every comparison of a report), each re-decided at its Holm level.
+
+    The family is the comparisons that may be decided (``eligible``: at least ``MIN_PAIRS`` units, not blocked);
+    the others come back undecided with no adjusted p. Differences (better / worse) and equivalences are two
+    families of hypotheses over the same comparisons, each stepped down over its own p-values, at the family's
+    common ``alpha`` (that of the first comparison)."""
+    inside = [i for i, c in enumerate(comparisons) if c.eligible]
+    out = [_outside(c) for c in comparisons]
+    if not inside:
+        return out
+    alpha = comparisons[inside[0]].alpha
+    family = [comparisons[i] for i in inside]
+    p_diff, p_equiv = [c.p_value for c in family], [c.p_tost for c in family]
+    levels, tost_levels = holm_levels(p_diff, alpha), holm_levels(p_equiv, alpha)
+    adjusted, adjusted_tost = holm(p_diff), holm(p_equiv)
+    for k, i in enumerate(inside):
+        out[i] = _at_level(comparisons[i], levels[k], tost_levels[k], adjusted[k], adjusted_tost[k], len(inside))
+    return out

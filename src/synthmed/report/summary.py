@@ -11,6 +11,7 @@ audit of its synthetic sets. ``synthmed.report.render`` turns the tables into Ma
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -18,10 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
+from synthmed.errors import SynthmedError
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.papers import published
-from synthmed.report.stats import Comparison, adjust, compare, interval
-from synthmed.spec import classifier_label, lever_parts, method_label, params_label, policy_parts, protocol_label
+from synthmed.report.stats import EQUIVALENT, MIN_PAIRS, Comparison, adjust, cluster_means, compare, interval
+from synthmed.spec import (
+    classifier_label,
+    distinguishing_parts,
+    generator_fit,
+    lever_parts,
+    method_label,
+    params_label,
+    policy_parts,
+    protocol_label,
+    recipe_label,
+    result_key,
+)
 
 #: The count-matched control every generative row is also compared with, where the group holds it.
 DEFAULT_REFERENCE = "oversample"
@@ -31,12 +44,13 @@ DEFAULT_REFERENCE = "oversample"
 class Settings:
     """How the report decides: the equivalence margin (AUC), the error rate of each interval, and the second
     reference besides ``none``. ``alpha`` is already divided by the planned looks when seeds were added until
-    decided (``looks`` says how many)."""
+    decided (``looks`` says how many). ``select_levers``: the rule that picks each method's headline row."""
 
     margin: float = 0.01
     alpha: float = 0.05
     reference: str | None = None
     looks: int = 1
+    select_levers: str = "val_auc"  # how the headline table picks among a method's variants ("none": shows all)
 
     def references(self) -> list[str]:
         return ["none", self.reference or DEFAULT_REFERENCE]
@@ -44,7 +58,7 @@ class Settings:
 
 def group_key(record: dict) -> tuple[str, str, str, str]:
     config = record["config"]
-    return record["dataset"], protocol_label(config), classifier_label(config), record["recipe"]
+    return record["dataset"], protocol_label(config), classifier_label(config), recipe_label(config)
 
 
 def group_title(key: tuple[str, str, str, str]) -> str:
@@ -53,64 +67,138 @@ def group_title(key: tuple[str, str, str, str]) -> str:
 
 
 def summarise(records: list[dict], settings: Settings | None = None) -> list[dict]:
-    """One row per (group, method with its levers and hyper-parameters), ``none`` first in each group, each with
-    its comparisons against the references (``settings``)."""
+    """One row per (group, result config: the method with every field that changes a result), ``none`` first in
+    each group, each with its comparisons against the references (``settings``), decided within the report's one
+    Holm family; a row with a repeated seed is refused."""
     settings = settings or Settings()
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    curves: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        if r["config"].get("curve_per_class"):  # a point of the real-image curve, not a row
-            curves[group_key(r)][r["seed"]][r["config"]["curve_per_class"]] = r["test_auc"]
-            continue
-        groups[group_key(r) + (method_label(r["config"]),)].append(r)
-    rows = []
-    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:4], kv[0][4] != "none", kv[0][4])):
-        dataset, protocol, classifier, recipe, method = key
-        runs = sorted(runs, key=lambda r: (r["seed"], r["run_id"]))  # one order, whatever the source's
-        config = runs[0]["config"]
-        row = {
-            "group": key[:4],
-            "dataset": dataset,
-            "protocol": protocol,
-            "classifier": classifier,
-            "recipe": recipe,
-            "method": method,
-            "base_method": config["method"],
-            "levers": " ".join(lever_parts(config)),
-            "policy": " ".join(policy_parts(config)),
-            "lever_label": method_label(config, params=False),
-            "params": params_label(config),
-            "n": len(runs),
-            "seeds": sorted(r["seed"] for r in runs),
-            "epochs": sorted({r["epochs_run"] for r in runs}),
-            "time": sum(r["total_time"] for r in runs),
-            "runs": runs,
-        }
-        for metric in ("test_auc", "test_acc", "val_auc", "test_selected_auc", "test_selected_acc"):
-            row[metric] = interval([r.get(metric) for r in runs])
-        plain = method == config["method"]  # no lever changed: the paper's setting
-        row["published"] = published(dataset, protocol, method) if classifier == "resnet18" and plain else None
-        row["synthetic"] = _synthetic_summary(runs)
-        row["grid"] = _first_grid(runs)
-        rows.append(row)
+    groups, curves = _collect(records)
+    rows = [_row(key, sorted(runs, key=lambda r: (r["seed"], r["run_id"]))) for key, runs in groups.items()]
+    for group in by_group(rows).values():
+        _name_rows(group)
+    rows.sort(key=lambda row: (row["group"], row["method"] != "none", row["method"], row["key"]))
+    _compare_all(rows, settings)
     for key, group in by_group(rows).items():
-        _compare_group(group, settings)
         if key in curves:
             _real_equivalents(group, curves[key])
+    mark_headline(rows, settings.select_levers)
     return rows
 
 
+def _collect(records: list[dict]) -> tuple[dict[tuple, list[dict]], dict[tuple, dict[int, dict[int, float]]]]:
+    """Runs by (group, method, result key), and the real-image curve's points by group; a seed twice in one row or
+    at one curve point is refused (a row pairs one run per seed)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    curves: dict[tuple, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    seen: dict[tuple, dict] = {}
+    for r in records:
+        per_class = r["config"].get("curve_per_class")
+        key = group_key(r) + (r["config"]["method"] if not per_class else "", result_key(r["config"]))
+        _refuse_repeat(seen, key, r)
+        if per_class:  # a point of the real-image curve, not a row
+            curves[group_key(r)][r["seed"]][per_class] = r["test_auc"]
+        else:
+            groups[key].append(r)
+    return groups, curves
+
+
+def _refuse_repeat(seen: dict[tuple, dict], key: tuple, run: dict) -> None:
+    """One run per seed and row: a second is refused, naming both runs."""
+    other = seen.setdefault(key + (run["seed"],), run)
+    if other is not run:
+        raise SynthmedError(
+            f"runs {other['run_id']} and {run['run_id']} are the same row ({method_label(run['config'])}) with the "
+            f"same seed {run['seed']}: a row pairs one run per seed; remove one of them from the folder"
+        )
+
+
+def _row(key: tuple, runs: list[dict]) -> dict:
+    """A row's statistics over its runs (one per seed); its label is set by ``_name_rows``."""
+    dataset, protocol, classifier, recipe = key[:4]
+    config = runs[0]["config"]
+    method = method_label(config)
+    row = {
+        "group": key[:4],
+        "key": key[5],
+        "dataset": dataset,
+        "protocol": protocol,
+        "classifier": classifier,
+        "recipe": recipe,
+        "method": method,
+        "base_method": config["method"],
+        "levers": " ".join(lever_parts(config)),
+        "policy": " ".join(policy_parts(config)),
+        "lever_label": method_label(config, params=False),
+        "params": params_label(config),
+        "n": len(runs),
+        "seeds": sorted(r["seed"] for r in runs),
+        "epochs": sorted({r["epochs_run"] for r in runs}),
+        "time": sum(r["total_time"] for r in runs),
+        "runs": runs,
+    }
+    for metric in ("test_auc", "test_acc", "val_auc", "test_selected_auc", "test_selected_acc"):
+        row[metric] = interval([r.get(metric) for r in runs])
+    plain = method == config["method"]  # no lever changed: the paper's setting
+    row["published"] = published(dataset, protocol, method) if classifier == "resnet18" and plain else None
+    row["synthetic"] = _synthetic_summary(runs)
+    row["grid"] = _first_grid(runs)
+    return row
+
+
+def _name_rows(group: list[dict]) -> None:
+    """Rows of a group that ``method_label`` would name alike get the result fields they differ in appended
+    (``flip epochs 100``), so every row's label names everything that changes its result."""
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for row in group:
+        by_label[row["method"]].append(row)
+    for rows in by_label.values():
+        if len(rows) < 2:
+            continue
+        configs = [row["runs"][0]["config"] for row in rows]
+        for row, config in zip(rows, configs):
+            extra = distinguishing_parts(config, [c for c in configs if c is not config])
+            row["method"] = " ".join([row["method"], *extra])
+            row["lever_label"] = " ".join([row["lever_label"], *extra])
+
+
 def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> None:
-    """Each row's worth in real images per class, read off the group's real-image curve (``equivalents``)."""
+    """Each row's worth in real images per class at the protocol's own count, from the paired differences with
+    ``none`` it was compared on and the group's real-image curve (``equivalents``)."""
     from synthmed.report.equivalents import real_equivalent
 
     none = next((r for r in group if r["method"] == "none"), None)
     if none is None:
         return
-    base = {r["seed"]: r["test_auc"] for r in none["runs"]}
+    anchor = anchor_per_class(none["runs"][0])
+    if anchor is None:
+        return
+    none["real_equivalent"] = {"point": 0.0, "anchor": anchor, "text": f"0 (the baseline, {anchor} per class)"}
+    none["curve"] = dict(curve)
     for row in group:
-        row["real_equivalent"] = real_equivalent(dict(curve), {r["seed"]: r["test_auc"] for r in row["runs"]}, base)
+        versus = (row.get("comparisons") or {}).get("none")
+        pairs, _ = pair_runs(row, none)
+        if row is none or versus is None or versus.blocked or len(pairs) < 2:
+            continue  # pairs across precisions are no pairs, here either
         row["curve"] = dict(curve)
+        diffs = {r["seed"]: r["test_auc"] - ref["test_auc"] for r, ref in pairs}
+        fits = {r["seed"]: generator_fit(r["config"], r["seed"]) for r, _ in pairs}
+        clusters = None if all(v is None for v in fits.values()) else fits
+        worth = real_equivalent(dict(curve), diffs, anchor, clusters)
+        if worth is not None:
+            worth["decided"] = versus.decided and versus.verdict != EQUIVALENT
+        row["real_equivalent"] = worth
+
+
+def anchor_per_class(run: dict) -> int | None:
+    """The real images per class a ``none`` run trained on, where its protocol draws an even count per class (the
+    worth's anchor): ``--real-per-class`` or the lowdata default; None otherwise (BreastMNIST's official split)."""
+    from synthmed.data.protocol import DEFAULT_PER_CLASS, LOWDATA_KEEPS_OFFICIAL
+
+    config = run["config"]
+    if config["protocol"] != "lowdata":
+        return None
+    if config.get("real_per_class"):
+        return int(config["real_per_class"])
+    return None if run["dataset"] in LOWDATA_KEEPS_OFFICIAL else DEFAULT_PER_CLASS
 
 
 def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
@@ -126,40 +214,111 @@ def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
     return None
 
 
+def platform(run: dict) -> tuple[str | None, str | None]:
+    """What a seed's result depends on besides its config: the precision it ran at and the CPU kernel level torch
+    dispatched to (older records lack the latter). Runs pair only when these agree."""
+    return run.get("precision"), (run.get("versions") or {}).get("cpu_capability")
+
+
+def pair_runs(row: dict, reference: dict) -> tuple[list[tuple[dict, dict]], list[tuple[dict, dict]]]:
+    """(pairs, mixed): the runs of ``row`` and ``reference`` on the same seed, split into those on the same
+    ``platform`` and those across precisions or kernel levels (which are not pairs)."""
+    base = {r["seed"]: r for r in reference["runs"]}
+    pairs: list[tuple[dict, dict]] = []
+    mixed: list[tuple[dict, dict]] = []
+    for r in sorted(row["runs"], key=lambda r: r["seed"]):
+        ref = base.get(r["seed"])
+        if ref is not None:
+            (pairs if platform(r) == platform(ref) else mixed).append((r, ref))
+    return pairs, mixed
+
+
 def paired(row: dict, reference: dict, metric: str) -> list[float]:
-    """``metric`` of ``row`` minus that of ``reference``, one per seed both ran."""
-    base = {r["seed"]: r[metric] for r in reference["runs"]}
-    return [r[metric] - base[r["seed"]] for r in sorted(row["runs"], key=lambda r: r["seed"]) if r["seed"] in base]
+    """``metric`` of ``row`` minus that of ``reference``, once per seed both ran on the same platform."""
+    return [r[metric] - ref[metric] for r, ref in pair_runs(row, reference)[0]]
 
 
-def _compare_group(group: list[dict], settings: Settings) -> None:
-    """Each row's comparison with each reference the group holds (test AUC: verdict at the margin; test ACC:
-    interval only), Holm-adjusted across the methods compared with the same reference."""
-    done: list[str] = []  # references compared with the later ones already (none vs oversample: its mirror)
-    for reference in settings.references():
-        found: list[tuple[dict, Comparison]] = []
+def _comparison(row: dict, ref: dict, settings: Settings) -> Comparison:
+    """``row`` against ``ref`` on test AUC: same-platform pairs only, averaged within shared generator fits, blocked
+    from any decision where some seeds ran on another platform; the reference's mean over the same seeds."""
+    pairs, mixed = pair_runs(row, ref)
+    fits = [generator_fit(r["config"], r["seed"]) for r, _ in pairs]
+    clusters = None if all(f is None for f in fits) else fits
+    comparison = compare(
+        [r["test_auc"] - b["test_auc"] for r, b in pairs],
+        row["method"],
+        ref["method"],
+        "test_auc",
+        margin=settings.margin,
+        alpha=settings.alpha,
+        clusters=clusters,
+        blocked="mixed precision" if mixed else "",
+    )
+    acc = cluster_means([r["test_acc"] - b["test_acc"] for r, b in pairs], clusters)
+    row.setdefault("acc_diffs", {})[ref["base_method"]] = (*interval(acc, 1 - settings.alpha), len(acc))
+    if mixed:
+        row.setdefault("mixed", {})[ref["base_method"]] = [r["seed"] for r, _ in mixed]
+    reference_mean = float(np.mean([b["test_auc"] for _, b in pairs])) if pairs else math.nan
+    return dataclasses.replace(comparison, reference_mean=reference_mean)
+
+
+def _compare_all(rows: list[dict], settings: Settings) -> None:
+    """Each row's comparison with each reference its group holds (test AUC: verdict at the margin; test ACC:
+    interval only), all the report's comparisons adjusted as one Holm family."""
+    found: list[tuple[dict, str, Comparison]] = []
+    for group in by_group(rows).values():
+        done: list[str] = []  # references compared with the later ones already (none vs oversample: its mirror)
+        for reference in settings.references():
+            for row in group:
+                ref = reference_row(row, group, reference)
+                # a reference is not compared with itself, but `none` with a lever (class weights) is with `none`
+                itself = row["base_method"] == reference and (reference != "none" or not row["levers"])
+                if ref is None or itself or row["base_method"] in done:
+                    continue
+                found.append((row, reference, _comparison(row, ref, settings)))
+            done.append(reference)
+    for (row, reference, _), adjusted in zip(found, adjust([c for _, _, c in found])):
+        row.setdefault("comparisons", {})[reference] = adjusted
+
+
+def family_text(rows: list[dict]) -> str:
+    """The report's Holm family in words: how many comparisons it holds and which stay outside it."""
+    comparisons = [c for row in rows for c in (row.get("comparisons") or {}).values()]
+    inside = sum(1 for c in comparisons if c.eligible)
+    few = sum(1 for c in comparisons if not c.eligible and not c.blocked)
+    blocked = sum(1 for c in comparisons if c.blocked)
+    return (
+        f"Holm family: the {inside} comparisons of test AUC in this report (every group, against none and the "
+        f"second reference) with at least {MIN_PAIRS} paired units on one precision; {few} with fewer "
+        f"units and {blocked} whose pairs mix precisions or CPU kernel levels are outside it and undecided."
+    )
+
+
+# -------------------------------------------------------------------------------------------------- headline
+
+
+def mark_headline(rows: list[dict], rule: str = "val_auc") -> None:
+    """``--select-levers val_auc`` as the report's rule for headline tables: among the variants of one method in a
+    group (same method, other levers or hyper-parameters), the row with the best mean validation AUC is the
+    headline row (``row["headline"]``); the others stay in the full tables. Controls (none, oversample) and rows
+    whose variants lack validation AUC are always headline rows. ``rule="none"`` makes every row a headline row."""
+    if rule not in SELECT_LEVERS:
+        raise SynthmedError(f"--select-levers {rule!r}: choose one of {', '.join(SELECT_LEVERS)}")
+    for group in by_group(rows).values():
+        variants: dict[str, list[dict]] = defaultdict(list)
         for row in group:
-            ref = reference_row(row, group, reference)
-            # a reference is not compared with itself, but `none` with a lever (class weights) is with plain `none`
-            itself = row["base_method"] == reference and (reference != "none" or not row["levers"])
-            if ref is None or itself or row["base_method"] in done:
-                continue
-            comparison = compare(
-                paired(row, ref, "test_auc"),
-                row["method"],
-                ref["method"],
-                "test_auc",
-                margin=settings.margin,
-                alpha=settings.alpha,
-            )
-            found.append((row, comparison))
-            row.setdefault("acc_diffs", {})[reference] = (
-                *interval(paired(row, ref, "test_acc"), 1 - settings.alpha),
-                comparison.n,
-            )
-        for (row, _), adjusted in zip(found, adjust([c for _, c in found])):
-            row.setdefault("comparisons", {})[reference] = adjusted
-        done.append(reference)
+            variants[row["base_method"]].append(row)
+        for method, rows_of in variants.items():
+            scored = [r for r in rows_of if not math.isnan(r["val_auc"][0])]
+            best = max(scored, key=lambda r: r["val_auc"][0]) if scored else None
+            for r in rows_of:
+                r["headline"] = rule == "none" or method in CONTROLS or best is None or r is best
+
+
+#: Methods whose variants are separate controls, never competing levers of one method.
+CONTROLS = ("none", "oversample")
+#: Rules for the headline row of a method's variants.
+SELECT_LEVERS = ("val_auc", "none")
 
 
 def by_group(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -233,12 +392,21 @@ def fmt_interval(mean_std_ci: tuple[float, float, float]) -> str:
 
 
 def fmt_comparison(c: Comparison | None) -> str:
-    """``+0.012 [-0.004, +0.028] undecided`` (the t-interval at the report's level, then the verdict)."""
+    """``+0.012 [-0.004, +0.028] undecided (Holm p 0.41)``: the unadjusted t-interval at the report's level (shown,
+    not deciding), the verdict of the Holm-adjusted one, its adjusted p, and the units where they are not seeds."""
     if c is None:
         return ""
+    if c.n == 0:
+        return c.verdict if c.blocked else ""
     if c.n < 2:
-        return f"{c.mean:+.3f} (n={c.n})" if c.n else ""
-    return f"{c.mean:+.3f} [{max(-1.0, c.t_low):+.3f}, {min(1.0, c.t_high):+.3f}] {c.verdict}"
+        return f"{c.mean:+.3f} (n={c.n}) {c.verdict}"
+    notes = [f"Holm p {c.p_holm:.2g}"] if c.p_holm is not None else []
+    if c.unit != "seeds":
+        notes.append(f"n = {c.n} {c.unit}")
+    text = f"{c.mean:+.3f} [{max(-1.0, c.t_low):+.3f}, {min(1.0, c.t_high):+.3f}] {c.verdict}"
+    if notes and text.endswith(")"):  # "undecided (n < 5)": one parenthesis for both
+        return f"{text[:-1]}; {'; '.join(notes)})"
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def fmt_diff(diff: tuple | None) -> str:
@@ -285,15 +453,16 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
         "seeds",
         "val AUC (selects levers)",
         "test AUC (mean ± std [95 % CI])",
+        "none's test AUC on the same seeds",
         "test ACC",
-        f"Δ AUC vs none [{level} % CI], verdict (±{settings.margin:g})",
+        f"Δ AUC vs none [{level} % CI, unadjusted], verdict (Holm, ±{settings.margin:g})",
         f"Δ ACC vs none [{level} % CI]",
     ]
     if has_second:
-        columns.append(f"Δ AUC vs {second} [{level} % CI], verdict")
+        columns.append(f"Δ AUC vs {second} [{level} % CI, unadjusted], verdict (Holm)")
     has_curve = any(row.get("real_equivalent") for row in rows)
     if has_curve:
-        columns.append("worth in real images per class (95 % bootstrap)")
+        columns.append("worth in real images per class (95 % Fieller)")
     columns += [
         "detectable Δ AUC vs none (80 % power)",
         "test-selected AUC / ACC (optimistic)",
@@ -316,6 +485,7 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
             ",".join(map(str, row["seeds"])),
             val,
             fmt_interval(row["test_auc"]),
+            "" if none is None or math.isnan(none.reference_mean) else f"{none.reference_mean:.3f}",
             fmt_interval(row["test_acc"]),
             fmt_comparison(none),
             fmt_diff((row.get("acc_diffs") or {}).get("none")),
@@ -355,13 +525,13 @@ def terminal_table(table: Table) -> Table:
 
 
 def verdict_bullets(rows: list[dict], settings: Settings) -> list[str]:
-    """One plain sentence per method and reference, with its Holm-adjusted p-value."""
+    """One plain sentence per method and reference, with its Holm-adjusted p-value within the report's family."""
     items = []
     for reference in settings.references():
         compared = [row["comparisons"][reference] for row in rows if reference in (row.get("comparisons") or {})]
         for c in compared:
             holm = (
-                f"; Holm-adjusted p = {c.p_holm:.3g} over {len(compared)} methods"
+                f"; Holm-adjusted p = {c.p_holm:.3g} over the report's {c.family} decidable comparisons"
                 if c.p_holm is not None and math.isfinite(c.p_holm)
                 else ""
             )
@@ -658,7 +828,14 @@ COMPARISON_PARTS = (
     "tost_high",
     "p_value",
     "p_holm",
+    "level",
+    "holm_low",
+    "holm_high",
+    "p_tost_holm",
     "mde",
+    "pairs",
+    "unit",
+    "reference_mean",
     "verdict",
 )
 
@@ -715,6 +892,12 @@ def _row_figures(out: Path, row: dict) -> list[Figure]:
     return figures
 
 
+HEADLINE_CAPTION = (
+    "Headline (--select-levers val_auc): of each method's variants (other levers or hyper-parameters), the one with "
+    "the best mean validation AUC; every row is in the full table below."
+)
+
+
 def group_sections(out: Path, records: list[dict], rows: list[dict], settings: Settings | None = None) -> list[Section]:
     """Per group: sizes, the results table, the verdicts in words, the per-seed plot, and for generative methods
     the synthetic-data table, FID over epochs and figures."""
@@ -726,17 +909,18 @@ def group_sections(out: Path, records: list[dict], rows: list[dict], settings: S
         title = group_title(key)
         runs = [r for r in records if group_key(r) == key]
         sizes = f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · n_test {runs[0]['n_test']}"
-        section = Section(
-            title,
-            [
-                Paragraph(sizes),
-                results_table(group, settings=settings),
-                Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves"),
-            ],
-        )
+        headline = [row for row in group if row["headline"]]
+        blocks: list[Table | Figure | Paragraph | Bullets] = [Paragraph(sizes)]
+        if len(headline) < len(group):
+            blocks += [results_table(headline, HEADLINE_CAPTION, settings), Paragraph("All rows:")]
+        blocks.append(results_table(group, settings=settings))
         verdicts = verdict_bullets(group, settings)
         if verdicts:
-            section.blocks.insert(2, Bullets(verdicts))
+            blocks.append(Bullets(verdicts))
+        blocks.append(
+            Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves")
+        )
+        section = Section(title, blocks)
         sections.append(section)
         sections += _curve_sections(group, title, index)
         synthetic_rows = [row for row in group if row["synthetic"]]
@@ -761,26 +945,33 @@ def _curve_sections(group: list[dict], title: str, index: int) -> list[Section]:
     from synthmed.report.figures import curve_plot, ratio_plot
 
     sections = []
-    with_curve = [row for row in group if row.get("real_equivalent")]
-    if with_curve:
-        curve = with_curve[0]["curve"]
-        marks = {row["method"]: (row["test_auc"][0], row["real_equivalent"]["real_per_class"]) for row in with_curve}
-        items = [
-            f"{row['method']}: mean test AUC {row['test_auc'][0]:.3f} = none with "
-            f"{_per_class(row['real_equivalent']['real_per_class'])} real images per class; worth "
-            f"{row['real_equivalent']['text']}"
-            for row in with_curve
-            if row["method"] != "none"
+    none = next((row for row in group if row["method"] == "none" and row.get("real_equivalent")), None)
+    if none is not None:
+        curve, anchor = none["curve"], none["real_equivalent"]["anchor"]
+        priced = [row for row in group if row is not none and row.get("real_equivalent")]
+        marks = {
+            row["method"]: (row["real_equivalent"]["auc"], row["real_equivalent"]["real_per_class"]) for row in priced
+        }
+        items = [f"{row['method']}: worth {row['real_equivalent']['text']}" for row in priced]
+        items += [
+            f"{row['method']}: not priced ({row['comparisons']['none'].verdict})"
+            for row in group
+            if row is not none and not row.get("real_equivalent") and "none" in (row.get("comparisons") or {})
         ]
-        sizes = with_curve[0]["real_equivalent"]["sizes"]
+        sizes = sorted(set.intersection(*(set(points) for points in curve.values())))
         sections.append(
             Section(
                 f"Real-image equivalents: {title}",
                 [
                     Paragraph(
                         f"none trained on {', '.join(map(str, sizes))} real images per class (nested within each "
-                        "seed's real pool); each method's mean test AUC read off the seeds' mean monotone curve, "
-                        "minus the group's own none. Intervals: 95 % bootstrap over seeds."
+                        f"seed's real pool). Each method is priced at the protocol's own count, {anchor} real images "
+                        f"per class: its paired differences with none (the same ones its verdict tests) divided by "
+                        "the curve's slope in log(images) next to it, below for a loss and above for a gain; the "
+                        "interval is Fieller's 95 % interval of that ratio over seeds (generator fits where seeds "
+                        "share them), with t quantiles. It is a transform of the same differences as the AUC "
+                        "comparison, not an independent confirmation, and it is read as decided only where that "
+                        "comparison is."
                     ),
                     Bullets(items),
                     Figure(
@@ -918,13 +1109,18 @@ NOTES = [
     "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
     "lowest validation loss); the test split is scored once per run.",
     "Δ columns pair each run with the run of the reference (`none`, or the count-matched `oversample` control at "
-    "the same sampling policy) on the same seed. Verdicts on test AUC: better when the t-interval of the mean "
-    "paired difference lies above 0, worse when below; equivalent when the interval of two one-sided tests (90 % "
-    "for a 95 % report) lies inside ± the margin; both at once reads 'better (worse), by less than the margin'; "
-    "otherwise undecided. A percentile bootstrap interval over seeds is computed beside the t-interval and the "
-    "sentence says where the two disagree. p-values are Holm-adjusted over the methods compared with the same "
-    "reference in a group; the detectable Δ is the smallest true difference the group's seeds would find with 80 % "
-    "power at the observed paired spread.",
+    "the same sampling policy) on the same seed, and only where both ran at the same precision and CPU kernel level; "
+    "a comparison whose seeds mix them is marked 'undecided (mixed precision)' and shows the same-platform pairs "
+    "alone. Where seeds share a generator fit (--generator-seeds K), their differences are averaged within each fit "
+    "and the interval is over fits (n = generator fits). Verdicts on test AUC are decided on Holm-adjusted "
+    "intervals within the report's family (below): better when the t-interval at the comparison's Holm step-down "
+    "level lies above 0, worse when below; equivalent when the interval of two one-sided tests at its (separate) "
+    "Holm level lies inside ± the margin; both at once reads 'better (worse), by less than the margin'; otherwise "
+    f"undecided. Fewer than {MIN_PAIRS} paired units is never decided ('undecided (n < {MIN_PAIRS})'). The interval "
+    "shown is unadjusted and does not decide. A percentile bootstrap interval over seeds is computed beside the "
+    "t-interval and the sentence says where the two disagree. The detectable Δ is the smallest true difference the "
+    "seeds would find with 80 % power at the observed paired spread, unadjusted. The 'none on the same seeds' column "
+    "is none's mean over the seeds paired with the row.",
     "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
     "protocol of Chaptoukaev 2021's Table 2: it selects on the test set and is optimistic.",
     "Class fidelity: accuracy of a reference ResNet-18 trained on the run's real training subset (medmnist "
@@ -944,14 +1140,17 @@ NOTES = [
 ]
 
 
-def notes_section(settings: Settings | None = None, stop: dict | None = None) -> Section:
-    """The rules behind the numbers, with this report's margin and interval level, and for ``--seeds auto`` when
-    and why seeds stopped being added."""
+def notes_section(
+    settings: Settings | None = None, stop: dict | None = None, rows: list[dict] | None = None
+) -> Section:
+    """The rules behind the numbers, with this report's margin, interval level and Holm family, and for
+    ``--seeds auto`` when and why seeds stopped being added."""
     settings = settings or Settings()
     items = [
         f"Margin of equivalence: ±{settings.margin:g} AUC; the paired differences' intervals and verdicts at "
-        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g})"
+        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g}) before Holm's adjustment"
         + ("." if settings.alpha == 0.05 else "; the test AUC / ACC columns and the real-image worth at 95 %."),
+        *([family_text(rows)] if rows is not None else []),
         *NOTES,
     ]
     if stop:
