@@ -266,6 +266,50 @@ class RunSpec:
     patience: int | None = setting(
         None, section="recipes", low=1, help="Stop after this many epochs without a better validation score."
     )
+    ema: float | None = setting(
+        None,
+        section="recipes",
+        low=0,
+        high=1,
+        high_open=True,
+        label="ema {:g}",
+        help="Score, select and test an exponential moving average of the classifier's weights (and BatchNorm "
+        "statistics) with this decay per step, e.g. 0.9 (default: the recipe's).",
+    )
+    swa: float | None = setting(
+        None,
+        section="recipes",
+        low=0,
+        high=1,
+        low_open=True,
+        label="swa {:g}",
+        help="Average the weights over this last fraction of the epochs (SWA; BatchNorm statistics recomputed) "
+        "and test the average (implies --select last; default: the recipe's).",
+    )
+    select: str | None = setting(
+        None,
+        section="recipes",
+        choices=("auc", "loss", "last"),
+        label="select {}",
+        help="Which epoch's weights are kept: auc (best validation AUC, ties by loss) | loss (lowest validation "
+        "loss) | last (default: the recipe's, auc for the papers' recipes).",
+    )
+    tta: str | None = setting(
+        None,
+        section="recipes",
+        choices=("flips",),
+        label="tta {}",
+        help="flips: average validation and test predictions over the flips the dataset declares "
+        "label-preserving (see docs/usage.md; default: the recipe's).",
+    )
+    ensemble: int | None = setting(
+        None,
+        section="recipes",
+        low=1,
+        label="ensemble {}",
+        help="Train K classifiers per run (seeds derived from the run's seed: other initialisation and batch "
+        "order, same data and synthetic set) and average their probabilities (default: the recipe's, 1).",
+    )
     seed: int = setting(
         0,
         section="seeds",
@@ -485,6 +529,8 @@ def lever_parts(config: dict) -> list[str]:
     levers = config.get("synthesis") or {}
     parts = []
     for name in fields():
+        if meta(name).section == "recipes":  # how the classifier is trained: ``recipe_label``, not the method's
+            continue
         fmt = meta(name).label
         value = levers.get(name) if name in SYNTHESIS_FIELDS else config.get(name)
         if fmt and value is not None and value != default_of(name):
@@ -528,7 +574,86 @@ def protocol_label(config: dict) -> str:
     return label
 
 
+def recipe_label(config: dict) -> str:
+    """``medmnist``, or with the recipe settings a run overrides: ``medmnist ema 0.9 tta flips ensemble 3``. Runs
+    trained under different recipes are different protocols, never rows of one table."""
+    parts = [config.get("recipe") or "medmnist"]
+    for name in fields():
+        fmt, value = meta(name).label, config.get(name)
+        if meta(name).section == "recipes" and fmt and value is not None and value != default_of(name):
+            parts.append(fmt.format(value))
+    return " ".join(parts)
+
+
 def classifier_label(config: dict) -> str:
     """``resnet18``, or ``resnet18 dropout 0.2`` when the head had dropout (TSynD comparisons)."""
     dropout = config.get("dropout") or 0
     return config["classifier"] + (f" dropout {dropout:g}" if dropout else "")
+
+
+#: Fields that never change a run's result: the seed (what pairs runs), what is only measured or shown besides the
+#: result, and the curve point (its runs are not rows). ``result_config`` drops them.
+NO_RESULT_FIELDS = ("seed", "report_test_selected", "robustness", "fidelity", "tstr")
+
+
+def result_config(config: dict) -> dict:
+    """The part of a run's config that decides its result: the config minus ``NO_RESULT_FIELDS``, minus
+    ``fidelity_epochs`` unless the reference classifier it trains filters images or selects a checkpoint, and minus
+    ``track_fid_every`` unless it chooses the checkpoints ``--select-generator`` picks from. Runs of one report row
+    share it; they differ only in their seed."""
+    levers = dict(config.get("synthesis") or {})
+    uses_reference = levers.get("min_confidence") is not None or levers.get("select_generator") is not None
+    if not uses_reference:
+        levers.pop("fidelity_epochs", None)
+    if levers.get("select_generator") is None:
+        levers.pop("track_fid_every", None)
+    for name in NO_RESULT_FIELDS:
+        levers.pop(name, None)
+    out = {k: v for k, v in config.items() if k not in NO_RESULT_FIELDS and k != "synthesis"}
+    return _set_only(out) | {"synthesis": _set_only(levers)}
+
+
+def _set_only(values: dict) -> dict:
+    """``values`` without the fields at their default: a record written before a field existed and one written
+    after, at its default, describe the same run (as the run id treats them)."""
+    return {k: v for k, v in values.items() if k not in fields() or v != default_of(k)}
+
+
+def result_key(config: dict) -> str:
+    """``result_config`` as one sortable string: the key of a report row within its group."""
+    return json.dumps(result_config(config), sort_keys=True, default=str)
+
+
+def _flat(config: dict) -> dict[str, Any]:
+    """``result_config`` with the synthesis levers and method hyper-parameters lifted to the top level."""
+    result = result_config(config)
+    flat = {k: v for k, v in result.items() if k not in ("synthesis", "method_params")}
+    flat.update(result.get("synthesis") or {})
+    flat.update({f"-p {k}": v for k, v in (result.get("method_params") or {}).items()})
+    return flat
+
+
+def distinguishing_parts(config: dict, others: list[dict]) -> list[str]:
+    """Label parts (``epochs 100``, ``precision fp32``) for the result fields in which ``config`` differs from any
+    of ``others``: what tells apart report rows that ``method_label`` alone would give the same name."""
+    mine = _flat(config)
+    theirs = [_flat(o) for o in others]
+    parts = []
+    for name, value in mine.items():
+        if all(t.get(name) == value for t in theirs):
+            continue
+        fmt = meta(name).label if name in fields() else None
+        shown = name.replace("_", "-")
+        parts.append(fmt.format(value) if fmt and value is not None else f"{shown} {value}")
+    return parts
+
+
+def generator_fit(config: dict, seed: int) -> int | None:
+    """Which generator fit a run's synthetic set came from, where seeds share fits (``--generator-seed`` or
+    ``--generator-seeds``); None when every seed fits its own (the seeds are then independent units)."""
+    levers = config.get("synthesis") or {}
+    if levers.get("generator_seed") is not None:
+        return int(levers["generator_seed"])
+    if levers.get("generator_seeds") is not None:
+        return int(seed) % int(levers["generator_seeds"])
+    return None

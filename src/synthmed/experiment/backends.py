@@ -43,9 +43,9 @@ def remote_compute(settings: dict, spec: RunSpec, threads: int, events: Any = No
     torch.set_num_threads(threads)
     send = events.put if events is not None else (lambda item: None)
     try:
-        from synthmed.train.recipes import get_recipe
+        from synthmed.experiment.runner import epochs_of
 
-        send(("started", spec, get_recipe(spec.recipe, spec.epochs).epochs))
+        send(("started", spec, epochs_of(spec)))
         record = Runner(**settings).compute(
             spec, on_epoch=lambda row: send(("epoch", spec, row)), on_status=lambda text: send(("status", spec, text))
         )

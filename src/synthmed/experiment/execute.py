@@ -207,7 +207,7 @@ def execute(
     whose runs are imported first (and so skipped). ``cpus_per_run``: torch threads of each run (default 1 in
     worker processes and Ray tasks, torch's default in this process; give it when several processes share a
     machine, e.g. ``$SLURM_CPUS_PER_TASK``). Raises when every run failed."""
-    from synthmed.train.recipes import get_recipe
+    from synthmed.experiment.runner import epochs_of
 
     emit = on_event or (lambda event: None)
     if backend not in BACKENDS:
@@ -287,7 +287,7 @@ def execute(
 
                     torch.set_num_threads(cpus_per_run)
                 for spec in claimed(candidates):
-                    progress("started", spec, get_recipe(spec.recipe, spec.epochs).epochs)
+                    progress("started", spec, epochs_of(spec))
                     try:
                         record = runner.compute(
                             spec,

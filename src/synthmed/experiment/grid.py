@@ -482,7 +482,7 @@ def override(grid: Grid, values: dict[str, Any]) -> Grid:
     if values.get("real_curve") is not None:
         grid.real_curve = sorted(set(split_values("curve_per_class", values.pop("real_curve"), "--real-curve")))
     values.pop("real_curve", None)
-    for name in ("epochs", "patience"):
+    for name in (n for n in section_fields("recipes") if n != "recipe"):  # epochs, patience, ema, swa, ...
         if name in values:
             value = coerce(name, values.pop(name))
             for entry in grid.recipes:

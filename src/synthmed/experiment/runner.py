@@ -22,6 +22,7 @@ import numpy as np
 
 from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
+from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
 from synthmed.experiment.synthesis import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
@@ -29,11 +30,39 @@ from synthmed.nets.classifiers import check_classifier
 from synthmed.spec import RunSpec
 from synthmed.store import ResultStore
 from synthmed.train.device import cpu_model, resolve_device
-from synthmed.train.recipes import get_recipe
-from synthmed.train.trainer import FitResult, TrainConfig, fine_tune_on_real, pretrain_then_train, train_classifier
+from synthmed.train.recipes import Recipe, get_recipe
+from synthmed.train.trainer import (
+    FitResult,
+    TrainConfig,
+    ensemble_fit,
+    fine_tune_on_real,
+    member_seed,
+    pretrain_then_train,
+    train_classifier,
+)
 
 OnEpoch = Callable[[dict], None]
 OnStatus = Callable[[str], None]
+
+
+def recipe_of(spec: RunSpec) -> Recipe:
+    """The run's recipe: the named preset with the run's overrides (epochs, averaging, selection, TTA, ensemble)."""
+    return get_recipe(
+        spec.recipe,
+        spec.epochs,
+        spec.patience,
+        ema=spec.ema,
+        swa=spec.swa,
+        select=spec.select,
+        tta=spec.tta,
+        ensemble=spec.ensemble,
+    )
+
+
+def epochs_of(spec: RunSpec) -> int:
+    """Epochs a run trains in all (every ensemble member), for progress bars."""
+    recipe = recipe_of(spec)
+    return recipe.epochs * recipe.ensemble
 
 
 def versions() -> dict:
@@ -135,7 +164,7 @@ class Runner:
         resolve_device(self.device)
         checked: set[str] = set()
         for spec in specs:
-            get_recipe(spec.recipe, spec.epochs)
+            recipe = recipe_of(spec)
             check_classifier(spec.classifier)
             augmenter = create_augmenter(spec.method, **spec.method_params)
             augmenter.check()
@@ -146,6 +175,17 @@ class Runner:
                     f"{augmenter.needs['dropout']:g}) to it and the methods it is compared with"
                 )
             data = self.dataset(spec)
+            if recipe.tta:
+                label_preserving_flips(data.name)
+            if recipe.ensemble > 1 and spec.robustness:
+                raise SynthmedError(
+                    "--robustness attacks one network and --ensemble averages several: drop one of them"
+                )
+            if recipe.ensemble > 1 and augmenter.kind is Kind.IN_LOOP:
+                raise SynthmedError(
+                    f"{spec.method} makes its images with the classifier during training, so --ensemble "
+                    "members would not share one synthetic set: drop --ensemble"
+                )
             key = repr((spec.method, sorted(spec.method_params.items()), data.size, data.n_channels, data.n_classes))
             if key not in checked:  # builds the networks once per method, parameters and data shape
                 augmenter.check_data(data.size, data.n_channels, data.n_classes)
@@ -281,8 +321,9 @@ class Runner:
             if augmenter.trains:
                 status(f"fitting {spec.method}'s networks (cached after the first time)")
             augmenter = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)[0]
+        recipe = recipe_of(spec)
         train_config = TrainConfig(
-            get_recipe(spec.recipe, spec.epochs),
+            recipe,
             spec.classifier,
             spec.patience,
             spec.report_test_selected,
@@ -290,9 +331,11 @@ class Runner:
             spec.precision,
             dropout=spec.dropout,
             class_weight=spec.class_weight,
+            flips=label_preserving_flips(data.name) if recipe.tta else (),
         )
         synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
         alone_counts: dict[str, int] = {}
+        alone = None
         if synthesis is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
             status("classifier on the synthetic images alone")
             levers = spec.synthesis
@@ -301,47 +344,64 @@ class Runner:
             synthetic_only = train_classifier(
                 alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
             )
-        status("classifier")
-        if synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
-            fit = pretrain_then_train(
-                synthetic_only,
-                subset.train,
-                subset.val,
-                subset.test,
-                data.n_classes,
-                data.task,
-                train_config,
-                seed=spec.seed,
-                on_epoch=on_epoch,
-            )
-        else:
-            fit = train_classifier(
-                subset.train,
-                subset.val,
-                subset.test,
-                data.n_classes,
-                data.task,
-                train_config,
-                seed=spec.seed,
-                augmenter=augmenter,
-                synthetic=synthetic,
-                synthetic_weight=spec.synthesis.synthetic_weight,
-                on_epoch=on_epoch,
-            )
-        if spec.synthesis.finetune_epochs and synthetic is not None:
-            status("fine-tuning on real images")
-            fit = fine_tune_on_real(
-                fit,
-                subset.train,
-                subset.val,
-                subset.test,
-                data.n_classes,
-                data.task,
-                train_config,
-                spec.synthesis.finetune_epochs,
-                seed=spec.seed,
-                on_epoch=on_epoch,
-            )
+
+        def member(k: int) -> FitResult:
+            """One classifier of the run (member 0 trains on the run's seed itself, so one member is the plain run)."""
+            seed = member_seed(spec.seed, k)
+            shift = k * recipe.epochs
+            on_member_epoch = on_epoch and (lambda row: on_epoch({**row, "epoch": row["epoch"] + shift}))
+            status("classifier" if recipe.ensemble == 1 else f"classifier {k + 1} of {recipe.ensemble}")
+            if alone is not None and synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
+                pretrained = (
+                    synthetic_only
+                    if k == 0
+                    else train_classifier(
+                        alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=seed
+                    )
+                )
+                fit = pretrain_then_train(
+                    pretrained,
+                    subset.train,
+                    subset.val,
+                    subset.test,
+                    data.n_classes,
+                    data.task,
+                    train_config,
+                    seed=seed,
+                    on_epoch=on_member_epoch,
+                )
+            else:
+                fit = train_classifier(
+                    subset.train,
+                    subset.val,
+                    subset.test,
+                    data.n_classes,
+                    data.task,
+                    train_config,
+                    seed=seed,
+                    augmenter=augmenter,
+                    synthetic=synthetic,
+                    synthetic_weight=spec.synthesis.synthetic_weight,
+                    on_epoch=on_member_epoch,
+                )
+            if spec.synthesis.finetune_epochs and synthetic is not None:
+                status("fine-tuning on real images")
+                fit = fine_tune_on_real(
+                    fit,
+                    subset.train,
+                    subset.val,
+                    subset.test,
+                    data.n_classes,
+                    data.task,
+                    train_config,
+                    spec.synthesis.finetune_epochs,
+                    seed=seed,
+                    on_epoch=on_member_epoch,
+                )
+            return fit
+
+        members = [member(k) for k in range(recipe.ensemble)]
+        fit = members[0] if len(members) == 1 else ensemble_fit(members, subset.val, subset.test, data.task)
         robustness = None
         if spec.robustness:
             status("robustness: perturbations and attacks on the test split")
@@ -374,7 +434,7 @@ class Runner:
                 )
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds
-        for phase in ("finetune", "pretrain"):
+        for phase in ("finetune", "pretrain", "members", "swa_epochs"):
             if phase in fit.extra:
                 metrics[phase] = fit.extra[phase]
         if robustness:

@@ -6,20 +6,19 @@ Every number depends on the network that embedded the images, so every result na
 methods only under the same string. In-domain FIDs are **not comparable with published FIDs**, which use
 ImageNet's Inception-v3 and give 130 to 1000+ on medical images (Sharma et al. 2022).
 
-**Metrics.** FID is the Fréchet distance between Gaussians fitted to the two feature sets; the matrix square
-root is SciPy's ``scipy.linalg.sqrtm`` in float64, following pytorch-fid's ``calculate_frechet_distance``
-(with its small diagonal offset when the product is singular); for sets small beside the feature width, the
-trace of that root is computed exactly and faster from the features themselves (see ``fid``). FID is biased upward at small n, and with fewer
-images than feature dimensions its covariances are singular, so per-class FIDs of small classes are only
-comparable at equal n. KID (Bińkowski et al. 2018) is the unbiased MMD² with the cubic polynomial kernel
+**Metrics.** FID is the Fréchet distance between Gaussians fitted to the two feature sets; the matrix square root
+is SciPy's ``scipy.linalg.sqrtm`` in float64, following pytorch-fid's ``calculate_frechet_distance`` (with its
+small diagonal offset when the product is singular); for sets small beside the feature width, the trace of that
+root is computed exactly and faster from the features themselves (see ``fid``). FID is biased upward at small n,
+and with fewer images than feature dimensions its covariances are singular, so per-class FIDs of small classes are
+only comparable at equal n. KID (Bińkowski et al. 2018) is the unbiased MMD² with the cubic polynomial kernel
 ``(x.y / d + 1)^3``, averaged over random subsets, with torch-fidelity's estimator and subset draws (seeded, so it
 matches ``torch_fidelity.metric_kid``); its subset size adapts to small sets: ``min(1000, n_real, n_synth)``
 (torch-fidelity's fixed 1000 fails below 1000 images). When the subset is both whole sets, every subset is the
-same, so one is used and the std is 0. Precision / recall (Kynkäänniemi et al. 2019) and density / coverage
-(Naeem et al. 2020) use k-nearest-neighbour balls (closed balls, ``<=``, as Kynkäänniemi's and torch-fidelity's
-code), k = 5 lowered to ``min(n) - 1`` for small sets; distances are float64 ``torch.cdist`` over chunks of rows.
-t-SNE is scikit-learn's, after a PCA to 50 dimensions, with the perplexity lowered for small sets.
-"""
+same, so one is used and the std is 0. Precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem
+et al. 2020) use k-nearest-neighbour balls (closed balls, ``<=``, as Kynkäänniemi's and torch-fidelity's code), k =
+5 lowered to ``min(n) - 1`` for small sets; distances are float64 ``torch.cdist`` over chunks of rows. t-SNE is
+scikit-learn's, after a PCA to 50 dimensions, with the perplexity lowered for small sets."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from torch import nn
 from torchvision import models
 
 from synthmed.data.dataset import MULTI_LABEL
+from synthmed.data.flips import flip
 from synthmed.errors import SynthmedError
 
 CLASSIFIERS = ("resnet18", "densenet121")
@@ -56,14 +57,32 @@ def class_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, task: str, precision: str, batch: int = 512) -> tuple:
-    """Probabilities and logits (both float32, on the CPU) for a whole tensor, in batches, in eval mode."""
+def predict(
+    model: nn.Module, x: torch.Tensor, task: str, precision: str, batch: int = 512, flips: tuple[str, ...] = ()
+) -> tuple:
+    """Probabilities and logits (both float32, on the CPU) for a whole tensor, in batches, in eval mode.
+
+    With ``flips`` (test-time augmentation), the probabilities are the mean over the image and its flipped
+    copies, and the logits those of the mean (log-probabilities, or the logit of each label's mean probability),
+    so a loss computed from them is the loss of the averaged prediction."""
     model.eval()
     device = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch].to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            outs.append(model(xb).float())
-    logits = torch.cat(outs)
-    return class_probabilities(logits, task).cpu(), logits.cpu()
+
+    def forward(xs: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for i in range(0, len(xs), batch):
+            xb = xs[i : i + batch].to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                outs.append(model(xb).float())
+        return torch.cat(outs)
+
+    logits = forward(x)
+    if not flips:
+        return class_probabilities(logits, task).cpu(), logits.cpu()
+    probs = class_probabilities(logits, task)
+    for name in flips:
+        probs = probs + class_probabilities(forward(flip(x, name)), task)
+    probs = probs / (1 + len(flips))
+    eps = torch.finfo(probs.dtype).tiny
+    mean_logits = torch.logit(probs, eps=1e-7) if task == MULTI_LABEL else torch.log(probs.clamp_min(eps))
+    return probs.cpu(), mean_logits.cpu()

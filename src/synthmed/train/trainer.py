@@ -1,10 +1,14 @@
 """The classifier trainer: in-memory tensors, batched augmentation, selection on validation only.
 
 Model selection rule (documented in the README): after every epoch the model is scored on the
-validation split; the selected epoch maximises validation AUC, and among epochs whose validation AUC
-ties (within 1e-9, common on tiny validation sets where AUC saturates at 1.0) the one with the lowest
-validation loss wins. The test split is evaluated once, on the selected weights; with ``report_test_selected``
-it is also scored every epoch, only to show how much test-set selection would inflate results.
+validation split; by default (``select="auc"``) the selected epoch maximises validation AUC, and among epochs
+whose validation AUC ties (within 1e-9, common on tiny validation sets where AUC saturates at 1.0) the one with
+the lowest validation loss wins; ``select="loss"`` takes the lowest validation loss, ``select="last"`` the last
+epoch. With the recipe's ``ema``, the scored and selected network is the EMA of the weights; with ``swa``, the
+result is the SWA average of the last epochs (no selection). With ``tta``, every score (validation and test)
+averages the predictions over the dataset's label-preserving flips. The test split is evaluated once, on the
+selected weights; with ``report_test_selected`` it is also scored every epoch, only to show how much test-set
+selection would inflate results.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,8 +31,9 @@ from synthmed.errors import SynthmedError
 from synthmed.metrics.classification import classification_metrics
 from synthmed.nets.classifiers import build_classifier, predict
 from synthmed.tensors import to_tensor
+from synthmed.train.averaging import WeightEMA, WeightSWA, batches
 from synthmed.train.device import resolve_device, resolve_precision
-from synthmed.train.recipes import Recipe
+from synthmed.train.recipes import Recipe, check_recipe
 
 TIE = 1e-9
 
@@ -42,6 +48,16 @@ class TrainConfig:
     precision: str = "auto"
     dropout: float = 0.0
     class_weight: str | None = None  # "balanced": inverse-frequency loss weights of the training labels
+    flips: tuple[str, ...] = ()  # the dataset's label-preserving flips, averaged over when the recipe has tta
+
+
+class Probe(Protocol):
+    """Watches one training trajectory from outside (``bench/noise.py`` reads several ways of choosing and
+    scoring the final weights out of the same run): called after every optimizer step and every epoch."""
+
+    def step(self, model: torch.nn.Module) -> None: ...
+
+    def epoch(self, model: torch.nn.Module, epoch: int) -> None: ...
 
 
 @dataclass
@@ -56,6 +72,8 @@ class FitResult:
     precision: str
     device: str
     extra: dict = field(default_factory=dict)
+    val_probs: np.ndarray | None = None  # the selected network's probabilities (an ensemble averages them)
+    test_probs: np.ndarray | None = None
 
 
 def better(candidate: tuple[float, float], best: tuple[float, float] | None) -> bool:
@@ -99,11 +117,32 @@ def _optimizer(
     return opt, sched
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, precision: str) -> dict:
-    probs, logits = predict(model, x, task, precision)
+def improves(rule: str, candidate: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Does (val AUC, val loss) improve on the best so far under ``rule`` (auc | loss | last)?"""
+    if rule == "last" or best is None:
+        return True
+    if rule == "loss":
+        loss, best_loss = candidate[1], best[1]
+        if loss < best_loss - TIE:
+            return True
+        return loss <= best_loss + TIE and better(candidate, best)
+    return better(candidate, best)
+
+
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, precision: str, flips: tuple[str, ...] = ()
+) -> dict:
+    return evaluate_with_probs(model, x, y, task, precision, flips)[0]
+
+
+def evaluate_with_probs(
+    model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, task: str, precision: str, flips: tuple[str, ...] = ()
+) -> tuple[dict, np.ndarray]:
+    """Metrics (with the mean loss) and the probabilities of ``model`` on ``x``, averaged over ``flips``."""
+    probs, logits = predict(model, x, task, precision, flips=flips)
     metrics = classification_metrics(y, probs.numpy(), task)
     metrics["loss"] = float(_Loss(task)(logits, torch.from_numpy(y)).mean())
-    return metrics
+    return metrics, probs.numpy()
 
 
 def train_classifier(
@@ -119,6 +158,7 @@ def train_classifier(
     synthetic_weight: float = 1.0,
     on_epoch: Callable[[dict], None] | None = None,
     init_state: dict | None = None,
+    probe: Probe | None = None,
 ) -> FitResult:
     """Train a fresh classifier (or continue from ``init_state``) on ``train`` (+ ``synthetic``), select the
     epoch on ``val``, test once.
@@ -126,6 +166,10 @@ def train_classifier(
     On a GPU the training tensors live on the device for the whole run and the loss is read back once per epoch
     (no host synchronisation per batch); on a CPU each batch's loss is checked before its optimizer step."""
     recipe = config.recipe
+    check_recipe(recipe, config.patience)
+    flips = config.flips if recipe.tta else ()
+    if recipe.tta and not flips:
+        raise SynthmedError("--tta flips needs the dataset's label-preserving flips (none were given)")
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     on_gpu = device.type == "cuda"
@@ -157,6 +201,9 @@ def train_classifier(
     model = model.to(device).to(memory_format=torch.channels_last)
     opt, sched = _optimizer(model, recipe)
     loss_fn = _Loss(task)
+    ema = WeightEMA(model, recipe.ema) if recipe.ema is not None else None
+    swa = WeightSWA(model, recipe.swa, recipe.epochs) if recipe.swa is not None else None
+    scored = ema.network() if ema is not None else model  # the network validation scores and selects
 
     n_fixed = len(y_train)  # real + pre-generated synthetic; images added during training come after
     history: list[dict] = []
@@ -181,12 +228,20 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.step(model)
+            if probe is not None:
+                probe.step(model)
             total += loss.detach() * len(idx)
         if on_gpu and not torch.isfinite(total):
             raise _nonfinite(total, epoch)
         if sched is not None:
             sched.step()
-        val_metrics = evaluate(model, x_val, val.labels, task, precision)
+        if swa is not None:
+            swa.epoch_end(model, epoch)
+        if probe is not None:
+            probe.epoch(model, epoch)
+        val_metrics = evaluate(scored, x_val, val.labels, task, precision, flips)
         row = {
             "epoch": epoch,
             "train_loss": float(total) / max(n_used, 1),
@@ -195,13 +250,14 @@ def train_classifier(
             "val_acc": val_metrics["acc"],
         }
         if config.report_test_selected:
-            test_metrics = evaluate(model, x_test, test.labels, task, precision)
+            test_metrics = evaluate(scored, x_test, test.labels, task, precision, flips)
             row.update(test_auc=test_metrics["auc"], test_acc=test_metrics["acc"])
         key = (val_metrics["auc"], val_metrics["loss"])
-        improved = better(key, best_key)
+        improved = improves(recipe.select, key, best_key)
         if improved:
             best_key, best_epoch, stale = key, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            if recipe.select != "last":  # the last epoch's weights are the network itself
+                best_state = copy.deepcopy(scored.state_dict())
         else:
             stale += 1
         row["selected"] = improved
@@ -222,18 +278,96 @@ def train_classifier(
             break
     train_time = time.perf_counter() - start
 
-    assert best_state is not None  # the first epoch is always the best so far
-    model.load_state_dict(best_state)
-    val_best = evaluate(model, x_val, val.labels, task, precision)
-    test_best = evaluate(model, x_test, test.labels, task, precision)
+    if swa is not None:  # the average of the last epochs, with BatchNorm statistics of the training images
+        scored = swa.finish(batches(x_train.to(device), recipe.batch_size), device)
+    elif best_state is not None:
+        scored.load_state_dict(best_state)
+    val_best, val_probs = evaluate_with_probs(scored, x_val, val.labels, task, precision, flips)
+    test_best, test_probs = evaluate_with_probs(scored, x_test, test.labels, task, precision, flips)
     extra = {
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "n_train_real": len(train),
         "n_train_synthetic": len(y_train) - len(train),
     }
+    if swa is not None:
+        extra["swa_epochs"] = swa.averaged
     return FitResult(
-        model, best_epoch, len(history), history, val_best, test_best, train_time, precision, str(device), extra
+        scored,
+        best_epoch,
+        len(history),
+        history,
+        val_best,
+        test_best,
+        train_time,
+        precision,
+        str(device),
+        extra,
+        val_probs,
+        test_probs,
     )
+
+
+def member_seed(seed: int, k: int) -> int:
+    """The seed of ensemble member ``k`` of a run with ``seed``: the run's own for member 0 (an ensemble of one is
+    the plain run), a seed drawn from (seed, k) for the others, never another run's small seed."""
+    if k == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def ensemble_fit(members: list[FitResult], val: Split, test: Split, task: str) -> FitResult:
+    """The ensemble of ``members`` (trained on the same data): validation and test scored on the mean of their
+    probabilities; the model, history and selected epoch are the first member's, and ``extra["members"]`` keeps
+    every member's own figures."""
+    val_probs = np.mean(np.stack([_probs(m.val_probs) for m in members]), axis=0)
+    test_probs = np.mean(np.stack([_probs(m.test_probs) for m in members]), axis=0)
+    first = members[0]
+    extra = {
+        **first.extra,
+        "members": [
+            {
+                "best_epoch": m.best_epoch,
+                "epochs_run": m.epochs_run,
+                "val_auc": m.val["auc"],
+                "val_acc": m.val["acc"],
+                "test_auc": m.test["auc"],
+                "test_acc": m.test["acc"],
+            }
+            for m in members
+        ],
+    }
+    return FitResult(
+        first.model,
+        first.best_epoch,
+        first.epochs_run,
+        first.history,
+        _scored(val.labels, val_probs, task),
+        _scored(test.labels, test_probs, task),
+        sum(m.train_time for m in members),
+        first.precision,
+        first.device,
+        extra,
+        val_probs,
+        test_probs,
+    )
+
+
+def _probs(probs: np.ndarray | None) -> np.ndarray:
+    if probs is None:
+        raise SynthmedError("an ensemble member has no probabilities to average")
+    return probs
+
+
+def _scored(labels: np.ndarray, probs: np.ndarray, task: str) -> dict:
+    """Metrics of probabilities, with the mean negative log-likelihood as the loss."""
+    metrics = classification_metrics(labels, probs, task)
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    if task == MULTI_LABEL:
+        nll = -(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean(1)
+    else:
+        nll = -np.log(p[np.arange(len(labels)), labels.reshape(-1)])
+    metrics["loss"] = float(nll.mean())
+    return metrics
 
 
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -299,6 +433,8 @@ def pretrain_then_train(
         fit.precision,
         fit.device,
         extra,
+        fit.val_probs,
+        fit.test_probs,
     )
 
 
@@ -365,4 +501,6 @@ def fine_tune_on_real(
         fit.precision,
         fit.device,
         extra,
+        chosen.val_probs,
+        chosen.test_probs,
     )
