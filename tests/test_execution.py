@@ -92,12 +92,12 @@ def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
     execute_round, calls = constructed({"flip": (0.05, 0.002)})
     stop = run_until_decided(runner, grid, Plan(max_seeds=9, step=2), lambda g: execute_round(runner, g))
-    # no verdict is decided below 5 seeds, however clear: the first look at 3 seeds adds a round
-    assert calls == [[0, 1, 2], [0, 1, 2, 3, 4]] and stop["seeds"] == 5 and "decided at 5 seeds" in stop["reason"]
-    assert stop["planned_looks"] == 4 and stop["look_alpha"] == pytest.approx(0.05 / 4)
+    # no verdict is decided below 5 seeds, so the first look comes at 5 (looks at 5, 7, 9)
+    assert calls == [[0, 1, 2, 3, 4]] and stop["seeds"] == 5 and "decided at 5 seeds" in stop["reason"]
+    assert stop["planned_looks"] == 3 and stop["look_alpha"] == pytest.approx(0.05 / 3)
     report = summary_json(tmp_path)
     assert report["groups"][0]["rows"][1]["comparisons"]["none"]["verdict"] == "better"
-    assert report["settings"]["alpha"] == pytest.approx(0.05 / 4)  # the report's intervals use the split alpha
+    assert report["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the report's intervals use the split alpha
     assert json.loads((tmp_path / "sequential.json").read_text())["looks"][-1]["undecided"] == []
 
 
@@ -106,7 +106,7 @@ def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
     execute_round, calls = constructed({"flip": (0.0, 0.05)})  # noisy: never decided at margin 0.01
     stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: execute_round(runner, g))
-    assert [len(c) for c in calls] == [3, 5, 7] and stop["seeds"] == 7
+    assert [len(c) for c in calls] == [5, 7] and stop["seeds"] == 7
     assert "--max-seeds 7 reached with 1 verdict(s) against none still undecided" in stop["reason"]
     with ResultStore(runner.store_path) as store:
         assert len(store.run_ids()) == 14  # 2 methods x 7 seeds, none beyond

@@ -87,7 +87,22 @@ class ResultStore:
                     "CREATE TABLE IF NOT EXISTS claims (run_id TEXT PRIMARY KEY, holder TEXT, expires REAL)"
                 )
 
-        _retry(setup)
+        try:
+            _retry(setup)
+            self._conn.execute("SELECT count(*) FROM runs").fetchone()  # walks the table: a truncated file fails
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            if "locked" in str(err):
+                raise
+            raise self._unreadable(err) from None
+
+    def _unreadable(self, err: sqlite3.DatabaseError) -> Exception:
+        from synthmed.errors import SynthmedError
+
+        return SynthmedError(
+            f"{self.path} is not a readable synthmed results store ({err}); restore it from a copy or an export "
+            "(`synthmed run --resume-from EXPORT`), or give another folder"
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -117,8 +132,21 @@ class ResultStore:
         with self._conn:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
+    def durations(self) -> dict[tuple[str, str, str], float]:
+        """The longest ``total_time`` of the stored runs of each (dataset, protocol, method): what a time budget
+        expects a run to take."""
+        rows = self._conn.execute(
+            "SELECT dataset, protocol, method, MAX(total_time) FROM runs WHERE total_time IS NOT NULL "
+            "GROUP BY dataset, protocol, method"
+        )
+        return {(d, p, m): float(t) for d, p, m, t in rows}
+
     def records(self) -> list[dict]:
-        return self._decode(self._conn.execute("SELECT * FROM runs ORDER BY dataset, protocol, method, seed, created"))
+        try:
+            cursor = self._conn.execute("SELECT * FROM runs ORDER BY dataset, protocol, method, seed, created")
+            return self._decode(cursor)
+        except sqlite3.DatabaseError as err:  # a page the first look did not read is damaged
+            raise self._unreadable(err) from None
 
     @staticmethod
     def _decode(cursor: sqlite3.Cursor) -> list[dict]:
@@ -175,6 +203,31 @@ class ResultStore:
         return {row[0] for row in rows}
 
 
+def record_problem(record: dict, known_only: bool = False) -> str | None:
+    """What makes ``record`` unfit for the store (a field of the wrong type, an unknown field unless
+    ``known_only``), in words; None when it fits. A record is checked before it is read into a report or imported,
+    so a damaged export never corrupts a store."""
+    kinds = {"TEXT": (str,), "REAL": (int, float), "INTEGER": (int,)}
+    if not isinstance(record.get("run_id"), str) or not record["run_id"]:
+        return "run_id is not a run id"
+    for key, value in record.items():
+        if key not in COLUMNS:
+            if known_only:
+                continue
+            return f"{key} is not a field of a run record"
+        if value is None:
+            continue
+        if key in JSON_COLUMNS:
+            wanted: tuple[type, ...] = (dict,)
+            what = "a mapping"
+        else:
+            wanted = kinds[COLUMNS[key].split()[0]]
+            what = {"TEXT": "text", "REAL": "a number", "INTEGER": "an integer"}[COLUMNS[key].split()[0]]
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            return f"{key} is {json.dumps(value)[:40]}, not {what}"
+    return None
+
+
 def write_jsonl(path: str | Path, records: list[dict]) -> bytes:
     """Records as JSON lines, sorted by run id (stable text for version control); returns the bytes written."""
     from synthmed.io import atomic_write_bytes
@@ -203,5 +256,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
             ) from None
         if not isinstance(record, dict) or "run_id" not in record:
             raise SynthmedError(f"{path} line {number} is not a run record (no run_id)")
+        problem = record_problem(record, known_only=True)
+        if problem is not None:
+            raise SynthmedError(f"{path} line {number} is not a valid run record: {problem}; restore the file")
         records.append(record)
     return records

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     add_completion=False,
@@ -18,8 +19,8 @@ console = Console(stderr=True)
 
 
 def warn(text: str) -> None:
-    console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def note(text: str) -> None:
-    console.print(f"note: {text}", highlight=False, soft_wrap=True)
+    console.print(f"note: {text}", highlight=False, soft_wrap=True, markup=False)

@@ -52,6 +52,9 @@ def report_cmd(
         raise SynthmedError(f"--margin {margin} must be >= 0 (an AUC difference, e.g. 0.01)")
     if select_levers not in ("val_auc", "none"):
         raise SynthmedError(f"--select-levers {select_levers!r}: choose val_auc or none")
+    store = out / "results.sqlite"
+    if store.is_file() and store.stat().st_size == 0:  # opening it would write a store's schema into it
+        raise SynthmedError(f"{store} is empty (0 bytes), not a results store; restore it, or give another folder")
     settings = settings_for(out, margin, reference, select_levers)
     if fmt == "records":
         sys.stdout.write(json_text(load_records(out)) + "\n")

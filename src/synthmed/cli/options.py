@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,56 @@ ADDRESS = typer.Option(
     help="ray: an existing cluster (auto or ray://HOST:10001); default: "
     "start a local Ray instance on this machine's cores.",
 )
+
+
+TIME_BUDGET = typer.Option(
+    None,
+    "--time-budget",
+    metavar="DURATION",
+    rich_help_panel=EXECUTION,
+    help="End by this time from now (2h30m, 90m, 45s or seconds): no run starts that the budget cannot fit "
+    "(estimated from the store's runs of the same dataset, protocol and method, else 1 hour); runs in flight at the "
+    "end are abandoned without a record, and the command exits with status 3; run it again to continue.",
+)
+EXPORT_TO = typer.Option(
+    None,
+    "--export-to",
+    metavar="DIR",
+    rich_help_panel=EXECUTION,
+    help="An export (as `synthmed export` writes; new, or an earlier one) each finished run is added to as it is "
+    "stored, with the report written there at the end.",
+)
+PAGES = typer.Option(
+    None,
+    "--pages",
+    metavar="PAGE",
+    rich_help_panel=EXECUTION,
+    help="With --export-to: study pages (Markdown, repeatable or a comma list) whose <!-- study_table --> tables "
+    "are regenerated at the end with scripts/study_table.py.",
+)
+
+_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str | None, flag: str = "--time-budget") -> float | None:
+    """Seconds of ``2h30m``, ``90m``, ``45s``, ``1h``, ``3600`` (plain seconds); None for None."""
+    from synthmed.errors import SynthmedError
+
+    if text is None:
+        return None
+    compact = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(compact)
+    if not compact or match is None or not any(match.groupdict().values()):
+        raise SynthmedError(f"{flag} {text!r}: give a duration such as 2h30m, 90m, 45s or 3600 (seconds)")
+    seconds = sum(float(match[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
+    if not seconds > 0:
+        raise SynthmedError(f"{flag} {text!r} must be longer than 0 seconds")
+    return seconds
+
+
+def split_paths(values: list[Path] | None) -> list[Path]:
+    """Repeated options whose values may also be comma lists."""
+    return [Path(part) for value in values or [] for part in str(value).split(",") if part.strip()]
 
 
 def split_classes(text: str | None) -> list[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
@@ -40,34 +41,37 @@ class ProgressView:
         p = self.progress
         if event.kind == "planned":
             self.console.print(
-                f"{event.total} runs, {event.skipped} already in {self.store}, {event.todo} to do ({event.where})"
+                f"{event.total} runs, {event.skipped} already in {self.store}, {event.todo} to do ({event.where})",
+                markup=False,
             )
             self.total = p.add_task("runs", total=event.todo)
         elif event.kind == "started":
-            self.runs[event.label] = p.add_task(f"  {event.label}", total=event.total)
+            self.runs[event.label] = p.add_task(f"  {escape(event.label)}", total=event.total)
         elif event.kind == "epoch" and event.label in self.runs and event.row:
-            p.update(
-                self.runs[event.label], advance=1, description=f"  {event.label} val AUC {event.row['val_auc']:.3f}"
-            )
+            auc = event.row["val_auc"]
+            p.update(self.runs[event.label], advance=1, description=f"  {escape(event.label)} val AUC {auc:.3f}")
         elif event.kind == "status" and event.label in self.runs:
-            p.update(self.runs[event.label], description=f"  {event.label}: {event.message}")
+            p.update(self.runs[event.label], description=f"  {escape(event.label)}: {escape(event.message)}")
         elif event.kind in ("finished", "failed"):
             if event.kind == "finished" and event.record:
-                self.console.print(done_line(event.label, event.record), highlight=False)
+                self.console.print(done_line(event.label, event.record), highlight=False, markup=False)
             else:
-                self.console.print(
-                    f"[bold red]failed:[/] {event.label}: {event.message}", highlight=False, soft_wrap=True
-                )
+                text = f"{escape(event.label)}: {escape(event.message)}"
+                self.console.print(f"[bold red]failed:[/] {text}", highlight=False, soft_wrap=True)
             if event.label in self.runs:
                 p.update(self.runs.pop(event.label), visible=False)
             if self.total is not None:
                 p.advance(self.total)
         elif event.kind == "waiting":
             if self.total is not None:
-                p.update(self.total, description=f"runs ({event.message})")
+                p.update(self.total, description=f"runs ({escape(event.message)})")
         elif event.kind == "imported":
-            self.console.print(f"imported {event.message}", highlight=False, soft_wrap=True)
+            self.console.print(f"imported {event.message}", highlight=False, soft_wrap=True, markup=False)
         elif event.kind == "report":
-            self.console.print(f"report: {event.message}", soft_wrap=True)
+            self.console.print(f"report: {event.message}", soft_wrap=True, markup=False)
         elif event.kind == "mlflow":
             self.console.print(f"mlflow: {event.message}", soft_wrap=True)
+        elif event.kind == "export":
+            self.console.print(f"export: {event.message}", highlight=False, soft_wrap=True, markup=False)
+        elif event.kind == "warning":
+            self.console.print(f"[yellow]warning:[/] {escape(event.message)}", highlight=False, soft_wrap=True)

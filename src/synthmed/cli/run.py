@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from synthmed.cli import options as opt
 from synthmed.cli.app import app, console, experiment_app, note, warn
@@ -51,6 +53,9 @@ REFERENCE = typer.Option(
     help="A second reference every method is compared with besides none (default: the "
     "count-matched oversample control at the same policy, where the grid holds it).",
 )
+#: The exit status of a command whose --time-budget ended before every run of its grid was stored (0: all done,
+#: 1: a run failed, 2: a user error, 130: interrupted).
+BUDGET_EXIT = 3
 RESUME_FROM = typer.Option(
     None,
     "--resume-from",
@@ -81,6 +86,13 @@ class Execution:
     margin: float | None = None
     reference: str | None = None
     resume_from: Path | None = None
+    time_budget: float | None = None  # seconds
+    export_to: Path | None = None
+    pages: list[Path] | None = None
+
+
+class _BudgetReached(Exception):
+    """A round of --seeds auto ended at the time budget: no further round starts."""
 
 
 @app.command()
@@ -111,6 +123,9 @@ def run(
     margin: float = MARGIN,
     reference: str = REFERENCE,
     resume_from: Path = RESUME_FROM,
+    time_budget: str = opt.TIME_BUDGET,
+    export_to: Path = opt.EXPORT_TO,
+    pages: list[Path] = opt.PAGES,
     real_curve: str = typer.Option(
         None,
         "--real-curve",
@@ -159,6 +174,9 @@ def run(
             margin=margin,
             reference=reference,
             resume_from=resume_from,
+            time_budget=opt.parse_duration(time_budget),
+            export_to=export_to,
+            pages=opt.split_paths(pages),
         ),
     )
 
@@ -180,28 +198,49 @@ def _check(run: Execution) -> None:
             raise SynthmedError(
                 f"--resume-from {run.resume_from} is not a synthmed export; give a folder written by `synthmed export`"
             )
+    if run.time_budget is not None and run.backend == "ray":
+        raise SynthmedError("--time-budget needs the local backend (Ray queues every run at once); drop --backend ray")
+    if run.pages and run.export_to is None:
+        raise SynthmedError("--pages regenerates tables from an export: give --export-to DIR too")
+    if run.export_to is not None:
+        from synthmed.experiment.export import check_export_target, check_pages
+
+        check_export_target(run.export_to)
+        check_pages(run.pages or [])
+
+
+def _check_export(run: Execution, out: Path) -> None:
+    if run.export_to is not None and run.export_to.resolve() == out.resolve():
+        raise SynthmedError(f"--export-to {run.export_to} is the run folder itself; give another folder")
 
 
 def _execute(grid: Any, out: Path, run: Execution) -> None:
     """Expand, check and run a grid with progress bars (in rounds of seeds with --seeds auto), then print the
-    tables; exit code 1 when a run failed."""
+    tables; exit code 3 when the time budget ended before the grid was done, else 1 when a run failed."""
     from synthmed.cli.render import ProgressView
-    from synthmed.experiment.execute import default_workers, execute
+    from synthmed.experiment.execute import Budget, Outcome, default_workers, execute
     from synthmed.experiment.grid import available_datasets, expand
     from synthmed.experiment.runner import Runner
     from synthmed.report import Settings, settings_for, terminal_tables
     from synthmed.report.render import rich_table
 
     _check(run)
+    _check_export(run, out)
+    budget = Budget(run.time_budget) if run.time_budget is not None else None
     if run.auto_seeds:
         grid.seeds = list(range(3))
     specs = expand(grid)
+    methods = sorted({spec.method for spec in specs})
+    if run.reference is not None and run.reference not in methods:
+        raise SynthmedError(
+            f"--reference {run.reference} names no method of the grid; choose one of {', '.join(methods)}"
+        )
     for text in grid.notes:
         note(text)
     if run.skip_absent:
         specs, skipped = available_datasets(specs, run.data_root)
         for name, hint in skipped.items():
-            console.print(f"[yellow]skipped[/] {name}: {hint}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]skipped[/] {escape(name)}: {escape(hint)}", highlight=False, soft_wrap=True)
         if not specs:
             raise SynthmedError("no dataset of the grid is available; see the download hints above")
         grid.datasets = [d for d in grid.datasets if d not in skipped]
@@ -216,6 +255,7 @@ def _execute(grid: Any, out: Path, run: Execution) -> None:
     )
     runner.validate(specs)
     failed: list[str] = []
+    reached: list[Outcome] = []  # the outcome of the round the time budget ended
 
     def execute_round(grid: Any, report: bool = True, settings: Settings | None = None) -> None:
         with ProgressView(console, str(runner.store_path)) as view:
@@ -232,9 +272,14 @@ def _execute(grid: Any, out: Path, run: Execution) -> None:
                 resume_from=run.resume_from,
                 report_settings=settings,
                 on_event=view,
+                budget=budget,
+                export_to=run.export_to,
             )
         run.resume_from = None  # imported once
         failed.extend(outcome.failed)
+        if outcome.budget_reached:
+            reached.append(outcome)
+            raise _BudgetReached()
 
     if run.auto_seeds:
         from synthmed.experiment.sequential import Plan, run_until_decided
@@ -250,33 +295,55 @@ def _execute(grid: Any, out: Path, run: Execution) -> None:
             f"seeds until decided: {plan.start} seeds, then {plan.step} per round up to {plan.max_seeds}; "
             f"{plan.looks} planned looks at alpha {plan.alpha:g} / {plan.looks} = {plan.look_alpha:.4g}"
         )
-        stop = run_until_decided(
-            runner,
-            grid,
-            plan,
-            lambda g: execute_round(g, report=False),
-            on_look=lambda look: console.print(
-                f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) against none "
-                "undecided" + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else "")
-            ),
-        )
-        console.print(f"stopped after {stop['seeds']} seeds: {stop['reason']}", soft_wrap=True)
-        if run.report:
+        with contextlib.suppress(_BudgetReached):
+            stop = run_until_decided(
+                runner,
+                grid,
+                plan,
+                lambda g: execute_round(g, report=False),
+                on_look=lambda look: console.print(
+                    f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) against none "
+                    "undecided" + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else ""),
+                    markup=False,
+                ),
+            )
+            console.print(f"stopped after {stop['seeds']} seeds: {stop['reason']}", soft_wrap=True)
+        if run.report and runner.done():
             from synthmed.report import write_report
 
             console.print(
                 "report: " + ", ".join(map(str, write_report(out, settings_for(out, run.margin, run.reference))))
             )
+            if run.export_to is not None:
+                from synthmed.experiment.export import finish_export
+
+                finish_export(out, run.export_to, settings_for(run.export_to, run.margin, run.reference))
+                console.print(f"export: {run.export_to} (report written there)", soft_wrap=True)
     else:
-        execute_round(grid, run.report, settings_for(out, run.margin, run.reference))
-    for table in terminal_tables(out, settings_for(out, run.margin, run.reference)):
-        Console().print(rich_table(table))
+        with contextlib.suppress(_BudgetReached):
+            execute_round(grid, run.report, settings_for(out, run.margin, run.reference))
+    if runner.done():
+        for table in terminal_tables(out, settings_for(out, run.margin, run.reference)):
+            Console().print(rich_table(table))
+    if run.pages:
+        from synthmed.experiment.export import update_pages
+
+        for line in update_pages(run.pages):
+            console.print(line, highlight=False, soft_wrap=True)
     if failed:
         console.print(
             f"[bold red]{len(failed)} run(s) failed[/] (runs/RUN_ID/error.json holds each traceback; "
             "running the same command again retries them)",
             highlight=False,
         )
+    if reached:
+        console.print(
+            f"budget reached: {reached[-1].done} runs done, {reached[-1].left} left; run the same command to continue",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(BUDGET_EXIT)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -303,15 +370,19 @@ def experiment_run(
     margin: float = MARGIN,
     reference: str = REFERENCE,
     resume_from: Path = RESUME_FROM,
+    time_budget: str = opt.TIME_BUDGET,
+    export_to: Path = opt.EXPORT_TO,
+    pages: list[Path] = opt.PAGES,
 ) -> None:
     """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
     from synthmed.experiment.grid import load_grid
 
     if seeds is not None and seeds.strip().lower() != "auto":
         raise SynthmedError(f"--seeds {seeds!r}: experiment run takes only --seeds auto (the file lists its seeds)")
+    budget = opt.parse_duration(time_budget)
     grid = load_grid(file)
     out = opt.check_out_folder(Path(grid.out or f"runs/{grid.name}"))
-    console.print(f"experiment {grid.name} -> {out}")
+    console.print(f"experiment {grid.name} -> {out}", markup=False)
     _execute(
         grid,
         out,
@@ -332,6 +403,9 @@ def experiment_run(
             margin=margin,
             reference=reference,
             resume_from=resume_from,
+            time_budget=budget,
+            export_to=export_to,
+            pages=opt.split_paths(pages),
         ),
     )
 
@@ -361,7 +435,7 @@ def experiment_status(
     table.add_row(str(len(specs)), str(len(specs) - len(pending)), str(len(pending) - len(failed)), str(len(failed)))
     Console().print(table)
     for f in failed:
-        console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True)
+        console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("export")

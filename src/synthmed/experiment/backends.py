@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,8 @@ from synthmed.spec import RunSpec
 
 #: how often a pool worker checks that its driver is still alive (seconds)
 DRIVER_CHECK_SECONDS = 1.0
+#: seconds an abandoned pool worker gets to unwind (its atomic writes remove their temporaries) before SIGKILL
+ABANDON_GRACE_SECONDS = 10.0
 #: the memory a pool worker is budgeted (peak RSS of a DenseNet-121 run at 64 px, with headroom)
 MEMORY_PER_WORKER = 3 * 2**30
 
@@ -54,30 +57,106 @@ def remote_compute(settings: dict, spec: RunSpec, threads: int, events: Any = No
         return "failed", str(err)
 
 
-def _available_memory() -> int | None:
+class Abandoned(BaseException):
+    """Raised in a run computing when its time budget ends (``--time-budget``): it unwinds the run without a record
+    or an error.json, and every atomic write in progress removes its temporary. A BaseException, so no ``except
+    Exception`` on the way swallows it."""
+
+
+def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
+    """``MemAvailable`` in bytes: the memory the kernel can give without swapping, page cache included."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """The memory available to new workers: Linux's ``MemAvailable`` (free pages alone exclude the page cache, so on a
+    machine that has run for a while they are a fraction of what can be used), else the free pages."""
+    available = _meminfo_available(meminfo)
+    if available is not None:
+        return available
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on every platform
         return None
 
 
-def pool_size(workers: int, threads: int, cores: int | None = None, memory: int | None = None) -> int:
-    """``workers`` bounded by the cores (``threads`` each) and the free memory in bytes (MEMORY_PER_WORKER each);
-    ``cores`` and ``memory`` default to this machine's (no memory bound where the platform cannot tell)."""
+def pool_plan(
+    workers: int, threads: int, cores: int | None = None, memory: int | None = None
+) -> tuple[int, str | None]:
+    """``pool_size`` and, when it is below ``workers``, why (the cores or the available memory), in words."""
     if workers < 1 or threads < 1:
         raise SynthmedError(f"--workers {workers} and --cpus-per-run {threads} must be at least 1")
     cores = cores or os.cpu_count() or 1
     memory = _available_memory() if memory is None else memory
-    bound = max(1, cores // threads)
-    if memory is not None:
-        bound = min(bound, max(1, memory // MEMORY_PER_WORKER))
-    return min(workers, bound)
+    by_cores = max(1, cores // threads)
+    by_memory = max(1, memory // MEMORY_PER_WORKER) if memory is not None else None
+    size = min(workers, by_cores, by_memory or by_cores)
+    if size == workers:
+        return size, None
+    if memory is not None and by_memory is not None and by_memory < min(workers, by_cores):
+        return size, f"{memory / 2**30:.1f} GB of memory available, {MEMORY_PER_WORKER / 2**30:.0f} GB per worker"
+    return size, f"{cores} cores, {threads} CPU per run"
+
+
+def pool_size(workers: int, threads: int, cores: int | None = None, memory: int | None = None) -> int:
+    """``workers`` bounded by the cores (``threads`` each) and the available memory in bytes (MEMORY_PER_WORKER
+    each); ``cores`` and ``memory`` default to this machine's (no memory bound where the platform cannot tell)."""
+    return pool_plan(workers, threads, cores, memory)[0]
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), where the platform tells it."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def free_cores(cores: int | None = None, load: float | None = None) -> tuple[int, float]:
+    """(cores not busy with other processes, the load they were judged by): ``cores`` minus the 1-minute load average,
+    at least 1; with no load average, every core."""
+    cores = cores or os.cpu_count() or 1
+    load = load_average() if load is None else load
+    if load is None:
+        return cores, 0.0
+    return max(1, min(cores, round(cores - load))), load
+
+
+_computing = False  # in a pool worker: a run is computing (SIGTERM abandons it) or the worker is idle
+
+
+def _on_terminate(signum: int, frame: Any) -> None:
+    """SIGTERM in a pool worker (a time budget ended): unwind the run in progress, so its atomic writes remove their
+    temporaries, then end; an idle worker just ends."""
+    if _computing:
+        raise Abandoned()
+    os._exit(0)
+
+
+def _abandonable(compute: Callable, *args: Any) -> tuple[str, object]:
+    """Run ``compute(*args)`` in a pool worker so that SIGTERM abandons it cleanly (see ``_on_terminate``)."""
+    global _computing
+    _computing = True
+    try:
+        return compute(*args)
+    except Abandoned:
+        os._exit(0)
+    finally:
+        _computing = False
 
 
 def _exit_with_driver(driver: int) -> None:
     """Pool initializer: end this worker as soon as its driver is gone. A driver killed hard (SIGKILL, a scheduler
     or a shell's ``kill``) cannot stop its pool, and orphaned workers would go on computing runs that nobody
-    records while holding the cores the next driver needs."""
+    records while holding the cores the next driver needs. SIGTERM abandons the run in progress cleanly."""
+    signal.signal(signal.SIGTERM, _on_terminate)
 
     def watch() -> None:
         while os.getppid() == driver:
@@ -85,6 +164,21 @@ def _exit_with_driver(driver: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+def _abandon_pool(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers at a deadline: SIGTERM (each unwinds its run), SIGKILL after ABANDON_GRACE_SECONDS."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    end = time.monotonic() + ABANDON_GRACE_SECONDS
+    for process in processes:
+        process.join(timeout=max(0.0, end - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _relay(queue: Any, on_progress: OnProgress) -> None:
@@ -101,10 +195,12 @@ def run_on_pool(
     threads: int = 1,
     compute: Callable = remote_compute,
     on_progress: OnProgress | None = None,
+    deadline: float | None = None,
 ) -> None:
     """Run ``specs`` in a pool of ``workers`` processes (bound it with ``pool_size`` first), drawing the next run
     only when a worker is free, and call ``on_result`` in the driver as each finishes. ``compute`` is replaceable
-    for bench/scheduler.py."""
+    for bench/scheduler.py. At ``deadline`` (a ``time.monotonic()`` value) the runs in flight are abandoned: their
+    workers get SIGTERM (then SIGKILL), no result is reported for them, and ``Abandoned`` is raised."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     manager = context.Manager() if on_progress is not None else None
     events = manager.Queue() if manager is not None else None
@@ -121,11 +217,15 @@ def run_on_pool(
             def fill() -> None:
                 while len(pending) < workers and (spec := next(source, None)) is not None:
                     args = (runner.settings(), spec, threads) + ((events,) if events is not None else ())
-                    pending[pool.submit(compute, *args)] = spec
+                    pending[pool.submit(_abandonable, compute, *args)] = spec
 
             fill()
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+                if not done:  # the deadline passed with runs in flight
+                    _abandon_pool(pool)
+                    raise Abandoned()
                 for future in done:
                     spec = pending.pop(future)
                     try:

@@ -12,12 +12,18 @@ the ``Event`` objects it emits (planned, run started, epoch, status, finished, f
   (a killed job), then reports.
 - **Nothing lost**: workers compute and write their run folders; this process alone inserts records, as they
   arrive, so a killed driver loses only the runs in flight, and the same command later skips every stored run.
+  With ``export_to``, each record is also appended to an export as it is stored (``export.append_run``).
+- **Time budget** (``Budget``): no run starts whose estimated duration (the longest stored run of the same dataset,
+  protocol and method, else ``DEFAULT_RUN_SECONDS``) exceeds the time left; at the deadline the runs in flight are
+  abandoned (no record, no error.json, no temporary file) and the outcome says ``budget_reached``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import socket
 import threading
 import time
@@ -38,12 +44,61 @@ LEASE_SECONDS = 300.0
 #: Seconds between looks at the store while only runs held by other processes are left: short, so a process that
 #: finished its share reports moments after the last run lands (a 30 s poll cost a 2-process grid 25 % of its wall).
 POLL_SECONDS = 3.0
+#: Seconds a run is assumed to take under a time budget while the store holds no run of its dataset, protocol and
+#: method: conservative (the slowest stored study run, a ddpm on 2 CPU cores, took 66 minutes).
+#: ``SYNTHMED_RUN_SECONDS`` overrides it.
+DEFAULT_RUN_SECONDS = 3600.0
+
+
+@dataclass
+class Budget:
+    """A time budget (``--time-budget``) from ``started`` (a ``time.monotonic()`` value): no run starts that it
+    cannot fit, and the runs in flight at its end are abandoned. Shared by the rounds of ``--seeds auto``."""
+
+    seconds: float
+    default_run_seconds: float | None = None  # None: $SYNTHMED_RUN_SECONDS, else DEFAULT_RUN_SECONDS
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise SynthmedError(f"--time-budget {self.seconds:g} s must be more than 0")
+        if self.default_run_seconds is None:
+            self.default_run_seconds = float(os.environ.get("SYNTHMED_RUN_SECONDS", DEFAULT_RUN_SECONDS))
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@contextlib.contextmanager
+def _alarm(deadline: float | None) -> Iterator[None]:
+    """Raise ``Abandoned`` in this (main) thread at ``deadline``, wherever the run computing in this process is."""
+    from synthmed.experiment.backends import Abandoned
+
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if deadline is None or not usable:
+        yield
+        return
+
+    def ring(signum: int, frame: Any) -> None:
+        raise Abandoned()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
 class Event:
-    """What happened, for a front end to show. ``kind``: planned, started, epoch, status, finished, failed,
-    waiting, imported, report, mlflow."""
+    """What happened, for a front end to show. ``kind``: planned, warning, started, epoch, status, finished, failed,
+    waiting, imported, budget (the time budget ended), report, export, mlflow."""
 
     kind: str
     label: str = ""
@@ -65,6 +120,9 @@ class Outcome:
     by_others: int = 0  # runs another process claimed and finished
     report: list[Path] = field(default_factory=list)
     mlflow_logged: int | None = None
+    budget_reached: bool = False  # a run did not fit the time budget, or its deadline came
+    done: int = 0  # runs of the grid in the store at the end
+    left: int = 0  # runs of the grid not in the store at the end
 
 
 def run_label(spec: RunSpec) -> str:
@@ -84,6 +142,28 @@ def default_workers(device: str, runs: int, cpus_per_run: int = 1) -> int:
     if runs < 2 or resolve_device(device).type == "cuda":
         return 1
     return max(1, (os.cpu_count() or 1) // cpus_per_run)
+
+
+def _busy(pooled: str | None, workers: int, cpus_per_run: int | None, explicit: bool) -> tuple[str | None, str]:
+    """When other processes keep this machine's cores busy (its 1-minute load average) and this command would run
+    more threads than are free (a pool, or an explicit ``--cpus-per-run``), a one-line warning that names them (two
+    commands each with every core's threads collapse: 0 of 9 runs in 17 minutes). Thread counts are not changed: the
+    same seed trains the same model only at the same thread count, and a load average is no setting a user can
+    repeat. Returns (warning, what to add to the planned line)."""
+    from synthmed.experiment.backends import free_cores
+
+    cores = os.cpu_count() or 1
+    free, load = free_cores(cores)
+    if free >= cores:
+        return None, ""
+    busy = f"this machine is busy (load average {load:.1f} on {cores} cores)"
+    if pooled is None and cpus_per_run is None:  # one run at a time: the load is likely this user's last command
+        return None, ""
+    wanted = workers * (cpus_per_run or 1) if pooled else cpus_per_run or 1
+    if wanted <= free:
+        return None, ""
+    hint = "" if explicit else "; give --workers and --cpus-per-run to use only the free ones"
+    return f"{busy}: this command's {wanted} threads will share them{hint}", ""
 
 
 def schedule(specs: list[RunSpec]) -> list[RunSpec]:
@@ -201,17 +281,25 @@ def execute(
     resume_from: Path | None = None,
     report_settings: Any = None,
     on_event: Callable[[Event], None] | None = None,
+    budget: Budget | None = None,
+    export_to: Path | None = None,
 ) -> Outcome:
     """Run the specs not yet in the store (a failed run is reported and the grid goes on), then write the report
     and mirror the store to MLflow. ``workers`` None: the default of ``default_workers``. ``resume_from``: an export
     whose runs are imported first (and so skipped). ``cpus_per_run``: torch threads of each run (default 1 in
     worker processes and Ray tasks, torch's default in this process; give it when several processes share a
-    machine, e.g. ``$SLURM_CPUS_PER_TASK``). Raises when every run failed."""
+    machine, e.g. ``$SLURM_CPUS_PER_TASK``). ``budget``: start only the runs it fits, abandon those in flight at
+    its end (``Outcome.budget_reached``). ``export_to``: an export each finished run is appended to as it is stored,
+    synchronised with the store first and last, with its own report at the end. Raises when every run failed."""
+    from synthmed.experiment.backends import Abandoned
     from synthmed.experiment.runner import epochs_of
+    from synthmed.io import remove_temporaries
 
     emit = on_event or (lambda event: None)
     if backend not in BACKENDS:
         raise SynthmedError(f"--backend {backend!r}: choose {' or '.join(BACKENDS)}")
+    if budget is not None and backend == "ray":
+        raise SynthmedError("--time-budget needs the local backend (Ray queues every run at once); drop --backend ray")
     logger = None
     if mlflow:
         from synthmed.experiment.tracking import MlflowLogger
@@ -221,44 +309,85 @@ def execute(
         from synthmed.experiment.export import import_export
 
         emit(Event("imported", message=f"{import_export(resume_from, runner.out)} run(s) from {resume_from}"))
+    if export_to is not None:
+        from synthmed.experiment.export import export_runs, start_export
+
+        start_export(export_to)
+        if runner.store_path.exists():  # runs stored before (a killed command's last run among them)
+            export_runs(runner.out, export_to)
     ids = {runner.run_id(s): s for s in specs}
     todo = schedule(runner.pending(specs))
     threads = cpus_per_run or 1  # of each worker process or Ray task
+    explicit = workers is not None
     workers = default_workers(runner.device, len(todo), threads) if workers is None else workers
     pooled = "ray" if backend == "ray" else "pool" if workers > 1 and len(todo) > 1 else None
+    bounded = None  # why the pool is smaller than asked
     if pooled == "pool":
-        from synthmed.experiment.backends import pool_size
+        from synthmed.experiment.backends import pool_plan
 
-        workers = min(pool_size(workers, threads), len(todo))
+        size, bounded = pool_plan(workers, threads)
+        workers = min(size, len(todo))
         pooled = "pool" if workers > 1 else None
     where = {
         "ray": f"ray backend, {threads} CPU per run",
         "pool": f"{workers} worker processes, {threads} CPU each",
     }.get(pooled or "", "in this process")
+    where += f"; pool bounded by {bounded}" if bounded else ""
+    warning = None
+    if pooled != "ray" and todo:
+        warning, inline = _busy(pooled, workers, cpus_per_run, explicit)
+        where += inline
     outcome = Outcome(skipped=len(specs) - len(todo))
     emit(Event("planned", total=len(specs), skipped=outcome.skipped, todo=len(todo), where=where))
+    if warning:
+        emit(Event("warning", message=warning))
     runner.store_path.parent.mkdir(parents=True, exist_ok=True)
+    durations: dict[tuple, float] = {}  # (dataset, protocol, method): the longest stored run, for the budget
+    if budget is not None:
+        with ResultStore(runner.store_path) as store:
+            durations = store.durations()
+
+    def estimate(spec: RunSpec) -> float:
+        key = (runner.dataset(spec).name, spec.protocol, spec.method)
+        return durations.get(key, budget.default_run_seconds if budget and budget.default_run_seconds else 0.0)
 
     attempted: set[str] = set()  # runs this process claimed (and ran, or saw fail)
+    unfit: set[str] = set()  # runs the time budget could not fit
+    running: dict[str, RunSpec] = {}  # claimed and not yet finished or failed
     with Claims(runner.store_path) as claims:
 
         def finished(spec: RunSpec, record: dict) -> None:
             with ResultStore(runner.store_path) as store:  # the driver alone writes the store
                 store.add(record)
+            if export_to is not None:
+                from synthmed.experiment.export import append_run
+
+                append_run(runner.out, export_to, record["run_id"])
             claims.release(record["run_id"])
+            running.pop(record["run_id"], None)
+            key = (record["dataset"], record["protocol"], record["method"])
+            durations[key] = max(durations.get(key, 0.0), float(record.get("total_time") or 0.0))
             outcome.finished.append(record)
             emit(Event("finished", run_label(spec), spec, record))
 
         def failed(spec: RunSpec, message: str) -> None:  # the run left error.json; the grid goes on
             claims.release(runner.run_id(spec))
+            running.pop(runner.run_id(spec), None)
             outcome.failed.append(f"{run_label(spec)}: {message}")
             emit(Event("failed", run_label(spec), spec, message=message))
 
         def claimed(candidates: list[RunSpec]) -> Iterator[RunSpec]:
-            """The candidates this process wins the claim on, claimed one by one as a worker frees up."""
+            """The candidates this process wins the claim on, claimed one by one as a worker frees up; under a
+            budget, only those whose estimated duration fits the time left."""
             for spec in candidates:
-                if claims.take(runner.run_id(spec)):
-                    attempted.add(runner.run_id(spec))
+                run_id = runner.run_id(spec)
+                if budget is not None and estimate(spec) > budget.left():
+                    unfit.add(run_id)
+                    outcome.budget_reached = True
+                    continue
+                if claims.take(run_id):
+                    attempted.add(run_id)
+                    running[run_id] = spec
                     yield spec
 
         def progress(kind: str, spec: RunSpec, payload: Any) -> None:
@@ -279,7 +408,13 @@ def execute(
                 from synthmed.experiment.backends import run_on_pool
 
                 run_on_pool(
-                    runner, claimed(candidates), on_result, workers=workers, threads=threads, on_progress=progress
+                    runner,
+                    claimed(candidates),
+                    on_result,
+                    workers=workers,
+                    threads=threads,
+                    on_progress=progress,
+                    deadline=budget.deadline if budget is not None else None,
                 )
             else:
                 if cpus_per_run is not None:  # in this process: as many threads as told, else torch's default
@@ -288,11 +423,15 @@ def execute(
                     torch.set_num_threads(cpus_per_run)
                 for spec in claimed(candidates):
                     progress("started", spec, epochs_of(spec))
+
+                    def on_epoch(row: dict, spec: RunSpec = spec) -> None:
+                        if budget is not None and budget.left() <= 0:  # where no alarm rings (not the main thread)
+                            raise Abandoned()
+                        progress("epoch", spec, row)
+
                     try:
                         record = runner.compute(
-                            spec,
-                            on_epoch=functools.partial(progress, "epoch", spec),
-                            on_status=functools.partial(progress, "status", spec),
+                            spec, on_epoch=on_epoch, on_status=functools.partial(progress, "status", spec)
                         )
                     except SynthmedError as err:
                         failed(spec, str(err))
@@ -305,25 +444,40 @@ def execute(
             else:
                 failed(spec, str(payload))
 
-        run_all(todo)
-        # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease.
-        while True:
-            with ResultStore(runner.store_path) as store:
-                stored, others = store.run_ids(), store.claimed_by_others(claims.holder)
-            left = [spec for run_id, spec in ids.items() if run_id not in stored and run_id not in attempted]
-            if not left:
-                break
-            free = [spec for spec in left if runner.run_id(spec) not in others]
-            if free:
-                run_all(free)
-                continue
-            emit(Event("waiting", message=f"{len(left)} run(s) held by other processes"))
-            time.sleep(min(claims.lease / 4, POLL_SECONDS))
-            claims.drop_dead_holders()
+        try:
+            with _alarm(budget.deadline if budget is not None and pooled is None else None):
+                run_all(todo)
+                # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease.
+                while not outcome.budget_reached:
+                    with ResultStore(runner.store_path) as store:
+                        stored, others = store.run_ids(), store.claimed_by_others(claims.holder)
+                    left = [s for run_id, s in ids.items() if run_id not in stored | attempted | unfit]
+                    if not left:
+                        break
+                    if budget is not None and budget.left() <= 0:
+                        outcome.budget_reached = True
+                        break
+                    free = [spec for spec in left if runner.run_id(spec) not in others]
+                    if free:
+                        run_all(free)
+                        continue
+                    emit(Event("waiting", message=f"{len(left)} run(s) held by other processes"))
+                    time.sleep(min(claims.lease / 4, POLL_SECONDS))
+                    claims.drop_dead_holders()
+        except Abandoned:  # the deadline came: the runs in flight leave no record, error.json or temporary file
+            outcome.budget_reached = True
+            for run_id in running:
+                remove_temporaries(runner.out / "runs" / run_id)
+            running.clear()
     with ResultStore(runner.store_path) as store:
         stored = store.run_ids() & set(ids)
+    outcome.done, outcome.left = len(stored), len(ids) - len(stored)
     outcome.by_others = len(stored) - outcome.skipped - len(outcome.finished)
+    if outcome.budget_reached:
+        emit(Event("budget", message=f"{outcome.done} runs done, {outcome.left} left"))
     if not stored:
+        if outcome.budget_reached:
+            return outcome
         raise SynthmedError(
             f"every run failed; the first: {outcome.failed[0]}" if outcome.failed else "no run finished"
         )
@@ -332,6 +486,11 @@ def execute(
 
         outcome.report = write_report(runner.out, report_settings)
         emit(Event("report", message=", ".join(str(p) for p in outcome.report)))
+    if export_to is not None:
+        from synthmed.experiment.export import finish_export
+
+        written = finish_export(runner.out, export_to, report_settings if report else None, report=report)
+        emit(Event("export", message=f"{export_to}" + (f" (report: {written[0]})" if written else "")))
     if logger is not None:
         from synthmed.report.records import load_records
 

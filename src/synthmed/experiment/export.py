@@ -8,25 +8,39 @@ weights, no synthetic npz. Exporting into an existing export merges: runs alread
 
 ``synthmed report DEST`` reads an export like a run folder; ``import_export(DEST, OUT)`` (``--resume-from DEST``)
 copies its records and artifacts into OUT's store, so a grid continued there skips every exported run.
+
+``--export-to DEST`` keeps an export up to date while a grid runs: ``append_run`` adds each run as its record is
+stored (figures first, then records.jsonl by one atomic rename, then export.json), so a killed command leaves an
+export that loads, holds every run stored before the kill but the last at most (the next command with the same
+``--export-to`` adds it), and never holds a run twice; ``finish_export`` synchronises and writes the report there at
+the end, and ``update_pages`` regenerates the study pages' tables with ``scripts/study_table.py``. Writers of one run
+folder take ``RUN_DIR/.export.lock``.
 """
 
 from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.io import atomic_write_bytes, atomic_write_json
+from synthmed.io import atomic_write_bytes, atomic_write_json, atomic_write_text, file_lock, remove_temporaries
 from synthmed.report import SEQUENTIAL_FILE
 from synthmed.report.records import EXPORT_RECORDS, load_records
-from synthmed.store import ResultStore, read_jsonl, write_jsonl
+from synthmed.store import ResultStore, read_jsonl, record_problem, write_jsonl
 
 MARKER = "export.json"
 FORMAT = "synthmed-export/1"
 #: Figures of a run that the report shows (only the lowest seed of each row is exported).
 FIGURES = ("synthetic_grid.png", "synthetic_tsne.png", "synthetic_fid.png")
+#: The lock, in the run folder, of the processes that write its runs into an export.
+LOCK = ".export.lock"
+#: What regenerates a study page's marked tables, in the repository that holds the pages.
+STUDY_TABLE = Path("scripts") / "study_table.py"
 
 
 def is_export(folder: Path) -> bool:
@@ -36,10 +50,16 @@ def is_export(folder: Path) -> bool:
 def _check_target(dest: Path) -> None:
     if dest.exists() and not dest.is_dir():
         raise SynthmedError(f"{dest} is a file; give a folder for the export")
-    if dest.exists() and any(dest.iterdir()) and not is_export(dest):
+    started = {MARKER, EXPORT_RECORDS}  # an export whose first write was cut short
+    if dest.exists() and not is_export(dest) and any(p.name not in started for p in dest.iterdir()):
         raise SynthmedError(
             f"{dest} exists and is not a synthmed export; give a new folder or an earlier export to merge into"
         )
+
+
+def check_export_target(dest: Path) -> None:
+    """Refuse a ``--export-to`` that is a file or a folder of something else, before anything runs."""
+    _check_target(dest)
 
 
 def _shown_runs(records: list[dict], run_dir: Path) -> set[str]:
@@ -63,22 +83,10 @@ def _shown_runs(records: list[dict], run_dir: Path) -> set[str]:
     return shown
 
 
-def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
-    """Export the finished runs of ``run_dir`` into ``dest`` (merging with an earlier export there); returns
-    export.json's content, including the bytes per run."""
-    run_dir, dest = Path(run_dir), Path(dest)
-    if not (run_dir / "results.sqlite").exists():
-        raise SynthmedError(f"{run_dir / 'results.sqlite'} does not exist; export a run folder of `synthmed run`")
-    _check_target(dest)
-    records = load_records(run_dir)
-    for r in records:
-        r.pop("history", None)  # the loader's copy of metrics.history
-    merged = {r["run_id"]: r for r in (read_jsonl(dest / EXPORT_RECORDS) if is_export(dest) else [])}
-    new = [r for r in records if r["run_id"] not in merged]
-    merged.update({r["run_id"]: r for r in new})
-    all_records = list(merged.values())
-    size = len(write_jsonl(dest / EXPORT_RECORDS, all_records))
-    for run_id in _shown_runs(all_records, run_dir):
+def _copy_figures(records: list[dict], run_dir: Path, dest: Path) -> int:
+    """Copy the figures of the runs the report shows (``_shown_runs``) that ``dest`` lacks; returns bytes written."""
+    size = 0
+    for run_id in _shown_runs(records, run_dir):
         source, target = run_dir / "runs" / run_id, dest / "runs" / run_id
         for name in FIGURES:
             if (source / name).exists() and not (target / name).exists():
@@ -88,22 +96,135 @@ def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
             encoded = base64.b64encode((source / "cam.npz").read_bytes()).decode()
             atomic_write_json(target / "cam.json", {"format": "npz-base64", "npz_base64": encoded})
             size += len(encoded)
-    if (run_dir / SEQUENTIAL_FILE).exists():
-        atomic_write_bytes(dest / SEQUENTIAL_FILE, (run_dir / SEQUENTIAL_FILE).read_bytes())
+    return size
+
+
+def _write_marker(run_dir: Path, dest: Path, runs: int, added: int) -> dict:
     total = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file() and p.name != MARKER)
     info = {
         "format": FORMAT,
         "source": str(run_dir.resolve()),
-        "runs": len(all_records),
-        "added": len(new),
+        "runs": runs,
+        "added": added,
         "bytes": total,
-        "bytes_per_run": round(total / max(len(all_records), 1)),
+        "bytes_per_run": round(total / max(runs, 1)),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "contents": f"{EXPORT_RECORDS} (every record), runs/RUN_ID/ figures and CAM maps of the lowest seed with "
         "figures of each table row; no SQLite file, weights or synthetic images",
     }
     atomic_write_json(dest / MARKER, info)
     return info
+
+
+def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
+    """Export the finished runs of ``run_dir`` into ``dest`` (merging with an earlier export there); returns
+    export.json's content, including the bytes per run."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    if not (run_dir / "results.sqlite").exists():
+        raise SynthmedError(f"{run_dir / 'results.sqlite'} does not exist; export a run folder of `synthmed run`")
+    if (run_dir / "results.sqlite").stat().st_size == 0:  # opening it would write a store's schema into it
+        raise SynthmedError(f"{run_dir / 'results.sqlite'} is empty (0 bytes), not a results store")
+    _check_target(dest)
+    with file_lock(run_dir / LOCK):
+        remove_temporaries(dest)  # left by a writer killed mid-write; writers of this run folder hold the lock
+        records = load_records(run_dir)
+        for r in records:
+            r.pop("history", None)  # the loader's copy of metrics.history
+        earlier = read_jsonl(dest / EXPORT_RECORDS) if (dest / EXPORT_RECORDS).exists() else []
+        merged = {r["run_id"]: r for r in earlier}
+        new = [r for r in records if r["run_id"] not in merged]
+        merged.update({r["run_id"]: r for r in new})
+        all_records = list(merged.values())
+        _copy_figures(all_records, run_dir, dest)
+        write_jsonl(dest / EXPORT_RECORDS, all_records)
+        if (run_dir / SEQUENTIAL_FILE).exists():
+            atomic_write_bytes(dest / SEQUENTIAL_FILE, (run_dir / SEQUENTIAL_FILE).read_bytes())
+        return _write_marker(run_dir, dest, len(all_records), len(new))
+
+
+def start_export(dest: str | Path) -> None:
+    """Make ``dest`` an export (empty) unless it is one; refuse a file or a folder of something else."""
+    dest = Path(dest)
+    _check_target(dest)
+    if not is_export(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        if not (dest / EXPORT_RECORDS).exists():
+            write_jsonl(dest / EXPORT_RECORDS, [])
+        atomic_write_json(dest / MARKER, {"format": FORMAT, "runs": 0, "added": 0})
+
+
+def append_run(run_dir: str | Path, dest: str | Path, run_id: str) -> bool:
+    """Add one stored run of ``run_dir`` to the export ``dest`` as ``synthmed export`` would (its figures where the
+    report shows them, then its record by one atomic rename of records.jsonl); False when it is there already."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    with file_lock(run_dir / LOCK):
+        remove_temporaries(dest)
+        records = read_jsonl(dest / EXPORT_RECORDS) if (dest / EXPORT_RECORDS).exists() else []
+        if any(r["run_id"] == run_id for r in records):
+            return False
+        with ResultStore(run_dir / "results.sqlite") as store:
+            records.append(store.record(run_id))
+        _copy_figures(records, run_dir, dest)
+        write_jsonl(dest / EXPORT_RECORDS, records)
+        _write_marker(run_dir, dest, len(records), 1)
+    return True
+
+
+def finish_export(run_dir: str | Path, dest: str | Path, settings: Any = None, report: bool = True) -> list[Path]:
+    """At the end of a grid: synchronise the export with the store (``export_runs``) and write its report there
+    (unless ``report`` is false); returns the report's files."""
+    from synthmed.report import write_report
+
+    export_runs(run_dir, dest)
+    return write_report(dest, settings) if report else []
+
+
+def study_table_script(page: Path) -> tuple[Path, Path]:
+    """(the repository root, its scripts/study_table.py) for a study page: the first folder above the page (else the
+    current folder) that holds the script; the tables' export paths are relative to that root."""
+    for folder in [*page.resolve().parents, Path.cwd()]:
+        if (folder / STUDY_TABLE).is_file():
+            return folder, folder / STUDY_TABLE
+    raise SynthmedError(
+        f"--pages {page}: no {STUDY_TABLE} above it; give pages of the synthmed repository that hold "
+        "<!-- study_table ... --> blocks"
+    )
+
+
+def check_pages(pages: list[Path]) -> None:
+    """Refuse a page that is absent, holds no table block, or has no study_table script, before anything runs."""
+    for page in pages:
+        if not page.is_file():
+            raise SynthmedError(f"--pages {page} is not a file; give Markdown pages with study_table blocks")
+        if "<!-- study_table " not in page.read_text(errors="replace"):
+            raise SynthmedError(f"--pages {page} holds no <!-- study_table ARGS --> block to update")
+        study_table_script(page)
+
+
+def update_pages(pages: list[Path]) -> list[str]:
+    """Regenerate the tables between the study pages' markers from the exports they name, with the page's own
+    ``scripts/study_table.py`` (``study_table.py --update`` on a copy, which then replaces the page atomically);
+    returns one line per page."""
+    import tempfile
+
+    lines = []
+    for page in pages:
+        root, script = study_table_script(page)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / page.name
+            shutil.copyfile(page, copy)
+            done = subprocess.run(
+                [sys.executable, str(script), "--update", str(copy)], cwd=root, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise SynthmedError(f"--pages {page}: {STUDY_TABLE.as_posix()} --update failed: {last}")
+            new = copy.read_text()
+        changed = new != page.read_text()
+        if changed:
+            atomic_write_text(page, new)
+        lines.append(f"{page}: tables {'updated' if changed else 'unchanged'}")
+    return lines
 
 
 def import_export(source: str | Path, out: str | Path) -> int:
@@ -115,6 +236,13 @@ def import_export(source: str | Path, out: str | Path) -> int:
             "give a folder written by `synthmed export`"
         )
     records = read_jsonl(source / EXPORT_RECORDS)
+    for number, record in enumerate(records, start=1):  # before anything is written: a bad record refuses the export
+        problem = record_problem(record)
+        if problem is not None:
+            raise SynthmedError(
+                f"--resume-from {source}: record {number} of {EXPORT_RECORDS} ({record['run_id']}) cannot be "
+                f"imported: {problem}"
+            )
     with ResultStore(out / "results.sqlite") as store:
         known = store.run_ids()
         added = [r for r in records if r["run_id"] not in known]

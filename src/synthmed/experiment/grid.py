@@ -67,10 +67,62 @@ TOP_KEYS = (
 )
 
 
+#: The most aliases (``*name``) a YAML document may use, the most values it may hold once its aliases are expanded,
+#: and the most bytes: aliases nested in aliases ("billion laughs") grow exponentially when the values are expanded;
+#: an experiment file needs none of that.
+MAX_YAML_ALIASES = 100
+MAX_YAML_VALUES = 100_000
+MAX_YAML_BYTES = 1_000_000
+
+
+class _TooManyAliases(yaml.YAMLError):
+    pass
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document with more than MAX_YAML_ALIASES aliases."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise _TooManyAliases(f"more than {MAX_YAML_ALIASES} aliases (*name)")
+        return super().compose_node(parent, index)
+
+
+def _expanded_values(value: Any, limit: int) -> int:
+    """The values of a loaded document with its aliases expanded, counted up to ``limit`` (shared lists count at
+    every place they appear, as the grid would expand them)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with at most MAX_YAML_ALIASES aliases and MAX_YAML_VALUES values once they are expanded."""
+    value = yaml.load(text, Loader=BoundedLoader)  # a SafeLoader subclass
+    if _expanded_values(value, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise _TooManyAliases(f"more than {MAX_YAML_VALUES} values once its aliases (*name) are expanded")
+    return value
+
+
 def read_yaml_mapping(path: Path, what: str, expected: str) -> dict:
     """A YAML file's top-level mapping (``{}`` when empty), or one error line naming the file and problem."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise SynthmedError(f"{what} {path} holds more than {MAX_YAML_BYTES} bytes; an experiment file is a few KB")
+        raw = safe_load(path.read_text())
+    except _TooManyAliases as err:
+        raise SynthmedError(f"{path} is refused: it uses {err}; write the values out instead") from None
     except FileNotFoundError:
         raise SynthmedError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
@@ -168,7 +220,7 @@ def parse_param_value(value: Any) -> Any:
         except ValueError:
             pass
     try:
-        return yaml.safe_load(value)
+        return safe_load(value)
     except yaml.YAMLError:
         return value
 
@@ -317,6 +369,13 @@ def expand(grid: Grid) -> list[RunSpec]:
     method that needs MC dropout (tsynd) gives every method that method's dropout unless ``dropout`` is set (a
     note says so)."""
     from synthmed.augment import Kind, method_class
+
+    repeated = sorted({seed for seed in grid.seeds if grid.seeds.count(seed) > 1})
+    if repeated:
+        raise SynthmedError(
+            f"seeds {','.join(map(str, grid.seeds))} repeat seed {', '.join(map(str, repeated))}: a seed is one run "
+            "per cell, so a repeat would train once and count twice; give distinct seeds"
+        )
 
     classes = {entry["method"]: method_class(entry["method"]) for entry in grid.methods}
     options = dict(grid.options)

@@ -190,7 +190,7 @@ class Runner:
             if key not in checked:  # builds the networks once per method, parameters and data shape
                 augmenter.check_data(data.size, data.n_channels, data.n_classes)
                 checked.add(key)
-            make_subset(
+            subset = make_subset(
                 data,
                 spec.protocol,
                 seed=spec.seed,
@@ -199,6 +199,15 @@ class Runner:
                 stratified=spec.stratified,
                 curve=spec.curve_per_class,
             )
+            if not data.task.startswith("multi-label"):  # a class absent from validation: a constant val AUC
+                counts = np.bincount(subset.val.labels.reshape(-1), minlength=data.n_classes)
+                if (counts == 0).any():
+                    missing = ", ".join(repr(str(data.class_names[c])) for c in np.flatnonzero(counts == 0))
+                    raise SynthmedError(
+                        f"{data.name} {spec.protocol} seed {spec.seed}: the validation split holds no image of class "
+                        f"{missing}, so every epoch would score the same validation AUC; give validation images of "
+                        "every class"
+                    )
 
     def done(self) -> set[str]:
         """Run ids already in the store (none when there is no store yet; nothing is created)."""

@@ -1,0 +1,337 @@
+"""Time budgets (--time-budget), exports written as runs finish (--export-to, --pages), and a pool sized from the
+memory the kernel reports as available."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_execution import FakeRunner, fake_record
+
+from synthmed.errors import SynthmedError
+from synthmed.experiment.grid import Grid, expand, override
+from synthmed.store import ResultStore, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TimedRunner(FakeRunner):
+    """Runs that take a given number of seconds each (by method) and store a made-up record."""
+
+    seconds: dict[str, float] = {}
+
+    def compute(self, spec, on_epoch=None, on_status=None):
+        run_dir = self.out / "runs" / self.run_id(spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".history.json.inflight.tmp").write_text("{")  # an atomic write in progress
+        time.sleep(self.seconds.get(spec.method, 0.0))
+        (run_dir / ".history.json.inflight.tmp").unlink()
+        return {**fake_record(self, spec, 0.8), "total_time": self.seconds.get(spec.method, 0.0)}
+
+
+def _grid(methods: str, seeds: list[int]) -> Grid:
+    return override(Grid(datasets=["breastmnist"], seeds=seeds), {"method": methods})
+
+
+# ---- durations ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("2h30m", 9000), ("90m", 5400), ("3600", 3600), ("45s", 45), ("1.5h", 5400), ("1h 5m", 3900)]
+)
+def test_durations_are_read_in_hours_minutes_and_seconds(text, seconds):
+    from synthmed.cli.options import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "", "0", "0m", "2x", "-5", "h"])
+def test_a_bad_duration_is_one_error(text):
+    from synthmed.cli.options import parse_duration
+
+    with pytest.raises(SynthmedError, match="--time-budget"):
+        parse_duration(text)
+
+
+# ---- time budgets -----------------------------------------------------------------------------------------------
+
+
+def test_a_budget_starts_only_the_runs_the_store_says_it_fits(tmp_path):
+    from synthmed.experiment.execute import Budget, execute
+
+    runner = TimedRunner(tmp_path)
+    runner.seconds = {"none": 0.0, "flip": 0.0}
+    with ResultStore(runner.store_path) as store:  # durations known ahead: flip took 1000 s, none 0.5 s
+        for spec in expand(_grid("none,flip", [9])):
+            store.add({**fake_record(runner, spec, 0.8), "total_time": 1000.0 if spec.method == "flip" else 0.5})
+    specs = expand(_grid("none,flip", [0, 1, 2]))
+    outcome = execute(runner, specs, workers=1, report=False, budget=Budget(60, default_run_seconds=10_000))
+    assert outcome.budget_reached and sorted(r["method"] for r in outcome.finished) == ["none"] * 3
+    assert (outcome.done, outcome.left) == (3, 3)
+    with ResultStore(runner.store_path) as store:
+        assert not store.holders()  # no claim left behind
+
+
+def test_a_run_without_history_gets_the_stated_default(tmp_path, monkeypatch):
+    from synthmed.experiment.execute import DEFAULT_RUN_SECONDS, Budget, execute
+
+    assert DEFAULT_RUN_SECONDS == 3600
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "5")
+    runner = TimedRunner(tmp_path)
+    specs = expand(_grid("none", [0, 1]))
+    assert Budget(4).default_run_seconds == 5
+    assert execute(runner, specs, workers=1, report=False, budget=Budget(4)).done == 0
+    assert execute(runner, specs, workers=1, report=False, budget=Budget(60)).done == 2
+
+
+def test_at_the_deadline_the_run_in_flight_is_abandoned_cleanly(tmp_path):
+    from synthmed.experiment.execute import Budget, execute
+
+    runner = TimedRunner(tmp_path)
+    runner.seconds = {"none": 60.0}
+    specs = expand(_grid("none", [0, 1]))
+    started = time.monotonic()
+    outcome = execute(runner, specs, workers=1, report=False, budget=Budget(1.5, default_run_seconds=0.1))
+    assert time.monotonic() - started < 15
+    assert outcome.budget_reached and not outcome.finished and not outcome.failed
+    assert (outcome.done, outcome.left) == (0, 2)
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("error.json"))
+    with ResultStore(runner.store_path) as store:
+        assert not store.run_ids() and not store.holders()
+
+
+SLEEPY = """
+import os, time
+from pathlib import Path
+
+def compute(settings, spec, threads):
+    folder = Path(os.environ["SLEEPY_DIR"])
+    (folder / "started").write_text(str(os.getpid()))
+    tmp = folder / ".record.json.x.tmp"
+    tmp.write_text("{")
+    try:
+        time.sleep(120)
+    except BaseException:
+        tmp.unlink()  # as io.atomic_write_bytes does
+        raise
+    return "ok", {}
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_a_pool_abandons_its_runs_at_the_deadline(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from synthmed.experiment.backends import Abandoned, run_on_pool
+
+    (tmp_path / "sleepy_compute.py").write_text(SLEEPY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SLEEPY_DIR", str(tmp_path))
+    import sleepy_compute
+
+    results = []
+    runner = SimpleNamespace(settings=dict)
+    started = time.monotonic()
+    deadline = started + 12  # a spawned worker (it imports torch) starts well within this on a busy machine
+    with pytest.raises(Abandoned):
+        run_on_pool(runner, ["a", "b"], lambda *r: results.append(r), workers=1, compute=sleepy_compute.compute,
+                    deadline=deadline)  # fmt: skip
+    assert time.monotonic() - deadline < 15 and not results
+    assert not list(tmp_path.glob("*.tmp"))
+    if (tmp_path / "started").exists():  # on a loaded machine the worker may not have reached its run in 12 s
+        pid = int((tmp_path / "started").read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_the_command_line_says_budget_reached_and_exits_3(tmp_path, cli, monkeypatch):
+    from conftest import write_breast_like
+
+    write_breast_like(tmp_path / "data")
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "100000")
+    out = tmp_path / "out"
+    args = ["run", "-d", "breastmnist", "--protocol", "full", "-m", "none", "--seeds", "0,1", "--epochs", "1"]
+    result = cli(*args, "--out", str(out), "--no-verify", "--time-budget", "1h", root=tmp_path / "data")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "budget reached: 0 runs done, 2 left; run the same command to continue"
+    )
+    with ResultStore(out / "results.sqlite") as store:
+        assert not store.run_ids()
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--time-budget", "soon"], "--time-budget 'soon': give a duration such as 2h30m"),
+        (["--pages", "README.md"], "--pages regenerates tables from an export: give --export-to DIR too"),
+        (["--export-to", "{tmp}/notexport"], "exists and is not a synthmed export"),
+        (["--export-to", "{tmp}/out"], "is the run folder itself"),
+        (["--export-to", "{tmp}/exp", "--pages", "{tmp}/absent.md"], "--pages {tmp}/absent.md is not a file"),
+    ],
+)
+def test_bad_budget_and_export_options_are_one_line_errors(tmp_path, cli, args, phrase):
+    (tmp_path / "notexport").mkdir()
+    (tmp_path / "notexport" / "thesis.tex").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = cli("run", "-d", "breastmnist", "--out", str(tmp_path / "out"), *args)
+    assert result.returncode == 2 and phrase.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "exp").exists()
+
+
+def test_experiment_run_refuses_a_budget_on_ray(tmp_path, cli):
+    config = tmp_path / "grid.yaml"
+    config.write_text(f"name: g\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none]\n")
+    result = cli("experiment", "run", str(config), "--backend", "ray", "--time-budget", "10m")
+    assert result.returncode == 2 and "--time-budget needs the local backend" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ---- exports as runs finish -----------------------------------------------------------------------------------
+
+
+def test_each_finished_run_is_in_the_export_as_it_is_stored_and_the_report_is_written_there(tmp_path, cli):
+    from conftest import write_breast_like
+
+    write_breast_like(tmp_path / "data")
+    out, exp = tmp_path / "out", tmp_path / "exp"
+    args = ["run", "-d", "breastmnist", "--protocol", "full", "-m", "none", "--seeds", "0,1", "--epochs", "1"]
+    args += ["--precision", "fp32", "--workers", "1", "--no-verify", "--out", str(out), "--export-to", str(exp)]
+    result = cli(*args, root=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(exp / "records.jsonl")
+    with ResultStore(out / "results.sqlite") as store:
+        assert {r["run_id"] for r in records} == store.run_ids() and len(records) == 2
+    assert (exp / "report.md").exists() and (exp / "export.json").exists() and not list(exp.rglob("*.tmp"))
+    again = cli(*args, root=tmp_path / "data")
+    assert again.returncode == 0 and len(read_jsonl(exp / "records.jsonl")) == 2  # nothing twice
+
+
+def test_runs_are_appended_one_by_one_and_a_later_export_catches_up(tmp_path):
+    from synthmed.experiment.export import append_run, export_runs, is_export, start_export
+
+    runner = FakeRunner(tmp_path / "out")
+    specs = expand(_grid("none,flip", [0, 1, 2]))
+    with ResultStore(runner.store_path) as store:
+        for spec in specs:
+            store.add(fake_record(runner, spec, 0.8))
+    ids = sorted(runner.run_id(s) for s in specs)
+    start_export(tmp_path / "exp")
+    assert is_export(tmp_path / "exp") and read_jsonl(tmp_path / "exp" / "records.jsonl") == []
+    assert append_run(runner.out, tmp_path / "exp", ids[0]) and not append_run(runner.out, tmp_path / "exp", ids[0])
+    assert [r["run_id"] for r in read_jsonl(tmp_path / "exp" / "records.jsonl")] == ids[:1]
+    export_runs(runner.out, tmp_path / "exp")  # what the next command with --export-to does first
+    assert sorted(r["run_id"] for r in read_jsonl(tmp_path / "exp" / "records.jsonl")) == ids
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from synthmed.experiment.export import append_run, start_export
+from synthmed.store import ResultStore
+
+out, dest = Path(sys.argv[1]), Path(sys.argv[2])
+start_export(dest)
+with ResultStore(out / "results.sqlite") as store:
+    ids = sorted(store.run_ids())
+print("ready", flush=True)
+while True:  # rewrite the export over and over, as a long grid does
+    for run_id in ids:
+        append_run(out, dest, run_id)
+    (dest / "records.jsonl").write_text("")
+"""
+
+
+def test_a_writer_killed_mid_export_leaves_an_export_that_loads_without_duplicates(tmp_path):
+    from synthmed.experiment.export import export_runs
+    from synthmed.report.records import load_records
+
+    runner = FakeRunner(tmp_path / "out")
+    specs = expand(_grid("none,flip", list(range(10))))
+    with ResultStore(runner.store_path) as store:
+        for spec in specs:
+            store.add(fake_record(runner, spec, 0.8))
+    dest = tmp_path / "exp"
+    for delay in (0.3, 0.7):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(runner.out), str(dest)], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        ids = [r["run_id"] for r in load_records(dest)]  # loads, whatever the moment of the kill
+        assert len(ids) == len(set(ids))
+    export_runs(runner.out, dest)  # the next command: every stored run, once, and no temporary left
+    ids = [r["run_id"] for r in read_jsonl(dest / "records.jsonl")]
+    assert sorted(ids) == sorted(runner.run_id(s) for s in specs) and not list(dest.rglob("*.tmp"))
+
+
+def test_pages_get_their_tables_regenerated_and_keep_their_prose(tmp_path):
+    from synthmed.experiment.export import export_runs, update_pages
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "study_table.py", tmp_path / "scripts" / "study_table.py")
+    runner = FakeRunner(tmp_path / "out")
+    with ResultStore(runner.store_path) as store:
+        for spec in expand(_grid("none,flip", [0, 1])):
+            store.add(fake_record(runner, spec, 0.8 + 0.01 * spec.seed))
+    export_runs(runner.out, tmp_path / "results" / "x")
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text("prose before\n<!-- study_table results/x --no-setting -->\nold\n<!-- /study_table -->\nafter\n")
+    assert update_pages([page]) == [f"{page}: tables updated"]
+    lines = page.read_text().splitlines()
+    assert lines[0] == "prose before" and lines[-1] == "after" and "old" not in lines
+    assert lines[2].startswith("| method | seeds | test AUC") and lines[4].startswith("| `none` | 2 |")
+    assert update_pages([page]) == [f"{page}: tables unchanged"]
+
+
+# ---- the pool and a busy machine --------------------------------------------------------------------------------
+
+
+def test_the_pool_counts_the_page_cache_as_available_memory(tmp_path):
+    from synthmed.experiment.backends import MEMORY_PER_WORKER, _available_memory, pool_plan
+
+    meminfo = tmp_path / "meminfo"  # a machine that has run for a while: 3.7 GB free, 22 GB available
+    meminfo.write_text("MemTotal:       32000000 kB\nMemFree:         3700000 kB\nMemAvailable:   22000000 kB\n")
+    available = _available_memory(str(meminfo))
+    assert available == 22000000 * 1024
+    assert pool_plan(2, 1, cores=2, memory=available) == (2, None)
+    size, why = pool_plan(8, 1, cores=8, memory=2 * MEMORY_PER_WORKER)
+    assert size == 2 and why == "6.0 GB of memory available, 3 GB per worker"
+    assert pool_plan(8, 2, cores=8, memory=available) == (4, "8 cores, 2 CPU per run")
+
+
+def test_free_cores_come_from_the_load_average():
+    from synthmed.experiment.backends import free_cores
+
+    assert free_cores(2, 0.1) == (2, 0.1)
+    assert free_cores(2, 1.2) == (1, 1.2)
+    assert free_cores(2, 5.0) == (1, 5.0)  # at least one
+
+
+def test_a_busy_machine_gets_a_warning_and_the_same_threads(monkeypatch):
+    import torch
+
+    from synthmed.experiment import backends, execute
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(backends, "load_average", lambda: 3.0)
+    warning, inline = execute._busy("pool", 4, None, explicit=False)
+    assert warning == (
+        "this machine is busy (load average 3.0 on 4 cores): this command's 4 threads will share them; "
+        "give --workers and --cpus-per-run to use only the free ones"
+    )
+    threads = torch.get_num_threads()
+    assert execute._busy(None, 1, None, explicit=False) == (None, "")  # one run in this process: nothing said
+    assert torch.get_num_threads() == threads  # a load average never changes a run's thread count
+    monkeypatch.setattr(backends, "load_average", lambda: 0.2)
+    assert execute._busy("pool", 4, None, explicit=False) == (None, "")
