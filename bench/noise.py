@@ -390,6 +390,11 @@ def _candidate_row(by_key: dict, dataset: str, name: str, k: int, metrics) -> di
     none = aucs["none"]
     if len(none) < 2:
         return None
+    images = [
+        by_key[(dataset, method, seed, 0)]["n_train"] + by_key[(dataset, method, seed, 0)]["n_synthetic"]
+        for method in METHODS
+        for seed in aucs[method]
+    ]
     paired = sorted(set(none) & set(aucs["oversample"]))
     diffs = np.array([aucs["oversample"][s] - none[s] for s in paired])
     values = np.array(list(none.values()))
@@ -403,12 +408,45 @@ def _candidate_row(by_key: dict, dataset: str, name: str, k: int, metrics) -> di
         "paired_sd_oversample": float(diffs.std(ddof=1)) if len(diffs) >= 2 else None,
         "mean_diff_oversample": float(diffs.mean()) if len(diffs) else None,
         "cpu_s_per_run": float(np.mean(costs)),
+        # training images per CPU second over the whole run (evaluation and averaging included)
+        "train_images_per_cpu_s": float(np.mean(images))
+        * _epochs_trained(by_key, dataset, name)
+        * k
+        / float(np.mean(costs)),
     }
+    if k == 1 and len(paired) >= 2:
+        row["test_sampling_sd_of_diff"] = _test_sampling_sd(dataset, name, paired)
     if row["paired_sd_oversample"]:
         n = seeds_needed(row["paired_sd_oversample"])
         row["seeds_needed"] = n
         row["cpu_hours_to_verdict"] = n * row["cpu_s_per_run"] * 2 / 3600
     return row
+
+
+def _epochs_trained(by_key: dict, dataset: str, name: str) -> float:
+    runs = [r for (d, _, _, j), r in by_key.items() if d == dataset and j == 0 and name in r["readouts"]]
+    return float(np.mean([r["readouts"][name]["epochs_trained"] for r in runs]))
+
+
+def _test_sampling_sd(dataset: str, name: str, seeds: list[int], n_boot: int = 200) -> float:
+    """The SD of Δ(oversample − none) that drawing another test set of the same size would add, by a paired
+    bootstrap of the test images (mean over seeds). The seeds share one official test split, so this part is not
+    in the seed-to-seed spread; it says how far the study's figures could move on other patients."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    sds = []
+    for seed in seeds:
+        a = np.load(OUT_DIR / f"{dataset}-oversample-s{seed}-m0.npz")
+        b = np.load(OUT_DIR / f"{dataset}-none-s{seed}-m0.npz")
+        labels, pa, pb = a["labels"].reshape(-1), a[name][:, -1], b[name][:, -1]
+        diffs = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(labels), len(labels))
+            if len(np.unique(labels[idx])) == 2:
+                diffs.append(roc_auc_score(labels[idx], pa[idx]) - roc_auc_score(labels[idx], pb[idx]))
+        sds.append(float(np.std(diffs, ddof=1)))
+    return float(np.mean(sds))
 
 
 def _both(sets: dict) -> dict:

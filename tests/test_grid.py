@@ -288,6 +288,8 @@ def test_pool_size_is_bounded_by_cores_and_memory():
         ("pneumoniamnist-fraction05-ddpm-dcgan-5seeds", "pneumoniamnist-fraction05"),
         ("pneumoniamnist-fraction05-gans", "pneumoniamnist-fraction05"),
         ("pneumoniamnist-lowdata-controls", "pneumoniamnist-lowdata"),
+        ("breastmnist-lowdata-lownoise-controls", "breastmnist-lowdata-lownoise"),
+        ("pneumoniamnist-lowdata-lownoise-controls", "pneumoniamnist-lowdata-lownoise"),
     ],
 )
 def test_a_study_step_runs_only_runs_of_its_study(step, study):

@@ -182,3 +182,22 @@ def test_new_fields_round_trip_through_yaml_the_cli_grid_and_the_label(tmp_path)
     assert recipe_label(config) == "medmnist ema 0.9 select last tta flips ensemble 3"
     assert method_label(config) == "none"  # a recipe is the protocol of a table, not a row's label
     assert RunSpec(dataset="breastmnist").key("x")[0] == RunSpec(dataset="breastmnist", ema=None).key("x")[0]
+
+
+def test_the_study_recipe_keeps_the_last_epoch_of_the_medmnist_schedule():
+    """The protocol bench/noise.py chose: the medmnist optimiser and schedule at 20 epochs, no selection."""
+    study, medmnist = get_recipe("study"), get_recipe("medmnist", 20)
+    assert (study.select, study.epochs, study.ema, study.swa, study.tta, study.ensemble) == (
+        "last",
+        20,
+        None,
+        None,
+        None,
+        1,
+    )
+    assert (study.optimizer, study.lr, study.batch_size, study.milestones) == (
+        medmnist.optimizer,
+        medmnist.lr,
+        medmnist.batch_size,
+        medmnist.milestones,
+    )

@@ -260,7 +260,7 @@ class RunSpec:
         "medmnist",
         section="recipes",
         sweep=True,
-        help="Training recipe: chaptoukaev | medmnist | sharma; a comma list runs each.",
+        help="Training recipe: chaptoukaev | medmnist | sharma | study (see docs/usage.md); a comma list runs each.",
     )
     epochs: int | None = setting(None, section="recipes", low=1, help="Override the recipe's number of epochs.")
     patience: int | None = setting(
