@@ -18,7 +18,7 @@ one trajectory (ResNet-18 (28), the medmnist recipe at 20 epochs, bf16, no early
     .venv/bin/python bench/noise.py --workers 2 --time-budget 4800      # trains what is missing, then summarises
     .venv/bin/python bench/noise.py --summarise                          # bench/results/noise.json only
 
-Each finished trajectory is written at once (``bench/results/noise/*.json`` + ``.npz``), so a killed or
+Each finished trajectory is written at once (``bench/results/noise/*.json`` + ``.probs.jsonl``), so a killed or
 time-limited bench resumes where it stopped; the summary counts what is there. Trajectories run interleaved
 (seed-major, both sets and both methods), so machine noise and an early stop hit every candidate alike.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import math
 import multiprocessing
@@ -292,14 +291,34 @@ def trajectory(dataset: str, method: str, seed: int, member: int, data_root: str
         "readouts": readouts,
     }
     name = f"{dataset}-{method}-s{seed}-m{member}"
-    from synthmed.io import atomic_write_bytes, atomic_write_json
+    from synthmed.io import atomic_write_json
 
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, labels=subset.test.labels, **{k: v.astype(np.float16) for k, v in arrays.items()})
     out_dir = out_dir or OUT_DIR
-    atomic_write_bytes(out_dir / f"{name}.npz", buffer.getvalue())
+    save_probs(out_dir / f"{name}.probs.jsonl", subset.test.labels, arrays)
     atomic_write_json(out_dir / f"{name}.json", record)  # last: a record means both files are whole
     return record
+
+
+def save_probs(path: Path, labels: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    """Each candidate's test probabilities as text (what its ensembles average): a line with the labels, then one
+    line per candidate with P(class 1) to 4 decimals (binary sets: the other column is its complement)."""
+    from synthmed.io import atomic_write_text
+
+    lines = [json.dumps({"labels": labels.reshape(-1).tolist()})]
+    lines += [
+        json.dumps({"readout": k, "p1": np.round(v[:, -1].astype(np.float64), 4).tolist()}) for k, v in arrays.items()
+    ]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def load_probs(path: Path) -> dict[str, np.ndarray]:
+    """``save_probs``'s file as {"labels": (n,), readout: (n, 2) probabilities}."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    out = {"labels": np.array(rows[0]["labels"])}
+    for row in rows[1:]:
+        p1 = np.array(row["p1"], dtype=np.float64)
+        out[row["readout"]] = np.stack([1 - p1, p1], axis=1)
+    return out
 
 
 def _scores(labels: np.ndarray, probs: np.ndarray, task: str, metrics) -> dict:
@@ -383,8 +402,8 @@ def _candidate_row(by_key: dict, dataset: str, name: str, k: int, metrics) -> di
             if k == 1:
                 aucs[method][seed] = members[0]["readouts"][name]["test_auc"]
             else:
-                probs = [np.load(OUT_DIR / f"{dataset}-{method}-s{seed}-m{j}.npz") for j in range(k)]
-                mean = np.mean([p[name].astype(np.float64) for p in probs], axis=0)
+                probs = [load_probs(OUT_DIR / f"{dataset}-{method}-s{seed}-m{j}.probs.jsonl") for j in range(k)]
+                mean = np.mean([p[name] for p in probs], axis=0)
                 aucs[method][seed] = metrics(probs[0]["labels"], mean, members[0]["task"])["auc"]
             costs += [sum(candidate_cost(m, name) for m in members)]  # type: ignore[arg-type]
     none = aucs["none"]
@@ -437,8 +456,8 @@ def _test_sampling_sd(dataset: str, name: str, seeds: list[int], n_boot: int = 2
     rng = np.random.default_rng(0)
     sds = []
     for seed in seeds:
-        a = np.load(OUT_DIR / f"{dataset}-oversample-s{seed}-m0.npz")
-        b = np.load(OUT_DIR / f"{dataset}-none-s{seed}-m0.npz")
+        a = load_probs(OUT_DIR / f"{dataset}-oversample-s{seed}-m0.probs.jsonl")
+        b = load_probs(OUT_DIR / f"{dataset}-none-s{seed}-m0.probs.jsonl")
         labels, pa, pb = a["labels"].reshape(-1), a[name][:, -1], b[name][:, -1]
         diffs = []
         for _ in range(n_boot):
