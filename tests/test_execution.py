@@ -188,6 +188,14 @@ def test_schedule_starts_each_generator_first_and_its_reusers_last():
         ("none", 0),
         ("none", 1),
     ]
+    # the runs that fit nothing go seed by seed, so a step cut by its time budget leaves whole, paired seeds
+    plain = override(Grid(datasets=["breastmnist"], seeds=[3, 1]), {"method": "none,oversample"})
+    assert [(s.method, s.seed) for s in schedule(expand(plain))] == [
+        ("none", 3),
+        ("oversample", 3),
+        ("none", 1),
+        ("oversample", 1),
+    ]
 
 
 def test_default_workers_is_one_single_thread_worker_per_core_on_a_cpu(monkeypatch):
