@@ -24,7 +24,7 @@ FORBIDDEN = {
     "experiment": {"cli"},
 }
 #: Modules at the top of the package that every layer may use: they import nothing above themselves.
-BOTTOM = {"errors", "io", "tensors", "spec", "store"}
+BOTTOM = {"errors", "io", "tensors", "spec", "store", "record"}
 
 
 def imports(path: Path) -> list[str]:

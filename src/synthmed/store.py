@@ -21,38 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-COLUMNS = {
-    "run_id": "TEXT PRIMARY KEY",
-    "dataset": "TEXT",
-    "protocol": "TEXT",
-    "method": "TEXT",
-    "classifier": "TEXT",
-    "recipe": "TEXT",
-    "seed": "INTEGER",
-    "config_hash": "TEXT",
-    "config": "TEXT",
-    "val_auc": "REAL",
-    "val_acc": "REAL",
-    "test_auc": "REAL",
-    "test_acc": "REAL",
-    "test_selected_auc": "REAL",
-    "test_selected_acc": "REAL",
-    "best_epoch": "INTEGER",
-    "epochs_run": "INTEGER",
-    "train_time": "REAL",
-    "total_time": "REAL",
-    "peak_rss_mb": "REAL",
-    "device": "TEXT",
-    "precision": "TEXT",
-    "n_train": "INTEGER",
-    "n_val": "INTEGER",
-    "n_test": "INTEGER",
-    "n_synthetic": "INTEGER",
-    "metrics": "TEXT",
-    "versions": "TEXT",
-    "created": "TEXT",
-}
-JSON_COLUMNS = ("config", "metrics", "versions")
+from synthmed.record import RunRecord
+
+#: The ``runs`` table, from ``RunRecord``: a column per field, mappings as JSON text.
+COLUMNS = RunRecord.columns()
+JSON_COLUMNS = RunRecord.json_columns()
 
 
 def _retry(step: Callable[[], None], seconds: float = 60.0) -> None:
@@ -122,7 +95,10 @@ class ResultStore:
     def record(self, run_id: str) -> dict:
         return self._decode(self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)))[0]
 
-    def add(self, record: dict) -> None:
+    def add(self, record: RunRecord | dict) -> None:
+        """Insert a run's record (a ``RunRecord`` or its JSON); a run already stored keeps its first record."""
+        if isinstance(record, RunRecord):
+            record = record.to_json()
         unknown = set(record) - set(COLUMNS)
         if unknown:
             raise KeyError(f"unknown result fields: {sorted(unknown)}")
@@ -203,31 +179,6 @@ class ResultStore:
         return {row[0] for row in rows}
 
 
-def record_problem(record: dict, known_only: bool = False) -> str | None:
-    """What makes ``record`` unfit for the store (a field of the wrong type, an unknown field unless
-    ``known_only``), in words; None when it fits. A record is checked before it is read into a report or imported,
-    so a damaged export never corrupts a store."""
-    kinds = {"TEXT": (str,), "REAL": (int, float), "INTEGER": (int,)}
-    if not isinstance(record.get("run_id"), str) or not record["run_id"]:
-        return "run_id is not a run id"
-    for key, value in record.items():
-        if key not in COLUMNS:
-            if known_only:
-                continue
-            return f"{key} is not a field of a run record"
-        if value is None:
-            continue
-        if key in JSON_COLUMNS:
-            wanted: tuple[type, ...] = (dict,)
-            what = "a mapping"
-        else:
-            wanted = kinds[COLUMNS[key].split()[0]]
-            what = {"TEXT": "text", "REAL": "a number", "INTEGER": "an integer"}[COLUMNS[key].split()[0]]
-        if isinstance(value, bool) or not isinstance(value, wanted):
-            return f"{key} is {json.dumps(value)[:40]}, not {what}"
-    return None
-
-
 def write_jsonl(path: str | Path, records: list[dict]) -> bytes:
     """Records as JSON lines, sorted by run id (stable text for version control); returns the bytes written."""
     from synthmed.io import atomic_write_bytes
@@ -256,7 +207,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
             ) from None
         if not isinstance(record, dict) or "run_id" not in record:
             raise SynthmedError(f"{path} line {number} is not a run record (no run_id)")
-        problem = record_problem(record, known_only=True)
+        problem = RunRecord.problem(record, known_only=True)
         if problem is not None:
             raise SynthmedError(f"{path} line {number} is not a valid run record: {problem}; restore the file")
         records.append(record)

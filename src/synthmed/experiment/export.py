@@ -29,9 +29,10 @@ from typing import Any
 
 from synthmed.errors import SynthmedError
 from synthmed.io import atomic_write_bytes, atomic_write_json, atomic_write_text, file_lock, remove_temporaries
+from synthmed.record import RunRecord
 from synthmed.report import SEQUENTIAL_FILE
 from synthmed.report.records import EXPORT_RECORDS, load_records
-from synthmed.store import ResultStore, read_jsonl, record_problem, write_jsonl
+from synthmed.store import ResultStore, read_jsonl, write_jsonl
 
 MARKER = "export.json"
 FORMAT = "synthmed-export/1"
@@ -237,7 +238,7 @@ def import_export(source: str | Path, out: str | Path) -> int:
         )
     records = read_jsonl(source / EXPORT_RECORDS)
     for number, record in enumerate(records, start=1):  # before anything is written: a bad record refuses the export
-        problem = record_problem(record)
+        problem = RunRecord.problem(record)
         if problem is not None:
             raise SynthmedError(
                 f"--resume-from {source}: record {number} of {EXPORT_RECORDS} ({record['run_id']}) cannot be "

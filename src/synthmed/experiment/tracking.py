@@ -12,21 +12,8 @@ import json
 from pathlib import Path
 
 from synthmed.errors import SynthmedError
+from synthmed.record import RunRecord, SyntheticAudit
 
-SCORES = (
-    "test_auc",
-    "test_acc",
-    "val_auc",
-    "val_acc",
-    "best_epoch",
-    "epochs_run",
-    "train_time",
-    "total_time",
-    "peak_rss_mb",
-    "n_train",
-    "n_synthetic",
-)
-SYNTHETIC_SCORES = ("fidelity", "near_copy_share", "min_diversity", "fid", "kid", "precision", "recall", "coverage")
 ARTIFACT_SUFFIXES = (".png", ".json")
 TAG = "synthmed.run_id"
 
@@ -65,29 +52,29 @@ class MlflowLogger:
         runs = self.client.search_runs([self.experiment_id], max_results=50000)
         return {r.data.tags[TAG] for r in runs if TAG in r.data.tags}
 
-    def log(self, record: dict, run_dir: Path) -> str:
-        """Log one record (and its run folder's figures and JSON files); returns the MLflow run id."""
-        name = f"{record['dataset']} {record['method']} seed {record['seed']}"
+    def log(self, record: RunRecord, run_dir: Path) -> str:
+        """Log one record (and its run folder's figures and JSON files); returns the MLflow run id. The scores
+        are the fields ``RunRecord`` and ``SyntheticAudit`` mark ``mlflow`` (the audit's prefixed ``synthetic_``)."""
         run = self.client.create_run(
             self.experiment_id,
-            run_name=name,
+            run_name=f"{record.dataset} {record.method} seed {record.seed}",
             tags={
-                TAG: record["run_id"],
-                "dataset": record["dataset"],
-                "method": record["method"],
-                "synthmed": record["versions"].get("synthmed", ""),
+                TAG: record.run_id,
+                "dataset": record.dataset or "",
+                "method": record.method or "",
+                "synthmed": (record.versions or {}).get("synthmed", ""),
             },
         )
         mlflow_id = run.info.run_id
-        for key, value in _flat_params(record["config"]).items():
+        for key, value in _flat_params(record.config or {}).items():
             self.client.log_param(mlflow_id, key, value)
-        for key in SCORES:
-            if record.get(key) is not None:
-                self.client.log_metric(mlflow_id, key, float(record[key]))
-        synthetic = (record.get("metrics") or {}).get("synthetic") or {}
-        for key in SYNTHETIC_SCORES:
-            if isinstance(synthetic.get(key), (int, float)):
-                self.client.log_metric(mlflow_id, f"synthetic_{key}", float(synthetic[key]))
+        for key in RunRecord.names("mlflow"):
+            if getattr(record, key) is not None:
+                self.client.log_metric(mlflow_id, key, float(getattr(record, key)))
+        synthetic = record.synthetic
+        for key in SyntheticAudit.names("mlflow") if synthetic else ():
+            if getattr(synthetic, key) is not None:
+                self.client.log_metric(mlflow_id, f"synthetic_{key}", float(getattr(synthetic, key)))
         history_path = run_dir / "history.json"
         for row in json.loads(history_path.read_text()) if history_path.exists() else []:
             for key in ("train_loss", "val_loss", "val_auc", "val_acc"):
@@ -104,5 +91,5 @@ class MlflowLogger:
         done = self.logged()
         todo = [r for r in records if r["run_id"] not in done]
         for record in todo:
-            self.log(record, out / "runs" / record["run_id"])
+            self.log(RunRecord.from_json(record), out / "runs" / record["run_id"])
         return len(todo)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.errors import SynthmedError
+from synthmed.record import RunRecord, SyntheticAudit
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.papers import published
 from synthmed.report.stats import EQUIVALENT, MIN_PAIRS, Comparison, adjust, cluster_means, compare, interval
@@ -330,20 +331,20 @@ def by_group(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 def _synthetic_summary(runs: list[dict]) -> dict | None:
     """Mean audit figures of the runs' synthetic sets (None for methods that generate nothing)."""
-    parts = [p for p in ((r.get("metrics") or {}).get("synthetic") for r in runs) if p]
+    parts = [p for p in (RunRecord.from_json(r).synthetic for r in runs) if p]
     if not parts:
         return None
 
     def values(key: str) -> list[float]:
-        return [p[key] for p in parts if p.get(key) is not None]
+        return [getattr(p, key) for p in parts if getattr(p, key) is not None]
 
     flags: dict[str, int] = defaultdict(int)
     for p in parts:
-        for flag in p["flags"]:
+        for flag in p.flags or []:
             flags[flag] += 1
     return {
         "n": len(parts),
-        "per_run": parts[0]["n"],
+        "per_run": parts[0].n,
         "fidelity": interval(values("fidelity")),
         "reference_acc": interval(values("reference_test_acc")),
         "reference_recall": interval(values("reference_val_recall")),
@@ -363,17 +364,17 @@ def _synthetic_summary(runs: list[dict]) -> dict | None:
         "precision": interval(values("precision")),
         "recall": interval(values("recall")),
         "coverage": interval(values("coverage")),
-        "fid_over_epochs": [p["fid_over_epochs"] for p in parts if p.get("fid_over_epochs")],
-        "generator_s": interval([p["generator_seconds"] for p in parts if not p.get("generator_cached")]),
+        "fid_over_epochs": [p.fid_over_epochs for p in parts if p.fid_over_epochs],
+        "generator_s": interval([p.generator_seconds for p in parts if not p.generator_cached]),
         "flags": dict(flags),
-        "reconstructions": any(p["reconstructions_by_design"] for p in parts),
+        "reconstructions": any(p.reconstructions_by_design for p in parts),
     }
 
 
 def _first_grid(runs: list[dict]) -> str | None:
     """Relative path of the image grid of the lowest seed's run, if it has one."""
     for r in sorted(runs, key=lambda r: r["seed"]):
-        if (r.get("metrics") or {}).get("synthetic"):
+        if RunRecord.from_json(r).synthetic:
             return f"runs/{r['run_id']}/synthetic_grid.png"
     return None
 
@@ -751,67 +752,25 @@ def robustness_table(by_method: dict[str, list[dict]]) -> Table:
     return table
 
 
-RUN_COLUMNS = (
-    "run_id",
-    "dataset",
-    "protocol",
-    "classifier",
-    "recipe",
-    "method",
-    "seed",
-    "val_auc",
-    "val_acc",
-    "test_auc",
-    "test_acc",
-    "test_selected_auc",
-    "test_selected_acc",
-    "best_epoch",
-    "epochs_run",
-    "n_train",
-    "n_val",
-    "n_test",
-    "n_synthetic",
-    "train_time",
-    "total_time",
-    "peak_rss_mb",
-    "device",
-    "precision",
-    "created",
-)
-#: audit figures of a run's synthetic set (FID, KID, precision / recall / coverage: in-domain features)
-RUN_SYNTHETIC_COLUMNS = (
-    "n",
-    "fidelity",
-    "reference_test_acc",
-    "reference_val_recall",
-    "near_copy_share",
-    "held_out_near_copy_share",
-    "min_diversity",
-    "kept_share",
-    "fid",
-    "kid",
-    "precision",
-    "recall",
-    "coverage",
-)
-
-
 def runs_rows(records: list[dict]) -> tuple[list[str], list[list]]:
-    """One row per run: its labels (as in the tables), scores, audit figures of its synthetic set and flags."""
-    columns = [*RUN_COLUMNS, *(f"synthetic_{c}" for c in RUN_SYNTHETIC_COLUMNS), "synthetic_flags"]
+    """One row per run: its labels (as in the tables), scores, audit figures of its synthetic set and flags; the
+    columns are the fields ``RunRecord`` and ``SyntheticAudit`` mark ``table``."""
+    synthetic_columns = SyntheticAudit.names("table")
+    columns = [*RunRecord.names("table"), *(f"synthetic_{c}" for c in synthetic_columns), "synthetic_flags"]
     rows = []
-    for r in records:
-        config = r["config"]
+    for data in records:
+        r = RunRecord.from_json(data)
+        config = r.config or {}
         labels = {
             "protocol": protocol_label(config),
             "classifier": classifier_label(config),
             "method": method_label(config),
         }
-        synthetic = (r.get("metrics") or {}).get("synthetic") or {}
+        synthetic = r.synthetic or SyntheticAudit()
         rows.append(
-            [labels.get(c, r.get(c)) for c in RUN_COLUMNS]
-            + [synthetic.get(c) for c in RUN_SYNTHETIC_COLUMNS]
-            + [";".join(synthetic.get("flags", []))]
+            [labels.get(c, getattr(r, c)) for c in RunRecord.names("table")]
+            + [getattr(synthetic, c) for c in synthetic_columns]
+            + [";".join(synthetic.flags or [])]
         )
     return columns, rows
 
