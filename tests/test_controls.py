@@ -52,7 +52,7 @@ def test_oversample_adds_the_policys_counts_of_exact_training_copies(tmp_path, l
     # each image is used once before any is reused (balance: 20 copies of 10 minority images, each twice)
     if levers.balance:
         assert sorted(np.unique(result.images.reshape(20, -1), axis=0, return_counts=True)[1]) == [2] * 10
-    assert result.audit["reconstructions_by_design"] and "memorisation" not in result.audit["flags"]
+    assert result.audit.reconstructions_by_design and "memorisation" not in result.audit.flags
     assert create_augmenter("oversample").kind is Kind.SET
 
 

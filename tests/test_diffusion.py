@@ -128,7 +128,7 @@ def test_diffaugment_in_the_gan_loop_sees_the_same_transform_for_real_and_fake(m
 
 
 def test_fid_selection_keeps_the_lowest_validation_fid_checkpoint(monkeypatch):
-    from synthmed.experiment.synthesis import FidTracker
+    from synthmed.audit.fid_tracking import FidTracker
     from synthmed.metrics import distribution
 
     class Extractor:

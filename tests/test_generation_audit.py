@@ -220,12 +220,12 @@ def test_reference_batch_keeps_enough_steps_per_epoch():
 
 
 def test_reference_recall_is_weighted_by_the_synthetic_counts():
-    from synthmed.experiment.synthesis import SyntheticSet
+    from synthmed.audit.synthetic import reference_recall
 
-    def synthetic(counts: dict[int, int], recall: list[float] | None) -> SyntheticSet:
-        audit = {"fidelity": {"reference": {"val": {"recall": recall}}}} if recall is not None else {}
-        return SyntheticSet(np.zeros((0, 2, 2)), np.zeros(0), None, counts, audit, False, 0.0, None)  # type: ignore[arg-type]
+    def recall(counts: dict[int, int], recall: list[float] | None) -> float | None:
+        details = {"fidelity": {"reference": {"val": {"recall": recall}}}} if recall is not None else {}
+        return reference_recall(details, counts)
 
-    assert synthetic({0: 114, 1: 0}, [0.25, 0.99])._reference_recall() == pytest.approx(0.25)  # only the minority
-    assert synthetic({0: 1, 1: 3}, [0.2, 0.6])._reference_recall() == pytest.approx(0.5)
-    assert synthetic({0: 5}, None)._reference_recall() is None  # runs recorded before the recall was
+    assert recall({0: 114, 1: 0}, [0.25, 0.99]) == pytest.approx(0.25)  # only the minority
+    assert recall({0: 1, 1: 3}, [0.2, 0.6]) == pytest.approx(0.5)
+    assert recall({0: 5}, None) is None  # runs recorded before the recall was

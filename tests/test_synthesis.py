@@ -10,12 +10,8 @@ from conftest import blobs as _blobs
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import Grid, expand, override, parse_method_params
-from synthmed.experiment.synthesis import (
-    FILTER_OVERSAMPLE,
-    _confidence_filter,
-    synthesise,
-    synthetic_counts,
-)
+from synthmed.audit.synthetic import FILTER_OVERSAMPLE, confidence_filter
+from synthmed.experiment.synthesis import synthesise, synthetic_counts
 from synthmed.spec import Synthesis, coerce, method_label
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
@@ -52,10 +48,10 @@ def test_bad_lever_values_are_one_line_errors(name, value, phrase):
 def test_confidence_filter_keeps_the_first_passing_images_of_each_class():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     confidence = np.array([0.9, 0.2, 0.8, 0.95, 0.1, 0.7, 0.3, 0.9])
-    index, info = _confidence_filter(np.zeros((8, 2, 2)), labels, {0: 2, 1: 2}, confidence, 0.6)
+    index, info = confidence_filter(np.zeros((8, 2, 2)), labels, {0: 2, 1: 2}, confidence, 0.6)
     assert index.tolist() == [0, 2, 5, 7]  # in sampling order, not the most confident first
     assert info["kept"] == {"0": 2, "1": 2} and info["kept_share"] == 1.0
-    index, info = _confidence_filter(np.zeros((8, 2, 2)), labels, {0: 2, 1: 2}, confidence, 0.85)
+    index, info = confidence_filter(np.zeros((8, 2, 2)), labels, {0: 2, 1: 2}, confidence, 0.85)
     assert index.tolist() == [0, 3, 7] and info["kept_share"] == 0.75
 
 
@@ -85,14 +81,13 @@ def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_smal
     data, subset = breast_small
     levers = Synthesis(synthetic_per_class=10, min_confidence=0.5, fidelity_epochs=1)
     result = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", precision="fp32")
-    info = result.audit["filter"]
+    info = result.audit.details["filter"]
     assert info["candidates"] == 2 * 10 * FILTER_OVERSAMPLE and info["requested"] == 20
     assert len(result.labels) == sum(info["kept"].values()) <= 20
     # every kept image is one the reference classifier assigns to its intended class
-    assert result.audit["fidelity"]["accuracy"] == 1.0
+    assert result.audit.details["fidelity"]["accuracy"] == 1.0
     assert 0.0 <= info["candidate_fidelity"] <= 1.0
-    summary = result.summary()
-    assert summary["kept_share"] == info["kept_share"] and summary["fidelity"] == 1.0
+    assert result.audit.kept_share == info["kept_share"] and result.audit.fidelity == 1.0
 
 
 @pytest.mark.slow

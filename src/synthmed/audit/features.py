@@ -206,6 +206,28 @@ class InceptionFeatures(FeatureExtractor):
         return torch.cat(out).numpy()
 
 
+def feature_fidelity(
+    real_images: np.ndarray,
+    real_labels: np.ndarray,
+    synth_images: np.ndarray,
+    synth_labels: np.ndarray,
+    extractor: FeatureExtractor,
+    class_names: list[str] | None = None,
+    k: int = K_NEIGHBOURS,
+    kid_subsets: int = KID_SUBSETS,
+    seed: int = 0,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """FID, KID, precision / recall / density / coverage of a synthetic set against real images, overall and per
+    class (classes present in both sets), in ``extractor``'s feature space (plain JSON values), with the real and
+    synthetic features it measured them on (a t-SNE figure, the memorisation check in feature space reuse them)."""
+    real_feats = extractor.features(check_images(real_images, "real images"))
+    synth_feats = extractor.features(check_images(synth_images, "synthetic images"))
+    report = fidelity_from_features(
+        real_feats, real_labels, synth_feats, synth_labels, extractor.name, class_names, k, kid_subsets, seed
+    )
+    return report, real_feats, synth_feats
+
+
 def fidelity_report(
     real_images: np.ndarray,
     real_labels: np.ndarray,
@@ -217,10 +239,7 @@ def fidelity_report(
     kid_subsets: int = KID_SUBSETS,
     seed: int = 0,
 ) -> dict:
-    """FID, KID, precision / recall / density / coverage of a synthetic set against real images, overall and per
-    class (classes present in both sets), in ``extractor``'s feature space; plain JSON values only."""
-    real_feats = extractor.features(check_images(real_images, "real images"))
-    synth_feats = extractor.features(check_images(synth_images, "synthetic images"))
-    return fidelity_from_features(
-        real_feats, real_labels, synth_feats, synth_labels, extractor.name, class_names, k, kid_subsets, seed
-    )
+    """``feature_fidelity``'s report alone."""
+    return feature_fidelity(
+        real_images, real_labels, synth_images, synth_labels, extractor, class_names, k, kid_subsets, seed
+    )[0]

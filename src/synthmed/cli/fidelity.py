@@ -73,8 +73,8 @@ def fidelity(
 ) -> None:
     """FID, KID, precision / recall and density / coverage of a synthetic set, overall and per class."""
     from synthmed.audit.features import DomainFeatures, FeatureExtractor, InceptionFeatures
+    from synthmed.audit.synthetic import audit_set
     from synthmed.io import atomic_write_bytes, atomic_write_json
-    from synthmed.metrics.distribution import fidelity_from_features
     from synthmed.report.figures import tsne_plot
     from synthmed.spec import coerce
 
@@ -100,10 +100,12 @@ def fidelity(
             )
     reference = data.split(split)
     with console.status("features and metrics"):
-        real_feats, synth_feats = extractor.features(reference.images), extractor.features(images)
-        result = fidelity_from_features(
-            real_feats, reference.labels, synth_feats, labels, extractor.name, data.class_names, seed=seed
+        audit = audit_set(
+            images, labels, reference, memorisation=False, extractor=extractor, class_names=data.class_names, seed=seed
         )
+    result = (audit.details or {})["distribution"]
+    real_feats, synth_feats = audit.real_features, audit.synthetic_features
+    assert real_feats is not None and synth_feats is not None  # measured whenever an extractor is given
     table = Table(title=f"{synthetic.name} vs {data.name} {split} ({extractor.name[:60]})")
     for name in ("set", "n real / synth", "FID", "KID (± std)", "precision", "recall", "density", "coverage"):
         table.add_column(name)

@@ -13,6 +13,7 @@ from synthmed.cli import options as opt
 from synthmed.cli.app import app, console, warn
 from synthmed.cli.render import COLUMNS
 from synthmed.errors import SynthmedError
+from synthmed.record import SyntheticAudit
 from synthmed.spec import SYNTHESIS_FIELDS
 
 #: The schema fields ``generate`` takes: one dataset, method and seed (no sweeps), the protocol and the levers.
@@ -151,39 +152,39 @@ def generate(
             on_reference_epoch=lambda row: progress.advance(task),
         )
     write_artifacts(out.with_suffix(""), result, data, subset, seed, f"{data.name} {protocol} · {method} · seed {seed}")
-    _print_summary(out, result.summary(), levers)
+    _print_summary(out, result.audit, levers)
 
 
-def _print_summary(out: Path, summary: dict, levers: Any) -> None:
-    """What the audit found, from the same summary a run records."""
+def _print_summary(out: Path, audit: SyntheticAudit, levers: Any) -> None:
+    """What the audit found, from the same figures a run records."""
     console.print(
-        f"{summary['n']} synthetic images -> {out} (+ .json, _grid.png, _losses.png, _closest.png, "
-        "_audit.json)" + (" · generator reloaded from the cache" if summary["generator_cached"] else ""),
+        f"{audit.n} synthetic images -> {out} (+ .json, _grid.png, _losses.png, _closest.png, "
+        "_audit.json)" + (" · generator reloaded from the cache" if audit.generator_cached else ""),
         soft_wrap=True,
     )
-    diversity = "n/a" if summary["min_diversity"] is None else f"{summary['min_diversity']:.2f}"
+    diversity = "n/a" if audit.min_diversity is None else f"{audit.min_diversity:.2f}"
     console.print(
-        f"near-copies: {summary['near_copy_share']:.1%} (real validation images: "
-        f"{summary['held_out_near_copy_share'] or 0:.1%})"
-        + (" - reconstructions by design" if summary["reconstructions_by_design"] else "")
+        f"near-copies: {audit.near_copy_share or 0:.1%} (real validation images: "
+        f"{audit.held_out_near_copy_share or 0:.1%})"
+        + (" - reconstructions by design" if audit.reconstructions_by_design else "")
         + f"; diversity vs real (min over classes): {diversity}",
         soft_wrap=True,
     )
-    if summary["kept_share"] is not None:
+    if audit.kept_share is not None:
         console.print(
-            f"confidence filter >= {levers.min_confidence}: kept {summary['kept_share']:.0%} of the requested images",
+            f"confidence filter >= {levers.min_confidence}: kept {audit.kept_share:.0%} of the requested images",
             soft_wrap=True,
         )
-    if summary["fidelity"] is not None:
+    if audit.fidelity is not None:
         console.print(
-            f"class fidelity: {summary['fidelity']:.3f} (reference test ACC "
-            f"{summary['reference_test_acc']:.3f}); in-domain FID {summary['fid']:.2f}, KID "
-            f"{summary['kid']:.4f}, precision {summary['precision']:.2f}, recall {summary['recall']:.2f}",
+            f"class fidelity: {audit.fidelity:.3f} (reference test ACC "
+            f"{audit.reference_test_acc or 0:.3f}); in-domain FID {audit.fid or 0:.2f}, KID "
+            f"{audit.kid or 0:.4f}, precision {audit.precision or 0:.2f}, recall {audit.recall or 0:.2f}",
             soft_wrap=True,
         )
-    if summary["flags"]:
+    if audit.flags:
         console.print(
-            f"[bold yellow]warning:[/] failed checks: {', '.join(summary['flags'])}; see "
+            f"[bold yellow]warning:[/] failed checks: {', '.join(audit.flags)}; see "
             f"{out.with_suffix('').name}_audit.json before using this set",
             highlight=False,
             soft_wrap=True,

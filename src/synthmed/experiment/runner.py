@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from synthmed.audit.synthetic import with_tstr
 from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
@@ -27,6 +28,7 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.synthesis import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
+from synthmed.record import RunRecord
 from synthmed.spec import RunSpec
 from synthmed.store import ResultStore
 from synthmed.train.device import cpu_model, resolve_device
@@ -343,13 +345,11 @@ class Runner:
             flips=label_preserving_flips(data.name) if recipe.tta else (),
         )
         synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
-        alone_counts: dict[str, int] = {}
         alone = None
         if synthesis is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
             status("classifier on the synthetic images alone")
             levers = spec.synthesis
             alone = Split(*synthetic_only_set(synthesis, subset.train.labels, data.n_classes, levers, spec.seed))
-            alone_counts = {str(c): int(n) for c, n in enumerate(np.bincount(alone.labels, minlength=data.n_classes))}
             synthetic_only = train_classifier(
                 alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
             )
@@ -424,23 +424,12 @@ class Runner:
                 fit.model,
                 {"config": config, "best_epoch": fit.best_epoch, "class_names": data.class_names},
             )
-        test_selected = {}
-        if spec.report_test_selected:
-            test_selected = {
-                "test_selected_auc": max(h["test_auc"] for h in fit.history),
-                "test_selected_acc": max(h["test_acc"] for h in fit.history),
-            }
         metrics: dict[str, Any] = {"val": fit.val, "test": fit.test, "history": fit.history}
         if synthesis is not None:
-            metrics["synthetic"] = synthesis.summary()
-            if synthetic_only is not None:
-                metrics["synthetic"].update(
-                    tstr_auc=synthetic_only.test["auc"],
-                    tstr_acc=synthetic_only.test["acc"],
-                    tstr_val_auc=synthetic_only.val["auc"],
-                    tstr_best_epoch=synthetic_only.best_epoch,
-                    tstr_counts=alone_counts,
-                )
+            audit = synthesis.audit
+            if synthetic_only is not None and alone is not None:
+                audit = with_tstr(audit, synthetic_only, alone.labels, data.n_classes)
+            metrics["synthetic"] = audit.to_json()
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds
         for phase in ("finetune", "pretrain", "members", "swa_epochs"):
@@ -448,33 +437,35 @@ class Runner:
                 metrics[phase] = fit.extra[phase]
         if robustness:
             metrics["robustness"] = robustness
-        return {
-            "run_id": run_id,
-            "dataset": data.name,
-            "protocol": spec.protocol,
-            "method": spec.method,
-            "classifier": spec.classifier,
-            "recipe": spec.recipe,
-            "seed": spec.seed,
-            "config_hash": run_id,
-            "config": config,
-            "val_auc": fit.val["auc"],
-            "val_acc": fit.val["acc"],
-            "test_auc": fit.test["auc"],
-            "test_acc": fit.test["acc"],
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "train_time": fit.train_time,
-            "total_time": time.perf_counter() - started,
-            "peak_rss_mb": fit.extra["peak_rss_mb"],
-            "device": fit.device,
-            "precision": fit.precision,
-            "n_train": len(subset.train),
-            "n_val": len(subset.val),
-            "n_test": len(subset.test),
-            "n_synthetic": fit.extra["n_train_synthetic"],
-            "metrics": metrics,
-            "versions": versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **test_selected,
-        }
+        selected = spec.report_test_selected
+        return RunRecord(
+            run_id=run_id,
+            dataset=data.name,
+            protocol=spec.protocol,
+            method=spec.method,
+            classifier=spec.classifier,
+            recipe=spec.recipe,
+            seed=spec.seed,
+            config_hash=run_id,
+            config=config,
+            val_auc=fit.val["auc"],
+            val_acc=fit.val["acc"],
+            test_auc=fit.test["auc"],
+            test_acc=fit.test["acc"],
+            test_selected_auc=max(h["test_auc"] for h in fit.history) if selected else None,
+            test_selected_acc=max(h["test_acc"] for h in fit.history) if selected else None,
+            best_epoch=fit.best_epoch,
+            epochs_run=fit.epochs_run,
+            train_time=fit.train_time,
+            total_time=time.perf_counter() - started,
+            peak_rss_mb=fit.extra["peak_rss_mb"],
+            device=fit.device,
+            precision=fit.precision,
+            n_train=len(subset.train),
+            n_val=len(subset.val),
+            n_test=len(subset.test),
+            n_synthetic=fit.extra["n_train_synthetic"],
+            metrics=metrics,
+            versions=versions(),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ).to_json()

@@ -3,8 +3,8 @@
 
 fit the generator (or reload it from the generator cache) -> sample the requested counts (over-sampling
 and keeping only images the reference classifier assigns to their intended class, when a confidence
-filter is set) -> audit (memorisation, collapse, losses) -> class fidelity -> artifacts (npz + side-car,
-image grid, loss curves, closest pairs, audit JSON).
+filter is set) -> audit (``synthmed.audit.synthetic.audit_set``: memorisation, collapse, losses, class fidelity,
+FID / KID) -> artifacts (npz + side-car, image grid, loss curves, closest pairs, audit JSON).
 
 Generators are cached by everything that defines their weights (method and hyper-parameters, dataset
 MD5 and size, the subset's indices, the generator seed), so a lever sweep (loss weight, filter,
@@ -16,7 +16,7 @@ the generator's.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from synthmed.audit.features import DomainFeatures
+from synthmed.audit.fid_tracking import FidTracker
+from synthmed.audit.synthetic import FILTER_OVERSAMPLE, audit_set, filter_by_reference
 from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
 from synthmed.augment.export import export_synthetic
@@ -35,13 +37,11 @@ from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
 from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock
-from synthmed.metrics.memorisation import audit
+from synthmed.record import SyntheticAudit
 from synthmed.spec import Synthesis
 
 #: Chaptoukaev 2021 adds 150 generated images per class.
 DEFAULT_SYNTHETIC_PER_CLASS = 150
-#: With a confidence filter, this many candidates per requested image are drawn before filtering.
-FILTER_OVERSAMPLE = 4
 
 
 @dataclass
@@ -52,56 +52,8 @@ class SyntheticSet:
     labels: np.ndarray
     augmenter: Augmenter
     counts: dict[int, int]
-    audit: dict  # memorisation, collapse, losses, flags, optional fidelity and filter
-    generator_cached: bool
-    generator_seconds: float
+    audit: SyntheticAudit  # the figures a run record keeps, the full audit (audit.json) and the features (t-SNE)
     generator_path: Path | None
-    real_features: np.ndarray | None = None  # in-domain features of the real training subset (t-SNE)
-    synthetic_features: np.ndarray | None = None
-
-    def _reference_recall(self) -> float | None:
-        """The reference's recall on real validation images of the classes synthesised, weighted by the synthetic
-        counts: what class fidelity would be if the synthetic images were real ones (a majority-biased reference
-        sees few minority images, real or synthetic, as their class)."""
-        reference = (self.audit.get("fidelity") or {}).get("reference") or {}
-        recall = (reference.get("val") or {}).get("recall")
-        if not recall:
-            return None
-        pairs = [(recall[int(c)], n) for c, n in self.counts.items() if n and recall[int(c)] is not None]
-        total = sum(n for _, n in pairs)
-        return sum(r * n for r, n in pairs) / total if total else None
-
-    def summary(self) -> dict:
-        """The figures a run record keeps (the full audit goes to audit.json)."""
-        mem, col = self.audit["memorisation"], self.audit["collapse"]
-        fid = self.audit.get("fidelity") or {}
-        dist = (self.audit.get("distribution") or {}).get("overall") or {}
-        return {
-            "fid": dist.get("fid"),
-            "kid": dist.get("kid_mean"),
-            "precision": dist.get("precision"),
-            "recall": dist.get("recall"),
-            "coverage": dist.get("coverage"),
-            "fid_over_epochs": self.audit.get("fid_over_epochs"),
-            "n": int(len(self.labels)),
-            "counts": {str(c): n for c, n in self.counts.items()},
-            "fidelity": fid.get("accuracy"),
-            "fidelity_candidates": (self.audit.get("filter") or {}).get("candidate_fidelity"),
-            "reference_test_acc": (fid.get("reference") or {}).get("test", {}).get("acc"),
-            "reference_val_recall": self._reference_recall(),
-            "near_copy_share": mem["near_copy_share"],
-            "held_out_near_copy_share": mem["held_out_near_copy_share"],
-            "memorised_share": (mem.get("memorised") or {}).get("share"),
-            "held_out_memorised_share": (mem.get("memorised") or {}).get("held_out_share"),
-            "memorised_share_features": (mem.get("memorised_features") or {}).get("share"),
-            "held_out_memorised_share_features": (mem.get("memorised_features") or {}).get("held_out_share"),
-            "min_diversity": col["min_diversity"],
-            "flags": self.audit["flags"],
-            "reconstructions_by_design": self.audit["reconstructions_by_design"],
-            "kept_share": (self.audit.get("filter") or {}).get("kept_share"),
-            "generator_cached": self.generator_cached,
-            "generator_seconds": self.generator_seconds,
-        }
 
 
 def generator_seed(seed: int, levers: Synthesis) -> int:
@@ -159,54 +111,6 @@ def generator_key(
     )
 
 
-class FidTracker:
-    """A ``TorchGenerator.fit`` monitor: every ``every`` epochs (and at the last), FID and KID of ``per_class``
-    samples per class in the in-domain feature space, against the real training subset (Sharma et al. 2022,
-    Table 4) and against the real validation split. With ``select``, it keeps the weights of the checkpoint with
-    the lowest validation FID and restores them when training ends (never the test split)."""
-
-    def __init__(
-        self,
-        extractor: DomainFeatures,
-        real_images: np.ndarray,
-        real_labels: np.ndarray,
-        every: int,
-        per_class: int = 100,
-        seed: int = 0,
-        val_images: np.ndarray | None = None,
-        select: bool = False,
-    ) -> None:
-        self.extractor, self.every, self.seed, self.select = extractor, every, seed, select
-        self.real = extractor.features(real_images)
-        self.val = extractor.features(val_images) if val_images is not None and len(val_images) > 1 else None
-        self.counts = {int(c): per_class for c in np.unique(real_labels)}
-        self.best: tuple[float, int, dict] | None = None  # (validation FID, epoch, weights)
-
-    def __call__(self, model: TorchGenerator, epoch: int, last: bool = False) -> dict | None:
-        if epoch % self.every and not last:
-            return None
-        from synthmed.metrics.distribution import distribution_metrics, fid
-
-        images, _ = model.sample(self.counts, seed=self.seed)
-        synth = self.extractor.features(images)
-        m = distribution_metrics(self.real, synth, kid_subsets=20, seed=self.seed)
-        row = {"fid": m["fid"], "kid": m["kid_mean"], "kid_std": m["kid_std"]}
-        if self.val is not None:
-            row["val_fid"] = fid(self.val, synth)
-            if self.select and (self.best is None or row["val_fid"] < self.best[0]):
-                self.best = (row["val_fid"], epoch, copy.deepcopy(model.nets_.state_dict()))
-        return row
-
-    def finish(self, model: TorchGenerator) -> None:
-        """Restore the selected checkpoint's weights and mark it in the model's FID history."""
-        if not self.select or self.best is None:
-            return
-        _, epoch, state = self.best
-        model.nets_.load_state_dict(state)
-        for row in model.monitor_history_:
-            row["selected"] = row["epoch"] == epoch
-
-
 def fit_generator(
     augmenter: Augmenter,
     data: Dataset,
@@ -241,28 +145,6 @@ def fit_generator(
         seconds = time.perf_counter() - start
         augmenter.save(path)
     return augmenter, False, seconds, path
-
-
-def _confidence_filter(
-    images: np.ndarray, labels: np.ndarray, counts: dict[int, int], confidence: np.ndarray, threshold: float
-) -> tuple[np.ndarray, dict]:
-    """Indices of the first ``counts[c]`` candidates of each class whose confidence in their class reaches the
-    threshold (first in sampling order, so the kept images are not biased towards the easiest ones)."""
-    keep, kept = [], {}
-    for c, n in counts.items():
-        passing = np.flatnonzero((labels == c) & (confidence >= threshold))[:n]
-        keep.append(passing)
-        kept[str(c)] = int(len(passing))
-    index = np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=np.int64)
-    requested = sum(counts.values())
-    return index, {
-        "threshold": threshold,
-        "oversample": FILTER_OVERSAMPLE,
-        "candidates": int(len(labels)),
-        "requested": requested,
-        "kept": kept,
-        "kept_share": len(index) / requested if requested else None,
-    }
 
 
 def synthesise(
@@ -330,54 +212,34 @@ def synthesise(
     images, labels = augmenter.sample({c: n * factor for c, n in counts.items()}, seed=gen_seed)
     filter_info = None
     if levers.min_confidence is not None:
-        from synthmed.audit.reference import class_fidelity, intended_confidence
-
         assert reference is not None  # trained above whenever a confidence filter is set
-        confidence = intended_confidence(reference.model, images, labels, data.task, reference.meta["precision"])
-        candidate_fidelity = class_fidelity(reference.model, images, labels, data.task, reference.meta["precision"])[
-            "accuracy"
-        ]
-        index, filter_info = _confidence_filter(images, labels, counts, confidence, levers.min_confidence)
-        filter_info["candidate_fidelity"] = candidate_fidelity
-        images, labels = images[index], labels[index]
+        images, labels, filter_info = filter_by_reference(
+            reference, images, labels, counts, levers.min_confidence, data.task
+        )
         if len(labels) == 0:
             raise SynthmedError(
                 f"{method}: no synthetic image reached --min-confidence {levers.min_confidence}; "
                 "lower the threshold or train the generator longer"
             )
-    status("auditing: memorisation, collapse, losses")
-    report = audit(
+    status("auditing: memorisation, collapse, losses" + (", class fidelity, FID, KID" if levers.fidelity else ""))
+    report = audit_set(
         images,
         labels,
-        train.images,
-        train.labels,
-        getattr(augmenter, "history_", []),
-        held_out=subset.val.images,
+        train,
+        counts=counts,
+        held_out=subset.val,
+        history=getattr(augmenter, "history_", []),
         reconstructions=augmenter.reconstructs,
+        reference=reference if levers.fidelity else None,
+        extractor=extractor if levers.fidelity else None,
+        class_names=data.class_names,
+        task=data.task,
+        filter_info=filter_info,
+        diagnostics=augmenter.diagnostics(),  # e.g. fid_over_epochs
         seed=gen_seed,
     )
-    if filter_info is not None:
-        report["filter"] = filter_info
-    real_feats = synth_feats = None
-    if levers.fidelity and reference is not None and extractor is not None:
-        from synthmed.audit.reference import class_fidelity
-        from synthmed.metrics.distribution import fidelity_from_features
-
-        report["fidelity"] = {
-            **class_fidelity(reference.model, images, labels, data.task, reference.meta["precision"]),
-            "reference": {**reference.meta, "path": str(reference.path), "cached": reference.cached},
-        }
-        status("FID, KID, precision / recall in the reference's feature space")
-        real_feats, synth_feats = extractor.features(train.images), extractor.features(images)
-        report["distribution"] = fidelity_from_features(
-            real_feats, train.labels, synth_feats, labels, extractor.name, data.class_names, seed=gen_seed
-        )
-        from synthmed.metrics.memorisation import memorised_share
-
-        features = memorised_share(synth_feats, real_feats, extractor.features(subset.val.images))
-        report["memorisation"]["memorised_features"] = {k: v for k, v in features.items() if k != "nearest"}
-    report.update(augmenter.diagnostics())  # e.g. fid_over_epochs
-    return SyntheticSet(images, labels, augmenter, counts, report, cached, seconds, path, real_feats, synth_feats)
+    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds)
+    return SyntheticSet(images, labels, augmenter, counts, report, path)
 
 
 def synthetic_only_set(
@@ -401,7 +263,8 @@ def write_artifacts(
     from synthmed.report.figures import closest_pairs, image_grid, loss_curves
 
     stem = Path(stem)
-    report = synthesis.audit
+    audit = synthesis.audit
+    report = audit.details or {}
     method = synthesis.augmenter.name
     provenance = {
         "method": method,
@@ -416,8 +279,8 @@ def write_artifacts(
         "subset_params": subset.params,
         "subset": subset.indices(),
         "requested_per_class": synthesis.counts,
-        "audit_flags": report["flags"],
-        "reconstructions_by_design": report["reconstructions_by_design"],
+        "audit_flags": audit.flags,
+        "reconstructions_by_design": audit.reconstructions_by_design,
         "generator_cache": str(synthesis.generator_path) if synthesis.generator_path else None,
         "audit": f"{stem.name}_audit.json",
     }
@@ -430,13 +293,13 @@ def write_artifacts(
         "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
         "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"]),
     }
-    if synthesis.real_features is not None and synthesis.synthetic_features is not None:
+    if audit.real_features is not None and audit.synthetic_features is not None:
         from synthmed.report.figures import tsne_plot
 
         pngs["tsne"] = tsne_plot(
-            synthesis.real_features,
+            audit.real_features,
             train.labels,
-            synthesis.synthetic_features,
+            audit.synthetic_features,
             synthesis.labels,
             data.class_names,
             seed=seed,
