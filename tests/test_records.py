@@ -80,6 +80,11 @@ def test_a_bad_field_is_one_line_naming_it(change, phrase):
     assert str(err.value) == f"not a valid run record: {phrase}" and "\n" not in str(err.value)
 
 
+def test_a_record_of_the_wrong_type_is_never_written():
+    with pytest.raises(SynthmedError, match="not a valid run record: n_train is 1.5, not an integer"):
+        RunRecord(run_id="x", n_train=1.5).to_json()  # type: ignore[arg-type]
+
+
 def test_a_bad_line_of_an_export_names_the_line_and_the_field(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps({**_old_records()[0], "test_auc": "abc"}) + "\n")

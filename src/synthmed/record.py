@@ -94,15 +94,19 @@ class _Typed:
         return cls(**{k: v for k, v in data.items() if k in kinds})
 
     def to_json(self) -> dict:
-        """The JSON shape the store and exports hold (None fields marked ``omit_none`` left out)."""
+        """The JSON shape the store and exports hold (None fields marked ``omit_none`` left out); a field of the
+        wrong type raises, so a record that would not read back is never written."""
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if f.metadata.get("stored", True) and not (value is None and f.metadata.get("omit_none")):
                 out[f.name] = value
+        problem = self.problem(out)
+        if problem is not None:
+            raise SynthmedError(f"not a valid {self.what}: {problem}")
         return out
 
-    what = "a record"
+    what = "record"
 
 
 @dataclass
