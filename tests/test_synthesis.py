@@ -66,14 +66,14 @@ def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small,
     data, subset = breast_small
     levers = Synthesis(synthetic_per_class=6, fidelity=False)
     first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
-    assert not first.generator_cached and first.generator_path.exists()
+    assert not first.audit.generator_cached and first.generator_path.exists()
     again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
-    assert again.generator_cached and again.generator_path == first.generator_path
+    assert again.audit.generator_cached and again.generator_path == first.generator_path
     assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
     other_seed = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 1, tmp_path, device="cpu")
-    assert not other_seed.generator_cached and other_seed.generator_path != first.generator_path
+    assert not other_seed.audit.generator_cached and other_seed.generator_path != first.generator_path
     shared = Synthesis(synthetic_per_class=6, fidelity=False, generator_seed=0)
-    assert synthesise(data, subset, "cvae", {"epochs": 2}, shared, 1, tmp_path, device="cpu").generator_cached
+    assert synthesise(data, subset, "cvae", {"epochs": 2}, shared, 1, tmp_path, device="cpu").audit.generator_cached
 
 
 @pytest.mark.slow
