@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import blobs as _blobs
 
+from synthmed.audit.synthetic import FILTER_OVERSAMPLE, confidence_filter
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import Grid, expand, override, parse_method_params
-from synthmed.audit.synthetic import FILTER_OVERSAMPLE, confidence_filter
 from synthmed.experiment.synthesis import synthesise, synthetic_counts
 from synthmed.spec import Synthesis, coerce, method_label
 from synthmed.train.recipes import get_recipe

@@ -48,15 +48,23 @@ def _json_type(annotation: Any) -> type:
     return typing.get_origin(kind) or kind
 
 
+#: Stored field name -> JSON type per record type, in declaration order (a report reads every record several times).
+_STORED: dict[type, dict[str, type]] = {}
+
+
 class _Typed:
     """JSON (de)serialisation and type checks shared by the record dataclasses."""
 
+    #: what the type is called in an error message
+    what: typing.ClassVar[str] = "record"
+
     @classmethod
     def _stored(cls) -> dict[str, type]:
-        """Stored field name -> JSON type, in declaration order."""
-        hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        return {f.name: _json_type(hints[f.name]) for f in fields if f.metadata.get("stored", True)}
+        if cls not in _STORED:
+            hints = typing.get_type_hints(cls)
+            fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+            _STORED[cls] = {f.name: _json_type(hints[f.name]) for f in fields if f.metadata.get("stored", True)}
+        return _STORED[cls]
 
     @classmethod
     def names(cls, flag: str) -> tuple[str, ...]:
@@ -80,7 +88,7 @@ class _Typed:
             if wanted is float:
                 fits = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not fits:
-                return f"{key} is {json.dumps(value)[:40]}, not {KINDS[wanted][1]}"
+                return f"{key} is {json.dumps(value, default=repr)[:40]}, not {KINDS[wanted][1]}"
         return None
 
     @classmethod
@@ -105,8 +113,6 @@ class _Typed:
         if problem is not None:
             raise SynthmedError(f"not a valid {self.what}: {problem}")
         return out
-
-    what = "record"
 
 
 @dataclass
