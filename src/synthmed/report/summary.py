@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,8 +336,8 @@ def _synthetic_summary(runs: list[dict]) -> dict | None:
     if not parts:
         return None
 
-    def values(key: str) -> list[float]:
-        return [getattr(p, key) for p in parts if getattr(p, key) is not None]
+    def values(figure: Callable[[SyntheticAudit], float | None]) -> list[float]:
+        return [v for v in map(figure, parts) if v is not None]
 
     flags: dict[str, int] = defaultdict(int)
     for p in parts:
@@ -345,25 +346,25 @@ def _synthetic_summary(runs: list[dict]) -> dict | None:
     return {
         "n": len(parts),
         "per_run": parts[0].n,
-        "fidelity": interval(values("fidelity")),
-        "reference_acc": interval(values("reference_test_acc")),
-        "reference_recall": interval(values("reference_val_recall")),
-        "near_copy": interval(values("near_copy_share")),
-        "held_out": interval(values("held_out_near_copy_share")),
-        "memorised": interval(values("memorised_share")),
-        "memorised_held_out": interval(values("held_out_memorised_share")),
-        "memorised_features": interval(values("memorised_share_features")),
-        "memorised_features_held_out": interval(values("held_out_memorised_share_features")),
-        "tstr_auc": interval(values("tstr_auc")),
-        "tstr_acc": interval(values("tstr_acc")),
-        "diversity": interval(values("min_diversity")),
-        "kept": interval(values("kept_share")),
-        "candidates": interval(values("fidelity_candidates")),
-        "fid": interval(values("fid")),
-        "kid": interval(values("kid")),
-        "precision": interval(values("precision")),
-        "recall": interval(values("recall")),
-        "coverage": interval(values("coverage")),
+        "fidelity": interval(values(lambda p: p.fidelity)),
+        "reference_acc": interval(values(lambda p: p.reference_test_acc)),
+        "reference_recall": interval(values(lambda p: p.reference_val_recall)),
+        "near_copy": interval(values(lambda p: p.near_copy_share)),
+        "held_out": interval(values(lambda p: p.held_out_near_copy_share)),
+        "memorised": interval(values(lambda p: p.memorised_share)),
+        "memorised_held_out": interval(values(lambda p: p.held_out_memorised_share)),
+        "memorised_features": interval(values(lambda p: p.memorised_share_features)),
+        "memorised_features_held_out": interval(values(lambda p: p.held_out_memorised_share_features)),
+        "tstr_auc": interval(values(lambda p: p.tstr_auc)),
+        "tstr_acc": interval(values(lambda p: p.tstr_acc)),
+        "diversity": interval(values(lambda p: p.min_diversity)),
+        "kept": interval(values(lambda p: p.kept_share)),
+        "candidates": interval(values(lambda p: p.fidelity_candidates)),
+        "fid": interval(values(lambda p: p.fid)),
+        "kid": interval(values(lambda p: p.kid)),
+        "precision": interval(values(lambda p: p.precision)),
+        "recall": interval(values(lambda p: p.recall)),
+        "coverage": interval(values(lambda p: p.coverage)),
         "fid_over_epochs": [p.fid_over_epochs for p in parts if p.fid_over_epochs],
         "generator_s": interval([p.generator_seconds for p in parts if not p.generator_cached]),
         "flags": dict(flags),
