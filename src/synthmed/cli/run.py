@@ -328,7 +328,7 @@ def _execute(grid: Any, out: Path, run: Execution) -> None:
     if run.pages:
         from synthmed.experiment.export import update_pages
 
-        for line in update_pages(run.pages):
+        for line in update_pages(run.pages, run.export_to):
             console.print(line, highlight=False, soft_wrap=True)
     if failed:
         console.print(
