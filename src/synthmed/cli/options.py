@@ -260,7 +260,8 @@ PAGES = typer.Option(
     metavar="PAGE",
     rich_help_panel=EXECUTION,
     help="With --export-to: study pages (Markdown, repeatable or a comma list) whose <!-- study_table --> tables "
-    "are regenerated at the end, as `synthmed report DIR --pages PAGE` does (a block naming no export reads DIR).",
+    "are regenerated at the end, as `synthmed report DIR --pages PAGE` does (a block naming no export reads the "
+    "--export-to one).",
 )
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")

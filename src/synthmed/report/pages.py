@@ -6,7 +6,7 @@ A page marks each table it holds::
     | setting | ... (replaced) |
     <!-- /study_table -->
 
-ARGS name one or more exports (or run folders) and the table's options (``BLOCK_OPTIONS``); a folder is relative to
+ARGS name one or more exports (or run folders) and the table's options (``_block_parser``); a folder is relative to
 the page's repository root, the first folder above the page holding ``pyproject.toml``, so a page reads the same
 exports from any working directory. A block that names none reads the command's own folder (``synthmed report DIR
 --pages PAGE``, or the ``--export-to`` export of ``synthmed run``). Every cell comes from ``summary_json``, the
@@ -72,10 +72,6 @@ def _block_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: The options a block's ARGS take besides its folders.
-BLOCK_OPTIONS = ("--margin=M", "--synthetic", "--no-setting", "--methods=REGEX,...", "--headline")
-
-
 @dataclass(frozen=True)
 class Block:
     """What one marker asks for: the folders (resolved) and how to cut and lay out their rows."""
@@ -94,6 +90,8 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
         parsed = _block_parser().parse_args(shlex.split(args))
     except ValueError as error:  # unbalanced quotes
         raise SynthmedError(f"{args!r}: {error}") from None
+    if parsed.margin is not None and not parsed.margin >= 0:
+        raise SynthmedError(f"{args!r}: --margin {parsed.margin} must be >= 0 (an AUC difference, e.g. 0.01)")
     folders = [root / f for f in parsed.folders] or ([default] if default is not None else [])
     if not folders:
         raise SynthmedError(f"{args!r} names no export, and no folder was given for it")
