@@ -639,6 +639,6 @@ def run_grid(
     if execution.pages:
         from synthmed.experiment.export import update_pages
 
-        for line in update_pages(execution.pages):
+        for line in update_pages(execution.pages, execution.export_to):
             emit(Event("info", message=line))
     return total

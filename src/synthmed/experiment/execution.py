@@ -124,7 +124,8 @@ class Execution:
         parse="paths",
         metavar="PAGE",
         help="With --export-to: study pages (Markdown, repeatable or a comma list) whose <!-- study_table --> "
-        "tables are regenerated from the export at the end.",
+        "tables are regenerated at the end, as `synthmed report DIR --pages PAGE` does (a block naming no export "
+        "reads the --export-to one).",
     )
     auto_seeds: bool = knob(False, internal=True, help="--seeds auto: add seeds in rounds until decided.")
     skip_absent: bool = knob(False, internal=True, help="Leave out datasets whose files are absent (experiment run).")
