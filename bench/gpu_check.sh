@@ -55,6 +55,13 @@ limit() {
     echo "$l"
 }
 
+# Why a step failed, in one line: its log's first "error:" line but pip's generic ones, else its last line.
+reason() {
+    awk 'tolower($0) ~ /error:/ && !/subprocess-exited-with-error|metadata-generation-failed/ && found == "" { found = $0 }
+         { last = $0 }
+         END { s = found != "" ? found : last; sub(/^[ \t]+/, "", s); print substr(s, 1, 300) }' "$1"
+}
+
 src_on_path() { export PYTHONPATH=$REPO/src${PYTHONPATH:+:$PYTHONPATH}; }
 
 # 1. Install: a venv over the system site-packages (the machine's torch), synthmed without dependencies or build
@@ -68,7 +75,7 @@ fi
 PY=$SYSTEM_PY
 run_step venv 60 "$SYSTEM_PY" -m venv --system-site-packages "$VENV"
 if [[ $(cat "$WORK/venv.rc") != 0 ]]; then
-    INSTALL="fallback: $SYSTEM_PY with PYTHONPATH=src (venv failed: $(tail -n 1 "$WORK/venv.log"))"
+    INSTALL="fallback: $SYSTEM_PY with PYTHONPATH=src (venv failed: $(reason "$WORK/venv.log"))"
     src_on_path
 elif ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1 && "$SYSTEM_PY" -c "import torch" >/dev/null 2>&1; then
     INSTALL="fallback: $SYSTEM_PY with PYTHONPATH=src (its torch is not visible from a --system-site-packages venv)"
@@ -77,7 +84,7 @@ else
     PY=$VENV/bin/python
     run_step install 120 "$PY" -m pip install --no-deps --no-build-isolation --no-index -e "$REPO"
     if [[ $(cat "$WORK/install.rc") != 0 ]]; then
-        INSTALL="fallback: venv with PYTHONPATH=src (pip install -e failed: $(tail -n 1 "$WORK/install.log"))"
+        INSTALL="fallback: venv with PYTHONPATH=src (pip install -e failed: $(reason "$WORK/install.log"))"
         src_on_path
     fi
 fi
@@ -133,7 +140,7 @@ if [[ $HAVE_TORCH == 1 ]]; then
     if [[ $SMOKE == 1 ]]; then
         SIZES=(--steps 1 --batch 8 --matmul-size 256)
     else
-        SIZES=(--steps 50)
+        SIZES=(--steps 200)  # 128-image batches: a GPU step takes milliseconds
     fi
     run_step throughput "$(limit 120)" "$PY" bench/train_throughput.py --device "$DEVICE" \
         --models resnet18 --skip-memory "${SIZES[@]}" --out "$WORK/throughput.json"
@@ -177,17 +184,26 @@ def read(name):
 
 
 def status(step):
-    """ok / timed out / failed (exit N) / not run, and the log's last line when it did not pass."""
+    """ok / timed out / not run, or failed (exit N) with the log's last line."""
     rc = read(f"{step}.rc")
     if rc is None:
         return "not run"
-    if rc == "0":
-        return "ok"
+    if rc in ("0", "124", "137"):
+        return "ok" if rc == "0" else "timed out (its time limit ended it)"
     tail = (read(f"{step}.log") or "").splitlines()[-1:] or [""]
-    return ("timed out" if rc in ("124", "137") else f"failed (exit {rc})") + f": {tail[0][-300:]}"
+    return f"failed (exit {rc}): {tail[0][-300:]}"
 
 
 env = json.loads(read("env.json") or "{}")
+importable = bool(env.get("torch")) and "torch_error" not in env and "synthmed_error" not in env
+
+
+def outcome(step):
+    """The step's status, or why it did not run."""
+    if read(f"{step}.rc") is None and not importable:
+        return "skipped: torch or synthmed does not import here (see torch_error / synthmed_error)"
+    return status(step)
+
 result = {
     "check": "cpu-smoke" if smoke else "gpu",
     "device": env.get("device"),
@@ -202,7 +218,7 @@ for key in ("torch_error", "synthmed_error"):
     if key in env:
         result[key] = env[key]
 
-tests = {"status": status("tests")}
+tests = {"status": outcome("tests")}
 if (work / "junit.xml").exists():
     suite = ET.parse(work / "junit.xml").getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -219,7 +235,7 @@ if (work / "junit.xml").exists():
         tests["skip_reasons"] = sorted(r for r in reasons if r)
 result["tests"] = tests
 
-throughput = {"status": status("throughput")}
+throughput = {"status": outcome("throughput")}
 if (work / "throughput.json").exists():
     bench = json.loads(read("throughput.json"))
     model = bench["models"]["resnet18"]
@@ -233,7 +249,7 @@ if (work / "throughput.json").exists():
     )
 result["train_throughput"] = throughput
 
-grid = {"status": status("grid"), "config": "configs/gpu-check.yaml"}
+grid = {"status": outcome("grid"), "config": "configs/gpu-check.yaml"}
 if not data:
     grid["status"] = "skipped: no breastmnist.npz in $SYNTHMED_DATA or shared/data/medmnist (in or beside the repo)"
 else:
@@ -255,6 +271,7 @@ elif store.exists():  # cut short before the report: the runs stored so far
     grid["note"] = "no report (the grid did not finish): means of the runs stored"
 result["grid"] = grid
 result["wall_s"] = int(time.time()) - start
+result["logs"] = str(work)
 result["ok"] = all(
     part["status"] in ("ok", "not run") or part["status"].startswith("skipped")
     for part in (tests, throughput, grid)
