@@ -471,12 +471,7 @@ def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[lis
         try:
             locate(name, size, data_root, download=True)
         except SynthmedError as err:
-            try:  # a missing 64-px file is made by upsampling the 28-px one
-                if size == 28:
-                    raise
-                locate(name, 28, data_root, download=True)
-            except SynthmedError:
-                skipped[name] = str(err)
+            skipped[name] = str(err)
     return [s for s in specs if s.dataset not in skipped], skipped
 
 
