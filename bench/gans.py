@@ -1,8 +1,9 @@
 """GAN-family speed on this CPU: seconds per generator step of every Sharma et al. 2022 method at 28 and 64 px, and the
 time of FID / KID / precision-recall for 1,000 vs 1,000 images (in-domain features and metrics separately).
 
-Each method trains on BreastMNIST's 546 training images (64 px: bilinear upsampling of the 28-px file when the
-64-px file is absent) for ``--steps`` generator steps after one warm-up epoch; a generator step includes its
+Each method trains on BreastMNIST's 546 training images (64 px needs the official breastmnist_64.npz; the committed
+64-px figures were measured on the 28-px file upsampled, which synthmed no longer does) for ``--steps`` generator
+steps after one warm-up epoch; a generator step includes its
 ``n_critic`` critic updates. Results go to bench/results/gans.json (atomic). Run on an otherwise idle machine.
 
     .venv/bin/python bench/gans.py                    # all methods, 28 and 64 px

@@ -1,4 +1,5 @@
-"""CPU training-throughput benchmark: how close do the classifiers get to this machine's matmul peak?
+"""Training-throughput benchmark: how close do the classifiers get to this machine's matmul peak (CPU, or one CUDA
+GPU with ``--device cuda``)?
 
 Measures matmul GFLOP/s (fp32, bf16), training images/s and model FLOP/s of the project's classifiers
 with the trainer's exact step, and the peak RSS of a short real BreastMNIST run; writes one JSON file.
@@ -69,16 +70,26 @@ def peak_memory() -> dict[str, Any]:
     return result
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work: CUDA calls return before the kernels ran, so a timer must wait for them."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
     """Best-of-``repeats`` torch.mm rate: the practical peak the models are measured against."""
     import torch
 
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)  # warm-up: oneDNN/MKL pick and cache kernels on first call
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)  # warm-up: oneDNN/MKL (cuBLAS) pick and cache kernels on first call
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
@@ -94,7 +105,7 @@ def train_step(
     import torch.nn.functional as F
 
     x = x.contiguous(memory_format=torch.channels_last)  # a no-op here, kept to match the trainer
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y)
     if opt is not None:
@@ -104,15 +115,17 @@ def train_step(
         opt.step()
 
 
-def setup(name: str, size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """A fresh model placed as the trainer places it, and a random batch (speed ignores pixel values)."""
+def setup(name: str, size: int, device: str = "cpu") -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A fresh model placed as the trainer places it, and a random batch (speed ignores pixel values) already on
+    ``device``, as the trainer keeps its training set there."""
     import torch
 
     from synthmed.nets.classifiers import build_classifier
 
     torch.manual_seed(0)
-    model = build_classifier(name, 1, CLASSES, image_size=IMAGE).to(memory_format=torch.channels_last)
-    return model, torch.randn(size, 1, IMAGE, IMAGE), torch.randint(0, CLASSES, (size,))
+    model = build_classifier(name, 1, CLASSES, image_size=IMAGE).to(device).to(memory_format=torch.channels_last)
+    x = torch.randn(size, 1, IMAGE, IMAGE, device=device)
+    return model, x, torch.randint(0, CLASSES, (size,), device=device)
 
 
 def gflop_per_image(name: str) -> float:
@@ -125,20 +138,24 @@ def gflop_per_image(name: str) -> float:
     return counter.get_total_flops() / FLOP_BATCH / 1e9
 
 
-def images_per_s(name: str, precision: str, steps: int, warmup: int = 2) -> float:
+def images_per_s(
+    name: str, precision: str, steps: int, device: str = "cpu", batch: int = BATCH, warmup: int = 2
+) -> float:
     import torch
 
-    model, x, y = setup(name, BATCH)
+    model, x, y = setup(name, batch, device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(warmup):  # first steps pay for oneDNN kernel selection and Adam state allocation
         train_step(model, opt, x, y, precision)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         train_step(model, opt, x, y, precision)
-    return BATCH * steps / (time.perf_counter() - start)
+    synchronize(device)
+    return batch * steps / (time.perf_counter() - start)
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(device: str = "cpu") -> dict[str, Any]:
     import torch
 
     cpu = None
@@ -153,20 +170,23 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        **({"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda} if device == "cuda" else {}),
     }
 
 
-def measure(names: list[str], steps: int | None) -> dict[str, Any]:
+def measure(
+    names: list[str], steps: int | None, device: str = "cpu", n: int = 2048, batch: int = BATCH
+) -> dict[str, Any]:
     """Matmul peaks, per-model throughput and utilisation; utilisation compares like with like precision."""
     import torch
 
-    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    peak = {"fp32": matmul_gflops(torch.float32, device, n), "bf16": matmul_gflops(torch.bfloat16, device, n)}
     models: dict[str, dict[str, Any]] = {}
     for name in names:
         gflop, models[name] = gflop_per_image(name), {}
         for precision in PRECISIONS:
             n_steps = steps or DEFAULT_STEPS[name]
-            ips = images_per_s(name, precision, n_steps)
+            ips = images_per_s(name, precision, n_steps, device, batch)
             achieved = gflop * ips
             entry = {
                 "steps": n_steps,
@@ -231,6 +251,9 @@ def main() -> None:
     )
     parser.add_argument("--models", default="resnet18,densenet121", help="comma-separated")
     parser.add_argument("--skip-memory", action="store_true", help="skip the BreastMNIST peak-RSS run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the models train")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the timed matmuls (a smoke test: 256)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="images per timed step (a smoke test: 8)")
     args = parser.parse_args()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := sorted(set(names) - set(DEFAULT_STEPS)):
@@ -243,12 +266,15 @@ def main() -> None:
 
     from synthmed.train.device import resolve_precision
 
-    auto = resolve_precision("auto", torch.device("cpu"))
-    measured = measure(names, args.steps)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible")
+    auto = resolve_precision("auto", torch.device(args.device))
+    measured = measure(names, args.steps, args.device, args.matmul_size, args.batch)
     report = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "batch": BATCH,
+        "machine": machine_info(args.device),
+        "device": args.device,
+        "batch": args.batch,
         "auto_precision": auto,
         **measured,
         "peak_memory": memory,

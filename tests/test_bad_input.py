@@ -141,3 +141,40 @@ def test_a_validation_split_without_a_class_is_refused(tmp_path, cli):
     result = cli(*args, "--out", str(out), root=tmp_path / "data")
     _one_line(result, "the validation split holds no image of class 'normal, benign'")
     assert not out.exists()
+
+
+def test_a_size_without_its_file_is_refused_not_upsampled(tmp_path, cli):
+    from conftest import write_breast_like
+
+    write_breast_like(tmp_path / "data")  # the 28-px file only
+    out = tmp_path / "out"
+    result = cli("run", "-d", "breastmnist", "--size", "64", "--no-verify", "--out", str(out), root=tmp_path / "data")
+    _one_line(result, "breastmnist_64.npz not found")
+    assert "does not upsample breastmnist.npz" in result.stderr and "MD5" in result.stderr
+    assert not out.exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) == ["breastmnist.npz"]
+
+
+def test_random_bytes_as_an_npz_name_the_file_not_a_pickle(tmp_path, cli):
+    import numpy as np
+
+    path = tmp_path / "noise.npz"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    out = tmp_path / "out"
+    result = cli("run", "-d", f"npz:{path}", "--out", str(out))
+    _one_line(result, "is not a valid npz/zip file")
+    assert "pickle" not in result.stderr and not out.exists()
+
+
+def test_an_image_folder_with_two_images_per_class_names_the_minimum(tmp_path, cli):
+    import numpy as np
+    from PIL import Image
+
+    for name in ("benign", "malignant"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((28, 28), 40 * i, dtype=np.uint8)).save(tmp_path / "images" / name / f"{i}.png")
+    out = tmp_path / "out"
+    result = cli("run", "-d", f"folder:{tmp_path / 'images'}", "--out", str(out))
+    _one_line(result, "too few images per class for a train/val/test split")
+    assert "'benign' (2)" in result.stderr and "at least 3 images per class" in result.stderr
+    assert "split is empty" not in result.stderr and not out.exists()

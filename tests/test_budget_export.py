@@ -4,21 +4,18 @@ memory the kernel reports as available."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from test_execution import FakeRunner, fake_record
 
 from synthmed.errors import SynthmedError
+from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid, expand, override
 from synthmed.store import ResultStore, read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class TimedRunner(FakeRunner):
@@ -46,14 +43,14 @@ def _grid(methods: str, seeds: list[int]) -> Grid:
     "text, seconds", [("2h30m", 9000), ("90m", 5400), ("3600", 3600), ("45s", 45), ("1.5h", 5400), ("1h 5m", 3900)]
 )
 def test_durations_are_read_in_hours_minutes_and_seconds(text, seconds):
-    from synthmed.cli.options import parse_duration
+    from synthmed.experiment.execution import parse_duration
 
     assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["abc", "", "0", "0m", "2x", "-5", "h"])
 def test_a_bad_duration_is_one_error(text):
-    from synthmed.cli.options import parse_duration
+    from synthmed.experiment.execution import parse_duration
 
     with pytest.raises(SynthmedError, match="--time-budget"):
         parse_duration(text)
@@ -62,16 +59,16 @@ def test_a_bad_duration_is_one_error(text):
 # ---- time budgets -----------------------------------------------------------------------------------------------
 
 
-def test_a_budget_starts_only_the_runs_the_store_says_it_fits(tmp_path):
-    from synthmed.experiment.execute import Budget, execute
+def test_a_budget_starts_only_the_runs_the_store_says_it_fits(tmp_path, monkeypatch):
+    from synthmed.experiment.execute import run_grid
 
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "10000")
     runner = TimedRunner(tmp_path)
     runner.seconds = {"none": 0.0, "flip": 0.0}
     with ResultStore(runner.store_path) as store:  # durations known ahead: flip took 1000 s, none 0.5 s
         for spec in expand(_grid("none,flip", [9])):
             store.add({**fake_record(runner, spec, 0.8), "total_time": 1000.0 if spec.method == "flip" else 0.5})
-    specs = expand(_grid("none,flip", [0, 1, 2]))
-    outcome = execute(runner, specs, workers=1, report=False, budget=Budget(60, default_run_seconds=10_000))
+    outcome = run_grid(_grid("none,flip", [0, 1, 2]), Execution(workers=1, report=False, time_budget=60), runner=runner)
     assert outcome.budget_reached and sorted(r["method"] for r in outcome.finished) == ["none"] * 3
     assert (outcome.done, outcome.left) == (3, 3)
     with ResultStore(runner.store_path) as store:
@@ -79,25 +76,25 @@ def test_a_budget_starts_only_the_runs_the_store_says_it_fits(tmp_path):
 
 
 def test_a_run_without_history_gets_the_stated_default(tmp_path, monkeypatch):
-    from synthmed.experiment.execute import DEFAULT_RUN_SECONDS, Budget, execute
+    from synthmed.experiment.execute import DEFAULT_RUN_SECONDS, Budget, run_grid
 
     assert DEFAULT_RUN_SECONDS == 3600
     monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "5")
     runner = TimedRunner(tmp_path)
-    specs = expand(_grid("none", [0, 1]))
+    grid = _grid("none", [0, 1])
     assert Budget(4).default_run_seconds == 5
-    assert execute(runner, specs, workers=1, report=False, budget=Budget(4)).done == 0
-    assert execute(runner, specs, workers=1, report=False, budget=Budget(60)).done == 2
+    assert run_grid(grid, Execution(workers=1, report=False, time_budget=4), runner=runner).done == 0
+    assert run_grid(grid, Execution(workers=1, report=False, time_budget=60), runner=runner).done == 2
 
 
-def test_at_the_deadline_the_run_in_flight_is_abandoned_cleanly(tmp_path):
-    from synthmed.experiment.execute import Budget, execute
+def test_at_the_deadline_the_run_in_flight_is_abandoned_cleanly(tmp_path, monkeypatch):
+    from synthmed.experiment.execute import run_grid
 
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "0.1")
     runner = TimedRunner(tmp_path)
     runner.seconds = {"none": 60.0}
-    specs = expand(_grid("none", [0, 1]))
     started = time.monotonic()
-    outcome = execute(runner, specs, workers=1, report=False, budget=Budget(1.5, default_run_seconds=0.1))
+    outcome = run_grid(_grid("none", [0, 1]), Execution(workers=1, report=False, time_budget=1.5), runner=runner)
     assert time.monotonic() - started < 15
     assert outcome.budget_reached and not outcome.finished and not outcome.failed
     assert (outcome.done, outcome.left) == (0, 2)
@@ -277,8 +274,7 @@ def test_a_writer_killed_mid_export_leaves_an_export_that_loads_without_duplicat
 def test_pages_get_their_tables_regenerated_and_keep_their_prose(tmp_path):
     from synthmed.experiment.export import export_runs, update_pages
 
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "study_table.py", tmp_path / "scripts" / "study_table.py")
+    (tmp_path / "pyproject.toml").write_text("")  # the repository root the blocks' exports are relative to
     runner = FakeRunner(tmp_path / "out")
     with ResultStore(runner.store_path) as store:
         for spec in expand(_grid("none,flip", [0, 1])):

@@ -254,7 +254,7 @@ def test_missing_file_offline(tmp_path, cli):
         (["--seeds", "a,b"], ["--seeds should be an integer, got 'a'"]),
         (["--seeds", "-1"], ["--seeds -1 must be >= 0"]),
         (["--size", "33"], ["--size 33: choose one of 28, 64, 128, 224"]),
-        (["--workers", "0"], ["--workers 0 must be at least 1"]),
+        (["--workers", "0"], ["--workers 0 must be >= 1"]),
         (["--device", "cuda"], ["--device cuda was asked for but no CUDA GPU is visible"]),
         (["--epochs", "-2"], ["--epochs -2 must be >= 1"]),
         (["--protocol", "fraction", "--fraction", "1.5"], ["--fraction 1.5 must be > 0 and <= 1"]),

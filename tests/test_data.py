@@ -47,18 +47,13 @@ def test_missing_file_offline_names_file_md5_and_place(tmp_path):
 
 
 def test_missing_size_file_names_sized_file(tmp_path):
-    with pytest.raises(SynthmedError, match="breastmnist_64.npz nor breastmnist.npz"):
+    with pytest.raises(SynthmedError, match="breastmnist_64.npz not found"):
         load_dataset("breastmnist", size=64, data_root=tmp_path)
 
 
-def test_size_64_upsamples_the_28px_file_when_the_64px_file_is_absent(breast_copy):
-    small = load_dataset("breastmnist", data_root=breast_copy)
-    big = load_dataset("breastmnist", size=64, data_root=breast_copy)
-    assert big.train.images.shape == (546, 64, 64) and big.train.images.dtype == np.uint8
-    assert big.extra["upsampled_from"] == 28 and big.md5 == f"{small.md5}+up64" and big.size == 64
-    assert np.array_equal(big.test.labels, small.test.labels)
-    # bilinear upsampling keeps each image's mean brightness (to within rounding and edge effects)
-    assert np.abs(big.train.images.mean((1, 2)) - small.train.images.mean((1, 2))).max() < 2.0
+def test_size_64_without_the_64px_file_is_refused_not_upsampled(breast_copy):
+    with pytest.raises(SynthmedError, match="breastmnist_64.npz not found.*does not upsample breastmnist.npz"):
+        load_dataset("breastmnist", size=64, data_root=breast_copy)
 
 
 def test_unknown_dataset():

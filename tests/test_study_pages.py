@@ -1,51 +1,37 @@
-"""The study's docs pages and the README hold the tables the committed exports give: ``scripts/study_table.py
---update`` would change nothing (so a page is never out of date with ``results/``), and the block markers are well
-formed."""
+"""``synthmed report DIR --pages PAGE``: the tables between a page's ``<!-- study_table ARGS -->`` markers are
+regenerated from the report of the exports they name, the prose is kept, a current page is not written, a bad block
+writes nothing; and the study's docs pages and the README hold the tables the committed exports give."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import pytest
+from test_execution import FakeRunner, fake_record
+
+from synthmed.experiment.export import export_runs
+from synthmed.experiment.grid import Grid, expand, override
+from synthmed.report.pages import Block, difference, page_text, study_table, worth
+from synthmed.report.render import table_markdown
+from synthmed.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("study*.md"))]
-
-
-def study_table():
-    spec = importlib.util.spec_from_file_location("study_table", ROOT / "scripts" / "study_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+#: The README and every study page that holds a table block (study-tsynd2024.md has none yet).
+PAGES = [
+    p
+    for p in [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("study*.md"))]
+    if "<!-- study_table" in p.read_text()
+]
+PAGE = "prose before\n<!-- study_table {args} -->\nold\n<!-- /study_table -->\nprose after\n"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_study_pages_match_the_committed_exports(page, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the blocks name exports relative to the repository
-    copy = tmp_path / page.name
-    shutil.copy(page, copy)
-    study_table().update(copy)
-    assert copy.read_text() == page.read_text(), (
-        f"{page.name} is out of date with results/: run python scripts/study_table.py --update {page.relative_to(ROOT)}"
+    monkeypatch.chdir(tmp_path)  # the blocks name exports relative to the repository, wherever the command runs
+    assert page_text(page) == page.read_text(), (
+        f"{page.name} is out of date with results/: run synthmed report results --pages {page.relative_to(ROOT)}"
     )
-
-
-def test_a_marked_block_is_replaced_by_its_table(tmp_path, monkeypatch):
-    module = study_table()
-    monkeypatch.setattr(module, "report_json", lambda folder, extra: {"groups": [{"title": "t", "rows": [ROW]}]})
-    page = tmp_path / "page.md"
-    page.write_text("intro\n<!-- study_table results/x --no-setting -->\nold\n<!-- /study_table -->\nend\n")
-    assert module.update(page) == 1
-    lines = page.read_text().splitlines()
-    assert lines[2].startswith(
-        "| method | seeds | test AUC | none on the same seeds | Δ AUC vs none [95 % CI], verdict (Holm) | Δ AUC vs"
-    )
-    assert lines[4] == "| `flip` | 5 | 0.900 ± 0.010 | 0.910 | -0.010 [-0.030, +0.010] undecided |  |"
-    assert lines[0] == "intro" and lines[-1] == "end" and "old" not in lines
 
 
 def test_the_readme_tables_are_generated_between_markers():
@@ -53,17 +39,106 @@ def test_the_readme_tables_are_generated_between_markers():
     assert text.count("<!-- study_table ") == text.count("<!-- /study_table -->") >= 2
 
 
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """A repository (pyproject.toml) with an export of none and flip on two seeds in results/x, and a page in docs/;
+    the command runs from another folder."""
+    (tmp_path / "repo" / "docs").mkdir(parents=True)
+    (tmp_path / "repo" / "pyproject.toml").write_text("")
+    runner = FakeRunner(tmp_path / "out")
+    grid = override(Grid(datasets=["breastmnist"], seeds=[0, 1]), {"method": "none,flip"})
+    with ResultStore(runner.store_path) as store:
+        for spec in expand(grid):
+            store.add(fake_record(runner, spec, 0.8 + 0.01 * spec.seed + 0.02 * (spec.method == "flip")))
+    export_runs(runner.out, tmp_path / "repo" / "results" / "x")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    return tmp_path / "repo"
+
+
+def test_the_command_rewrites_the_tables_and_keeps_the_prose(cli, repo):
+    page = repo / "docs" / "page.md"
+    page.write_text(PAGE.format(args="results/x --no-setting") + PAGE.format(args="results/x --methods=flip"))
+    done = cli("report", str(repo / "results" / "x"), "--pages", str(page))
+    assert done.returncode == 0 and done.stderr.strip() == f"{page}: tables updated"
+    lines = page.read_text().splitlines()
+    assert lines[:2] == ["prose before", "<!-- study_table results/x --no-setting -->"]
+    assert lines[2].startswith("| method | seeds | test AUC | none on the same seeds | Δ AUC vs none")
+    assert [line.split(" | ")[:2] for line in lines[4:6]] == [["| `none`", "2"], ["| `flip`", "2"]]
+    assert lines[6:9] == ["<!-- /study_table -->", "prose after", "prose before"]
+    assert lines[10].startswith("| setting | method | seeds |") and lines[12].split(" | ")[1] == "`flip`"
+    assert lines[13:] == ["<!-- /study_table -->", "prose after"] and "old" not in lines
+
+
+def test_a_current_page_is_not_written(cli, repo):
+    page = repo / "docs" / "page.md"
+    page.write_text(PAGE.format(args="results/x --no-setting"))
+    assert cli("report", ".", "--pages", str(page)).returncode == 0
+    before = page.stat()
+    done = cli("report", ".", "--pages", f"{page},{page}")
+    assert done.stderr.splitlines() == [f"{page}: tables unchanged"] * 2
+    assert (page.stat().st_ino, page.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_block_naming_no_export_reads_the_commands_folder(cli, repo):
+    page = repo / "docs" / "page.md"
+    page.write_text(PAGE.format(args="--no-setting"))
+    assert cli("report", str(repo / "results" / "x"), "--pages", str(page)).returncode == 0
+    assert page.read_text().splitlines()[4].startswith("| `none` | 2 |")
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        (PAGE.format(args="results/absent --no-setting"), "results/absent is not an export or run folder"),
+        (PAGE.format(args="results/x --colour"), "unrecognized arguments: --colour"),
+        ("prose only\n", "holds no <!-- study_table ARGS -->"),
+        (PAGE.format(args="results/x") + "<!-- study_table results/x -->\n", "marker lacks its <!-- /study_table"),
+    ],
+    ids=["unknown export", "unknown option", "no markers", "no closing marker"],
+)
+def test_a_bad_block_is_one_line_and_writes_nothing(cli, repo, text, error):
+    stale, bad = repo / "docs" / "stale.md", repo / "docs" / "bad.md"
+    stale.write_text(PAGE.format(args="results/x"))
+    bad.write_text(text)
+    done = cli("report", ".", "--pages", str(stale), "--pages", str(bad))
+    assert done.returncode == 2
+    message = (done.stdout + done.stderr).strip()
+    assert "\n" not in message and str(bad) in message and error in message
+    assert stale.read_text() == PAGE.format(args="results/x") and bad.read_text() == text
+
+
+def test_a_page_outside_a_repository_is_refused(cli, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(PAGE.format(args="results/x"))
+    done = cli("report", ".", "--pages", str(page))
+    assert done.returncode == 2 and "no pyproject.toml in a folder above it" in done.stdout + done.stderr
+
+
+def test_a_block_is_laid_out_by_the_reports_table_renderer():
+    summary = {"groups": [{"title": "t", "rows": [ROW]}]}
+    lines = table_markdown(study_table([summary], Block(folders=(), no_setting=True)))
+    assert lines[0].startswith(
+        "| method | seeds | test AUC | none on the same seeds | Δ AUC vs none [95 % CI], verdict (Holm) | Δ AUC vs"
+    )
+    assert lines[2] == "| `flip` | 5 | 0.900 ± 0.010 | 0.910 | -0.010 [-0.030, +0.010] undecided |  |"
+    assert lines[3:] == [""]
+    assert study_table([summary], Block(folders=(), methods=("none",))).rows == []
+
+
 def test_cells_bold_only_decided_verdicts_and_give_holm_where_the_raw_interval_excludes_0():
-    module = study_table()
     raw_only = {"n": 5, "mean": 0.008, "t_low": 0.001, "t_high": 0.015, "verdict": "undecided", "p_holm": 0.33}
-    assert module.difference(raw_only) == "+0.008 [+0.001, +0.015] undecided (Holm p 0.33)"
+    assert difference(raw_only) == "+0.008 [+0.001, +0.015] undecided (Holm p 0.33)"
     decided = {**raw_only, "verdict": "better", "p_holm": 0.01}
-    assert module.difference(decided) == "**+0.008 [+0.001, +0.015] better (Holm p 0.01)**"
+    assert difference(decided) == "**+0.008 [+0.001, +0.015] better (Holm p 0.01)**"
     fits = {**raw_only, "t_low": -0.001, "n": 3, "unit": "generator fits", "verdict": "undecided (n < 5)"}
-    assert module.difference(fits) == "+0.008 [-0.001, +0.015] undecided (n < 5; n = 3 generator fits)"
-    assert module.difference({"n": 0, "verdict": "undecided (mixed precision)"}) == "undecided (mixed precision)"
-    assert module.worth({"point": -80.0, "low": -150.0, "high": None, "decided": False}) == "-80 [-150, …]"
-    assert module.worth({"point": -80.0, "low": -120.0, "high": -20.0, "decided": True}) == "**-80 [-120, -20]**"
+    assert difference(fits) == "+0.008 [-0.001, +0.015] undecided (n < 5; n = 3 generator fits)"
+    assert difference({"n": 0, "verdict": "undecided (mixed precision)"}) == "undecided (mixed precision)"
+    assert difference({**raw_only, "n": 1, "t_low": float("nan"), "t_high": float("nan")}) == (
+        "+0.008 (1 seed) undecided"
+    )
+    assert worth({"point": -80.0, "low": -150.0, "high": None, "decided": False}) == "-80 [-150, …]"
+    assert worth({"point": -80.0, "low": -120.0, "high": -20.0, "decided": True}) == "**-80 [-120, -20]**"
 
 
 ROW = {

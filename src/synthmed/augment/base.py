@@ -24,28 +24,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from synthmed.errors import SynthmedError
+from synthmed.train.hooks import NewImages
+
+__all__ = ["Augmenter", "Kind", "NewImages", "register"]
 
 
 class Kind(str, enum.Enum):
     TRANSFORM = "batch transform"
     SET = "pre-generated set"
     IN_LOOP = "in-loop"
-
-
-@dataclass(frozen=True)
-class NewImages:
-    """Images an in-loop method adds after an epoch; ``replace`` drops the images of its previous round."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    replace: bool = False
 
 
 class Augmenter:

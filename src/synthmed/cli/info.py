@@ -39,9 +39,19 @@ def report_cmd(
         help="val_auc: the headline table shows, of each method's variants (levers, hyper-parameters), the one "
         "with the best mean validation AUC, every row staying in the full table | none: every row.",
     ),
+    pages: list[Path] = typer.Option(
+        None,
+        "--pages",
+        metavar="PAGE",
+        help="Instead of writing the report: regenerate the tables between the <!-- study_table ARGS --> markers of "
+        "these Markdown pages (repeatable or a comma list), leaving their prose as it is. A block names its exports "
+        "relative to the page's repository root (the first folder above it holding pyproject.toml) and its own "
+        "options (--margin, --synthetic, --no-setting, --methods, --headline); a block naming no export reads OUT.",
+    ),
 ) -> None:
     """Summarise a run folder: mean ± std over seeds, paired differences to none and to the count-matched control,
     verdicts at a margin."""
+    from synthmed.experiment.execution import parse_value
     from synthmed.io import json_text
     from synthmed.report import settings_for, summary_json, write_report
     from synthmed.report.records import load_records
@@ -55,6 +65,9 @@ def report_cmd(
     store = out / "results.sqlite"
     if store.is_file() and store.stat().st_size == 0:  # opening it would write a store's schema into it
         raise SynthmedError(f"{store} is empty (0 bytes), not a results store; restore it, or give another folder")
+    if pages:
+        _update_pages(out, parse_value("pages", pages, "--pages"), margin, reference)
+        return
     settings = settings_for(out, margin, reference, select_levers)
     if fmt == "records":
         sys.stdout.write(json_text(load_records(out)) + "\n")
@@ -64,6 +77,20 @@ def report_cmd(
         return
     for path in write_report(out, settings):
         console.print(str(path))
+
+
+def _update_pages(out: Path, pages: list[Path], margin: float | None, reference: str | None) -> None:
+    """``synthmed report OUT --pages PAGE``: the pages' blocks carry their settings, so the page reads the same
+    whoever regenerates it."""
+    from synthmed.report.pages import update_pages
+
+    if margin is not None or reference is not None:
+        raise SynthmedError(
+            "--pages: a page's blocks carry its settings (<!-- study_table EXPORT --margin=M -->); drop --margin and "
+            "--reference"
+        )
+    for line in update_pages(pages, out):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("list")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -168,23 +167,67 @@ def all_fields() -> list[str]:
 
 # --------------------------------------------------------------------------------- options of execution
 
-DATA_ROOT = typer.Option(
-    None,
-    "--data-root",
-    rich_help_panel=EXECUTION,
-    help="Folder holding the MedMNIST npz files (default: $SYNTHMED_DATA, else ~/.medmnist).",
-)
+_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}
+
+
+def execution_option(name: str, default: Any = UNSET) -> Any:
+    """The typer option of an ``Execution`` field, from its ``Knob`` (also for commands that take only a few)."""
+    from synthmed.experiment.execution import Execution, flag_of, knob_of
+
+    k = knob_of(name)
+    value = Execution.__dataclass_fields__[name].default if default is UNSET else default
+    flag = flag_of(name)
+    decls = [f"{flag}/--no-{flag[2:]}"] if value is True else [flag, *k.more_flags]
+    if k.choices:
+        decls = [flag]
+    return typer.Option(
+        value,
+        *decls,
+        metavar=k.metavar,
+        rich_help_panel=EXECUTION,
+        help=k.help,
+    )
+
+
+def _annotation(name: str) -> Any:
+    from synthmed.experiment.execution import Execution, knob_of
+
+    parse = knob_of(name).parse
+    if parse == "paths":
+        return list[Path] | None
+    if parse is not None:
+        return str | None
+    base = _TYPES[str(Execution.__dataclass_fields__[name].type).split(" ")[0]]
+    return base if base is bool else base | None
+
+
+def execution_parameters(skip: Iterable[str] = ()) -> list[inspect.Parameter]:
+    """Typer parameters for every public ``Execution`` field (a command reads them with ``execution_given``)."""
+    from synthmed.experiment.execution import public_fields
+
+    return [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=execution_option(name), annotation=_annotation(name)
+        )
+        for name in public_fields()
+        if name not in skip
+    ]
+
+
+def execution_given(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """Pop the execution options out of a command's ``options``; return those the user gave (raw values)."""
+    from synthmed.experiment.execution import public_fields
+
+    values = {name: options.pop(name) for name in public_fields() if name in options}
+    return {name: value for name, value in values.items() if given(ctx, name)}
+
+
+DATA_ROOT = execution_option("data_root")
 NO_VERIFY = typer.Option(
     False, "--no-verify", rich_help_panel=EXECUTION, help="Skip the MD5 check (other checks still apply)."
 )
-DEVICE = typer.Option("auto", "--device", rich_help_panel=EXECUTION, help="auto | cpu | cuda.")
-CLASSES = typer.Option(
-    None,
-    "--classes",
-    rich_help_panel=EXECUTION,
-    help="npz:PATH datasets: comma-separated class names, in label order "
-    "(default: the file's JSON side-car, else 0, 1, ...).",
-)
+DEVICE = execution_option("device")
+CLASSES = execution_option("classes")
 GENERATOR_CACHE = typer.Option(
     None,
     "--generator-cache",
@@ -192,99 +235,8 @@ GENERATOR_CACHE = typer.Option(
     rich_help_panel=EXECUTION,
     help="Folder of cached trained generators "
     "and reference classifiers, reused when method, data subset and seed match "
-    "(default: OUT/cache in run; $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed, in generate).",
+    "(default: $XDG_CACHE_HOME/synthmed, else ~/.cache/synthmed).",
 )
-WORKERS = typer.Option(
-    None,
-    "--workers",
-    rich_help_panel=EXECUTION,
-    help="local: run this many runs at once in worker processes, bounded by cores / --cpus-per-run and free memory "
-    "(default: one single-thread worker per core on a CPU for a grid of 2+ runs, 1 on a GPU; 1 runs in this process).",
-)
-CPUS_PER_RUN = typer.Option(
-    None,
-    "--cpus-per-run",
-    min=1,
-    rich_help_panel=EXECUTION,
-    help="CPUs (torch threads) each run uses (default: 1 per worker process or Ray task; all of torch's in this "
-    "process). Set it when several synthmed processes share a machine.",
-)
-MLFLOW = typer.Option(
-    None,
-    "--mlflow",
-    rich_help_panel=EXECUTION,
-    help="Also log every run to this MLflow tracking URI (e.g. file:./mlruns "
-    "or http://host:5000); needs pip install mlflow.",
-)
-REPORT = typer.Option(
-    True,
-    "--report/--no-report",
-    rich_help_panel=EXECUTION,
-    help="Write report.md, report.html and the CSV files at the end.",
-)
-BACKEND = typer.Option(
-    "local",
-    "--backend",
-    rich_help_panel=EXECUTION,
-    help="local (this process, or --workers processes) | ray (one Ray task per run).",
-)
-ADDRESS = typer.Option(
-    None,
-    "--address",
-    rich_help_panel=EXECUTION,
-    help="ray: an existing cluster (auto or ray://HOST:10001); default: "
-    "start a local Ray instance on this machine's cores.",
-)
-
-
-TIME_BUDGET = typer.Option(
-    None,
-    "--time-budget",
-    metavar="DURATION",
-    rich_help_panel=EXECUTION,
-    help="End by this time from now (2h30m, 90m, 45s or seconds): no run starts that the budget cannot fit "
-    "(estimated from the store's runs of the same dataset, protocol and method, else 1 hour); runs in flight at the "
-    "end are abandoned without a record, and the command exits with status 3; run it again to continue.",
-)
-EXPORT_TO = typer.Option(
-    None,
-    "--export-to",
-    metavar="DIR",
-    rich_help_panel=EXECUTION,
-    help="An export (as `synthmed export` writes; new, or an earlier one) each finished run is added to as it is "
-    "stored, with the report written there at the end.",
-)
-PAGES = typer.Option(
-    None,
-    "--pages",
-    metavar="PAGE",
-    rich_help_panel=EXECUTION,
-    help="With --export-to: study pages (Markdown, repeatable or a comma list) whose <!-- study_table --> tables "
-    "are regenerated at the end with scripts/study_table.py.",
-)
-
-_DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
-
-
-def parse_duration(text: str | None, flag: str = "--time-budget") -> float | None:
-    """Seconds of ``2h30m``, ``90m``, ``45s``, ``1h``, ``3600`` (plain seconds); None for None."""
-    from synthmed.errors import SynthmedError
-
-    if text is None:
-        return None
-    compact = text.strip().lower().replace(" ", "")
-    match = _DURATION.fullmatch(compact)
-    if not compact or match is None or not any(match.groupdict().values()):
-        raise SynthmedError(f"{flag} {text!r}: give a duration such as 2h30m, 90m, 45s or 3600 (seconds)")
-    seconds = sum(float(match[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
-    if not seconds > 0:
-        raise SynthmedError(f"{flag} {text!r} must be longer than 0 seconds")
-    return seconds
-
-
-def split_paths(values: list[Path] | None) -> list[Path]:
-    """Repeated options whose values may also be comma lists."""
-    return [Path(part) for value in values or [] for part in str(value).split(",") if part.strip()]
 
 
 def split_classes(text: str | None) -> list[str] | None:

@@ -73,5 +73,12 @@ class ProgressView:
             self.console.print(f"mlflow: {event.message}", soft_wrap=True)
         elif event.kind == "export":
             self.console.print(f"export: {event.message}", highlight=False, soft_wrap=True, markup=False)
+        elif event.kind == "note":
+            self.console.print(f"note: {event.message}", highlight=False, soft_wrap=True, markup=False)
+        elif event.kind == "info":
+            self.console.print(event.message, highlight=False, soft_wrap=True, markup=False)
+        elif event.kind == "skipped":
+            text = f"{escape(event.label)}: {escape(event.message)}"
+            self.console.print(f"[yellow]skipped[/] {text}", highlight=False, soft_wrap=True)
         elif event.kind == "warning":
             self.console.print(f"[yellow]warning:[/] {escape(event.message)}", highlight=False, soft_wrap=True)

@@ -16,6 +16,8 @@ from synthmed.errors import SynthmedError
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 #: Sharma et al. 2022 split their chest X-ray sets 75:5:20 (train:val:test).
 SPLIT_RATIOS = (0.75, 0.05, 0.20)
+#: The fewest images of a class the split leaves one of in each of train, val and test.
+MIN_PER_CLASS = 3
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -68,6 +70,19 @@ def _stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {s: np.sort(np.concatenate(v)) for s, v in parts.items()}
 
 
+def _check_enough_per_class(root: Path, labels: np.ndarray, classes: list[str]) -> None:
+    """Refuse before decoding anything a class too small for every split to get one of its images (else
+    the error would be a train split with none of that class, which hides the cause)."""
+    counts = np.bincount(labels, minlength=len(classes))
+    small = [f"{name!r} ({n})" for name, n in zip(classes, counts) if n < MIN_PER_CLASS]
+    if small:
+        raise SynthmedError(
+            f"{root} has too few images per class for a train/val/test split: {', '.join(small)}; the "
+            f"75:5:20 split needs at least {MIN_PER_CLASS} images per class (add images, or give fixed "
+            "splits as PATH/train, PATH/val, PATH/test with one sub-folder per class each)"
+        )
+
+
 def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None = None) -> Dataset:
     """Load ``folder:PATH``: PATH/CLASS/*.png, or PATH/{train,val,test}/CLASS/*.png for fixed splits."""
     root = Path(path).expanduser()
@@ -102,6 +117,7 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
         splits = {s: Split(_read(files[s], size, rgb), labels[s]) for s in SPLITS}
     else:
         check_classes_present(root.name, "folder", labels["all"], classes)
+        _check_enough_per_class(root, labels["all"], classes)
         images = _read(files["all"], size, rgb)
         splits = {s: Split(images[i], labels["all"][i]) for s, i in _stratified_split(labels["all"], seed).items()}
     for s, split in splits.items():

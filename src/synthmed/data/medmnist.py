@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 from medmnist.info import INFO
 
-from synthmed.data.dataset import SPLITS, Dataset, Split, check_split
+from synthmed.data.dataset import SPLITS, Dataset, check_split
 from synthmed.errors import SynthmedError
 
 #: The twelve 2D flags of medmnist.INFO (the 3D sets are out of scope).
 FLAGS_2D = [flag for flag, info in INFO.items() if not flag.endswith("3d")]
 SIZES = (28, 64, 128, 224)
 KEYS = [f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels")]
+#: The first bytes of a zip archive (an npz), with or without members.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -85,6 +87,8 @@ def locate(flag: str, size: int = 28, root: str | os.PathLike | None = None, dow
         f"put the official file (MD5 {md5}, from {url}) at {path}, "
         "or point --data-root / SYNTHMED_DATA at the folder holding it"
     )
+    if size != 28:  # upsampled 28-px images would carry less detail than MedMNIST+'s own files
+        hint += f"; synthmed does not upsample {file_name(flag, 28)} (or run at --size 28)"
     if not download or os.environ.get("SYNTHMED_OFFLINE"):
         raise SynthmedError(f"{path.name} not found in {folder}: {hint}")
     try:
@@ -111,6 +115,13 @@ def _download(url: str, path: Path, md5: str) -> None:
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read every array of an npz with pickling disabled; any defect becomes a one-line error."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic not in ZIP_MAGIC:  # numpy would try the bytes as a pickle and blame an "object array"
+        raise SynthmedError(
+            f"{path} is not a valid npz/zip file (it does not start as a zip archive does); "
+            "give a file written by numpy.savez, or download it again"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -127,60 +138,16 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
-def upsample(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, H, W[, 3]) -> uint8 (N, size, size[, 3]) by bilinear interpolation, in batches."""
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    out = torch.cat(
-        [
-            torch.nn.functional.interpolate(
-                x[i : i + 2048].float(), size=(size, size), mode="bilinear", align_corners=False
-            )
-            .round_()
-            .clamp_(0, 255)
-            .to(torch.uint8)
-            for i in range(0, len(x), 2048)
-        ]
-    )
-    out = out[:, 0] if images.ndim == 3 else out.permute(0, 2, 3, 1)
-    return np.ascontiguousarray(out.numpy())
-
-
 def load_medmnist(
     name: str, size: int = 28, root: str | os.PathLike | None = None, verify: bool = True, download: bool = True
 ) -> Dataset:
     """Load one MedMNIST 2D dataset with all three official splits, checked for keys, dtypes, shapes, labels.
 
-    A size whose official file is absent and cannot be downloaded is made by upsampling the 28-px file
-    (bilinear); the dataset then says so (``extra["upsampled_from"]``, a ``+up{size}`` suffix on its MD5, which
-    keys run ids and caches), because upsampled 28-px images carry less detail than MedMNIST+'s own files."""
+    A size whose official file is absent (and cannot be downloaded) is refused rather than made by upsampling
+    the 28-px file: such a run would record ``size: 64`` for images that never had 64 px of detail."""
     flag = check_flag(name)
     info = INFO[flag]
-    try:
-        path = locate(flag, size, root, download)
-    except SynthmedError:
-        if size == 28:
-            raise
-        try:
-            small = load_medmnist(flag, 28, root, verify, download)
-        except SynthmedError:
-            raise SynthmedError(
-                f"neither {file_name(flag, size)} nor {file_name(flag, 28)} (to upsample) was found "
-                f"in {data_root(root)}; put either official file there"
-            ) from None
-        splits = {s: Split(upsample(small.split(s).images, size), small.split(s).labels) for s in SPLITS}
-        return Dataset(
-            name=flag,
-            task=small.task,
-            class_names=small.class_names,
-            size=size,
-            md5=f"{small.md5}+up{size}",
-            source=small.source,
-            extra={**small.extra, "upsampled_from": 28},
-            **splits,
-        )
+    path = locate(flag, size, root, download)
     md5 = md5sum(path)
     if verify and md5 != expected_md5(flag, size):
         raise SynthmedError(

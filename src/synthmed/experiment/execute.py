@@ -1,7 +1,9 @@
-"""Run a list of runs on a backend, insert their records, write the report and mirror to MLflow.
+"""``run_grid``: the one driver of a grid. It expands and checks the grid, runs it on a backend (in rounds of seeds
+with ``--seeds auto``), inserts the records, writes the report and the export, and mirrors to MLflow.
 
-This is the orchestration behind ``synthmed run`` and ``synthmed experiment run``; the command line only renders
-the ``Event`` objects it emits (planned, run started, epoch, status, finished, failed, waiting) and the final table.
+``synthmed run`` and ``synthmed experiment run`` parse their options into a ``Grid`` and an ``Execution``, call
+``run_grid`` and render the ``Event`` objects it emits (planned, run started, epoch, status, finished, failed,
+waiting, notes, looks) and the final table; the Python API calls it the same way.
 
 - **Where**: ``local`` runs in this process (one worker) or in a pool of single-thread worker processes, by
   default one per core on a CPU when the grid has two or more runs (two 1-thread processes train ResNet-18 faster
@@ -34,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
+from synthmed.experiment.execution import Execution
+from synthmed.experiment.grid import Grid
 from synthmed.experiment.runner import Runner
 from synthmed.spec import RunSpec, method_label
 from synthmed.store import ResultStore
 
-BACKENDS = ("local", "ray")
 #: Seconds a claim lasts without renewal (``SYNTHMED_LEASE_SECONDS`` overrides, e.g. for tests); renewed every third.
 LEASE_SECONDS = 300.0
 #: Seconds between looks at the store while only runs held by other processes are left: short, so a process that
@@ -98,7 +101,8 @@ def _alarm(deadline: float | None) -> Iterator[None]:
 @dataclass
 class Event:
     """What happened, for a front end to show. ``kind``: planned, warning, started, epoch, status, finished, failed,
-    waiting, imported, budget (the time budget ended), report, export, mlflow."""
+    waiting, imported, budget (the time budget ended), report, export, mlflow, note (about the grid: a default
+    applied, a deprecation), skipped (a dataset whose files are absent), info (a line to show: seed rounds, pages)."""
 
     kind: str
     label: str = ""
@@ -270,39 +274,29 @@ class Claims:
                     store.renew(held, self.holder, self.lease)
 
 
-def execute(
+def _run_round(
     runner: Runner,
     specs: list[RunSpec],
+    execution: Execution,
     *,
-    backend: str = "local",
-    workers: int | None = None,
-    cpus_per_run: int | None = None,
-    address: str | None = None,
-    report: bool = True,
-    mlflow: str | None = None,
-    name: str = "synthmed",
-    resume_from: Path | None = None,
-    report_settings: Any = None,
-    on_event: Callable[[Event], None] | None = None,
-    budget: Budget | None = None,
-    export_to: Path | None = None,
+    emit: Callable[[Event], None],
+    budget: Budget | None,
+    report: bool,
+    report_settings: Any,
+    name: str,
+    resume_from: Path | None,
 ) -> Outcome:
     """Run the specs not yet in the store (a failed run is reported and the grid goes on), then write the report
-    and mirror the store to MLflow. ``workers`` None: the default of ``default_workers``. ``resume_from``: an export
-    whose runs are imported first (and so skipped). ``cpus_per_run``: torch threads of each run (default 1 in
-    worker processes and Ray tasks, torch's default in this process; give it when several processes share a
-    machine, e.g. ``$SLURM_CPUS_PER_TASK``). ``budget``: start only the runs it fits, abandon those in flight at
-    its end (``Outcome.budget_reached``). ``export_to``: an export each finished run is appended to as it is stored,
-    synchronised with the store first and last, with its own report at the end. Raises when every run failed."""
+    and mirror the store to MLflow. ``resume_from``: an export whose runs are imported first (and so skipped).
+    ``budget``: start only the runs it fits, abandon those in flight at its end (``Outcome.budget_reached``).
+    ``execution.export_to``: an export each finished run is appended to as it is stored, synchronised with the
+    store first and last, with its own report at the end. Raises when every run failed."""
     from synthmed.experiment.backends import Abandoned
     from synthmed.experiment.runner import epochs_of
     from synthmed.io import remove_temporaries
 
-    emit = on_event or (lambda event: None)
-    if backend not in BACKENDS:
-        raise SynthmedError(f"--backend {backend!r}: choose {' or '.join(BACKENDS)}")
-    if budget is not None and backend == "ray":
-        raise SynthmedError("--time-budget needs the local backend (Ray queues every run at once); drop --backend ray")
+    backend, workers, cpus_per_run = execution.backend, execution.workers, execution.cpus_per_run
+    mlflow, export_to = execution.mlflow, execution.export_to
     logger = None
     if mlflow:
         from synthmed.experiment.tracking import MlflowLogger
@@ -406,7 +400,7 @@ def execute(
             if pooled == "ray":
                 from synthmed.experiment.backends import run_on_ray
 
-                run_on_ray(runner, claimed(candidates), on_result, address=address, cpus_per_run=threads)
+                run_on_ray(runner, claimed(candidates), on_result, address=execution.address, cpus_per_run=threads)
             elif pooled == "pool":
                 from synthmed.experiment.backends import run_on_pool
 
@@ -500,3 +494,151 @@ def execute(
         outcome.mlflow_logged = logger.sync(runner.out, load_records(runner.out))
         emit(Event("mlflow", message=f"{outcome.mlflow_logged} run(s) logged to {mlflow}"))
     return outcome
+
+
+class _BudgetReached(Exception):
+    """A round of --seeds auto ended at the time budget: no further round starts."""
+
+
+def check_targets(execution: Execution, out: Path) -> None:
+    """Refuse an export, a resume source or pages that cannot work, before anything runs or is written."""
+    if execution.resume_from is not None:
+        from synthmed.experiment.export import is_export
+
+        if not is_export(execution.resume_from):
+            raise SynthmedError(
+                f"--resume-from {execution.resume_from} is not a synthmed export; give a folder written by "
+                "`synthmed export`"
+            )
+    if execution.export_to is not None:
+        from synthmed.experiment.export import check_export_target, check_pages
+
+        if execution.export_to.resolve() == out.resolve():
+            raise SynthmedError(f"--export-to {execution.export_to} is the run folder itself; give another folder")
+        check_export_target(execution.export_to)
+        check_pages(execution.pages or [])
+
+
+def run_grid(
+    grid: Grid,
+    execution: Execution | None = None,
+    out: str | Path | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    runner: Runner | None = None,
+) -> Outcome:
+    """Run every run of ``grid`` not yet stored in ``out`` (default: the grid's ``out``, else ``runs/NAME``) as
+    ``execution`` says (default: one process per core on a CPU), in rounds of seeds until decided with
+    ``execution.auto_seeds``; write the report (and the export, and the pages). Returns what happened; failed runs
+    and a time budget that ended are in the outcome, not raised. ``runner``: a ``Runner`` of one's own (a subclass
+    that computes runs differently), used instead of ``Runner(out, execution)``."""
+    import copy
+
+    from synthmed.experiment.grid import available_datasets, expand
+    from synthmed.experiment.sequential import Plan, run_until_decided
+    from synthmed.report import settings_for
+
+    execution = copy.deepcopy(execution or Execution())
+    execution.check()
+    out = Path(runner.out if runner is not None else out or grid.out or f"runs/{grid.name}")
+    grid = copy.deepcopy(grid)
+    emit = on_event or (lambda event: None)
+    check_targets(execution, out)
+    budget = Budget(execution.time_budget) if execution.time_budget is not None else None
+    plan = None
+    if execution.auto_seeds:
+        step = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
+        plan = Plan(
+            max_seeds=execution.max_seeds or 2,
+            step=step,
+            margin=0.01 if execution.margin is None else execution.margin,
+            reference=execution.reference,
+            **({"start": execution.min_seeds} if execution.min_seeds is not None else {}),
+        )
+        grid.seeds = list(range(plan.start))
+    specs = expand(grid)
+    methods = sorted({spec.method for spec in specs})
+    if execution.reference is not None and execution.reference not in methods:
+        raise SynthmedError(
+            f"--reference {execution.reference} names no method of the grid; choose one of {', '.join(methods)}"
+        )
+    for text in grid.notes:
+        emit(Event("note", message=text))
+    if execution.skip_absent:
+        specs, skipped = available_datasets(specs, execution.data_root)
+        for dataset, hint in skipped.items():
+            emit(Event("skipped", label=dataset, message=hint))
+        if not specs:
+            raise SynthmedError("no dataset of the grid is available; see the download hints above")
+        grid.datasets = [d for d in grid.datasets if d not in skipped]
+    runner = runner or Runner(out, execution)
+    runner.validate(specs)
+    settings = settings_for(out, execution.margin, execution.reference)
+    total = Outcome()
+    resume = [execution.resume_from]  # imported by the first round only
+
+    def round_(round_specs: list[RunSpec], report: bool) -> None:
+        outcome = _run_round(
+            runner,
+            round_specs,
+            execution,
+            emit=emit,
+            budget=budget,
+            report=report,
+            report_settings=settings,
+            name=grid.name,
+            resume_from=resume.pop() if resume else None,
+        )
+        total.finished += outcome.finished
+        total.failed += outcome.failed
+        total.skipped = total.skipped or outcome.skipped
+        total.by_others += outcome.by_others
+        total.report, total.mlflow_logged = outcome.report or total.report, outcome.mlflow_logged
+        total.done, total.left = outcome.done, outcome.left
+        if outcome.budget_reached:
+            total.budget_reached = True
+            raise _BudgetReached()
+
+    with contextlib.suppress(_BudgetReached):
+        if plan is None:
+            round_(specs, execution.report)
+        else:
+            emit(
+                Event(
+                    "info",
+                    message=f"seeds until decided: {plan.start} seeds, then {plan.step} per round up to "
+                    f"{plan.max_seeds}; {plan.looks} planned looks at alpha {plan.alpha:g} / {plan.looks} = "
+                    f"{plan.look_alpha:.4g}",
+                )
+            )
+            stop = run_until_decided(
+                runner,
+                grid,
+                plan,
+                lambda g: round_(expand(g), report=False),
+                on_look=lambda look: emit(
+                    Event(
+                        "info",
+                        message=f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) against none "
+                        "undecided" + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else ""),
+                    )
+                ),
+            )
+            emit(Event("info", message=f"stopped after {stop['seeds']} seeds: {stop['reason']}"))
+    if plan is not None and execution.report and runner.done():
+        from synthmed.report import write_report
+
+        total.report = write_report(out, settings_for(out, execution.margin, execution.reference))  # the looks' alpha
+        emit(Event("report", message=", ".join(map(str, total.report))))
+        if execution.export_to is not None:
+            from synthmed.experiment.export import finish_export
+
+            finish_export(
+                out, execution.export_to, settings_for(execution.export_to, execution.margin, execution.reference)
+            )
+            emit(Event("export", message=f"{execution.export_to} (report written there)"))
+    if execution.pages:
+        from synthmed.experiment.export import update_pages
+
+        for line in update_pages(execution.pages, execution.export_to):
+            emit(Event("info", message=line))
+    return total

@@ -13,7 +13,7 @@ copies its records and artifacts into OUT's store, so a grid continued there ski
 stored (figures first, then records.jsonl by one atomic rename, then export.json), so a killed command leaves an
 export that loads, holds every run stored before the kill but the last at most (the next command with the same
 ``--export-to`` adds it), and never holds a run twice; ``finish_export`` synchronises and writes the report there at
-the end, and ``update_pages`` regenerates the study pages' tables with ``scripts/study_table.py``. Writers of one run
+the end, and ``update_pages`` regenerates the study pages' tables (``synthmed.report.pages``). Writers of one run
 folder take ``RUN_DIR/.export.lock``.
 """
 
@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.io import atomic_write_bytes, atomic_write_json, atomic_write_text, file_lock, remove_temporaries
+from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock, remove_temporaries
 from synthmed.record import RunRecord
 from synthmed.report import SEQUENTIAL_FILE
 from synthmed.report.records import EXPORT_RECORDS, load_records
@@ -40,8 +38,6 @@ FORMAT = "synthmed-export/1"
 FIGURES = ("synthetic_grid.png", "synthetic_tsne.png", "synthetic_fid.png")
 #: The lock, in the run folder, of the processes that write its runs into an export.
 LOCK = ".export.lock"
-#: What regenerates a study page's marked tables, in the repository that holds the pages.
-STUDY_TABLE = Path("scripts") / "study_table.py"
 
 
 def is_export(folder: Path) -> bool:
@@ -180,52 +176,28 @@ def finish_export(run_dir: str | Path, dest: str | Path, settings: Any = None, r
     return write_report(dest, settings) if report else []
 
 
-def study_table_script(page: Path) -> tuple[Path, Path]:
-    """(the repository root, its scripts/study_table.py) for a study page: the first folder above the page (else the
-    current folder) that holds the script; the tables' export paths are relative to that root."""
-    for folder in [*page.resolve().parents, Path.cwd()]:
-        if (folder / STUDY_TABLE).is_file():
-            return folder, folder / STUDY_TABLE
-    raise SynthmedError(
-        f"--pages {page}: no {STUDY_TABLE} above it; give pages of the synthmed repository that hold "
-        "<!-- study_table ... --> blocks"
-    )
-
-
 def check_pages(pages: list[Path]) -> None:
-    """Refuse a page that is absent, holds no table block, or has no study_table script, before anything runs."""
+    """Refuse a page that is absent, holds no well-formed table block, or lies in no repository, before anything
+    runs."""
+    from synthmed.report.pages import check_page, repository_root
+
     for page in pages:
-        if not page.is_file():
-            raise SynthmedError(f"--pages {page} is not a file; give Markdown pages with study_table blocks")
-        if "<!-- study_table " not in page.read_text(errors="replace"):
-            raise SynthmedError(f"--pages {page} holds no <!-- study_table ARGS --> block to update")
-        study_table_script(page)
+        try:
+            check_page(page)
+            repository_root(page)
+        except SynthmedError as error:
+            raise SynthmedError(f"--pages {error}") from None
 
 
-def update_pages(pages: list[Path]) -> list[str]:
-    """Regenerate the tables between the study pages' markers from the exports they name, with the page's own
-    ``scripts/study_table.py`` (``study_table.py --update`` on a copy, which then replaces the page atomically);
-    returns one line per page."""
-    import tempfile
+def update_pages(pages: list[Path], export: Path | None = None) -> list[str]:
+    """Regenerate the tables between the study pages' markers from the exports they name (``export`` for a block
+    that names none); returns one line per page."""
+    from synthmed.report.pages import update_pages as update
 
-    lines = []
-    for page in pages:
-        root, script = study_table_script(page)
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / page.name
-            shutil.copyfile(page, copy)
-            done = subprocess.run(
-                [sys.executable, str(script), "--update", str(copy)], cwd=root, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-                raise SynthmedError(f"--pages {page}: {STUDY_TABLE.as_posix()} --update failed: {last}")
-            new = copy.read_text()
-        changed = new != page.read_text()
-        if changed:
-            atomic_write_text(page, new)
-        lines.append(f"{page}: tables {'updated' if changed else 'unchanged'}")
-    return lines
+    try:
+        return update(pages, export)
+    except SynthmedError as error:
+        raise SynthmedError(f"--pages {error}") from None
 
 
 def import_export(source: str | Path, out: str | Path) -> int:

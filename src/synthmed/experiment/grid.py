@@ -64,6 +64,7 @@ TOP_KEYS = (
     "seeds",
     "options",
     "real_curve",
+    "execution",
 )
 
 
@@ -153,6 +154,8 @@ class Grid:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     options: dict[str, Any] = field(default_factory=dict)
     real_curve: list[int] = field(default_factory=list)  # real images per class of extra `none` runs (the curve)
+    #: how the grid runs (``Execution`` fields, checked), which the command line overrides; no part of a run's identity
+    execution: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # deprecations and defaults applied, for the user to read
 
 
@@ -270,7 +273,8 @@ _OLD_KEYS = {
 
 def _translate_old(doc: dict, path: Path, notes: list[str]) -> dict:
     """The run-key dialect (one run's options at the top level) as an experiment document."""
-    new: dict[str, Any] = {k: doc[k] for k in ("name", "out", "seeds", "datasets", "classifiers") if k in doc}
+    kept = ("name", "out", "seeds", "datasets", "classifiers", "real_curve", "execution")
+    new: dict[str, Any] = {k: doc[k] for k in kept if k in doc}
     protocol: dict[str, Any] = {}
     recipe: dict[str, Any] = {}
     method_extra: dict[str, Any] = {}
@@ -349,6 +353,10 @@ def parse_grid(doc: dict, path: Path | str = "<grid>") -> Grid:
         if name not in allowed:
             raise SynthmedError(f"{where}: options: unknown key {k!r}; known: {', '.join(sorted(allowed))}")
         grid.options[name] = coerce(name, v, f"{where}: options.{k}")
+    if doc.get("execution") is not None:
+        from synthmed.experiment.execution import from_mapping
+
+        grid.execution = from_mapping(doc["execution"], where)
     return grid
 
 
@@ -463,12 +471,7 @@ def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[lis
         try:
             locate(name, size, data_root, download=True)
         except SynthmedError as err:
-            try:  # a missing 64-px file is made by upsampling the 28-px one
-                if size == 28:
-                    raise
-                locate(name, 28, data_root, download=True)
-            except SynthmedError:
-                skipped[name] = str(err)
+            skipped[name] = str(err)
     return [s for s in specs if s.dataset not in skipped], skipped
 
 

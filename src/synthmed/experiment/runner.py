@@ -8,6 +8,7 @@ record.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import platform
@@ -25,6 +26,7 @@ from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
+from synthmed.experiment.execution import Execution
 from synthmed.experiment.synthesis import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
@@ -108,22 +110,16 @@ class Runner:
     """Computes RunSpecs into records, with artifacts in ``out/runs/RUN_ID/``; the store is ``out/results.sqlite``."""
 
     def __init__(
-        self,
-        out: str | Path,
-        data_root: str | None = None,
-        verify: bool = True,
-        device: str = "auto",
-        download: bool = True,
-        save_model: bool = False,
-        cache_dir: str | Path | None = None,
-        classes: list[str] | None = None,
+        self, out: str | Path, execution: Execution | None = None, *, download: bool = True, **settings: Any
     ) -> None:
+        """``settings``: ``Execution`` fields over ``execution`` (``Runner(out, device="cpu")``); a runner reads
+        data_root, verify, device, classes, cache_dir and save_model."""
         self.out = Path(out)
+        self.execution = dataclasses.replace(execution or Execution(), **settings)
+        self.download = download
         #: trained generators and reference classifiers; share it between run folders with --generator-cache
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.out / "cache"
-        self.save_model = save_model
-        self.data_root, self.verify, self.device, self.download = data_root, verify, device, download
-        self.classes = classes
+        self.cache_dir = Path(self.execution.cache_dir or self.out / "cache")
+        self.device = self.execution.device
         self._datasets: dict[tuple, Dataset] = {}
 
     @property
@@ -132,16 +128,7 @@ class Runner:
 
     def settings(self) -> dict:
         """The constructor's arguments, for a worker process to build the same runner."""
-        return {
-            "out": str(self.out),
-            "data_root": self.data_root,
-            "verify": self.verify,
-            "device": self.device,
-            "download": self.download,
-            "save_model": self.save_model,
-            "cache_dir": str(self.cache_dir),
-            "classes": self.classes,
-        }
+        return {"out": str(self.out), "execution": self.execution, "download": self.download}
 
     def dataset(self, spec: RunSpec) -> Dataset:
         key = (spec.dataset, spec.size, spec.seed if spec.dataset.startswith("folder:") else 0)
@@ -149,11 +136,11 @@ class Runner:
             self._datasets[key] = load_dataset(
                 spec.dataset,
                 size=spec.size,
-                data_root=self.data_root,
-                verify=self.verify,
+                data_root=self.execution.data_root,
+                verify=self.execution.verify,
                 download=self.download,
                 seed=key[2],
-                classes=self.classes,
+                classes=self.execution.classes,
             )
         return self._datasets[key]
 
@@ -418,7 +405,7 @@ class Runner:
         atomic_write_json(run_dir / "subset.json", subset.indices())
         atomic_write_json(run_dir / "history.json", fit.history)
         atomic_write_json(run_dir / "config.json", config)
-        if self.save_model:
+        if self.execution.save_model:
             save_checkpoint(
                 run_dir / "model.pt",
                 fit.model,

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synthmed.augment.base import Augmenter
 from synthmed.data.dataset import MULTI_LABEL, Split
 from synthmed.errors import SynthmedError
 from synthmed.metrics.classification import classification_metrics
@@ -33,6 +32,7 @@ from synthmed.nets.classifiers import build_classifier, predict
 from synthmed.tensors import to_tensor
 from synthmed.train.averaging import WeightEMA, WeightSWA, batches
 from synthmed.train.device import resolve_device, resolve_precision
+from synthmed.train.hooks import NoHooks, TrainingHooks
 from synthmed.train.recipes import Recipe, check_recipe
 
 TIE = 1e-9
@@ -153,7 +153,7 @@ def train_classifier(
     task: str,
     config: TrainConfig,
     seed: int = 0,
-    augmenter: Augmenter | None = None,
+    augmenter: TrainingHooks | None = None,
     synthetic: tuple[np.ndarray, np.ndarray] | None = None,
     synthetic_weight: float = 1.0,
     on_epoch: Callable[[dict], None] | None = None,
@@ -175,7 +175,7 @@ def train_classifier(
     on_gpu = device.type == "cuda"
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    augmenter = augmenter or Augmenter()
+    augmenter = augmenter or NoHooks()
 
     x_parts, y_parts, w_parts = [to_tensor(train.images)], [torch.from_numpy(train.labels)], [torch.ones(len(train))]
     if synthetic is not None and len(synthetic[1]):
@@ -391,7 +391,7 @@ def pretrain_then_train(
     task: str,
     config: TrainConfig,
     seed: int = 0,
-    augmenter: Augmenter | None = None,
+    augmenter: TrainingHooks | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """The "pretrain on synthetic, then train on real" lever: continue from the selected weights of

@@ -1,0 +1,321 @@
+"""Study pages: the tables of the README and docs/results/*.md, regenerated from the report of committed exports.
+
+A page marks each table it holds::
+
+    <!-- study_table results/breastmnist-lowdata --no-setting --headline -->
+    | setting | ... (replaced) |
+    <!-- /study_table -->
+
+ARGS name one or more exports (or run folders) and the table's options (``_block_parser``); a folder is relative to
+the page's repository root, the first folder above the page holding ``pyproject.toml``, so a page reads the same
+exports from any working directory. A block that names none reads the command's own folder (``synthmed report DIR
+--pages PAGE``, or the ``--export-to`` export of ``synthmed run``). Every cell comes from ``summary_json``, the
+statistics and verdicts ``synthmed report`` decides, and the table is rendered by the report's own Markdown
+renderer, so a page never says something the report does not. Only the blocks change; the prose is kept, and a
+page whose tables are current is not written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from synthmed.errors import SynthmedError
+from synthmed.report.model import Table
+from synthmed.report.records import EXPORT_RECORDS
+
+#: One marked block: its ARGS, its current table and the closing marker.
+BLOCK = re.compile(r"(<!-- study_table(?P<args>(?: [^>]*?)?) -->\n)(?P<body>.*?)(<!-- /study_table -->)", re.S)
+OPEN, CLOSE = re.compile(r"<!-- study_table\b"), "<!-- /study_table -->"
+#: What marks a page's repository root, which the blocks' export folders are relative to.
+ROOT_MARKER = "pyproject.toml"
+
+AUC_COLUMNS = [
+    "test AUC",
+    "none on the same seeds",
+    "Δ AUC vs none [95 % CI], verdict (Holm)",
+    "Δ AUC vs oversample [95 % CI], verdict (Holm)",
+    "worth in real images per class [95 % CI]",
+]
+SYNTHETIC_COLUMNS = [
+    "test ACC",
+    "Holm-adjusted p vs none / oversample",
+    "TSTR test AUC",
+    "class fidelity (the reference on real images)",
+    "FID (in-domain)",
+    "KID (in-domain)",
+    "memorised: pixels / features",
+]
+
+
+class _BlockParser(argparse.ArgumentParser):
+    """ARGS of a block; a bad one is a one-line error, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SynthmedError(message)
+
+
+def _block_parser() -> argparse.ArgumentParser:
+    parser = _BlockParser(prog="study_table", add_help=False)
+    parser.add_argument("folders", nargs="*", help="Exports (results/SETTING) or run folders.")
+    parser.add_argument("--margin", type=float, help="Equivalence margin in AUC (default: the report's).")
+    parser.add_argument("--synthetic", action="store_true", help="ACC, Holm p-values and the synthetic-set audit.")
+    parser.add_argument("--no-setting", action="store_true", help="Leave out the setting column (one setting).")
+    parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
+    parser.add_argument("--headline", action="store_true", help="Only each method's variant with the best val AUC.")
+    return parser
+
+
+@dataclass(frozen=True)
+class Block:
+    """What one marker asks for: the folders (resolved) and how to cut and lay out their rows."""
+
+    folders: tuple[Path, ...]
+    margin: float | None = None
+    synthetic: bool = False
+    no_setting: bool = False
+    methods: tuple[str, ...] = ()
+    headline: bool = False
+
+
+def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
+    """A block's ARGS, its folders resolved against ``root`` (``default`` where it names none)."""
+    try:
+        parsed = _block_parser().parse_args(shlex.split(args))
+    except ValueError as error:  # unbalanced quotes
+        raise SynthmedError(f"{args!r}: {error}") from None
+    if parsed.margin is not None and not parsed.margin >= 0:
+        raise SynthmedError(f"{args!r}: --margin {parsed.margin} must be >= 0 (an AUC difference, e.g. 0.01)")
+    folders = [root / f for f in parsed.folders] or ([default] if default is not None else [])
+    if not folders:
+        raise SynthmedError(f"{args!r} names no export, and no folder was given for it")
+    for folder in folders:
+        if not (folder / EXPORT_RECORDS).is_file() and not (folder / "results.sqlite").is_file():
+            raise SynthmedError(f"{args!r}: {folder} is not an export or run folder (no {EXPORT_RECORDS})")
+    methods = tuple(parsed.methods.split(",")) if parsed.methods else ()
+    for pattern in methods:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise SynthmedError(f"{args!r}: --methods {pattern!r} is no regular expression ({error})") from None
+    return Block(tuple(folders), parsed.margin, parsed.synthetic, parsed.no_setting, methods, parsed.headline)
+
+
+# ---------------------------------------------------------------------------------------------------- cells
+
+
+def _num(value: Any) -> float | None:
+    """A statistic, None where it is missing or not finite (as ``synthmed report --format json`` prints it)."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def mean_std(summary: dict | None, key: str, digits: int = 3, percent: bool = False) -> str:
+    """``0.912 ± 0.010`` of a {mean, std} statistic; empty where it is missing."""
+    value = (summary or {}).get(key) or {}
+    mean, std = _num(value.get("mean")), _num(value.get("std"))
+    if mean is None:
+        return ""
+    scale, unit = (100, " %") if percent else (1, "")
+    text = f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if std is not None else "") + unit
+
+
+def difference(comparison: dict | None) -> str:
+    """``+0.008 [+0.001, +0.015] undecided (Holm p 0.33)``: the unadjusted interval, the verdict its Holm-adjusted
+    one decided (bold when better or worse), the adjusted p where the unadjusted interval excludes 0 (where the two
+    could disagree), and the units where seeds share generator fits."""
+    if not comparison:
+        return ""
+    verdict = comparison["verdict"]
+    if not comparison["n"]:
+        return verdict
+    low, high = _num(comparison["t_low"]), _num(comparison["t_high"])
+    if low is None or high is None:  # one unit: no interval
+        return f"{comparison['mean']:+.3f} (1 seed) {verdict}"
+    text = f"{comparison['mean']:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
+    notes = []
+    p_holm = _num(comparison.get("p_holm"))
+    if p_holm is not None and (low > 0 or high < 0):
+        notes.append(f"Holm p {p_holm:.2f}")
+    if comparison.get("unit", "seeds") != "seeds":
+        notes.append(f"n = {comparison['n']} {comparison['unit']}")
+    if notes and text.endswith(")"):  # "undecided (n < 5)": one parenthesis for both
+        text = f"{text[:-1]}; {'; '.join(notes)})"
+    elif notes:
+        text += f" ({'; '.join(notes)})"
+    return f"**{text}**" if verdict in ("better", "worse") else text
+
+
+def worth(equivalent: dict | None) -> str:
+    """The worth and its interval, bold only where the paired AUC comparison with none is decided."""
+    if not equivalent:
+        return ""
+    point, low, high = equivalent.get("point"), equivalent.get("low"), equivalent.get("high")
+    if point is None:
+        return equivalent.get("text", "")
+    if isinstance(point, str):
+        return point
+    low_text = "…" if _num(low) is None else f"{low:+.0f}"
+    high_text = "…" if _num(high) is None else f"{high:+.0f}"
+    text = f"{point:+.0f} [{low_text}, {high_text}]"
+    return f"**{text}**" if equivalent.get("decided") else text
+
+
+def _priced(row: dict) -> bool:
+    """Whether a real-image curve prices the row (its worth is a number)."""
+    return isinstance((row.get("real_equivalent") or {}).get("point"), (int, float))
+
+
+def auc_cells(row: dict) -> list[str]:
+    comparisons = row.get("comparisons") or {}
+    baseline = row.get("real_equivalent") or {}
+    same_seeds = _num((comparisons.get("none") or {}).get("reference_mean"))
+    return [
+        mean_std(row, "test_auc"),
+        "" if same_seeds is None else f"{same_seeds:.3f}",
+        difference(comparisons.get("none")),
+        difference(next((c for k, c in comparisons.items() if k != "none"), None)),
+        f"0 (the baseline: {baseline['anchor']} per class)"
+        if row["method"] == "none" and baseline
+        else worth(row.get("real_equivalent")),
+    ]
+
+
+def synthetic_cells(row: dict) -> list[str]:
+    comparisons = row.get("comparisons") or {}
+    holm = " / ".join("–" if _num(c.get("p_holm")) is None else f"{c['p_holm']:.2f}" for c in comparisons.values())
+    syn = row.get("synthetic") or {}
+    memorised = ""
+    if syn:
+        own = f"{mean_std(syn, 'memorised', 1, True)} / {mean_std(syn, 'memorised_features', 1, True) or '–'}"
+        real = (
+            f"{mean_std(syn, 'memorised_held_out', 1, True)} / "
+            f"{mean_std(syn, 'memorised_features_held_out', 1, True) or '–'}"
+        )
+        memorised = f"{own} (real validation images: {real})"
+    fidelity = mean_std(syn, "fidelity", 2)
+    recall, accuracy = mean_std(syn, "reference_recall", 2), mean_std(syn, "reference_acc", 2)
+    if fidelity and (recall or accuracy):  # what the reference scores on real images of the same classes
+        fidelity += f" (real: {recall})" if recall else f" (reference test ACC {accuracy})"
+    return [
+        mean_std(row, "test_acc"),
+        holm,
+        mean_std(syn, "tstr_auc"),
+        fidelity,
+        mean_std(syn, "fid", 1),
+        mean_std(syn, "kid", 3),
+        memorised,
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+def study_table(summaries: list[dict], block: Block) -> Table:
+    """The table of a block from the ``summary_json`` of each of its folders: one row per (setting, method), with
+    test AUC, the paired differences to ``none`` and the second reference and the worth in real images (the worth
+    column only where a curve prices a row), or with ``synthetic`` the ACC, Holm p-values and synthetic-set audit."""
+    row_cells: Callable[[dict], list[str]] = synthetic_cells if block.synthetic else auc_cells
+    columns = ["method", "seeds", *(SYNTHETIC_COLUMNS if block.synthetic else AUC_COLUMNS)]
+    if not block.no_setting:
+        columns.insert(0, "setting")
+    wanted = [re.compile(p) for p in block.methods]
+    table, priced = Table("", columns), False
+    for summary in summaries:
+        for group in summary["groups"]:
+            for row in group["rows"]:
+                if wanted and not any(p.fullmatch(row["method"]) for p in wanted):
+                    continue
+                if block.headline and not row.get("headline", True):
+                    continue
+                lead = [f"`{row['method']}`", str(row["n"])]
+                setting = [] if block.no_setting else [group["title"]]
+                table.rows.append([*setting, *lead, *row_cells(row)])
+                priced = priced or _priced(row)
+    if not block.synthetic and not priced:  # no curve prices these rows
+        return table.select(columns[:-1])
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+
+
+def repository_root(page: Path) -> Path:
+    """The first folder above ``page`` holding ``pyproject.toml``: what its blocks' export folders are relative to."""
+    for folder in page.resolve().parents:
+        if (folder / ROOT_MARKER).is_file():
+            return folder
+    raise SynthmedError(
+        f"{page}: no {ROOT_MARKER} in a folder above it; the export folders its blocks name are relative to the "
+        "repository root that holds one"
+    )
+
+
+def check_page(page: Path) -> str:
+    """A page's text, refused (one line) if it is not a file or its markers are missing or unbalanced."""
+    if not page.is_file():
+        raise SynthmedError(f"{page} is not a file; give Markdown pages with <!-- study_table ARGS --> blocks")
+    text = page.read_text(encoding="utf-8")
+    blocks = len(BLOCK.findall(text))
+    if not blocks:
+        raise SynthmedError(f"{page} holds no <!-- study_table ARGS --> ... {CLOSE} block to update")
+    if len(OPEN.findall(text)) != blocks or text.count(CLOSE) != blocks:
+        raise SynthmedError(f"{page}: a <!-- study_table ARGS --> marker lacks its {CLOSE} (or the other way)")
+    return text
+
+
+class Summaries:
+    """``summary_json`` of each (folder, margin), computed once however many blocks and pages read it."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple[Path, float | None], dict] = {}
+
+    def __call__(self, folder: Path, margin: float | None) -> dict:
+        from synthmed.report import settings_for, summary_json
+
+        key = (folder.resolve(), margin)
+        if key not in self.done:
+            self.done[key] = summary_json(folder, settings_for(folder, margin))
+        return self.done[key]
+
+
+def page_text(page: Path, default: Path | None = None, summaries: Summaries | None = None) -> str:
+    """``page`` with every block's table regenerated (nothing written)."""
+    from synthmed.report.render import table_markdown
+
+    text = check_page(page)
+    root = repository_root(page)
+    summaries = summaries or Summaries()
+
+    def table(match: re.Match[str]) -> str:
+        try:
+            block = parse_block(match["args"], root, default)
+            rows = study_table([summaries(f, block.margin) for f in block.folders], block)
+        except SynthmedError as error:
+            raise SynthmedError(f"{page}: {error}") from None
+        return match[1] + "\n".join(table_markdown(rows)) + match[4]
+
+    return BLOCK.sub(table, text)
+
+
+def update_pages(pages: list[Path], default: Path | None = None) -> list[str]:
+    """Regenerate the tables of ``pages`` (``default``: the folder of blocks that name none); every page is
+    computed before any is written, so a bad block writes nothing, and each changed page is replaced atomically.
+    Returns one line per page."""
+    from synthmed.io import atomic_write_text
+
+    summaries = Summaries()
+    texts = [page_text(page, default, summaries) for page in pages]
+    lines = []
+    for page, text in zip(pages, texts):
+        changed = text != page.read_text(encoding="utf-8")
+        if changed:
+            atomic_write_text(page, text)
+        lines.append(f"{page}: tables {'updated' if changed else 'unchanged'}")
+    return lines
