@@ -330,15 +330,10 @@ def _scores(labels: np.ndarray, probs: np.ndarray, task: str, metrics) -> dict:
 
 
 def seeds_needed(sd: float, margin: float = MARGIN, alpha: float = ALPHA, power: float = POWER) -> int:
-    """Pairs an equivalence test (TOST at ``margin``) needs for ``power`` when the true difference is 0 and the
-    paired differences have SD ``sd``: the smallest n with t_{1-α, n-1} + t_{1-β/2, n-1} <= margin √n / sd."""
-    from scipy import stats
+    """Pairs an equivalence verdict at ``margin`` needs at this paired SD (the report's own rule)."""
+    from synthmed.report.stats import units_for_equivalence
 
-    for n in range(3, 10_000):
-        df = n - 1
-        if stats.t.ppf(1 - alpha, df) + stats.t.ppf(1 - (1 - power) / 2, df) <= margin * math.sqrt(n) / sd:
-            return n
-    return 10_000
+    return units_for_equivalence(sd, margin, alpha, power)
 
 
 def candidate_cost(record: dict, name: str) -> float:

@@ -87,10 +87,10 @@ def run(
     if not grid.datasets or out is None:
         raise SynthmedError("give --dataset and --out (on the command line or as datasets / out in --config)")
     execution = build(grid.execution, execution_given, auto_seeds=auto)
-    _execute(grid, opt.check_out_folder(out), execution)
+    _run_and_show(grid, opt.check_out_folder(out), execution)
 
 
-def _execute(grid: Any, out: Path, execution: Execution) -> None:
+def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
     """Run a grid with progress bars, then print the tables; exit status 3 when the time budget ended before the
     grid was done, else 1 when a run failed."""
     from synthmed.cli.render import ProgressView
@@ -143,7 +143,7 @@ def experiment_run(
     execution = build(grid.execution, opt.execution_given(ctx, options), auto_seeds=seeds is not None, skip_absent=True)
     out = opt.check_out_folder(Path(grid.out or f"runs/{grid.name}"))
     console.print(f"experiment {grid.name} -> {out}", markup=False)
-    _execute(grid, out, execution)
+    _run_and_show(grid, out, execution)
 
 
 @experiment_app.command("status")

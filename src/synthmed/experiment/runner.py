@@ -231,7 +231,7 @@ class Runner:
         run_id, config = spec.key(data.md5)
         remove_temporaries(self.out / "runs" / run_id)  # left by an earlier attempt that was killed mid-write
         try:
-            record = self._execute(spec, data, run_id, config, on_epoch, on_status or (lambda text: None))
+            record = self._fit_and_score(spec, data, run_id, config, on_epoch, on_status or (lambda text: None))
         except SynthmedError as err:
             atomic_write_json(
                 self.out / "runs" / run_id / "error.json",
@@ -277,7 +277,7 @@ class Runner:
         atomic_write_bytes(run_dir / "cam.npz", buffer.getvalue())
         return report
 
-    def _execute(
+    def _fit_and_score(
         self, spec: RunSpec, data: Dataset, run_id: str, config: dict, on_epoch: OnEpoch | None, status: OnStatus
     ) -> dict:
         started = time.perf_counter()

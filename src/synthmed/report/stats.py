@@ -100,6 +100,22 @@ def _paired_power(ncp: float, df: int, crit: float) -> float:
     return float(sps.nct.sf(crit, df, ncp) + sps.nct.sf(crit, df, -ncp))
 
 
+def units_for_equivalence(sd: float, margin: float, alpha: float = 0.05, power: float = 0.8, cap: int = 10_000) -> int:
+    """Pairs an equivalence test (TOST at ``margin``) needs for ``power`` when the true difference is 0 and the
+    paired differences have SD ``sd``: the smallest n with t_{1-α, n-1} + t_{1-β/2, n-1} <= margin √n / sd (the
+    usual normal-approximation rule with t quantiles). What "undecided" costs to turn into an answer, and what the
+    noise bench ranks protocols by."""
+    if not margin > 0:
+        raise SynthmedError(f"margin must be > 0 for an equivalence test, got {margin}")
+    if sd <= 0:
+        return 2
+    for n in range(2, cap):
+        df = n - 1
+        if sps.t.ppf(1 - alpha, df) + sps.t.ppf(1 - (1 - power) / 2, df) <= margin * math.sqrt(n) / sd:
+            return n
+    return cap
+
+
 def minimum_detectable_effect(std: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """Smallest true mean paired difference a two-sided paired t-test at ``alpha`` detects with ``power``.
 
@@ -256,6 +272,8 @@ class Comparison:
     unit: str = "seeds"
     reference_mean: float = NAN
     blocked: str = ""
+    #: seeds (units) an equivalence verdict at the margin would need at this spread if the true difference were 0
+    units_for_equivalence: int | None = None
 
     @property
     def decided(self) -> bool:
@@ -300,6 +318,11 @@ class Comparison:
             text += f"; the bootstrap interval [{_num(self.boot_low)}, {_num(self.boot_high)}] disagrees"
         if not self.decided and math.isfinite(self.mde):
             text += f"; the seeds could detect a difference of {self.mde:.3f} {unit} with 80 % power"
+            if self.units_for_equivalence and self.units_for_equivalence > self.n:
+                text += (
+                    f"; at this spread about {self.units_for_equivalence} {self.unit} would show equivalence "
+                    f"within ±{self.margin:g} {unit} if the true difference were 0"
+                )
         return text
 
 
@@ -450,6 +473,7 @@ def compare(
         p_value=p_value,
         p_holm=None,
         mde=minimum_detectable_effect(std, n, alpha, 0.8),
+        units_for_equivalence=units_for_equivalence(std, float(margin), alpha) if margin > 0 else None,
         verdict=UNDECIDED,
         p_tost=_tost_p(mean, std, n, float(margin)),
     )
