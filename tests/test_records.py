@@ -11,7 +11,7 @@ import pytest
 
 from synthmed.errors import SynthmedError
 from synthmed.record import RunRecord, SyntheticAudit
-from synthmed.report.summary import runs_rows
+from synthmed.report.tables import runs_rows
 from synthmed.store import COLUMNS, ResultStore, read_jsonl, write_jsonl
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -11,7 +11,8 @@ from synthmed.report import write_report
 from synthmed.report.model import Document, Section
 from synthmed.report.render import page, table_markdown
 from synthmed.report.stats import interval
-from synthmed.report.summary import Settings, fraction_tables, results_table, summarise, verdict_bullets
+from synthmed.report.summary import Settings, summarise
+from synthmed.report.tables import fraction_tables, results_table, verdict_bullets
 from synthmed.store import ResultStore
 
 
@@ -160,7 +161,7 @@ def test_fraction_table_has_a_row_per_fraction_and_a_column_per_method():
 
 
 def test_header_counts_the_precisions_of_a_study_resumed_on_another_cpu():
-    from synthmed.report.summary import header
+    from synthmed.report.sections import header
 
     runs = [record("none", s, 0.9, 0.8) for s in range(3)]
     assert "device cpu (fp32)" in header(runs)[0]
@@ -211,7 +212,7 @@ def test_report_files(tmp_path):
 
 
 def test_fid_table_shows_the_validation_fid_and_the_checkpoint_each_seed_sampled():
-    from synthmed.report.summary import fid_over_epochs_table
+    from synthmed.report.tables import fid_over_epochs_table
 
     def history(kept: int) -> list[dict]:
         return [

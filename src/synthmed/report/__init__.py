@@ -14,14 +14,9 @@ from synthmed.report.summary import Settings
 def build_document(out: Path, records: list[dict], settings: Settings | None = None) -> tuple[Document, list[dict]]:
     """The report of ``records`` (runs of the folder ``out``) and the summary rows it was built from."""
     from synthmed.report.records import failed_runs
-    from synthmed.report.summary import (
-        fraction_tables,
-        group_sections,
-        header,
-        notes_section,
-        robustness_sections,
-        summarise,
-    )
+    from synthmed.report.sections import group_sections, header, notes_section
+    from synthmed.report.summary import robustness_sections, summarise
+    from synthmed.report.tables import fraction_tables
 
     settings = settings or Settings()
     rows = summarise(records, settings)
@@ -48,7 +43,7 @@ def write_report(out: str | Path, settings: Settings | None = None) -> list[Path
     from synthmed.io import atomic_write_bytes, atomic_write_text
     from synthmed.report.records import load_records
     from synthmed.report.render import csv_text, markdown, page
-    from synthmed.report.summary import runs_rows, summary_rows
+    from synthmed.report.tables import runs_rows, summary_rows
 
     out = Path(out)
     records = load_records(out)
@@ -71,7 +66,8 @@ def write_report(out: str | Path, settings: Settings | None = None) -> list[Path
 def terminal_tables(out: str | Path, settings: Settings | None = None) -> list[Table]:
     """The final tables of ``synthmed run``: per group, the results table's terminal columns."""
     from synthmed.report.records import load_records
-    from synthmed.report.summary import by_group, group_title, results_table, summarise, terminal_table
+    from synthmed.report.summary import by_group, group_title, summarise
+    from synthmed.report.tables import results_table, terminal_table
 
     settings = settings or settings_for(out)
     rows = summarise(load_records(out), settings)
@@ -84,7 +80,8 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     import dataclasses
 
     from synthmed.report.records import load_records
-    from synthmed.report.summary import by_group, family_text, group_title, header, summarise
+    from synthmed.report.sections import header
+    from synthmed.report.summary import by_group, family_text, group_title, summarise
 
     settings = settings or settings_for(out)
     records = load_records(out)

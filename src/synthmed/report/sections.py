@@ -1,0 +1,246 @@
+"""The report's sections: per group its tables, figures and curves, the header naming the hardware, and the notes
+that say how to read the verdicts."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from synthmed.report.formats import level_text
+from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
+from synthmed.report.stats import MIN_PAIRS
+from synthmed.report.summary import Settings, by_group, family_text, group_key, group_title
+from synthmed.report.tables import fid_over_epochs_table, results_table, synthetic_table, verdict_bullets
+from synthmed.spec import (
+    lever_parts,
+)
+
+FIGURE_CAPTIONS = {
+    "grid": "image grid, top row real",
+    "tsne": "t-SNE of in-domain features, real vs synthetic",
+    "fid": "FID / KID over generator training",
+}
+
+
+def _row_figures(out: Path, row: dict) -> list[Figure]:
+    """The lowest seed's grid, t-SNE and FID-over-epochs figures that exist, referenced from the report."""
+    if not row.get("grid"):
+        return []
+    # The lowest seed whose figures exist: an export or a moved folder may lack the lowest seed's run folder.
+    grid = next(
+        (g for r in row["runs"] if (out / (g := f"runs/{r['run_id']}/synthetic_grid.png")).exists()), row["grid"]
+    )
+    seed = next((r["seed"] for r in row["runs"] if grid == f"runs/{r['run_id']}/synthetic_grid.png"), None)
+    figures = []
+    for kind, caption in FIGURE_CAPTIONS.items():
+        path = grid.replace("_grid.png", f"_{kind}.png")
+        if (out / path).exists():
+            figures.append(
+                Figure(
+                    path,
+                    (out / path).read_bytes(),
+                    f"{row['method']} {kind}",
+                    f"{row['method']}: {caption} (seed {seed})",
+                )
+            )
+    return figures
+
+
+HEADLINE_CAPTION = (
+    "Headline (--select-levers val_auc): of each method's variants (other levers or hyper-parameters), the one with "
+    "the best mean validation AUC; every row is in the full table below."
+)
+
+
+def group_sections(out: Path, records: list[dict], rows: list[dict], settings: Settings | None = None) -> list[Section]:
+    """Per group: sizes, the results table, the verdicts in words, the per-seed plot, and for generative methods
+    the synthetic-data table, FID over epochs and figures."""
+    settings = settings or Settings()
+    from synthmed.report.figures import group_plot
+
+    sections = []
+    for index, (key, group) in enumerate(by_group(rows).items()):
+        title = group_title(key)
+        runs = [r for r in records if group_key(r) == key]
+        sizes = f"n_train {runs[0]['n_train']} · n_val {runs[0]['n_val']} · n_test {runs[0]['n_test']}"
+        headline = [row for row in group if row["headline"]]
+        blocks: list[Table | Figure | Paragraph | Bullets] = [Paragraph(sizes)]
+        if len(headline) < len(group):
+            blocks += [results_table(headline, HEADLINE_CAPTION, settings), Paragraph("All rows:")]
+        blocks.append(results_table(group, settings=settings))
+        verdicts = verdict_bullets(group, settings)
+        if verdicts:
+            blocks.append(Bullets(verdicts))
+        blocks.append(
+            Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves")
+        )
+        section = Section(title, blocks)
+        sections.append(section)
+        sections += _curve_sections(group, title, index)
+        synthetic_rows = [row for row in group if row["synthetic"]]
+        none_row = next((row for row in group if row["method"] == "none"), None)
+        if synthetic_rows:
+            part = Section(
+                "Synthetic data: class fidelity, memorisation, collapse, FID",
+                [synthetic_table(synthetic_rows, none_row["test_auc"] if none_row else None)],
+                level=3,
+            )
+            fid = fid_over_epochs_table(synthetic_rows)
+            if fid is not None:
+                part.blocks.append(fid)
+            part.blocks += [f for row in synthetic_rows for f in _row_figures(out, row)]
+            sections.append(part)
+    return sections
+
+
+def _curve_sections(group: list[dict], title: str, index: int) -> list[Section]:
+    """The real-image curve with each method marked on it, and test AUC against the synthetic:real ratio, where
+    the group has them."""
+    from synthmed.report.figures import curve_plot, ratio_plot
+
+    sections = []
+    none = next((row for row in group if row["method"] == "none" and row.get("real_equivalent")), None)
+    if none is not None:
+        curve, anchor = none["curve"], none["real_equivalent"]["anchor"]
+        priced = [row for row in group if row is not none and row.get("real_equivalent")]
+        marks = {
+            row["method"]: (row["real_equivalent"]["auc"], row["real_equivalent"]["real_per_class"]) for row in priced
+        }
+        items = [f"{row['method']}: worth {row['real_equivalent']['text']}" for row in priced]
+        items += [
+            f"{row['method']}: not priced ({row['comparisons']['none'].verdict})"
+            for row in group
+            if row is not none and not row.get("real_equivalent") and "none" in (row.get("comparisons") or {})
+        ]
+        sizes = sorted(set.intersection(*(set(points) for points in curve.values())))
+        sections.append(
+            Section(
+                f"Real-image equivalents: {title}",
+                [
+                    Paragraph(
+                        f"none trained on {', '.join(map(str, sizes))} real images per class (nested within each "
+                        f"seed's real pool). Each method is priced at the protocol's own count, {anchor} real images "
+                        f"per class: its paired differences with none (the same ones its verdict tests) divided by "
+                        "the curve's slope in log(images) next to it, below for a loss and above for a gain; the "
+                        "interval is Fieller's 95 % interval of that ratio over seeds (generator fits where seeds "
+                        "share them), with t quantiles. It is a transform of the same differences as the AUC "
+                        "comparison, not an independent confirmation, and it is read as decided only where that "
+                        "comparison is."
+                    ),
+                    Bullets(items),
+                    Figure(
+                        f"report_curve_{index}.png",
+                        curve_plot(curve, marks, f"real-image curve · {title}"),
+                        "real-image curve",
+                    ),
+                ],
+                level=3,
+            )
+        )
+    series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row in group:
+        config = row["runs"][0]["config"]
+        ratio = (config.get("synthesis") or {}).get("synthetic_ratio")
+        if ratio is not None and not row["params"]:
+            rest = {**config, "synthesis": {**config["synthesis"], "synthetic_ratio": None}}
+            series[" ".join([row["base_method"], *lever_parts(rest)])].append(
+                (float(ratio), row["test_auc"][0], row["test_auc"][1])
+            )
+    series = {m: points for m, points in series.items() if len(points) >= 2}
+    if series:
+        none_row = next((row for row in group if row["method"] == "none"), None)
+        png = ratio_plot(series, none_row["test_auc"][0] if none_row else None, f"synthetic : real ratio · {title}")
+        sections.append(
+            Section(
+                f"Synthetic : real ratio: {title}",
+                [Figure(f"report_ratio_{index}.png", png, "test AUC against the ratio")],
+                level=3,
+            )
+        )
+    return sections
+
+
+HARDWARE_KEYS = ("cpu", "cpus", "cpu_capability", "gpu", "machine", "processor", "torch_threads")
+
+
+def header(records: list[dict]) -> list[str]:
+    """Runs, compute time, devices, hardware and library versions (of the newest run; older runs' versions are
+    in their records)."""
+    versions = max(records, key=lambda r: r.get("created") or "")["versions"]
+    total = sum(r["total_time"] or 0 for r in records)
+    used = Counter(f"{r['device']} ({r['precision']})" for r in records)
+    # a study resumed on another machine mixes precisions (bf16 where the CPU has it): say how many of each
+    devices = sorted(used) if len(used) == 1 else [f"{d} × {n}" for d, n in sorted(used.items())]
+    hardware = {k: versions[k] for k in HARDWARE_KEYS if k in versions}
+    cpu = hardware.get("cpu") or hardware.get("processor", "unknown")
+    cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
+    if "cpu_capability" in hardware:
+        cpus += f" ({hardware['cpu_capability']} kernels)"
+    gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
+    return [
+        f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
+        f"device {', '.join(devices)}",
+        f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS),
+    ]
+
+
+NOTES = [
+    "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
+    "lowest validation loss); the test split is scored once per run.",
+    "Δ columns pair each run with the run of the reference (`none`, or the count-matched `oversample` control at "
+    "the same sampling policy) on the same seed, and only where both ran at the same precision and CPU kernel level; "
+    "a comparison whose seeds mix them is marked 'undecided (mixed precision)' and shows the same-platform pairs "
+    "alone. Where seeds share a generator fit (--generator-seeds K), their differences are averaged within each fit "
+    "and the interval is over fits (n = generator fits). Verdicts on test AUC are decided on Holm-adjusted "
+    "intervals within the report's family (below): better when the t-interval at the comparison's Holm step-down "
+    "level lies above 0, worse when below; equivalent when the interval of two one-sided tests at its (separate) "
+    "Holm level lies inside ± the margin; both at once reads 'better (worse), by less than the margin'; otherwise "
+    f"undecided. Fewer than {MIN_PAIRS} paired units is never decided ('undecided (n < {MIN_PAIRS})'). The interval "
+    "shown is unadjusted and does not decide. A percentile bootstrap interval over seeds is computed beside the "
+    "t-interval and the sentence says where the two disagree. The detectable Δ is the smallest true difference the "
+    "seeds would find with 80 % power at the observed paired spread, unadjusted. The 'none on the same seeds' column "
+    "is none's mean over the seeds paired with the row.",
+    "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
+    "protocol of Chaptoukaev 2021's Table 2: it selects on the test set and is optimistic.",
+    "Class fidelity: accuracy of a reference ResNet-18 trained on the run's real training subset (medmnist "
+    "recipe, batch halved on small subsets so an epoch takes 4 steps, selected on validation) on the synthetic "
+    "images scored against their intended labels; compare it with the reference's recall on real validation images "
+    "of the same classes (what it would score if the synthetic images were real; '–' for runs before it was "
+    "recorded), since a reference trained on imbalanced data recognises few minority images, real or synthetic. "
+    "Near-copies: share of synthetic images whose distance to the nearest training image is below 0.1 x the "
+    "median nearest-neighbour distance inside the training set, beside the same share for real validation images. "
+    "Diversity: median pairwise distance of a class's synthetic images over that of its real images (collapse "
+    "below 0.1).",
+    "FID, KID, precision / recall / coverage: synthetic vs the real training subset (only its images of the classes "
+    "the synthetic set fills, e.g. the minority classes under --balance) in the feature space of the "
+    "same reference classifier (its 512-d penultimate layer). In-domain numbers are not comparable with published "
+    "ImageNet-Inception FIDs; KID's subset size adapts to small sets.",
+    "Published numbers are shown only for a method at the paper's setting (no lever changed).",
+]
+
+
+def notes_section(
+    settings: Settings | None = None, stop: dict | None = None, rows: list[dict] | None = None
+) -> Section:
+    """The rules behind the numbers, with this report's margin, interval level and Holm family, and for
+    ``--seeds auto`` when and why seeds stopped being added."""
+    settings = settings or Settings()
+    items = [
+        f"Margin of equivalence: ±{settings.margin:g} AUC; the paired differences' intervals and verdicts at "
+        f"{level_text(settings.alpha)} % (alpha {settings.alpha:.4g}) before Holm's adjustment"
+        + ("." if settings.alpha == 0.05 else "; the test AUC / ACC columns and the real-image worth at 95 %."),
+        *([family_text(rows)] if rows is not None else []),
+        *NOTES,
+    ]
+    if stop:
+        looks, alpha = stop["planned_looks"], stop["alpha"]
+        rounds = f"rounds of {stop['step']} from {stop['start']} up to at most {stop['max_seeds']}"
+        text = (
+            f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
+            f"method's verdict against none. To keep the overall error rate at {alpha:g} over the {looks} planned "
+            f"looks, each look (and every interval in this report) uses alpha {alpha:g} / {looks} = "
+            f"{stop['look_alpha']:.4g} (Bonferroni). It stopped after {stop['seeds']} seeds: {stop['reason']}."
+        )
+        items.insert(1, text)
+    return Section("Notes", [Bullets(items)])
