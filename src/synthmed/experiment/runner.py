@@ -99,6 +99,20 @@ def versions() -> dict:
 CAM_PER_CLASS = 4
 
 
+def subset_of(spec: RunSpec, data: Dataset) -> Subset:
+    """The run's train / val / test subset, as its protocol fields and seed draw it (the same in validation and in
+    the run)."""
+    return make_subset(
+        data,
+        spec.protocol,
+        seed=spec.seed,
+        per_class=spec.real_per_class,
+        fraction=spec.fraction,
+        stratified=spec.stratified,
+        curve=spec.curve_per_class,
+    )
+
+
 def explain_indices(labels: np.ndarray, per_class: int = CAM_PER_CLASS) -> np.ndarray:
     """The test images every run explains: the first ``per_class`` of each class, so panels compare like with
     like across methods and seeds."""
@@ -179,15 +193,7 @@ class Runner:
             if key not in checked:  # builds the networks once per method, parameters and data shape
                 augmenter.check_data(data.size, data.n_channels, data.n_classes)
                 checked.add(key)
-            subset = make_subset(
-                data,
-                spec.protocol,
-                seed=spec.seed,
-                per_class=spec.real_per_class,
-                fraction=spec.fraction,
-                stratified=spec.stratified,
-                curve=spec.curve_per_class,
-            )
+            subset = subset_of(spec, data)
             if not data.task.startswith("multi-label"):  # a class absent from validation: a constant val AUC
                 counts = np.bincount(subset.val.labels.reshape(-1), minlength=data.n_classes)
                 if (counts == 0).any():
@@ -281,15 +287,7 @@ class Runner:
         self, spec: RunSpec, data: Dataset, run_id: str, config: dict, on_epoch: OnEpoch | None, status: OnStatus
     ) -> dict:
         started = time.perf_counter()
-        subset = make_subset(
-            data,
-            spec.protocol,
-            seed=spec.seed,
-            per_class=spec.real_per_class,
-            fraction=spec.fraction,
-            stratified=spec.stratified,
-            curve=spec.curve_per_class,
-        )
+        subset = subset_of(spec, data)
         run_dir = self.out / "runs" / run_id
         augmenter = create_augmenter(spec.method, **spec.method_params)
         synthesis = synthetic = None
