@@ -189,7 +189,7 @@ def trajectory(dataset: str, method: str, seed: int, member: int, data_root: str
     from synthmed.augment import create_augmenter
     from synthmed.data import load_dataset, make_subset
     from synthmed.data.flips import label_preserving_flips
-    from synthmed.experiment.synthesis import synthetic_counts
+    from synthmed.experiment.synthetic_set import synthetic_counts
     from synthmed.metrics.classification import classification_metrics
     from synthmed.nets.classifiers import build_classifier
     from synthmed.tensors import to_tensor

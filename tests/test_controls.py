@@ -13,10 +13,10 @@ from synthmed.augment import Kind, create_augmenter
 from synthmed.data import Dataset, load_dataset, make_subset
 from synthmed.data.protocol import curve_subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.synthesis import synthesise, synthetic_counts
+from synthmed.experiment.synthetic_set import synthesise, synthetic_counts
 from synthmed.metrics.memorisation import MEMORISED_RATIO, memorised_share, nn_ratio
 from synthmed.report.equivalents import invert, real_equivalent
-from synthmed.spec import Synthesis
+from synthmed.spec import SyntheticLevers
 from synthmed.train.trainer import balanced_class_weights
 
 
@@ -30,9 +30,9 @@ def toy_dataset(n_train: int = 40, minority: int = 10) -> Dataset:
 @pytest.mark.parametrize(
     "levers, expected",
     [
-        (Synthesis(balance=True, fidelity=False), {0: 20, 1: 0}),
-        (Synthesis(synthetic_per_class=7, fidelity=False), {0: 7, 1: 7}),
-        (Synthesis(synthetic_ratio=0.5, fidelity=False), {0: 5, 1: 15}),
+        (SyntheticLevers(balance=True, fidelity=False), {0: 20, 1: 0}),
+        (SyntheticLevers(synthetic_per_class=7, fidelity=False), {0: 7, 1: 7}),
+        (SyntheticLevers(synthetic_ratio=0.5, fidelity=False), {0: 5, 1: 15}),
     ],
 )
 def test_oversample_adds_the_policys_counts_of_exact_training_copies(tmp_path, levers, expected):
@@ -161,7 +161,7 @@ def test_tstr_never_sees_a_real_training_image_and_pretraining_ends_on_real(toy_
         method_params={"epochs": 1, "batch_size": 4},
         epochs=1,
         precision="fp32",
-        synthesis=Synthesis(synthetic_per_class=3, fidelity=False, tstr=True, pretrain_on_synthetic=True),
+        synthesis=SyntheticLevers(synthetic_per_class=3, fidelity=False, tstr=True, pretrain_on_synthetic=True),
     )
     record = runner.run(spec)
     real = load_dataset("breastmnist", data_root=str(toy_root), verify=False).train.images.reshape(20, -1)
@@ -178,11 +178,11 @@ def test_tstr_never_sees_a_real_training_image_and_pretraining_ends_on_real(toy_
 def test_tstr_with_balance_trains_on_every_class_at_the_majority_count(tmp_path):
     """--balance adds only minority images; the set TSTR trains on holds every class, drawn from the same fitted
     generator, and the images the run adds are not changed by drawing it."""
-    from synthmed.experiment.synthesis import synthetic_only_set
+    from synthmed.experiment.synthetic_set import synthetic_only_set
 
     data = toy_dataset()  # 30 of class 1, 10 of class 0
     subset = make_subset(data, "full", seed=0)
-    levers = Synthesis(balance=True, fidelity=False, tstr=True)
+    levers = SyntheticLevers(balance=True, fidelity=False, tstr=True)
     synthesis = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, levers, 0, tmp_path / "cache", "cpu")
     assert np.bincount(synthesis.labels, minlength=2).tolist() == [20, 0]
     added = synthesis.images.copy()
@@ -191,7 +191,7 @@ def test_tstr_with_balance_trains_on_every_class_at_the_majority_count(tmp_path)
     real = subset.train.images.reshape(len(subset.train), -1)
     assert not any((real == image).all(1).any() for image in images.reshape(60, -1))
     assert (synthesis.images == added).all()
-    plain = Synthesis(synthetic_per_class=5, fidelity=False, tstr=True)
+    plain = SyntheticLevers(synthetic_per_class=5, fidelity=False, tstr=True)
     assert synthetic_only_set(synthesis, subset.train.labels, 2, plain, 0)[0] is synthesis.images
 
 

@@ -10,7 +10,7 @@ import torch
 from synthmed.augment import create_augmenter
 from synthmed.augment.diffaugment import DiffAugment
 from synthmed.errors import SynthmedError
-from synthmed.spec import Synthesis
+from synthmed.spec import SyntheticLevers
 
 pytest.importorskip("monai")
 
@@ -166,4 +166,4 @@ def test_fid_selection_keeps_the_lowest_validation_fid_checkpoint(monkeypatch):
 
 def test_select_generator_without_tracking_is_refused():
     with pytest.raises(SynthmedError, match="--select-generator fid needs --track-fid-every K"):
-        Synthesis(select_generator="fid").check()
+        SyntheticLevers(select_generator="fid").check()

@@ -11,8 +11,8 @@ from synthmed.audit.synthetic import FILTER_OVERSAMPLE, confidence_filter
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import Grid, expand, override, parse_method_params
-from synthmed.experiment.synthesis import synthesise, synthetic_counts
-from synthmed.spec import Synthesis, coerce, method_label
+from synthmed.experiment.synthetic_set import synthesise, synthetic_counts
+from synthmed.spec import SyntheticLevers, coerce, method_label
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
 
@@ -27,7 +27,7 @@ def test_synthetic_counts_fixed_ratio_and_balance():
 
 def test_two_count_policies_are_refused():
     with pytest.raises(SynthmedError, match="give only one of --synthetic-per-class, --synthetic-ratio"):
-        Synthesis(synthetic_per_class=5, synthetic_ratio=0.5).check()
+        SyntheticLevers(synthetic_per_class=5, synthetic_ratio=0.5).check()
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def breast_small(real_root):
 @pytest.mark.slow
 def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small, tmp_path):
     data, subset = breast_small
-    levers = Synthesis(synthetic_per_class=6, fidelity=False)
+    levers = SyntheticLevers(synthetic_per_class=6, fidelity=False)
     first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
     assert not first.audit.generator_cached and first.generator_path.exists()
     again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
@@ -72,14 +72,14 @@ def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small,
     assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
     other_seed = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 1, tmp_path, device="cpu")
     assert not other_seed.audit.generator_cached and other_seed.generator_path != first.generator_path
-    shared = Synthesis(synthetic_per_class=6, fidelity=False, generator_seed=0)
+    shared = SyntheticLevers(synthetic_per_class=6, fidelity=False, generator_seed=0)
     assert synthesise(data, subset, "cvae", {"epochs": 2}, shared, 1, tmp_path, device="cpu").audit.generator_cached
 
 
 @pytest.mark.slow
 def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_small, tmp_path):
     data, subset = breast_small
-    levers = Synthesis(synthetic_per_class=10, min_confidence=0.5, fidelity_epochs=1)
+    levers = SyntheticLevers(synthetic_per_class=10, min_confidence=0.5, fidelity_epochs=1)
     result = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", precision="fp32")
     info = result.audit.details["filter"]
     assert info["candidates"] == 2 * 10 * FILTER_OVERSAMPLE and info["requested"] == 20
@@ -113,7 +113,7 @@ def test_lever_grid_multiplies_only_generative_methods():
     specs = expand(grid)
     none = [s for s in specs if s.method == "none"]
     cvae = [s for s in specs if s.method == "cvae"]
-    assert len(none) == 2 and all(s.synthesis == Synthesis() and not s.method_params for s in none)
+    assert len(none) == 2 and all(s.synthesis == SyntheticLevers() and not s.method_params for s in none)
     assert len(cvae) == 4 and {s.synthesis.synthetic_weight for s in cvae} == {0.5, 1.0}
     assert all(s.method_params == {"epochs": 3} and not s.synthesis.fidelity for s in cvae)
     with pytest.raises(
@@ -164,7 +164,7 @@ def test_the_generator_cache_key_names_the_feature_space_fid_selection_ranks_in(
     which ``fidelity_epochs`` shape: two feature spaces are two generators, while without tracking none enters."""
     from types import SimpleNamespace
 
-    from synthmed.experiment.synthesis import generator_key
+    from synthmed.experiment.synthetic_set import generator_key
 
     gen = SimpleNamespace(config=lambda: {"epochs": 5, "device": "cpu"})
     data = SimpleNamespace(name="breastmnist", md5="x", size=28)

@@ -122,7 +122,7 @@ def test_repeated_run_gives_identical_record(real_root, tmp_path):
 
 def test_generative_method_adds_its_images_through_the_runner(real_root, tmp_path):
     from synthmed.experiment.runner import Runner
-    from synthmed.spec import RunSpec, Synthesis
+    from synthmed.spec import RunSpec, SyntheticLevers
 
     spec = RunSpec(
         "breastmnist",
@@ -130,7 +130,7 @@ def test_generative_method_adds_its_images_through_the_runner(real_root, tmp_pat
         epochs=1,
         method="cvae",
         method_params={"epochs": 2},
-        synthesis=Synthesis(synthetic_per_class=4),
+        synthesis=SyntheticLevers(synthetic_per_class=4),
     )
     record = Runner(tmp_path, data_root=real_root).run(spec)
     assert record["n_synthetic"] == 8 and record["n_train"] == 12

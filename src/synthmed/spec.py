@@ -1,9 +1,10 @@
-"""The one description of a run: ``RunSpec``, with its synthesis levers nested in ``Synthesis``.
+"""The one description of a run: ``RunSpec``, with its synthetic-set levers nested in ``SyntheticLevers`` (the
+field ``RunSpec.synthesis``, a name kept because records and run ids carry it).
 
 Every other place that needs to know a run's settings derives them from these fields and their metadata (a
 ``Setting``): the ``synthmed run`` options and their help, the YAML keys and their validation, the run id, the
 method, protocol and classifier labels of the report, and which settings only methods that add a synthetic set
-use (the fields of ``Synthesis``). Adding a lever is adding one field here.
+use (the fields of ``SyntheticLevers``). Adding a lever is adding one field here.
 
 Names: a field's YAML key is its name, its command-line flag the name with dashes (``synthetic_weight`` ->
 ``--synthetic-weight``) unless ``Setting.flag`` says otherwise; old spellings are kept as deprecated ``aliases``.
@@ -58,7 +59,7 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 
 
 @dataclass(frozen=True)
-class Synthesis:
+class SyntheticLevers:
     """Levers of methods that add a synthetic set before training (generators, count-matched copies): how many
     images, how they are weighted, vetted and audited. Every field is recorded with the run."""
 
@@ -249,7 +250,7 @@ class RunSpec:
         section="methods",
         help="Hyper-parameters of the method (KEY=VALUE; see its preset in `synthmed list --presets`).",
     )
-    synthesis: Synthesis = setting(factory=Synthesis, section="methods", help="Synthetic-set levers.")
+    synthesis: SyntheticLevers = setting(factory=SyntheticLevers, section="methods", help="Synthetic-set levers.")
     classifier: str = setting(
         "resnet18",
         section="classifiers",
@@ -369,14 +370,14 @@ class RunSpec:
 
 
 def non_default(spec: RunSpec) -> dict:
-    """The fields of ``spec`` (and of its ``Synthesis``) that differ from their defaults."""
+    """The fields of ``spec`` (and of its ``SyntheticLevers``) that differ from their defaults."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(RunSpec):
         value = getattr(spec, f.name)
         if f.name == "synthesis":
             levers = {
                 g.name: getattr(value, g.name)
-                for g in dataclasses.fields(Synthesis)
+                for g in dataclasses.fields(SyntheticLevers)
                 if getattr(value, g.name) != _default(g)
             }
             if levers:
@@ -395,13 +396,13 @@ def _default(f: dataclasses.Field) -> Any:
 
 @functools.cache
 def fields() -> dict[str, dataclasses.Field]:
-    """Every settable field by name: RunSpec's (except the nested ``synthesis``) and Synthesis'."""
+    """Every settable field by name: RunSpec's (except the nested ``synthesis``) and SyntheticLevers'."""
     out = {f.name: f for f in dataclasses.fields(RunSpec) if f.name != "synthesis"}
-    out.update({f.name: f for f in dataclasses.fields(Synthesis)})
+    out.update({f.name: f for f in dataclasses.fields(SyntheticLevers)})
     return out
 
 
-SYNTHESIS_FIELDS = tuple(f.name for f in dataclasses.fields(Synthesis))
+SYNTHESIS_FIELDS = tuple(f.name for f in dataclasses.fields(SyntheticLevers))
 
 
 def meta(name: str) -> Setting:
@@ -424,7 +425,7 @@ def aliases() -> dict[str, str]:
 
 @functools.cache
 def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(RunSpec) | typing.get_type_hints(Synthesis)
+    return typing.get_type_hints(RunSpec) | typing.get_type_hints(SyntheticLevers)
 
 
 def value_type(name: str) -> tuple[type, bool]:

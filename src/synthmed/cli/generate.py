@@ -94,8 +94,8 @@ def generate(
     from synthmed.augment import Kind, available, create_augmenter, method_class
     from synthmed.data import load_dataset, make_subset
     from synthmed.experiment.grid import parse_method_params
-    from synthmed.experiment.synthesis import synthesise, write_artifacts
-    from synthmed.spec import Synthesis, coerce
+    from synthmed.experiment.synthetic_set import synthesise, write_artifacts
+    from synthmed.spec import SyntheticLevers, coerce
     from synthmed.train.device import resolve_device
 
     opt.take_deprecated(options, warn, ALIASES)
@@ -115,7 +115,7 @@ def generate(
         )
     create_augmenter(method, **params).check()
     resolve_device(device)
-    levers = Synthesis(**{k: coerce(k, options[k]) for k in SYNTHESIS_FIELDS if k in options})
+    levers = SyntheticLevers(**{k: coerce(k, options[k]) for k in SYNTHESIS_FIELDS if k in options})
     levers.check()
     seed = coerce("seed", options["seed"], "--seed")
     protocol = coerce("protocol", options["protocol"], "--protocol")

@@ -1,6 +1,6 @@
 """Command-line options derived from the run schema (``synthmed.spec``), and the options of execution.
 
-``schema_parameters`` turns ``RunSpec`` / ``Synthesis`` fields into typer options: the flag, help text, type,
+``schema_parameters`` turns ``RunSpec`` / ``SyntheticLevers`` fields into typer options: the flag, help text, type,
 bounds and default come from the field and its ``Setting``; a sweepable field takes a comma list; a deprecated
 spelling becomes a hidden option that still works and warns. ``with_parameters`` adds them to a command's
 signature, so typer builds the options without their being restated here.

@@ -180,7 +180,7 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
     import json
 
     from synthmed.augment.base import method_class
-    from synthmed.experiment.synthesis import generator_seed
+    from synthmed.experiment.synthetic_set import generator_seed
 
     first: list[RunSpec] = []
     plain: list[RunSpec] = []

@@ -43,7 +43,7 @@ from synthmed.spec import (
     PROTOCOLS,
     SYNTHESIS_FIELDS,
     RunSpec,
-    Synthesis,
+    SyntheticLevers,
     aliases,
     coerce,
     fields,
@@ -409,7 +409,7 @@ def expand(grid: Grid) -> list[RunSpec]:
         base = entry.get("params") or {}
         param_sets = [{**base, **combo} for combo in _product(entry.get("param_grid") or {})]
         for params, setting in itertools.product(param_sets, _product(levers)):
-            synthesis = Synthesis(**setting)
+            synthesis = SyntheticLevers(**setting)
             synthesis.check()
             for classifier, recipe, seed in itertools.product(grid.classifiers, grid.recipes, grid.seeds):
                 specs.append(

@@ -27,7 +27,7 @@ from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
 from synthmed.experiment.execution import Execution
-from synthmed.experiment.synthesis import fit_generator, synthesise, synthetic_only_set, write_artifacts
+from synthmed.experiment.synthetic_set import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.record import RunRecord

@@ -38,7 +38,7 @@ from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
 from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock
 from synthmed.record import SyntheticAudit
-from synthmed.spec import Synthesis
+from synthmed.spec import SyntheticLevers
 
 #: Chaptoukaev 2021 adds 150 generated images per class.
 DEFAULT_SYNTHETIC_PER_CLASS = 150
@@ -56,7 +56,7 @@ class SyntheticSet:
     generator_path: Path | None
 
 
-def generator_seed(seed: int, levers: Synthesis) -> int:
+def generator_seed(seed: int, levers: SyntheticLevers) -> int:
     """The seed a run's generator trains and samples with: ``--generator-seed`` for every run, the run seed modulo
     ``--generator-seeds`` (cycling K generators over the classifier seeds), else the run seed."""
     if levers.generator_seed is not None:
@@ -152,7 +152,7 @@ def synthesise(
     subset: Subset,
     method: str,
     params: dict,
-    levers: Synthesis,
+    levers: SyntheticLevers,
     seed: int,
     cache_dir: str | Path,
     device: str = "auto",
@@ -243,7 +243,7 @@ def synthesise(
 
 
 def synthetic_only_set(
-    synthesis: SyntheticSet, train_labels: np.ndarray, n_classes: int, levers: Synthesis, seed: int
+    synthesis: SyntheticSet, train_labels: np.ndarray, n_classes: int, levers: SyntheticLevers, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images TSTR and ``--pretrain-on-synthetic`` train on alone: the run's synthetic set, or with
     ``--balance`` (which fills only the minority classes, so a classifier trained on it would see one class)
