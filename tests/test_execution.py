@@ -187,18 +187,22 @@ def test_schedule_starts_each_generator_first_and_its_reusers_last():
     per_seed = override(Grid(datasets=["breastmnist"], seeds=[0, 1]), {"method": "none,cvae"})
     assert [(s.method, s.seed) for s in schedule(expand(per_seed))] == [
         ("cvae", 0),
-        ("cvae", 1),
         ("none", 0),
+        ("cvae", 1),
         ("none", 1),
     ]
-    # the runs that fit nothing go seed by seed, so a step cut by its time budget leaves whole, paired seeds
-    plain = override(Grid(datasets=["breastmnist"], seeds=[3, 1]), {"method": "none,oversample"})
+    # seed by seed, so a step cut by its time budget leaves whole, paired seeds
+    plain = override(Grid(datasets=["breastmnist"], seeds=[3, 1]), {"method": "none,oversample,flip"})
     assert [(s.method, s.seed) for s in schedule(expand(plain))] == [
-        ("none", 3),
-        ("oversample", 3),
         ("none", 1),
         ("oversample", 1),
+        ("flip", 1),
+        ("none", 3),
+        ("oversample", 3),
+        ("flip", 3),
     ]
+    # a seed whose none is already stored keeps its place in the order
+    assert [(s.method, s.seed) for s in schedule(expand(plain)[2:])][:2] == [("oversample", 1), ("flip", 1)]
 
 
 def test_default_workers_is_one_single_thread_worker_per_core_on_a_cpu(monkeypatch):

@@ -171,24 +171,25 @@ def _busy(pooled: str | None, workers: int, cpus_per_run: int | None, explicit: 
 
 
 def schedule(specs: list[RunSpec]) -> list[RunSpec]:
-    """The order runs start in: the first run of each generator first (fitting a generator and its reference
-    classifier is the slowest part of a grid), then the runs that fit nothing, then the runs that reuse a generator
-    fitted earlier. So no worker waits for a generator another worker is still fitting (the demo's three cVAE runs
-    on one generator, started together at the end, left a core idle for 90 of its 440 s). Within each part runs go
-    seed by seed (stable, so a seed keeps the grid's method order): a step cut short by its time budget leaves whole
-    seeds, every method paired, instead of all of `none` and none of the rest."""
+    """The order runs start in: seed by seed, each seed's generator fits before the runs that fit nothing, and last
+    the runs that reuse a generator fitted at another seed. Seed by seed, so a step cut short by its time budget
+    leaves whole seeds with every method paired (a run that fits a generator or copies per seed, such as
+    ``oversample``, goes beside its seed's ``none``); reusers last, so no worker waits for a generator another worker
+    is still fitting (the demo's three cVAE runs on one generator, started together at the end, left a core idle
+    for 90 of its 440 s). Seeds go in ascending order (a seed whose first runs are stored keeps its place); within a
+    seed the grid's method order is kept."""
     import json
 
     from synthmed.augment.base import method_class
     from synthmed.experiment.synthetic_set import generator_seed
 
-    first: list[RunSpec] = []
-    plain: list[RunSpec] = []
+    seed_rank = {seed: rank for rank, seed in enumerate(sorted({spec.seed for spec in specs}))}
+    now: list[tuple[int, int, RunSpec]] = []
     reusing: list[RunSpec] = []
     seen: set[tuple] = set()
     for spec in specs:
         if not method_class(spec.method).trains:
-            plain.append(spec)
+            now.append((seed_rank[spec.seed], 1, spec))
             continue
         key = (
             spec.dataset,
@@ -200,10 +201,13 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
             json.dumps(spec.method_params, sort_keys=True, default=str),
             generator_seed(spec.seed, spec.synthesis),
         )
-        (reusing if key in seen else first).append(spec)
+        if key in seen:
+            reusing.append(spec)
+        else:
+            now.append((seed_rank[spec.seed], 0, spec))
         seen.add(key)
-    seed_rank = {seed: rank for rank, seed in enumerate(dict.fromkeys(spec.seed for spec in specs))}
-    return [spec for part in (first, plain, reusing) for spec in sorted(part, key=lambda s: seed_rank[s.seed])]
+    ordered = [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
+    return ordered + sorted(reusing, key=lambda spec: seed_rank[spec.seed])
 
 
 def _alive(pid: int) -> bool:
