@@ -352,9 +352,8 @@ class RunSpec:
         section="protocols",
         low=1,
         words=("all",),
-        help="Also draw, per seed, this many (or all) images of the training split outside the labelled subset "
-        "as unlabelled images: their labels are hidden from training and kept only for the audit of their "
-        "class balance.",
+        help="N or all: also draw, per seed, this many images of the training split outside the labelled subset "
+        "as unlabelled images (their labels hidden from training, kept only to audit their class balance).",
     )
     curve_per_class: int | None = setting(
         None,

@@ -193,8 +193,12 @@ def train_classifier(
     x_val, x_test = to_tensor(val.images).to(store), to_tensor(test.images).to(store)
     per_class = None
     if config.class_weight == "balanced":
-        counts = y_train.sum(0).cpu().numpy() if soft else y_train.cpu().numpy()
-        per_class = torch.from_numpy(balanced_class_weights(counts, n_classes, soft)).float().to(store)
+        weights = (
+            weights_of_counts(y_train.sum(0).cpu().numpy(), n_classes)
+            if soft
+            else balanced_class_weights(y_train.cpu().numpy(), n_classes)
+        )
+        per_class = torch.from_numpy(weights).float().to(store)
         w_train = w_train * _class_weight(per_class, y_train, soft)
 
     in_channels = x_train.shape[1]
@@ -374,14 +378,18 @@ def _scored(labels: np.ndarray, probs: np.ndarray, task: str) -> dict:
     return metrics
 
 
-def balanced_class_weights(labels: np.ndarray, n_classes: int, counted: bool = False) -> np.ndarray:
-    """scikit-learn's "balanced" weights, ``n_samples / (n_classes * count_c)``, for single-label training labels
-    (or, ``counted``, for the images per class already summed, soft targets counting their probabilities); a class
-    with no image is refused (it cannot be weighted, nor learned)."""
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's "balanced" weights, ``n_samples / (n_classes * count_c)``, for single-label training labels;
+    a class with no image is refused (it cannot be weighted, nor learned)."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise SynthmedError("--class-weight balanced needs single-label classes, not a multi-label task")
-    counts = labels.astype(np.float64) if counted else np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return weights_of_counts(np.bincount(labels, minlength=n_classes), n_classes)
+
+
+def weights_of_counts(counts: np.ndarray, n_classes: int) -> np.ndarray:
+    """``balanced_class_weights`` from the images per class, where soft targets count their probabilities."""
+    counts = np.asarray(counts, dtype=np.float64)
     if (counts <= 0).any():
         raise SynthmedError(f"--class-weight balanced: class {int(np.argmin(counts))} has no training image")
     return counts.sum() / (n_classes * counts)
