@@ -116,6 +116,8 @@ def test_more_than_the_pool_is_a_one_line_error_naming_both_numbers():
         make_subset(data, "lowdata", seed=0, per_class=40, unlabelled=pool + 1)
     assert f"--unlabelled {pool + 1}" in str(err.value) and f"the {pool} training images" in str(err.value)
     assert "\n" not in str(err.value)
+    with pytest.raises(SynthmedError, match="none is left unlabelled"):
+        make_subset(data, "full", unlabelled="all")
 
 
 def test_pneumonia_lowdata_has_about_4400_unlabelled_images(real_root):

@@ -156,6 +156,11 @@ def unlabelled_subset(
     free[train_idx[train_idx < n_train]] = False
     free[val_idx[val_idx < n_train]] = False
     pool = np.flatnonzero(free)
+    if not len(pool):
+        raise SynthmedError(
+            f"--unlabelled: the run trains or selects on every training image of {dataset}, so none is left "
+            "unlabelled; use --protocol lowdata or fraction"
+        )
     if count == "all":
         return pool
     if not isinstance(count, int) or count < 1:
