@@ -49,6 +49,7 @@ class Setting:
     high_open: bool = False
     label: str | None = None  # how a method label shows a non-default value (``weight {:g}``)
     internal: bool = False  # set by the grid (e.g. the real-image curve), not an option of its own
+    words: tuple[str, ...] = ()  # words a numeric field also takes (``all``), kept as written in lower case
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
@@ -346,6 +347,14 @@ class RunSpec:
         help="balanced: weight each class's loss by the inverse of its frequency in the training set "
         "(scikit-learn's 'balanced' formula), for any method.",
     )
+    unlabelled: int | str | None = setting(
+        None,
+        section="protocols",
+        low=1,
+        words=("all",),
+        help="N or all: also draw, per seed, this many images of the training split outside the labelled subset "
+        "as unlabelled images (their labels hidden from training, kept only to audit their class balance).",
+    )
     curve_per_class: int | None = setting(
         None,
         section="protocols",
@@ -446,11 +455,14 @@ def coerce(name: str, value: Any, where: str = "") -> Any:
         if optional:
             return None
         raise SynthmedError(f"{shown} needs a value")
+    m = meta(name)
+    if isinstance(value, str) and value.strip().lower() in m.words:
+        return value.strip().lower()
     try:
         value = _convert(value, kind)
     except ValueError:
-        raise SynthmedError(f"{shown} should be {_kind_name(kind)}, got {value!r}") from None
-    m = meta(name)
+        expected = _kind_name(kind) + "".join(f" or {word!r}" for word in m.words)
+        raise SynthmedError(f"{shown} should be {expected}, got {value!r}") from None
     if m.choices is not None and value not in m.choices:
         raise SynthmedError(f"{shown} {value!r}: choose one of {', '.join(map(str, m.choices))}")
     if kind in (int, float):
@@ -564,12 +576,15 @@ def method_label(config: dict, params: bool = True) -> str:
 
 
 def protocol_label(config: dict) -> str:
-    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (+ the image size if not 28)."""
+    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (+ the unlabelled images drawn,
+    ``+all unlabelled``, and the image size if not 28)."""
     label = config["protocol"]
     if label == "lowdata" and config.get("real_per_class"):
         label += f" {config['real_per_class']}/class"
     if label == "fraction":
         label += f" {config.get('fraction'):g}" + (" stratified" if config.get("stratified") else "")
+    if config.get("unlabelled") is not None:
+        label += f" +{config['unlabelled']} unlabelled"
     if config.get("size", 28) != 28:
         label += f" {config['size']}px"
     return label

@@ -51,6 +51,9 @@ class Augmenter:
     #: Hyper-parameters whose one value is itself a comma list (DiffAugment's "color,translation,cutout"), so
     #: ``-p KEY=a,b`` sets it instead of sweeping a and b.
     comma_params: ClassVar[frozenset[str]] = frozenset()
+    #: Hyper-parameters added after runs and generators were recorded, with their default: ``config`` leaves them
+    #: out at it, so the recorded configs and the caches' keys of runs that do not use them stay as they were.
+    late_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, name: str = "none", **params: Any) -> None:
         self.name = name
@@ -86,7 +89,8 @@ class Augmenter:
 
     def config(self) -> dict:
         """Hyper-parameters, recorded with every run and folded into caches' keys."""
-        return {"method": self.name, **self.params}
+        late = self.late_params
+        return {"method": self.name, **{k: v for k, v in self.params.items() if not (k in late and v == late[k])}}
 
 
 _REGISTRY: dict[str, tuple[type[Augmenter], dict[str, Any]]] = {}

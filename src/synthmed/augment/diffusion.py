@@ -11,6 +11,8 @@ embedding) and the noise schedules (``DDPMScheduler`` for training, ``DDIMSchedu
 - classifier-free guidance (Ho & Salimans 2021): during training a label is replaced by the null class with
   probability ``label_dropout``; sampling predicts eps = (1 + w) eps(x, c) - w eps(x, null) at guidance scale ``w``
   (``guidance=0`` is the plainly conditional model and needs one pass per step);
+- unlabelled images (``use_unlabelled``, off by default): trained with the null class only, so they teach the
+  unconditional score that guidance contrasts with the conditional one, never a class;
 - an EMA of the UNet's weights that sampling uses (``ema``, on by default: the live weights of a short run are noisy);
 - deterministic DDIM sampling (eta = 0) from seeded noise in ``ddim_steps`` (10-50) steps, bf16 autocast where the
   hardware runs it fast.
@@ -45,6 +47,7 @@ _COMMON: dict[str, Any] = {
     "label_dropout": 0.1,
     "warmup": 100,
     "precision": "auto",
+    "use_unlabelled": False,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "ddpm": {
@@ -89,6 +92,7 @@ class DDPM(TorchGenerator):
     """A class-conditional DDPM on MONAI (see the module docstring)."""
 
     ema_nets = ("unet",)
+    late_params = {"use_unlabelled": False}
 
     def check(self) -> None:
         super().check()
@@ -106,6 +110,8 @@ class DDPM(TorchGenerator):
             problems.append(
                 "channels, attention and norm_groups (one attention flag per level, channels divisible by norm_groups)"
             )
+        if not isinstance(p["use_unlabelled"], bool):
+            problems.append(f"use_unlabelled={p['use_unlabelled']!r} (true or false)")
         if p["precision"] not in ("auto", "fp32", "bf16"):
             problems.append(f"precision={p['precision']!r} (auto, fp32 or bf16)")
         if problems:
@@ -142,13 +148,29 @@ class DDPM(TorchGenerator):
             return int(p["epochs"]) * max(1, math.ceil(n_images / p["batch_size"]))
         return p["steps"]
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, monitor: Any = None) -> DDPM:
+    def fit(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        seed: int = 0,
+        monitor: Any = None,
+        unlabelled: np.ndarray | None = None,
+    ) -> DDPM:
+        """Train on the labelled images with their class and, with ``use_unlabelled``, on ``unlabelled`` images
+        with the null class only (ignored otherwise); ``epochs`` then counts passes over both."""
         schedulers = _monai("networks.schedulers")
         self.scheduler_ = schedulers.DDPMScheduler(
             num_train_timesteps=self.params["timesteps"], schedule=self.params["schedule"]
         )
-        super().fit(images, labels, seed=seed, monitor=monitor)
+        used = unlabelled if self.params["use_unlabelled"] else None
+        self._fit(images, labels, seed, monitor, unlabelled=used)
         return self
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The base's, plus how many unlabelled images the generator trained on (when ``use_unlabelled``)."""
+        seen = {"unlabelled_images": self.n_unlabelled_} if self.params["use_unlabelled"] else {}
+        return super().diagnostics() | seen
 
     def _precision(self) -> str:
         return resolve_precision(self.params["precision"], self.device_)
@@ -159,9 +181,10 @@ class DDPM(TorchGenerator):
         for group in optimizer.param_groups:  # linear warm-up of the learning rate
             group["lr"] = p["lr"] * min(1.0, self._step / max(1, p["warmup"]))
         n = len(x)
-        labels = cond.argmax(1)
+        null = torch.full((n,), cond.shape[1], dtype=torch.long, device=x.device)
+        labels = torch.where(cond.sum(1) > 0, cond.argmax(1), null)  # an unlabelled image: the null class
         drop = torch.rand(n, generator=generator).to(x.device) < p["label_dropout"]
-        labels = torch.where(drop, torch.full_like(labels, cond.shape[1]), labels)  # the null class
+        labels = torch.where(drop, null, labels)
         t = torch.randint(0, p["timesteps"], (n,), generator=generator).to(x.device)
         noise = torch.randn(x.shape, generator=generator).to(x.device)
         noisy = self.scheduler_.add_noise(original_samples=x, noise=noise, timesteps=t)

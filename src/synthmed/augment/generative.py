@@ -109,6 +109,19 @@ def check_training_data(name: str, images: np.ndarray, labels: np.ndarray) -> tu
     return images, labels.astype(np.int64)
 
 
+def _unlabelled_images(name: str, unlabelled: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+    """The unlabelled images a fit adds (none when not given), shaped as the labelled ones, or a one-line error."""
+    if unlabelled is None:
+        return images[:0]
+    unlabelled = np.asarray(unlabelled)
+    if unlabelled.dtype != images.dtype or unlabelled.shape[1:] != images.shape[1:]:
+        raise SynthmedError(
+            f"{name}: unlabelled images must be {images.dtype} {images.shape[1:]} like the labelled ones, "
+            f"got {unlabelled.dtype} {unlabelled.shape[1:]}"
+        )
+    return unlabelled
+
+
 class TorchGenerator(Augmenter):
     """A generative augmenter made of torch networks trained on the real training subset.
 
@@ -202,8 +215,17 @@ class TorchGenerator(Augmenter):
         of the main training phase; its non-empty results are kept in ``monitor_history_`` and saved with the
         model; its ``finish(model)``, if it has one, runs when training ends (e.g. to restore the selected
         checkpoint)."""
+        return self._fit(images, labels, seed, monitor)
+
+    def _fit(
+        self, images: np.ndarray, labels: np.ndarray, seed: int, monitor: Any, unlabelled: np.ndarray | None = None
+    ) -> TorchGenerator:
+        """``fit``, plus ``unlabelled`` images trained with an all-zero condition after the labelled ones: only for
+        a method whose ``train_step`` reads that condition as "no class" (DDPM's null class). The fitted model
+        counts them in ``n_unlabelled_``."""
         self.check()
         images, labels = check_training_data(self.name, images, labels)
+        extra = _unlabelled_images(self.name, unlabelled, images)
         self.monitor_ = monitor
         self.history_: list[dict] = []
         self.monitor_history_: list[dict] = []
@@ -214,8 +236,12 @@ class TorchGenerator(Augmenter):
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.n_classes_ = int(labels.max()) + 1
         self.class_counts_ = [int(c) for c in np.bincount(labels, minlength=self.n_classes_)]
+        self.n_unlabelled_ = len(extra)
         x = to_tensor(images).to(self.device_)
         cond = one_hot(torch.from_numpy(labels), self.n_classes_).to(self.device_)
+        if len(extra):
+            x = torch.cat([x, to_tensor(extra).to(self.device_)])
+            cond = torch.cat([cond, torch.zeros(len(extra), self.n_classes_, device=self.device_)])
         self.nets_ = self._build().to(self.device_)
         self.optimizers_ = self.optimizers()
         try:
@@ -322,6 +348,7 @@ class TorchGenerator(Augmenter):
                 "class_counts": self.class_counts_,
                 "history": self.history_,
                 "monitor_history": getattr(self, "monitor_history_", []),
+                "n_unlabelled": getattr(self, "n_unlabelled_", 0),
             },
             "extra": self.extra_state(),
         }
@@ -350,6 +377,7 @@ class TorchGenerator(Augmenter):
         model.class_counts_ = list(meta["class_counts"])
         model.history_ = list(meta["history"])
         model.monitor_history_ = list(meta.get("monitor_history", []))
+        model.n_unlabelled_ = int(meta.get("n_unlabelled", 0))
         model.device_ = resolve_device(device)
         model.nets_ = model._build()
         try:

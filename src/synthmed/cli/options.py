@@ -63,7 +63,7 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
     if kind is bool:
         decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
         annotation: Any = bool
-    elif sweep or kind is dict:
+    elif sweep or kind is dict or m.words:  # text, coerced by the schema (``all`` is not a number)
         annotation, decls = str | None, [flag]
         default = None if default is None else ",".join(map(str, default if isinstance(default, list) else [default]))
     else:

@@ -32,13 +32,31 @@ class Subset:
     test: Split
     train_indices: np.ndarray
     val_indices: np.ndarray
+    #: images of the training split outside the labelled subset, without their labels (``--unlabelled``)
+    unlabelled: np.ndarray | None = None
+    unlabelled_indices: np.ndarray | None = None
+    #: the unlabelled images' true labels: only for auditing the class balance of what was used, never training
+    unlabelled_audit: np.ndarray | None = None
 
     def indices(self) -> dict:
-        return {
+        out = {
             "pool": "official train followed by official val",
             "train": self.train_indices.tolist(),
             "val": self.val_indices.tolist(),
         }
+        if self.unlabelled_indices is not None:  # absent when off, so earlier subset files read the same
+            out["unlabelled"] = self.unlabelled_indices.tolist()
+        return out
+
+    def unlabelled_balance(self, n_classes: int) -> list[int]:
+        """Unlabelled images per true class (per label, multi-label): the audit of what a run used; no training
+        code reads these labels."""
+        if self.unlabelled_audit is None:
+            return []
+        labels = np.asarray(self.unlabelled_audit)
+        if labels.ndim == 2:
+            return labels.sum(0).astype(int).tolist()
+        return np.bincount(labels, minlength=n_classes).tolist()
 
 
 def water_fill(total: int, caps: np.ndarray) -> np.ndarray:
@@ -127,6 +145,35 @@ def curve_subset(
     return np.sort(np.concatenate(picks))
 
 
+def unlabelled_subset(
+    n_train: int, train_idx: np.ndarray, val_idx: np.ndarray, count: int | str, seed: int, dataset: str = "the dataset"
+) -> np.ndarray:
+    """Indices of ``count`` (or ``"all"``) images of the official training split that are neither training nor
+    validation images of the run, drawn without reading any label (so their labels cannot steer the draw), from a
+    seeded stream of their own (the labelled draw is the same with or without them) and nested: a larger count
+    contains a smaller one."""
+    free = np.ones(n_train, dtype=bool)
+    free[train_idx[train_idx < n_train]] = False
+    free[val_idx[val_idx < n_train]] = False
+    pool = np.flatnonzero(free)
+    if not len(pool):
+        raise SynthmedError(
+            f"--unlabelled: the run trains or selects on every training image of {dataset}, so none is left "
+            "unlabelled; use --protocol lowdata or fraction"
+        )
+    if count == "all":
+        return pool
+    if not isinstance(count, int) or count < 1:
+        raise SynthmedError(f"--unlabelled {count!r}: give a number of images >= 1 or all")
+    if count > len(pool):
+        raise SynthmedError(
+            f"--unlabelled {count} is more than the {len(pool)} training images of {dataset} outside the labelled "
+            f"subset (seed {seed}); give at most {len(pool)} or all"
+        )
+    order = np.random.default_rng([seed, 20_21, 29]).permutation(pool)
+    return np.sort(order[:count])
+
+
 def make_subset(
     data: Dataset,
     protocol: str = "full",
@@ -135,10 +182,12 @@ def make_subset(
     fraction: float | None = None,
     stratified: bool = False,
     curve: int | None = None,
+    unlabelled: int | str | None = None,
 ) -> Subset:
     """Draw the training / validation images of one run. Deterministic in ``seed``. ``curve``: instead of the
     protocol's training images, ``curve`` real images per class nested within the run's real pool (``curve_subset``),
-    with the protocol's validation images."""
+    with the protocol's validation images. ``unlabelled``: also this many (or ``"all"``) images of the training
+    split outside the run's training and validation images (``unlabelled_subset``), their labels kept apart."""
     rng = np.random.default_rng([seed, 20_21])
     if protocol == "lowdata":
         train_idx, val_idx = _lowdata(data, per_class, rng)
@@ -165,4 +214,10 @@ def make_subset(
     except SynthmedError as err:
         hint = " (try --stratified or a larger --fraction)" if protocol == "fraction" else ""
         raise SynthmedError(f"{err}{hint}") from None
-    return Subset(protocol, params, train, val, data.test, train_idx, val_idx)
+    subset = Subset(protocol, params, train, val, data.test, train_idx, val_idx)
+    if unlabelled is not None:
+        idx = unlabelled_subset(len(data.train), train_idx, val_idx, unlabelled, seed, data.name)
+        subset.unlabelled, subset.unlabelled_indices = data.train.images[idx], idx
+        subset.unlabelled_audit = data.train.labels[idx].copy()
+        subset.params = {**params, "unlabelled": unlabelled}
+    return subset

@@ -530,7 +530,12 @@ def override(grid: Grid, values: dict[str, Any]) -> Grid:
         grid.protocols = [e for e in grid.protocols if e["protocol"] != "fraction"] + [
             {**e, "fraction": f} for e in grid.protocols if e["protocol"] == "fraction" for f in fractions
         ]
-    applies = {"real_per_class": ("lowdata",), "stratified": ("fraction",), "size": PROTOCOLS}
+    applies = {
+        "real_per_class": ("lowdata",),
+        "stratified": ("fraction",),
+        "size": PROTOCOLS,
+        "unlabelled": PROTOCOLS,
+    }
     for name, protocols in applies.items():
         if name in values:
             value = coerce(name, values.pop(name))

@@ -177,10 +177,12 @@ def train_classifier(
     generator = torch.Generator().manual_seed(seed)
     augmenter = augmenter or NoHooks()
 
-    x_parts, y_parts, w_parts = [to_tensor(train.images)], [torch.from_numpy(train.labels)], [torch.ones(len(train))]
+    soft = synthetic is not None and is_soft(synthetic[1], task, n_classes)
+    x_parts, y_parts = [to_tensor(train.images)], [_targets(train.labels, soft, n_classes)]
+    w_parts = [torch.ones(len(train))]
     if synthetic is not None and len(synthetic[1]):
         x_parts.append(to_tensor(synthetic[0]))
-        y_parts.append(torch.from_numpy(synthetic[1]))
+        y_parts.append(_targets(synthetic[1], soft, n_classes))
         w_parts.append(torch.full((len(synthetic[1]),), float(synthetic_weight)))
     store = device if on_gpu else torch.device("cpu")  # where the training set lives
     x_train, y_train, w_train = (
@@ -191,8 +193,13 @@ def train_classifier(
     x_val, x_test = to_tensor(val.images).to(store), to_tensor(test.images).to(store)
     per_class = None
     if config.class_weight == "balanced":
-        per_class = torch.from_numpy(balanced_class_weights(y_train.cpu().numpy(), n_classes)).float().to(store)
-        w_train = w_train * per_class[y_train]
+        weights = (
+            weights_of_counts(y_train.sum(0).cpu().numpy(), n_classes)
+            if soft
+            else balanced_class_weights(y_train.cpu().numpy(), n_classes)
+        )
+        per_class = torch.from_numpy(weights).float().to(store)
+        w_train = w_train * _class_weight(per_class, y_train, soft)
 
     in_channels = x_train.shape[1]
     model = build_classifier(config.classifier, in_channels, n_classes, x_train.shape[-1], config.dropout)
@@ -269,10 +276,11 @@ def train_classifier(
             if new.replace:  # drop the previous round's images
                 x_train, y_train, w_train = x_train[:n_fixed], y_train[:n_fixed], w_train[:n_fixed]
             x_train = torch.cat([x_train, to_tensor(new.images).to(store)])
-            y_train = torch.cat([y_train, torch.from_numpy(new.labels).to(store)])
+            new_targets = _targets(new.labels, soft, n_classes).to(store)
+            y_train = torch.cat([y_train, new_targets])
             added = torch.full((len(new.labels),), float(synthetic_weight), device=store)
             if per_class is not None:
-                added = added * per_class[torch.from_numpy(new.labels).to(store)]
+                added = added * _class_weight(per_class, new_targets, soft)
             w_train = torch.cat([w_train, added])
         if config.patience is not None and stale >= config.patience:
             break
@@ -376,10 +384,45 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise SynthmedError("--class-weight balanced needs single-label classes, not a multi-label task")
-    counts = np.bincount(labels, minlength=n_classes)
-    if (counts == 0).any():
+    return weights_of_counts(np.bincount(labels, minlength=n_classes), n_classes)
+
+
+def weights_of_counts(counts: np.ndarray, n_classes: int) -> np.ndarray:
+    """``balanced_class_weights`` from the images per class, where soft targets count their probabilities."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if (counts <= 0).any():
         raise SynthmedError(f"--class-weight balanced: class {int(np.argmin(counts))} has no training image")
-    return len(labels) / (n_classes * counts.astype(np.float64))
+    return counts.sum() / (n_classes * counts)
+
+
+def is_soft(labels: np.ndarray, task: str, n_classes: int) -> bool:
+    """Whether synthetic labels are class probabilities (N x C, e.g. a teacher's) rather than class indices; a
+    single-label task only (multi-label targets are N x C already)."""
+    labels = np.asarray(labels)
+    if task == MULTI_LABEL or labels.ndim != 2 or labels.shape[1] == 1:
+        return False
+    if labels.shape[1] != n_classes or not np.issubdtype(labels.dtype, np.floating):
+        raise SynthmedError(
+            f"soft synthetic labels must be float probabilities of shape (N, {n_classes}), got {labels.dtype} "
+            f"{labels.shape}"
+        )
+    return True
+
+
+def _targets(labels: np.ndarray, soft: bool, n_classes: int) -> torch.Tensor:
+    """Training targets: class indices as they are, or with ``soft`` every set as probabilities (one-hot for hard
+    labels), so real and teacher-labelled images share one cross-entropy with probability targets."""
+    labels = np.asarray(labels)
+    if not soft:
+        return torch.from_numpy(labels)
+    if labels.ndim == 2 and labels.shape[1] == n_classes:
+        return torch.from_numpy(labels.astype(np.float32))
+    return F.one_hot(torch.from_numpy(labels.reshape(-1)).long(), n_classes).float()
+
+
+def _class_weight(per_class: torch.Tensor, targets: torch.Tensor, soft: bool) -> torch.Tensor:
+    """Each image's class weight: its class's, or for probability targets the probability-weighted mean."""
+    return targets @ per_class if soft else per_class[targets]
 
 
 def pretrain_then_train(

@@ -1,0 +1,309 @@
+"""Issue 29's lower layers: unlabelled images in the protocol (labels hidden), soft targets in the trainer, teacher
+labels, and DDPM's null class for unlabelled images."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from synthmed.data import load_dataset, make_subset
+from synthmed.data.dataset import Dataset, Split
+from synthmed.errors import SynthmedError
+from synthmed.spec import RunSpec, coerce, method_label, non_default, protocol_label
+from synthmed.train.recipes import get_recipe
+from synthmed.train.teacher import fit_teacher, teacher_labels
+from synthmed.train.trainer import TrainConfig, train_classifier
+
+
+def toy(n_train: int = 400, n_val: int = 60, n_test: int = 20, seed: int = 0) -> Dataset:
+    """Two classes, a bright square marking class 1; every image distinct enough to tell apart by its pixels."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> Split:
+        labels = (np.arange(n) % 2).astype(np.int64)
+        images = rng.integers(40, 90, (n, 28, 28)).astype(np.uint8)
+        images[labels == 1, 10:18, 10:18] = 220
+        return Split(images, labels)
+
+    return Dataset("toy", "multi-class", ["a", "b"], split(n_train), split(n_val), split(n_test))
+
+
+# ---------------------------------------------------------------------------------------------- the run field
+
+
+def test_the_field_at_its_default_leaves_run_ids_and_labels_as_they_were():
+    plain = RunSpec(dataset="pneumoniamnist", method="ddpm", seed=3)
+    assert "unlabelled" not in non_default(plain) and "unlabelled" not in plain.key("md5")[0]
+    assert plain.key("md5")[0] == dataclasses.replace(plain, unlabelled=None).key("md5")[0]
+    assert plain.key("md5")[0] != dataclasses.replace(plain, unlabelled="all").key("md5")[0]
+    config = dataclasses.asdict(dataclasses.replace(plain, unlabelled="all"))
+    assert protocol_label(config) == "lowdata +all unlabelled" and method_label(config) == "ddpm"
+    assert protocol_label(dataclasses.asdict(plain)) == "lowdata"
+
+
+@pytest.mark.parametrize(("given", "value"), [("all", "all"), (" ALL ", "all"), ("400", 400), (400, 400)])
+def test_the_field_takes_a_count_or_all(given, value):
+    assert coerce("unlabelled", given) == value
+
+
+@pytest.mark.parametrize(("given", "phrase"), [("0", "must be >= 1"), ("some", "an integer or 'all'"), (1.5, "")])
+def test_a_bad_count_is_a_one_line_error(given, phrase):
+    with pytest.raises(SynthmedError, match="--unlabelled") as err:
+        coerce("unlabelled", given)
+    assert phrase in str(err.value) and "\n" not in str(err.value)
+
+
+def test_yaml_and_command_line_set_it_on_the_protocols(tmp_path):
+    from synthmed.experiment.grid import expand, load_grid, override
+
+    path = tmp_path / "exp.yaml"
+    path.write_text("datasets: pneumoniamnist\nprotocols: {protocol: lowdata, unlabelled: all}\nseeds: [0, 1]\n")
+    grid = load_grid(path)
+    assert {s.unlabelled for s in expand(grid)} == {"all"}
+    assert {s.unlabelled for s in expand(override(grid, {"unlabelled": "500"}))} == {500}
+
+
+def test_the_command_line_option_takes_text():
+    from synthmed.cli.options import schema_parameters
+
+    [option] = schema_parameters(["unlabelled"])
+    assert option.annotation == str | None and option.default.param_decls == ("--unlabelled",)
+
+
+# ------------------------------------------------------------------------------------------------ the protocol
+
+
+@pytest.mark.parametrize("protocol", ["lowdata", "fraction"])
+def test_unlabelled_images_come_from_the_training_split_outside_the_run(protocol):
+    data = toy()
+    kwargs = {"per_class": 40} if protocol == "lowdata" else {"fraction": 0.2}
+    plain = make_subset(data, protocol, seed=1, **kwargs)
+    sub = make_subset(data, protocol, seed=1, unlabelled=50, **kwargs)
+    idx = sub.unlabelled_indices
+    assert len(idx) == 50 and (idx < len(data.train)).all()  # never an official validation (nor test) image
+    assert not set(idx) & set(sub.train_indices) and not set(idx) & set(sub.val_indices)
+    assert np.array_equal(sub.unlabelled, data.train.images[idx])
+    assert np.array_equal(sub.unlabelled_audit, data.train.labels[idx])
+    assert np.array_equal(sub.train_indices, plain.train_indices)  # the labelled draw does not move
+    assert np.array_equal(sub.val_indices, plain.val_indices)
+    assert sub.indices()["unlabelled"] == idx.tolist() and "unlabelled" not in plain.indices()
+    assert plain.unlabelled is None and plain.params == {k: v for k, v in sub.params.items() if k != "unlabelled"}
+    assert sub.unlabelled_balance(2) == np.bincount(data.train.labels[idx], minlength=2).tolist()
+
+
+def test_the_draw_is_seeded_nested_and_all_takes_the_whole_pool():
+    data = toy()
+    small, large = (make_subset(data, "lowdata", seed=2, per_class=40, unlabelled=n) for n in (30, 90))
+    assert set(small.unlabelled_indices) <= set(large.unlabelled_indices)
+    again = make_subset(data, "lowdata", seed=2, per_class=40, unlabelled=30)
+    assert np.array_equal(again.unlabelled_indices, small.unlabelled_indices)
+    other = make_subset(data, "lowdata", seed=3, per_class=40, unlabelled=30)
+    assert not np.array_equal(other.unlabelled_indices, small.unlabelled_indices)
+    whole = make_subset(data, "lowdata", seed=2, per_class=40, unlabelled="all")
+    used = set(whole.train_indices) | set(whole.val_indices)
+    assert set(whole.unlabelled_indices) == set(range(len(data.train))) - used
+
+
+def test_more_than_the_pool_is_a_one_line_error_naming_both_numbers():
+    data = toy()
+    pool = len(make_subset(data, "lowdata", seed=0, per_class=40, unlabelled="all").unlabelled)
+    with pytest.raises(SynthmedError) as err:
+        make_subset(data, "lowdata", seed=0, per_class=40, unlabelled=pool + 1)
+    assert f"--unlabelled {pool + 1}" in str(err.value) and f"the {pool} training images" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(SynthmedError, match="none is left unlabelled"):
+        make_subset(data, "full", unlabelled="all")
+
+
+def test_pneumonia_lowdata_has_about_4400_unlabelled_images(real_root):
+    data = load_dataset("pneumoniamnist", data_root=real_root)
+    sub = make_subset(data, "lowdata", seed=0, unlabelled="all")
+    assert 4300 < len(sub.unlabelled) < 4500 and sum(sub.unlabelled_balance(2)) == len(sub.unlabelled)
+
+
+# -------------------------------------------------------------------------------------------- soft targets
+
+
+def _train(data: Dataset, synthetic: tuple[np.ndarray, np.ndarray], class_weight: str | None = None):
+    config = TrainConfig(
+        get_recipe("medmnist", epochs=1, batch_size=4), precision="fp32", device="cpu", class_weight=class_weight
+    )
+    train = data.train.subset(np.arange(8))
+    return train_classifier(
+        train, data.val, data.test, 2, data.task, config, seed=5, synthetic=synthetic, synthetic_weight=0.5
+    )
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_one_hot_soft_targets_train_as_hard_labels(class_weight):
+    data = toy(n_train=12, n_val=4, n_test=2)
+    images, labels = data.train.images[8:12], np.array([0, 0, 0, 1])
+    hard = _train(data, (images, labels), class_weight)
+    soft = _train(data, (images, np.eye(2, dtype=np.float32)[labels]), class_weight)
+    for name, value in hard.model.state_dict().items():
+        assert torch.allclose(value.float(), soft.model.state_dict()[name].float(), atol=1e-5), name
+    assert soft.history[-1]["val_loss"] == pytest.approx(hard.history[-1]["val_loss"], abs=1e-5)
+
+
+def test_soft_targets_of_the_wrong_shape_are_refused():
+    data = toy(n_train=12, n_val=4, n_test=2)
+    with pytest.raises(SynthmedError, match=r"shape \(N, 2\)"):
+        _train(data, (data.train.images[8:12], np.full((4, 3), 1 / 3, dtype=np.float32)))
+
+
+# ---------------------------------------------------------------------------------------------- the teacher
+
+
+class Brightness(nn.Module):
+    """A fixed 'classifier': the logit of class 1 grows with an image's mean brightness."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(8.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean((1, 2, 3)) + 0.5
+        return torch.stack([-m, m], 1) * self.scale
+
+
+def test_the_threshold_keeps_exactly_the_confident_images_and_agreement_is_counted():
+    images = np.repeat(np.linspace(0, 255, 21).astype(np.uint8), 28 * 28).reshape(21, 28, 28)
+    probs = torch.softmax(Brightness()(torch.from_numpy(images / 127.5 - 1).float()[:, None]), 1).detach().numpy()
+    intended = np.r_[np.zeros(10), np.ones(11)].astype(np.int64)[::-1].copy()  # half the images disagree
+    out = teacher_labels(Brightness(), images, "multi-class", threshold=0.9, intended=intended)
+    assert np.array_equal(out.kept, np.flatnonzero(probs.max(1) >= 0.9)) and 0 < len(out.kept) < 21
+    assert np.array_equal(out.labels, probs.argmax(1)[out.kept]) and out.labels.dtype == np.int64
+    assert out.agreement == pytest.approx(np.mean(probs.argmax(1) == intended))
+    assert out.agreement_kept == pytest.approx(np.mean(probs.argmax(1)[out.kept] == intended[out.kept]))
+    soft = teacher_labels(Brightness(), images, "multi-class", soft=True)
+    assert len(soft.kept) == 21 and soft.agreement is None
+    assert np.allclose(soft.labels, probs, atol=1e-6) and soft.labels.dtype == np.float32
+
+
+def test_the_teacher_never_takes_a_test_split_nor_unlabelled_labels(monkeypatch):
+    """Signature-level: what the teacher may read is what its functions take."""
+    assert list(inspect.signature(fit_teacher).parameters) == ["train", "val", "n_classes", "task", "config", "seed"]
+    assert list(inspect.signature(teacher_labels).parameters) == [
+        "model",
+        "images",
+        "task",
+        "soft",
+        "threshold",
+        "intended",
+        "precision",
+    ]
+    import synthmed.train.teacher as teacher
+
+    seen = {}
+    monkeypatch.setattr(teacher, "train_classifier", lambda train, val, test, *a, **k: seen.update(test=test))
+    data = toy()
+    fit_teacher(data.train, data.val, 2, data.task, TrainConfig(get_recipe("medmnist", epochs=1)))
+    assert seen["test"] is data.val  # the split scored once is the validation split, never test
+    with pytest.raises(SynthmedError, match="single-label"):
+        teacher_labels(Brightness(), data.test.images, "multi-label, binary-class")
+    with pytest.raises(SynthmedError, match="threshold"):
+        teacher_labels(Brightness(), data.test.images, data.task, threshold=1.0)
+
+
+# ------------------------------------------------------------------------------------------- DDPM's null class
+
+TINY = {
+    "channels": (8, 16, 16),
+    "attention": (False, False, False),
+    "norm_groups": 8,
+    "head_channels": 8,
+    "batch_size": 16,
+    "ddim_steps": 2,
+    "device": "cpu",
+    "precision": "fp32",
+    "warmup": 1,
+    "steps": 3,
+    "label_dropout": 0.0,
+}
+
+
+def _ddpm(**params):
+    pytest.importorskip("monai")
+    from synthmed.augment import create_augmenter
+
+    return create_augmenter("ddpm", **{**TINY, **params})
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.nets_.state_dict().items()}
+
+
+def test_unlabelled_images_train_with_the_null_class_only(monkeypatch):
+    from synthmed.augment.diffusion import DDPM
+
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    batch: dict[str, torch.Tensor] = {}
+    step = DDPM.train_step
+
+    def record(module, args, kwargs):  # the conditioning the network receives, beside the batch it came from
+        calls.append((batch["x"], batch["cond"], kwargs["class_labels"].clone()))
+
+    def watched(self, x, cond, generator):
+        if not batch:
+            self.nets_["unet"].register_forward_pre_hook(record, with_kwargs=True)
+        batch.update(x=x.clone(), cond=cond.clone())
+        return step(self, x, cond, generator)
+
+    monkeypatch.setattr(DDPM, "train_step", watched)
+    data = toy(n_train=32)
+    unlabelled = np.full((16, 28, 28), 255, dtype=np.uint8)  # all-white: told apart from the labelled images
+    model = _ddpm(use_unlabelled=True).fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    assert len(calls) == 3
+    rows = [(bool((x_i == 1).all()), c_i, l_i) for x, c, labels in calls for x_i, c_i, l_i in zip(x, c, labels)]
+    assert any(white for white, _, _ in rows) and not all(white for white, _, _ in rows)
+    for white, cond, label in rows:
+        assert int(label) == (2 if white else int(cond.argmax())), "null class (2) for unlabelled images only"
+    assert model.diagnostics()["unlabelled_images"] == 16 and model.n_unlabelled_ == 16
+
+
+def test_with_use_unlabelled_off_the_fit_ignores_them_and_keeps_its_cache_key(tmp_path):
+    data = toy(n_train=32)
+    unlabelled = np.full((16, 28, 28), 255, dtype=np.uint8)
+    without = _ddpm().fit(data.train.images, data.train.labels, seed=0)
+    ignoring = _ddpm().fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    assert ignoring.n_unlabelled_ == 0 and "unlabelled_images" not in ignoring.diagnostics()
+    assert all(torch.equal(v, _weights(ignoring)[k]) for k, v in _weights(without).items())
+    assert "use_unlabelled" not in without.config()  # the preset's new default leaves cache keys as they were
+    using = _ddpm(use_unlabelled=True).fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    assert using.config()["use_unlabelled"] is True
+    assert not all(torch.equal(v, _weights(using)[k]) for k, v in _weights(without).items())
+    using.save(tmp_path / "g.pt")
+    assert type(using).load(tmp_path / "g.pt").diagnostics()["unlabelled_images"] == 16
+    with pytest.raises(SynthmedError, match="use_unlabelled"):
+        _ddpm(use_unlabelled="yes").check()
+
+
+# ------------------------------------------------------------------------------------------------ the poison
+
+
+def test_poisoned_unlabelled_labels_change_nothing_but_the_audit():
+    """The true labels of the unlabelled images are replaced by -1 in the dataset itself: the run's training arrays
+    and a short DDPM fit on them are unchanged. (``fraction`` draws its labelled images without reading labels;
+    ``lowdata`` draws per class, so it reads every label of the pool by design, before any is hidden.)"""
+    data = toy()
+    clean = make_subset(data, "fraction", seed=4, fraction=0.1, unlabelled=40)
+    labels = data.train.labels.copy()
+    labels[clean.unlabelled_indices] = -1
+    poisoned_data = dataclasses.replace(data, train=Split(data.train.images, labels))
+    poisoned = make_subset(poisoned_data, "fraction", seed=4, fraction=0.1, unlabelled=40)
+    assert (poisoned.unlabelled_audit == -1).all()  # the audit reads them; nothing else may
+    for name in ("train_indices", "val_indices", "unlabelled_indices", "unlabelled"):
+        assert np.array_equal(getattr(clean, name), getattr(poisoned, name)), name
+    for split in ("train", "val"):
+        for part in ("images", "labels"):
+            assert np.array_equal(getattr(getattr(clean, split), part), getattr(getattr(poisoned, split), part))
+    fits = [
+        _ddpm(use_unlabelled=True).fit(s.train.images, s.train.labels, seed=0, unlabelled=s.unlabelled)
+        for s in (clean, poisoned)
+    ]
+    assert all(torch.equal(v, _weights(fits[1])[k]) for k, v in _weights(fits[0]).items())
