@@ -307,3 +307,23 @@ def test_poisoned_unlabelled_labels_change_nothing_but_the_audit():
         for s in (clean, poisoned)
     ]
     assert all(torch.equal(v, _weights(fits[1])[k]) for k, v in _weights(fits[0]).items())
+
+
+def test_a_run_gives_its_generator_the_unlabelled_images_only_where_it_uses_them(tmp_path, monkeypatch):
+    """The runner's fit: ddpm with use_unlabelled gets the subset's unlabelled images (never their labels) and keys
+    its cache by their indices too; ddpm without it, and any other generator, gets none."""
+    from synthmed.augment.diffusion import DDPM
+    from synthmed.experiment.synthetic_set import fit_generator, generator_key
+
+    data = toy(n_train=64)
+    subset = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=8)
+    plain = make_subset(data, "fraction", seed=0, fraction=0.25)
+    seen: list[object] = []
+    monkeypatch.setattr(DDPM, "fit", lambda self, *a, unlabelled=None, **k: seen.append(unlabelled) or self)
+    monkeypatch.setattr(DDPM, "save", lambda self, path: None)
+    fit_generator(_ddpm(use_unlabelled=True), data, subset, 0, tmp_path / "a")
+    fit_generator(_ddpm(), data, subset, 0, tmp_path / "b")
+    assert np.array_equal(seen[0], subset.unlabelled) and seen[1] is None
+    using = _ddpm(use_unlabelled=True)
+    assert generator_key(using, data, subset, 0) != generator_key(using, data, plain, 0)
+    assert generator_key(_ddpm(), data, subset, 0) == generator_key(_ddpm(), data, plain, 0)

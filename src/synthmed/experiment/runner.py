@@ -110,6 +110,7 @@ def subset_of(spec: RunSpec, data: Dataset) -> Subset:
         fraction=spec.fraction,
         stratified=spec.stratified,
         curve=spec.curve_per_class,
+        unlabelled=spec.unlabelled,
     )
 
 

@@ -31,6 +31,7 @@ from synthmed.audit.fid_tracking import FidTracker
 from synthmed.audit.synthetic import FILTER_OVERSAMPLE, audit_set, filter_by_reference
 from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
+from synthmed.augment.diffusion import DDPM
 from synthmed.augment.export import export_synthetic
 from synthmed.augment.generative import TorchGenerator
 from synthmed.data.dataset import Dataset
@@ -92,7 +93,11 @@ def generator_key(
     saved with it, and the checkpoint selection that may replace the last weights; ``feature_space`` names the
     features that tracking measures in (the reference classifier, whose ``fidelity_epochs`` shape them), since
     the checkpoint ``--select-generator fid`` keeps depends on them."""
-    indices = json.dumps([subset.train_indices.tolist()])
+    used = _unlabelled_for(augmenter, subset)
+    seen = [subset.train_indices]
+    if used is not None and subset.unlabelled_indices is not None:  # a generator that saw them: part of its weights
+        seen.append(subset.unlabelled_indices)
+    indices = json.dumps([part.tolist() for part in seen])
     params = {k: v for k, v in augmenter.config().items() if k != "device"}
     key = {
         "params": params,
@@ -109,6 +114,14 @@ def generator_key(
         | ({"select_generator": "fid"} if select else {})
         | ({"feature_space": feature_space} if track_fid_every and feature_space else {})
     )
+
+
+def _unlabelled_for(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
+    """The run's unlabelled images where its generator learns from them (``-p use_unlabelled=true``; ddpm), else
+    None: the images only, never their labels."""
+    if subset.unlabelled is None or not isinstance(augmenter, DDPM) or not augmenter.params["use_unlabelled"]:
+        return None
+    return subset.unlabelled
 
 
 def fit_generator(
@@ -141,7 +154,11 @@ def fit_generator(
         if path.exists():
             return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
         start = time.perf_counter()
-        augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
+        unlabelled = _unlabelled_for(augmenter, subset)
+        if isinstance(augmenter, DDPM) and unlabelled is not None:
+            augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor, unlabelled=unlabelled)
+        else:
+            augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
         seconds = time.perf_counter() - start
         augmenter.save(path)
     return augmenter, False, seconds, path
