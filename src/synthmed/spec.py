@@ -30,6 +30,8 @@ SECTIONS = ("datasets", "protocols", "methods", "classifiers", "recipes", "seeds
 SIZES = (28, 64, 128, 224)
 PRECISIONS = ("auto", "fp32", "bf16")
 PROTOCOLS = ("lowdata", "fraction", "full")
+#: ``--robustness medmnistc``: the MedMNIST-C corruption benchmark besides the own suite and attacks.
+MEDMNISTC = "medmnistc"
 
 
 @dataclass(frozen=True)
@@ -363,10 +365,12 @@ class RunSpec:
         help="A point of the real-image curve: train on this many real images per class, nested within the run's "
         "real pool (set by --real-curve).",
     )
-    robustness: bool = setting(
+    robustness: bool | str = setting(
         False,
         section="options",
-        help="Also score the test split under perturbations and FGSM / PGD, and save GradCAM / EigenGradCAM maps.",
+        choices=(False, True, MEDMNISTC),
+        help="Also score the test split under perturbations and FGSM / PGD, and save GradCAM / EigenGradCAM maps; "
+        "--robustness medmnistc adds the MedMNIST-C corruptions (every corruption and severity of the dataset).",
     )
 
     def key(self, dataset_md5: str | None) -> tuple[str, dict]:
@@ -474,6 +478,11 @@ def coerce(name: str, value: Any, where: str = "") -> Any:
 
 
 def _convert(value: Any, kind: type) -> Any:
+    if kind == bool | str:  # a switch that also takes a name (--robustness, --robustness medmnistc)
+        try:
+            return _convert(value, bool)
+        except ValueError:
+            return _convert(value, str)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -506,9 +515,8 @@ def _convert(value: Any, kind: type) -> Any:
 
 
 def _kind_name(kind: type) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a name", dict: "a mapping"}.get(
-        kind, kind.__name__
-    )
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a name", dict: "a mapping"}
+    return names.get(kind) or str(getattr(kind, "__name__", "true, false or a name"))
 
 
 def _range_text(m: Setting) -> str:

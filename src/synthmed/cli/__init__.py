@@ -14,6 +14,9 @@ from synthmed.errors import SynthmedError
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    from synthmed.cli.options import optional_values
+
+    sys.argv[1:] = optional_values(sys.argv[1:])
     try:
         app()
     except SynthmedError as err:  # the message holds user text and hints such as [breastmnist]: never markup

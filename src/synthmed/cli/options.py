@@ -60,9 +60,12 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
         help_text = help_text.replace("; a comma list sweeps.", ".").replace(" (a comma list sweeps)", "")
     if m.choices and not sweep:
         help_text += f" [{' | '.join(map(str, m.choices))}]"
-    if kind is bool:
+    if kind == bool | str:  # a switch that may take a name; ``optional_values`` gives a bare one its "true"
+        annotation: Any = str | None
+        decls, default = [flag], None
+    elif kind is bool:
         decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
-        annotation: Any = bool
+        annotation = bool
     elif sweep or kind is dict or m.words:  # text, coerced by the schema (``all`` is not a number)
         annotation, decls = str | None, [flag]
         default = None if default is None else ",".join(map(str, default if isinstance(default, list) else [default]))
@@ -71,7 +74,11 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
     if short:
         decls.append(short)
     option = typer.Option(
-        default, *decls, help=help_text, show_default=override.show_default, rich_help_panel=PANELS[m.section]
+        default,
+        *decls,
+        help=help_text,
+        show_default=override.show_default,
+        rich_help_panel=PANELS[m.section],
     )
     out = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)]
     for alias in override.aliases if override.aliases is not None else m.aliases:
@@ -134,6 +141,17 @@ def with_parameters(params: list[inspect.Parameter]) -> Callable[[Callable], Cal
         return func
 
     return decorate
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``argv`` with every bare switch that may also take a name (``--robustness``, not ``--robustness
+    medmnistc``) written ``--robustness=true``: a click option takes a value or none, never an optional one."""
+    switches = {flag_of(name) for name in fields() if value_type(name)[0] == bool | str}
+    out = []
+    for i, arg in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else "-"
+        out.append(f"{arg}=true" if arg in switches and following.startswith("-") else arg)
+    return out
 
 
 def given(ctx: typer.Context, name: str) -> bool:

@@ -254,18 +254,24 @@ class Runner:
         (self.out / "runs" / run_id / "error.json").unlink(missing_ok=True)  # an earlier failure, now retried
         return record
 
-    def _robustness(self, fit: FitResult, subset: Subset, data: Dataset, run_dir: Path, seed: int) -> dict:
-        """Accuracy under the fixed perturbation suite and FGSM / PGD on the test split, and CAM maps of fixed
-        test images (``cam.npz``, composed side by side across methods by the report)."""
+    def _robustness(self, fit: FitResult, subset: Subset, data: Dataset, run_dir: Path, spec: RunSpec) -> dict:
+        """Accuracy under the fixed perturbation suite and FGSM / PGD on the test split (with ``--robustness
+        medmnistc`` also under the MedMNIST-C corruptions), and CAM maps of fixed test images (``cam.npz``, composed
+        side by side across methods by the report). Runs after selection: the test split never selects anything."""
         from synthmed.metrics.explain import cam_maps
-        from synthmed.metrics.robustness import RUN_ATTACK_IMAGES, robustness_report
+        from synthmed.metrics.robustness import RUN_ATTACK_IMAGES, medmnistc_report, robustness_report
         from synthmed.nets.classifiers import predict
+        from synthmed.spec import MEDMNISTC
         from synthmed.tensors import to_tensor
 
-        test = subset.test
+        test, seed = subset.test, spec.seed
         report = robustness_report(
             fit.model, test.images, test.labels, data.task, fit.precision, seed=seed, attack_images=RUN_ATTACK_IMAGES
         )
+        if spec.robustness == MEDMNISTC:
+            report[MEDMNISTC] = medmnistc_report(
+                fit.model, test.images, test.labels, data.task, data.name, fit.precision, seed=seed
+            )
         index = explain_indices(test.labels)
         x = to_tensor(test.images[index])
         targets = test.labels[index] if test.labels.ndim == 1 else test.labels[index].argmax(1)
@@ -400,7 +406,7 @@ class Runner:
         robustness = None
         if spec.robustness:
             status("robustness: perturbations and attacks on the test split")
-            robustness = self._robustness(fit, subset, data, run_dir, spec.seed)
+            robustness = self._robustness(fit, subset, data, run_dir, spec)
         atomic_write_json(run_dir / "subset.json", subset.indices())
         atomic_write_json(run_dir / "history.json", fit.history)
         atomic_write_json(run_dir / "config.json", config)

@@ -333,3 +333,67 @@ def robustness_report(
         "attack_indices": chosen.tolist() if len(chosen) < len(labels) else "all",
     }
     return report
+
+
+def medmnistc_report(
+    model: torch.nn.Module,
+    images_uint8: np.ndarray,
+    labels: np.ndarray,
+    task: str,
+    dataset: str,
+    precision: str = "fp32",
+    seed: int = 0,
+    batch: int = BATCH,
+) -> dict:
+    """AUC / ACC of a trained model on the test split under every MedMNIST-C corruption and severity of
+    ``dataset``'s set (``corruptions.corruption_set``), with the summary the benchmark reports::
+
+        {"set", "clean": {"auc", "acc"}, "corruptions": {name: [{"severity", "auc", "acc"}, ...]},
+         "mean": {"auc", "acc"}, "worst": {"corruption", "auc", "acc"}, "drop": {"auc", "acc"}, "settings"}
+
+    ``mean`` averages over corruptions and severities; ``worst`` is the corruption of lowest mean AUC over its
+    severities; ``drop`` is the relative loss (clean - mean) / clean. Scoring only: the model was selected on the
+    validation split before, and nothing here feeds back into training or selection.
+    """
+    from synthmed.metrics.corruptions import REFERENCE_SIZE, SEVERITIES, corrupt, corruption_set
+
+    labels = np.asarray(labels)
+    _check_inputs(images_uint8, labels, task, precision)
+    set_name, table = corruption_set(dataset)
+    was_training = model.training
+    model.eval()
+    try:
+
+        def score(images: np.ndarray) -> dict:
+            return _score(model, images, labels, task, precision, batch, lambda x, y, b: x)
+
+        clean = score(images_uint8)
+        curves = {
+            name: [{"severity": s, **score(corrupt(images_uint8, name, s, set_name, seed))} for s in SEVERITIES]
+            for name in table
+        }
+    finally:
+        model.train(was_training)
+    points = [p for curve in curves.values() for p in curve]
+    mean = {m: float(np.mean([p[m] for p in points])) for m in ("auc", "acc")}
+    per_corruption = {name: np.mean([p["auc"] for p in curve]) for name, curve in curves.items()}
+    worst = min(per_corruption, key=lambda name: per_corruption[name])
+    return {
+        "set": set_name,
+        "n": len(labels),
+        "clean": clean,
+        "corruptions": curves,
+        "mean": mean,
+        "worst": {
+            "corruption": worst,
+            "auc": float(per_corruption[worst]),
+            "acc": float(np.mean([p["acc"] for p in curves[worst]])),
+        },
+        "drop": {m: (clean[m] - mean[m]) / clean[m] if clean[m] else float("nan") for m in ("auc", "acc")},
+        "settings": {
+            "seed": seed,
+            "precision": precision,
+            "reference_size": REFERENCE_SIZE,
+            "implementation": "synthmed's implementation of the published MedMNIST-C definitions",
+        },
+    }

@@ -38,9 +38,10 @@ def build_document(out: Path, records: list[dict], settings: Settings | None = N
 
 
 def write_report(out: str | Path, settings: Settings | None = None) -> list[Path]:
-    """Write report.md, report.html (figures embedded), its PNG figures, runs.csv and summary.csv into ``out``;
-    return their paths."""
+    """Write report.md, report.html (figures embedded), its PNG figures, runs.csv, summary.csv and (for
+    ``--robustness medmnistc`` runs) robustness.csv into ``out``; return their paths."""
     from synthmed.io import atomic_write_bytes, atomic_write_text
+    from synthmed.report.medmnistc import robustness_rows
     from synthmed.report.records import load_records
     from synthmed.report.render import csv_text, markdown, page
     from synthmed.report.tables import runs_rows, summary_rows
@@ -60,6 +61,10 @@ def write_report(out: str | Path, settings: Settings | None = None) -> list[Path
     atomic_write_text(out / "report.html", page(doc))
     atomic_write_text(out / "runs.csv", csv_text(*runs_rows(records)))
     atomic_write_text(out / "summary.csv", csv_text(*summary_rows(rows, settings)))
+    columns, robust = robustness_rows(records)
+    if robust:  # runs measured with --robustness medmnistc
+        atomic_write_text(out / "robustness.csv", csv_text(columns, robust))
+        written.append(out / "robustness.csv")
     return [out / "report.md", out / "report.html", out / "runs.csv", out / "summary.csv", *written]
 
 

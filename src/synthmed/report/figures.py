@@ -266,6 +266,37 @@ def _curve(runs: list[dict], getter: Callable[[dict], list[float]]) -> tuple[np.
     return values.mean(0), values.min(0), values.max(0)
 
 
+def severity_plot(reports: dict[str, list[dict]], title: str = "") -> bytes:
+    """PNG of test AUC against MedMNIST-C severity (0 = clean; 1..5 averaged over the set's corruptions), one line
+    per method: the mean over its runs, the band their range.
+
+    ``reports``: method name -> list of ``medmnistc_report`` results (one per seed).
+    """
+    if not reports or not all(reports.values()):
+        raise SynthmedError("severity_plot needs at least one report per method; pass {method: [medmnistc_report]}")
+
+    def curve(rep: dict) -> list[float]:
+        by_severity = [[c[s]["auc"] for c in rep["corruptions"].values()] for s in range(5)]
+        return [rep["clean"]["auc"], *[float(np.mean(v)) for v in by_severity]]
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2), constrained_layout=True)
+    xs = list(range(6))
+    for method, runs in reports.items():
+        mean, low, high = _curve(runs, curve)
+        (line,) = ax.plot(xs, mean, marker="o", ms=3, lw=1.2, label=method)
+        if len(runs) > 1:
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xticks(xs, ["clean", "1", "2", "3", "4", "5"], fontsize=7)
+    ax.set_xlabel("MedMNIST-C severity (mean over corruptions)", fontsize=8)
+    ax.set_ylabel("test AUC", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "AUC under MedMNIST-C corruptions", fontsize=9)
+    return png(fig)
+
+
 def robustness_plot(reports: dict[str, dict | list[dict]], title: str = "") -> bytes:
     """PNG of ACC vs strength per perturbation family and ACC vs eps per attack, one line per method.
 

@@ -430,6 +430,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
     seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
     from synthmed.data.medmnist import medmnist_class_names
     from synthmed.report.figures import panel_from_maps, robustness_plot
+    from synthmed.report.medmnistc import medmnistc_blocks
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
@@ -457,6 +458,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
                 Paragraph(scope),
                 robustness_table(by_method),
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
+                *medmnistc_blocks(by_method, title, index),
             ],
         )
         columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []

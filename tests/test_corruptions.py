@@ -1,0 +1,237 @@
+"""MedMNIST-C corruptions (``--robustness medmnistc``): shape, dtype, determinism and monotone severity of every
+corruption; agreement with outputs of the ``medmnistc`` package computed once; the benchmark's scores; its columns
+through the record, the export and the report; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_report import record
+from test_robustness import tiny_cnn, toy_images
+
+from synthmed.errors import SynthmedError
+from synthmed.metrics.corruptions import (
+    GENERIC,
+    KINDS,
+    MEDMNISTC,
+    REFERENCE_SIZE,
+    SEVERITIES,
+    corrupt,
+    corruption_set,
+)
+from synthmed.metrics.robustness import medmnistc_report
+
+FIXTURE = Path(__file__).parent / "fixtures" / "medmnistc_reference.json"
+#: (corruption, a dataset whose set has it), once per distinct parameter list
+SETS = sorted(
+    {
+        (name, params): (name, ds) for ds in [GENERIC, *MEDMNISTC] for name, params in corruption_set(ds)[1].items()
+    }.values()
+)
+
+
+def scans(n: int, size: int, rgb: bool = False, seed: int = 0) -> np.ndarray:
+    """Smooth blobs over a textured background: edges, flats and mid-greys for every corruption to act on."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = []
+    for _ in range(n):
+        cy, cx = rng.uniform(0.3, 0.7, 2)
+        blob = 150 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.02)
+        out.append(60 + blob + 25 * np.sin(12 * xx) + rng.normal(0, 8, (size, size)))
+    images = np.clip(np.stack(out), 0, 255).astype(np.uint8)
+    return np.repeat(images[..., None], 3, -1) if rgb else images
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_every_corruption_keeps_shape_and_dtype_and_leaves_its_input_alone(rgb):
+    images = scans(3, 28, rgb)
+    before = images.copy()
+    for name, dataset in SETS:
+        out = corrupt(images, name, 5, dataset)
+        assert out.shape == images.shape and out.dtype == np.uint8, name
+    assert np.array_equal(images, before)
+
+
+@pytest.mark.parametrize("name,dataset", SETS)
+def test_a_higher_severity_changes_the_image_more(name, dataset):
+    """At the published resolution (224 px), where the severities were calibrated."""
+    images = scans(2, REFERENCE_SIZE)
+    change = [np.abs(corrupt(images, name, s, dataset).astype(int) - images).mean() for s in SEVERITIES]
+    assert all(b >= a * 0.98 for a, b in zip(change, change[1:])), (name, dataset, change)
+    assert change[-1] > change[0] > 0, (name, dataset, change)
+
+
+def test_corruptions_are_deterministic_for_a_seed_and_differ_between_seeds():
+    images = scans(4, 28)
+    for name in ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "motion_blur"):
+        dataset = "breastmnist" if name == "motion_blur" else "pneumoniamnist"
+        a, b = corrupt(images, name, 5, dataset, seed=3), corrupt(images, name, 5, dataset, seed=3)
+        assert np.array_equal(a, b), name
+        if name != "motion_blur":  # at 28 px the motion blur's angle barely matters
+            assert not np.array_equal(a, corrupt(images, name, 5, dataset, seed=4)), name
+
+
+def test_spatial_parameters_scale_with_the_image_size():
+    big, small = scans(1, REFERENCE_SIZE), scans(1, 28)
+    blurred_big = np.abs(corrupt(big, "gaussian_blur", 5, "pneumoniamnist").astype(int) - big).mean()
+    blurred_small = np.abs(corrupt(small, "gaussian_blur", 5, "pneumoniamnist").astype(int) - small).mean()
+    assert blurred_big > 1 and blurred_small < blurred_big  # sigma 2 px at 224 px is sigma 0.25 px at 28 px
+
+
+def test_our_corruptions_match_the_package_on_28px_images():
+    """Outputs of ``medmnistc`` 0.1 (scripts/medmnistc_reference.py) on two 28-px images, at the package's own
+    pixel scale; at most one grey level apart (rounding of the box resampler and OpenCV's filter)."""
+    data = json.loads(FIXTURE.read_text())
+
+    def image(text: str) -> np.ndarray:
+        return np.frombuffer(bytes.fromhex(text), np.uint8).reshape(28, 28)
+
+    inputs = np.stack([image(t) for t in data["inputs"]])
+    assert len(data["cases"]) >= 10
+    for case in data["cases"]:
+        param = tuple(case["param"]) if isinstance(case["param"], list) else case["param"]
+        ours = KINDS[case["kind"]](inputs, param, np.random.default_rng(0), 1.0).astype(int)
+        expected = np.stack([image(t) for t in case["outputs"]]).astype(int)
+        assert np.abs(ours - expected).max() <= 1, case["kind"]
+
+
+def test_the_sets_follow_the_published_table():
+    name, breast = corruption_set("BreastMNIST")
+    assert name == "breastmnist" and "speckle_noise" in breast and "gaussian_noise" not in breast
+    assert breast["motion_blur"][4] == (17, 12) and corruption_set("pneumoniamnist")[1]["shot_noise"][0] == 300
+    assert corruption_set("pathmnist")[0] == GENERIC and corruption_set("my_folder")[0] == GENERIC
+    assert all(len(params) == 5 for table in MEDMNISTC.values() for params in table.values())
+
+
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (("bubble", 1, "breastmnist"), "unknown corruption 'bubble' for the breastmnist set"),
+        (("gaussian_noise", 1, "breastmnist"), "choose one of pixelate"),
+        (("pixelate", 0, "breastmnist"), "severity 0 is not one of 1..5"),
+        (("pixelate", 6, GENERIC), "severity 6"),
+    ],
+)
+def test_an_unknown_corruption_or_severity_is_one_line_error(args, phrase):
+    with pytest.raises(SynthmedError, match=phrase):
+        corrupt(scans(1, 28), *args)
+    with pytest.raises(SynthmedError, match="uint8 images"):
+        corrupt(scans(1, 28).astype(np.float32), "pixelate", 1)
+
+
+def test_the_benchmark_scores_every_corruption_and_never_changes_model_or_labels():
+    torch.manual_seed(0)
+    model = tiny_cnn()  # untrained: only the bookkeeping is tested
+    images, labels = toy_images(64, seed=7)
+    labels_before, state = labels.copy(), {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    report = medmnistc_report(model, images, labels, "binary-class", "breastmnist", seed=0)
+    assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert np.array_equal(labels, labels_before)
+    assert report["set"] == "breastmnist" and list(report["corruptions"]) == list(MEDMNISTC["breastmnist"])
+    points = [p for curve in report["corruptions"].values() for p in curve]
+    assert len(points) == 5 * len(MEDMNISTC["breastmnist"]) and [p["severity"] for p in points[:5]] == [1, 2, 3, 4, 5]
+    assert report["mean"]["auc"] == pytest.approx(np.mean([p["auc"] for p in points]))
+    worst = report["worst"]
+    assert worst["auc"] == pytest.approx(min(np.mean([p["auc"] for p in c]) for c in report["corruptions"].values()))
+    clean = report["clean"]["auc"]
+    assert report["drop"]["auc"] == pytest.approx((clean - report["mean"]["auc"]) / clean)
+    assert report == medmnistc_report(model, images, labels, "binary-class", "breastmnist", seed=0)  # reproducible
+
+
+def fake_robustness(shift: float, seed: int) -> dict:
+    """A ``metrics.robustness`` of a ``--robustness medmnistc`` run whose scores are ``shift`` above a base."""
+    auc = 0.8 + shift + 0.01 * seed
+    curves = {
+        name: [{"severity": s, "auc": auc - 0.02 * s - 0.01 * i, "acc": 0.7 - 0.02 * s} for s in SEVERITIES]
+        for i, name in enumerate(MEDMNISTC["breastmnist"])
+    }
+    points = [p for c in curves.values() for p in c]
+    mean = {m: float(np.mean([p[m] for p in points])) for m in ("auc", "acc")}
+    return {
+        "n": 156,
+        "task": "binary-class",
+        "clean": {"auc": auc, "acc": 0.75},
+        "perturbations": {"noise": [{"strength": 0.1, "auc": auc - 0.05, "acc": 0.7}]},
+        "attacks": {
+            "pgd": [
+                {"eps": 0.0, "eps_255": 0.0, "auc": auc, "acc": 0.75},
+                {"eps": 2 / 255, "eps_255": 2.0, "auc": 0.4 + shift, "acc": 0.3 + shift + 0.01 * seed},
+            ]
+        },
+        "settings": {"pgd": {"steps": 10}, "attack_images": 156},
+        "medmnistc": {
+            "set": "breastmnist",
+            "n": 156,
+            "clean": {"auc": auc, "acc": 0.75},
+            "corruptions": curves,
+            "mean": mean,
+            "worst": {"corruption": "contrast_down", "auc": auc - 0.12, "acc": 0.64},
+            "drop": {m: (v - mean[m]) / v for m, v in (("auc", auc), ("acc", 0.75))},
+            "settings": {"seed": seed, "precision": "fp32", "reference_size": 224, "implementation": "synthmed"},
+        },
+    }
+
+
+def test_the_robustness_columns_round_trip_through_record_export_and_report(tmp_path):
+    from synthmed.experiment.export import export_runs
+    from synthmed.report import write_report
+    from synthmed.report.medmnistc import medmnistc_columns, robustness_rows
+    from synthmed.report.records import load_records
+    from synthmed.store import ResultStore
+
+    records = []
+    for method, shift in (("none", 0.0), ("oversample", 0.01), ("flip", 0.03)):
+        for seed in range(5):
+            r = record(method, seed, 0.85 + shift, 0.8)
+            r["metrics"]["robustness"] = fake_robustness(shift, seed)
+            records.append(r)
+    out = tmp_path / "out"
+    out.mkdir()
+    with ResultStore(out / "results.sqlite") as store:
+        for r in records:
+            store.add(r)
+    export_runs(out, tmp_path / "exp")
+    loaded = load_records(tmp_path / "exp")
+    (columns_out, rows_out), (columns_in, rows_in) = robustness_rows(loaded), robustness_rows(records)
+    assert columns_out == columns_in and sorted(rows_out) == sorted(rows_in) and len(rows_in) == 15
+    columns = medmnistc_columns(loaded[0]["metrics"]["robustness"])
+    assert columns["set"] == "breastmnist" and columns["pgd_acc"] is not None and columns["worst_corruption"]
+    written = write_report(tmp_path / "exp")
+    assert tmp_path / "exp" / "robustness.csv" in written
+    text = (tmp_path / "exp" / "report.md").read_text()
+    assert "MedMNIST-C AUC (mean)" in text and "the breastmnist set (brightness_down, brightness_up" in text
+    flip_row = next(line for line in text.splitlines() if line.startswith("| flip |") and "better" in line)
+    assert "+0.030 [+0.030, +0.030] better" in flip_row  # paired Δ MedMNIST-C AUC vs none
+    assert (tmp_path / "exp" / "report_medmnistc_0.png").exists()
+
+
+def test_robustness_takes_medmnistc_keeps_true_for_the_plain_flag_and_stays_measured_only():
+    from synthmed.spec import RunSpec, coerce, result_key
+
+    assert coerce("robustness", "true") is True and coerce("robustness", "medmnistc") == "medmnistc"
+    with pytest.raises(SynthmedError, match="--robustness 'mnistc': choose one of"):
+        coerce("robustness", "mnistc")
+    plain, bench = (RunSpec(dataset="breastmnist", robustness=value) for value in (True, "medmnistc"))
+    assert result_key(plain.key("x")[1]) == result_key(bench.key("x")[1])  # the same report row
+
+
+def test_the_command_line_rejects_an_unknown_robustness(cli, tmp_path):
+    result = cli("run", "-d", "breastmnist", "--robustness", "mnistc", "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "--robustness 'mnistc': choose one of" in result.stderr
+
+
+@pytest.mark.parametrize("args,value", [(("--robustness",), True), (("--robustness", "medmnistc"), "medmnistc")])
+def test_the_bare_flag_still_means_true_and_it_takes_medmnistc(cli, tmp_path, monkeypatch, args, value):
+    import synthmed.cli.run as run_cli
+
+    seen = {}
+    monkeypatch.setattr(run_cli, "_run_and_show", lambda grid, out, execution: seen.update(grid.options))
+    result = cli("run", "-d", "breastmnist", *args, "--seeds", "0", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert seen["robustness"] == value and type(seen["robustness"]) is type(value)
