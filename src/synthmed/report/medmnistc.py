@@ -159,7 +159,9 @@ def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -
         f"from {first['settings']['reference_size']} px to the image size. The test split is only scored here, "
         "never used for selection."
     )
-    curves = severity_plot({m: [r["metrics"]["robustness"]["medmnistc"] for r in rs] for m, rs in bench.items()})
+    curves = severity_plot(
+        {m: [r["metrics"]["robustness"]["medmnistc"] for r in rs] for m, rs in bench.items()}, f"MedMNIST-C · {title}"
+    )
     return [
         Paragraph(text),
         medmnistc_table(bench),
