@@ -71,14 +71,15 @@ def robustness_rows(records: list[dict]) -> tuple[list[str], list[list]]:
 
 
 def _delta_cell(runs: list[dict], reference: list[dict], column: str, method: str, ref: str) -> str:
-    """``+0.012 [-0.004, +0.028] better``: ``column`` of ``runs`` minus the reference's, paired by seed, as a
-    family of one (the results table's Holm adjustment does not cover these)."""
-    base = {r["seed"]: medmnistc_columns(r["metrics"]["robustness"])[column] for r in reference}
-    diffs = [
-        medmnistc_columns(r["metrics"]["robustness"])[column] - base[r["seed"]]
-        for r in runs
-        if base.get(r["seed"]) is not None and medmnistc_columns(r["metrics"]["robustness"])[column] is not None
-    ]
+    """``+0.012 [-0.004, +0.028] better``: ``column`` of ``runs`` minus the reference's, paired by seed where both
+    ran at the same precision, as a family of one (the results table's Holm adjustment does not cover these)."""
+
+    def value(run: dict) -> float | None:
+        return medmnistc_columns(run["metrics"]["robustness"])[column]
+
+    base = {(r["seed"], r.get("precision")): value(r) for r in reference}
+    pairs = [(value(r), base.get((r["seed"], r.get("precision")))) for r in runs]
+    diffs = [mine - theirs for mine, theirs in pairs if mine is not None and theirs is not None]
     if not diffs:
         return ""
     c = compare(diffs, method, ref, column)
@@ -146,10 +147,11 @@ def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -
     bench = {m: rs for m, rs in bench.items() if rs}
     if not bench:
         return []
-    first = next(iter(bench.values()))[0]["metrics"]["robustness"]["medmnistc"]
+    runs_of = next(iter(bench.values()))
+    first = runs_of[0]["metrics"]["robustness"]["medmnistc"]
     names = ", ".join(first["corruptions"])
     which = (
-        f"the generic set ({names}): MedMNIST-C defines no set we implement for {first_dataset(bench)}"
+        f"the generic set ({names}): MedMNIST-C defines no set we implement for {runs_of[0]['dataset']}"
         if first["set"] == "generic"
         else f"the {first['set']} set ({names})"
     )
@@ -167,7 +169,3 @@ def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -
         medmnistc_table(bench),
         Figure(f"report_medmnistc_{index}.png", curves, f"MedMNIST-C · {title}"),
     ]
-
-
-def first_dataset(by_method: dict[str, list[dict]]) -> str:
-    return next(iter(by_method.values()))[0]["dataset"]
