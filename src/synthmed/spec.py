@@ -368,7 +368,7 @@ class RunSpec:
     robustness: bool | str = setting(
         False,
         section="options",
-        choices=(False, True, MEDMNISTC),
+        words=(MEDMNISTC,),
         help="Also score the test split under perturbations and FGSM / PGD, and save GradCAM / EigenGradCAM maps; "
         "--robustness medmnistc adds the MedMNIST-C corruptions (every corruption and severity of the dataset).",
     )
@@ -442,11 +442,12 @@ def _hints() -> dict[str, Any]:
 
 
 def value_type(name: str) -> tuple[type, bool]:
-    """(the field's scalar type, whether None is allowed)."""
+    """(the field's scalar type, whether None is allowed); the ``str`` of ``int | str`` or ``bool | str`` is the
+    field's ``words``, not its type."""
     hint = _hints()[name]
     args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-        return next(a for a in args if a is not type(None)), True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in args if a is not type(None)), type(None) in args
     return hint, False
 
 
@@ -478,11 +479,6 @@ def coerce(name: str, value: Any, where: str = "") -> Any:
 
 
 def _convert(value: Any, kind: type) -> Any:
-    if kind == bool | str:  # a switch that also takes a name (--robustness, --robustness medmnistc)
-        try:
-            return _convert(value, bool)
-        except ValueError:
-            return _convert(value, str)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -515,8 +511,9 @@ def _convert(value: Any, kind: type) -> Any:
 
 
 def _kind_name(kind: type) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a name", dict: "a mapping"}
-    return names.get(kind) or str(getattr(kind, "__name__", "true, false or a name"))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a name", dict: "a mapping"}.get(
+        kind, kind.__name__
+    )
 
 
 def _range_text(m: Setting) -> str:

@@ -60,12 +60,9 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
         help_text = help_text.replace("; a comma list sweeps.", ".").replace(" (a comma list sweeps)", "")
     if m.choices and not sweep:
         help_text += f" [{' | '.join(map(str, m.choices))}]"
-    if kind == bool | str:  # a switch that may take a name; ``optional_values`` gives a bare one its "true"
-        annotation: Any = str | None
-        decls, default = [flag], None
-    elif kind is bool:
+    if kind is bool and not m.words:
         decls = [f"{flag}/--no-{flag[2:]}"] if default else [flag]
-        annotation = bool
+        annotation: Any = bool
     elif sweep or kind is dict or m.words:  # text, coerced by the schema (``all`` is not a number)
         annotation, decls = str | None, [flag]
         default = None if default is None else ",".join(map(str, default if isinstance(default, list) else [default]))
@@ -74,11 +71,7 @@ def _option(name: str, override: Override) -> list[inspect.Parameter]:
     if short:
         decls.append(short)
     option = typer.Option(
-        default,
-        *decls,
-        help=help_text,
-        show_default=override.show_default,
-        rich_help_panel=PANELS[m.section],
+        default, *decls, help=help_text, show_default=override.show_default, rich_help_panel=PANELS[m.section]
     )
     out = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)]
     for alias in override.aliases if override.aliases is not None else m.aliases:
@@ -146,7 +139,7 @@ def with_parameters(params: list[inspect.Parameter]) -> Callable[[Callable], Cal
 def optional_values(argv: list[str]) -> list[str]:
     """``argv`` with every bare switch that may also take a name (``--robustness``, not ``--robustness
     medmnistc``) written ``--robustness=true``: a click option takes a value or none, never an optional one."""
-    switches = {flag_of(name) for name in fields() if value_type(name)[0] == bool | str}
+    switches = {flag_of(name) for name in fields() if value_type(name)[0] is bool and meta(name).words}
     out = []
     for i, arg in enumerate(argv):
         following = argv[i + 1] if i + 1 < len(argv) else "-"
