@@ -26,13 +26,13 @@ quick-test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench scripts
+	$(VENV)/bin/ruff format src tests bench scripts
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/train_throughput.py
