@@ -37,14 +37,16 @@ def two_classes(n: int = 48, size: int = 28, rgb: bool = False, seed: int = 0) -
 
 
 @pytest.mark.slow
-def test_a_few_hundred_ddpm_steps_lower_the_denoising_loss_on_breastmnist(real_root):
+def test_a_few_dozen_ddpm_steps_lower_the_denoising_loss_on_breastmnist(real_root):
+    """96 images in batches of 16 make 8 epochs of 48 steps, so the first and last three epochs do not overlap; the
+    loss falls to about 0.17 of its start on seeds 0-2 (300 steps over all 546 images took ten times the CPU)."""
     from synthmed.data import load_dataset
 
-    data = load_dataset("breastmnist", data_root=real_root)
-    model = create_augmenter("ddpm", **{**TINY, "steps": 300, "batch_size": 32, "lr": 2e-3})
-    model.fit(data.train.images, data.train.labels, seed=0)
+    train = load_dataset("breastmnist", data_root=real_root).train
+    model = create_augmenter("ddpm", **{**TINY, "steps": 48, "batch_size": 16, "lr": 2e-3})
+    model.fit(train.images[:96], train.labels[:96], seed=0)
     losses = [row["loss"] for row in model.history_]
-    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    assert len(losses) == 8 and np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
 
 
 @pytest.mark.parametrize("rgb", [False, True])
