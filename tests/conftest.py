@@ -19,19 +19,6 @@ def _isolated(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """Every test trains with one torch thread, here and in the commands it starts: the nets are tiny, and on a
-    machine whose cores are busy two threads spin on each other (a DDPM test took 60 s of CPU instead of 3)."""
-    import torch
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     root = os.environ.get("SYNTHMED_DATA")
