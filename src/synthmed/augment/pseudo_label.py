@@ -58,7 +58,10 @@ class PseudoLabel(Augmenter):
         for c, n in sorted((int(c), int(n)) for c, n in counts.items()):
             pool = np.flatnonzero(self.classes_ == c)
             if n and not len(pool):
-                raise SynthmedError(f"pseudo-label: the teacher put no unlabelled image in class {c}")
+                raise SynthmedError(
+                    f"pseudo-label: the teacher put no unlabelled image in class {c}; train it longer "
+                    "(--fidelity-epochs), lower --teacher-threshold or use -p count=all"
+                )
             if n:
                 rounds = -(-n // len(pool))
                 order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(rounds)])[:n]
