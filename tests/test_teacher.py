@@ -188,7 +188,8 @@ def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_p
     assert table.columns[-1] == TEACHER_COLUMN and table.rows[0][-1].endswith("(100% kept)")
     assert f"{audit.teacher_agreement * 100:.1f}" in table.rows[0][-1]
     plain = _synthetic_summary([{**exported, "metrics": {"synthetic": {"n": 12}}}])
-    assert TEACHER_COLUMN not in synthetic_table([{"method": "cvae", "base_method": "cvae", "synthetic": plain}]).columns
+    columns = synthetic_table([{"method": "cvae", "base_method": "cvae", "synthetic": plain}]).columns
+    assert TEACHER_COLUMN not in columns
     assert math.isnan(plain["teacher"][0])
 
 
@@ -266,3 +267,21 @@ def test_a_run_that_cannot_use_its_teacher_is_refused_before_anything_runs(
         runner.validate([spec])
     assert phrase in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_pseudo_label_pairs_each_row_with_the_control_of_its_teacher():
+    """``--reference pseudo-label``: a teacher-labelled generative row meets the pseudo-label row of the same
+    teacher levers; a row without a teacher the plain-policy one; the ``-p count=all`` variant is a row, not a
+    reference."""
+    from synthmed.report.summary import Settings, reference_row
+
+    def row(method: str, levers: str = "", params: str = "") -> dict:
+        return {"base_method": method, "levers": levers, "policy": "", "params": params}
+
+    soft, hard = row("pseudo-label", "teacher soft"), row("pseudo-label", "teacher hard teacher≥0.9")
+    everything = row("pseudo-label", "teacher hard teacher≥0.9", "count=all")
+    group = [row("none"), soft, hard, everything]
+    assert reference_row(row("ddpm", "teacher hard teacher≥0.9"), group, "pseudo-label") is hard
+    assert reference_row(row("ddpm", "teacher soft"), group, "pseudo-label") is soft
+    assert reference_row(everything, group, "pseudo-label") is hard
+    assert Settings(reference="pseudo-label").references() == ["none", "pseudo-label"]
