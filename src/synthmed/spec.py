@@ -133,7 +133,10 @@ class SyntheticLevers:
         "classifier per dataset, subset and seed).",
     )
     fidelity_epochs: int = setting(
-        30, section="methods", low=1, help="Epochs of the reference classifier (class fidelity, confidence filter)."
+        30,
+        section="methods",
+        low=1,
+        help="Epochs of the reference classifier (class fidelity, confidence filter) and of the teacher.",
     )
     track_fid_every: int | None = setting(
         None,
@@ -173,6 +176,27 @@ class SyntheticLevers:
         "(both phases selected on validation) instead of mixing the two.",
     )
 
+    teacher: str | None = setting(
+        None,
+        section="methods",
+        choices=("hard", "soft"),
+        label="teacher {}",
+        help="Relabel the added images with a teacher classifier trained on the run's labelled real images "
+        "(selected on validation, cached per subset and seed): hard (its class) or soft (its probabilities). "
+        "Generators and pseudo-label take it; oversample keeps its real labels.",
+    )
+    teacher_threshold: float | None = setting(
+        None,
+        section="methods",
+        sweep=True,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        label="teacher≥{:g}",
+        help="With --teacher: drop every added image whose top teacher probability is below this; a comma list sweeps.",
+    )
+
     def check(self) -> None:
         """Refuse two count policies or two generator-seed rules at once (bounds are checked when a value is
         read)."""
@@ -187,6 +211,10 @@ class SyntheticLevers:
             raise SynthmedError(
                 "--select-generator fid needs --track-fid-every K: it chooses among the checkpoints "
                 "scored every K epochs"
+            )
+        if self.teacher_threshold is not None and self.teacher is None:
+            raise SynthmedError(
+                "--teacher-threshold drops images the teacher is unsure of: give --teacher hard or soft"
             )
         chosen = [
             flag_of(name) for name in ("synthetic_per_class", "synthetic_ratio") if getattr(self, name) is not None
@@ -416,6 +444,8 @@ def fields() -> dict[str, dataclasses.Field]:
 
 
 SYNTHESIS_FIELDS = tuple(f.name for f in dataclasses.fields(SyntheticLevers))
+#: the levers of teacher labels, which only a set whose labels are not known takes (not ``oversample``'s copies)
+TEACHER_FIELDS = ("teacher", "teacher_threshold")
 
 
 def meta(name: str) -> Setting:
@@ -619,11 +649,11 @@ NO_RESULT_FIELDS = ("seed", "report_test_selected", "robustness", "fidelity", "t
 
 def result_config(config: dict) -> dict:
     """The part of a run's config that decides its result: the config minus ``NO_RESULT_FIELDS``, minus
-    ``fidelity_epochs`` unless the reference classifier it trains filters images or selects a checkpoint, and minus
+    ``fidelity_epochs`` unless the classifier it trains filters, relabels images or selects a checkpoint, and minus
     ``track_fid_every`` unless it chooses the checkpoints ``--select-generator`` picks from. Runs of one report row
     share it; they differ only in their seed."""
     levers = dict(config.get("synthesis") or {})
-    uses_reference = levers.get("min_confidence") is not None or levers.get("select_generator") is not None
+    uses_reference = any(levers.get(name) is not None for name in ("min_confidence", "select_generator", "teacher"))
     if not uses_reference:
         levers.pop("fidelity_epochs", None)
     if levers.get("select_generator") is None:

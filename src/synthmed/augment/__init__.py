@@ -8,6 +8,7 @@ from synthmed.augment import (  # noqa: F401  (imported to register their method
     gan,  # cgan, conv-cgan
     gan_family,  # dcgan, wgan, wgan-gp, lsgan, sngan
     oversample,  # oversample (count-matched copies of real images)
+    pseudo_label,  # pseudo-label (unlabelled real images with teacher labels)
     tsynd,  # tsynd, random-latent
     vae,  # cvae, conv-cvae
 )
@@ -20,6 +21,17 @@ from synthmed.augment.base import (
     method_class,
     preset,
     register,
+    takes_teacher,
 )
 
-__all__ = ["Augmenter", "Kind", "NewImages", "available", "create_augmenter", "method_class", "preset", "register"]
+__all__ = [
+    "Augmenter",
+    "Kind",
+    "NewImages",
+    "available",
+    "create_augmenter",
+    "method_class",
+    "preset",
+    "register",
+    "takes_teacher",
+]

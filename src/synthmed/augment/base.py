@@ -13,6 +13,7 @@ reads from class-level declarations only, never from duck-typed attributes:
 - ``trains``: ``fit`` trains networks, so the runner caches the fitted method;
 - ``reconstructs``: ``sample`` returns reconstructions of training images by design (Chaptoukaev 2021's
   autoencoder), which the memorisation audit reports instead of flagging;
+- ``labels_known``: its images are labelled real images (``oversample``), so ``--teacher`` has nothing to relabel;
 - ``diagnostics()``: what the runner records with the run besides its scores (TSynD's rounds, FID over epochs).
 
 Methods register under a name with their preset, a table of hyper-parameters (``register("dcgan", {...})``): a
@@ -48,6 +49,7 @@ class Augmenter:
     needs: ClassVar[dict[str, float]] = {}
     trains: ClassVar[bool] = False
     reconstructs: ClassVar[bool] = False
+    labels_known: ClassVar[bool] = False
     #: Hyper-parameters whose one value is itself a comma list (DiffAugment's "color,translation,cutout"), so
     #: ``-p KEY=a,b`` sets it instead of sweeping a and b.
     comma_params: ClassVar[frozenset[str]] = frozenset()
@@ -119,6 +121,12 @@ def method_class(name: str) -> type[Augmenter]:
     if name not in _REGISTRY:
         raise SynthmedError(f"unknown method {name!r}; choose one of {', '.join(available())}")
     return _REGISTRY[name][0]
+
+
+def takes_teacher(name: str) -> bool:
+    """Whether ``--teacher`` can label what the method adds: a synthetic set whose labels are not already known."""
+    cls = method_class(name)
+    return cls.kind is Kind.SET and not cls.labels_known
 
 
 def comma_params() -> frozenset[str]:

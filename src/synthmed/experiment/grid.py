@@ -42,6 +42,7 @@ from synthmed.errors import SynthmedError
 from synthmed.spec import (
     PROTOCOLS,
     SYNTHESIS_FIELDS,
+    TEACHER_FIELDS,
     RunSpec,
     SyntheticLevers,
     aliases,
@@ -376,7 +377,7 @@ def expand(grid: Grid) -> list[RunSpec]:
     recipe x seed. Levers multiply only methods that add a synthetic set, which alone use them; a grid holding a
     method that needs MC dropout (tsynd) gives every method that method's dropout unless ``dropout`` is set (a
     note says so)."""
-    from synthmed.augment import Kind, method_class
+    from synthmed.augment import Kind, method_class, takes_teacher
 
     repeated = sorted({seed for seed in grid.seeds if grid.seeds.count(seed) > 1})
     if repeated:
@@ -405,7 +406,8 @@ def expand(grid: Grid) -> list[RunSpec]:
                 f"{', '.join(levers)} apply to methods that add a synthetic set, not to "
                 f"{entry['method']!r} ({cls.kind.value})"
             )
-        levers = {**shared_levers, **levers} if cls.kind is Kind.SET else {}
+        shared = {k: v for k, v in shared_levers.items() if k not in TEACHER_FIELDS or takes_teacher(entry["method"])}
+        levers = {**shared, **levers} if cls.kind is Kind.SET else {}
         base = entry.get("params") or {}
         param_sets = [{**base, **combo} for combo in _product(entry.get("param_grid") or {})]
         for params, setting in itertools.product(param_sets, _product(levers)):
@@ -509,7 +511,7 @@ def override(grid: Grid, values: dict[str, Any]) -> Grid:
     is set on every entry it applies to; levers and ``-p`` hyper-parameters on every method that uses them (an
     error when none does); anything else becomes an option of every run. ``values`` holds raw command-line values
     (comma lists as text) by field name, plus ``method_params`` (``KEY=VALUE`` texts) and ``generator_epochs``."""
-    from synthmed.augment import Kind, method_class, preset
+    from synthmed.augment import Kind, method_class, preset, takes_teacher
 
     grid = copy.deepcopy(grid)
     values = dict(values)
@@ -571,9 +573,13 @@ def override(grid: Grid, values: dict[str, Any]) -> Grid:
         raw = values.pop(name)
         levers = split_values(name, raw) if meta(name).sweep else [coerce(name, raw)]
         takers = [e for e in grid.methods if method_class(e["method"]).kind is Kind.SET]
+        if name in TEACHER_FIELDS:  # the count-matched copies stay the plain control: their labels are known
+            takers = [e for e in takers if takes_teacher(e["method"])]
         if not takers:
             raise SynthmedError(
-                f"{flag_of(name)} applies to methods that add a synthetic set; none of "
+                f"{flag_of(name)} applies to methods that add a synthetic set"
+                + (" it can relabel (generators, pseudo-label)" if name in TEACHER_FIELDS else "")
+                + "; none of "
                 f"{', '.join(e['method'] for e in grid.methods)} does"
             )
         for entry in takers:

@@ -28,6 +28,7 @@ from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.synthetic_set import fit_generator, synthesise, synthetic_only_set, write_artifacts
+from synthmed.experiment.teacher import check_teacher
 from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.record import RunRecord
@@ -179,6 +180,7 @@ class Runner:
                     f"{augmenter.needs['dropout']:g}) to it and the methods it is compared with"
                 )
             data = self.dataset(spec)
+            check_teacher(spec.method, spec.synthesis, spec.unlabelled, data.task)
             if recipe.tta:
                 label_preserving_flips(data.name)
             if recipe.ensemble > 1 and spec.robustness:
@@ -311,7 +313,7 @@ class Runner:
                 spec.precision,
                 on_status=status,
             )
-            augmenter, synthetic = synthesis.augmenter, (synthesis.images, synthesis.labels)
+            augmenter, synthetic = synthesis.augmenter, (synthesis.images, synthesis.targets)
             write_artifacts(
                 run_dir / "synthetic",
                 synthesis,

@@ -25,21 +25,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from synthmed.audit.features import DomainFeatures
 from synthmed.audit.fid_tracking import FidTracker
+from synthmed.audit.reference import ReferenceClassifier
 from synthmed.audit.synthetic import FILTER_OVERSAMPLE, audit_set, filter_by_reference
 from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
 from synthmed.augment.diffusion import DDPM
 from synthmed.augment.export import export_synthetic
 from synthmed.augment.generative import TorchGenerator
+from synthmed.augment.pseudo_label import PseudoLabel
 from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
+from synthmed.experiment.teacher import check_teacher, label_with_teacher, teacher_classifier, with_teacher
 from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock
 from synthmed.record import SyntheticAudit
 from synthmed.spec import SyntheticLevers
+from synthmed.train.teacher import TeacherLabels
 
 #: Chaptoukaev 2021 adds 150 generated images per class.
 DEFAULT_SYNTHETIC_PER_CLASS = 150
@@ -55,6 +60,12 @@ class SyntheticSet:
     counts: dict[int, int]
     audit: SyntheticAudit  # the figures a run record keeps, the full audit (audit.json) and the features (t-SNE)
     generator_path: Path | None
+    teacher_labels: np.ndarray | None = None  # with --teacher: its classes or probabilities, which training uses
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The labels the classifier trains on: the teacher's where it relabelled the set, else ``labels``."""
+        return self.labels if self.teacher_labels is None else self.teacher_labels
 
 
 def generator_seed(seed: int, levers: SyntheticLevers) -> int:
@@ -223,6 +234,20 @@ def synthesise(
                 val_images=subset.val.images,
                 select=levers.select_generator == "fid",
             )
+    check_teacher(method, levers, subset.params.get("unlabelled"), data.task)
+    teacher = None
+    if levers.teacher is not None:
+        status("teacher classifier (cached after the first time)")
+        teacher = teacher_classifier(data, subset, seed, cache_dir, levers.fidelity_epochs, device, precision)
+    if isinstance(augmenter, PseudoLabel):
+        assert teacher is not None and levers.teacher is not None  # check_teacher refuses pseudo-label without one
+        augmenter, labelled, counts = fit_pseudo_label(augmenter, subset, teacher, levers, data.task, counts)
+        images, targets = augmenter.sample(counts, seed=gen_seed)
+        labels = targets.argmax(1) if targets.ndim == 2 else targets
+        audit = _audit(images, labels, counts, subset, augmenter, levers, reference, extractor, data, None, gen_seed)
+        pool = 0 if subset.unlabelled is None else len(subset.unlabelled)
+        audit = with_teacher(audit, levers.teacher, labelled, pool, None)
+        return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
     status(f"fitting {method} ({augmenter.params.get('epochs', '?')} epochs)")
     augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
     factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
@@ -238,11 +263,56 @@ def synthesise(
                 f"{method}: no synthetic image reached --min-confidence {levers.min_confidence}; "
                 "lower the threshold or train the generator longer"
             )
+    given, relabelled = len(images), None
+    if teacher is not None and levers.teacher is not None:
+        status("teacher labels")
+        relabelled = label_with_teacher(teacher, images, data.task, levers.teacher, levers.teacher_threshold, labels)
+        images, labels = images[relabelled.kept], labels[relabelled.kept]
     status("auditing: memorisation, collapse, losses" + (", class fidelity, FID, KID" if levers.fidelity else ""))
-    report = audit_set(
+    report = _audit(
+        images, labels, counts, subset, augmenter, levers, reference, extractor, data, filter_info, gen_seed
+    )
+    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds)
+    if relabelled is None:
+        return SyntheticSet(images, labels, augmenter, counts, report, path)
+    report = with_teacher(report, str(levers.teacher), relabelled, given, labels)
+    return SyntheticSet(images, labels, augmenter, counts, report, path, relabelled.labels)
+
+
+def fit_pseudo_label(
+    augmenter: PseudoLabel,
+    subset: Subset,
+    teacher: torch.nn.Module,
+    levers: SyntheticLevers,
+    task: str,
+    counts: dict[int, int],
+) -> tuple[PseudoLabel, TeacherLabels, dict[int, int]]:
+    """Fit the control on the run's unlabelled images as the teacher labels and keeps them; returns it, the
+    teacher's labels, and the counts it adds (the policy's, or with ``-p count=all`` every kept image once)."""
+    assert subset.unlabelled is not None and levers.teacher is not None  # check_teacher refuses runs without them
+    labelled = label_with_teacher(teacher, subset.unlabelled, task, levers.teacher, levers.teacher_threshold)
+    augmenter.fit(subset.unlabelled[labelled.kept], labelled.labels)
+    return augmenter, labelled, augmenter.pool_counts() if augmenter.params["count"] == "all" else counts
+
+
+def _audit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    counts: dict[int, int],
+    subset: Subset,
+    augmenter: Augmenter,
+    levers: SyntheticLevers,
+    reference: ReferenceClassifier | None,
+    extractor: DomainFeatures | None,
+    data: Dataset,
+    filter_info: dict | None,
+    seed: int,
+) -> SyntheticAudit:
+    """The audit of the set a run adds (``audit_set``), with the reference and features where fidelity is on."""
+    return audit_set(
         images,
         labels,
-        train,
+        subset.train,
         counts=counts,
         held_out=subset.val,
         history=getattr(augmenter, "history_", []),
@@ -253,10 +323,8 @@ def synthesise(
         task=data.task,
         filter_info=filter_info,
         diagnostics=augmenter.diagnostics(),  # e.g. fid_over_epochs
-        seed=gen_seed,
+        seed=seed,
     )
-    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds)
-    return SyntheticSet(images, labels, augmenter, counts, report, path)
 
 
 def synthetic_only_set(

@@ -158,7 +158,8 @@ def synthetic_table(rows: list[dict], real_only: tuple | None = None) -> Table:
             f"classifier on the real training images (none) scores {real_only[0]:.3f}."
         )
     )
-    table = Table(caption, list(SYNTHETIC_COLUMNS))
+    teacher = any(not math.isnan(row["synthetic"]["teacher_share"][0]) for row in rows)
+    table = Table(caption, list(SYNTHETIC_COLUMNS) + ([TEACHER_COLUMN] if teacher else []))
     for row in rows:
         syn = row["synthetic"]
         flags = ", ".join(f"{flag} ({n} of {syn['n']} runs)" for flag, n in syn["flags"].items()) or "none"
@@ -201,8 +202,24 @@ def synthetic_table(rows: list[dict], real_only: tuple | None = None) -> Table:
                 "–" if math.isnan(syn["generator_s"][0]) else f"{syn['generator_s'][0]:.0f}",
                 flags,
             ]
+            + ([teacher_text(syn)] if teacher else [])
         )
     return table
+
+
+#: shown only where some row relabelled its set with ``--teacher``, so reports without one keep their columns
+TEACHER_COLUMN = "teacher agrees with the intended class: all / kept (share kept)"
+
+
+def teacher_text(syn: dict) -> str:
+    """The teacher's agreement with the generator's intended classes, over all images and over those it kept, and
+    the share it kept; unlabelled real images (pseudo-label) have no intended class, only the share."""
+    if math.isnan(syn["teacher_share"][0]):
+        return "–"
+    share = f"({syn['teacher_share'][0]:.0%} kept)"
+    if math.isnan(syn["teacher"][0]):
+        return f"– {share}"
+    return f"{fmt_mean_std(syn['teacher'], percent=True)} / {fmt_mean_std(syn['teacher_kept'], percent=True)} {share}"
 
 
 def fid_over_epochs_table(rows: list[dict]) -> Table | None:

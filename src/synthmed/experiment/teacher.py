@@ -1,0 +1,126 @@
+"""Teacher labels in a run (issue 29): the teacher classifier of a run's labelled real images, cached like the
+reference classifier, and what it does to the images a synthetic-set method adds.
+
+The teacher is trained by ``synthmed.train.teacher.fit_teacher`` (the labelled training images, selected on
+validation; never a test or unlabelled image) with the reference classifier's recipe and epochs, and cached under
+``cache_dir`` per dataset, subset, seed and epochs, so the generative rows and the ``pseudo-label`` control of one
+seed share one teacher and a lever sweep trains it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthmed.audit.reference import REFERENCE_CLASSIFIER, REFERENCE_RECIPE, reference_key
+from synthmed.data.dataset import MULTI_LABEL, Dataset
+from synthmed.data.protocol import Subset
+from synthmed.errors import SynthmedError
+from synthmed.io import file_lock, load_checkpoint, save_checkpoint
+from synthmed.nets.classifiers import build_classifier
+from synthmed.record import SyntheticAudit
+from synthmed.spec import SyntheticLevers
+from synthmed.train.device import resolve_device
+from synthmed.train.recipes import get_recipe
+from synthmed.train.teacher import TeacherLabels, fit_teacher, teacher_labels
+from synthmed.train.trainer import TrainConfig
+
+#: the control method's registered name
+PSEUDO_LABEL = "pseudo-label"
+
+
+def teacher_classifier(
+    data: Dataset, subset: Subset, seed: int, cache_dir: str | Path, epochs: int, device: str, precision: str
+) -> torch.nn.Module:
+    """The cached teacher of (data, subset, seed, epochs), trained on the labelled subset if absent."""
+    key = reference_key(data, subset, seed, epochs) | {"role": "teacher"}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"teacher_{digest}.pt"
+    with file_lock(Path(cache_dir) / ".locks" / f"{path.stem}.lock"):
+        if path.exists():
+            payload = load_checkpoint(path)
+            if isinstance(payload, dict) and payload.get("meta", {}).get("key") == key:
+                model = build_classifier(REFERENCE_CLASSIFIER, data.n_channels, data.n_classes, data.size)
+                model.load_state_dict(payload["state_dict"])
+                return model.to(resolve_device(device)).eval()
+        recipe = get_recipe(REFERENCE_RECIPE, epochs)
+        recipe = dataclasses.replace(recipe, batch_size=key.get("batch_size", recipe.batch_size))
+        config = TrainConfig(recipe, REFERENCE_CLASSIFIER, device=device, precision=precision)
+        fit = fit_teacher(subset.train, subset.val, data.n_classes, data.task, config, seed=seed)
+        save_checkpoint(path, fit.model, {"key": key, "best_epoch": fit.best_epoch, "val": fit.val})
+        return fit.model.eval()
+
+
+def check_teacher(method: str, levers: SyntheticLevers, unlabelled: int | str | None, task: str) -> None:
+    """Refuse, before anything runs, a teacher where it has nothing to label and a ``pseudo-label`` run without
+    its teacher, its unlabelled images or with a second filter."""
+    from synthmed.augment import method_class, takes_teacher
+
+    if levers.teacher is not None and not takes_teacher(method):
+        what = "copies labelled real images" if method_class(method).labels_known else "adds no synthetic set"
+        raise SynthmedError(f"--teacher labels the images a generator or pseudo-label adds; {method} {what}")
+    if levers.teacher is not None and task == MULTI_LABEL:
+        raise SynthmedError("--teacher needs single-label classes, not a multi-label task")
+    if method != PSEUDO_LABEL:
+        return
+    if unlabelled is None:
+        raise SynthmedError("pseudo-label adds the run's unlabelled images: give --unlabelled N or all")
+    if levers.teacher is None:
+        raise SynthmedError("pseudo-label labels the unlabelled images with a teacher: give --teacher hard or soft")
+    if levers.min_confidence is not None:
+        raise SynthmedError("pseudo-label keeps images by --teacher-threshold: drop --min-confidence")
+
+
+def label_with_teacher(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    task: str,
+    teacher: str,
+    threshold: float | None,
+    intended: np.ndarray | None = None,
+) -> TeacherLabels:
+    """The teacher's labels of ``images`` (``teacher``: hard or soft), refusing a threshold that keeps none."""
+    labelled = teacher_labels(model, images, task, soft=teacher == "soft", threshold=threshold, intended=intended)
+    if not len(labelled.kept):
+        raise SynthmedError(
+            f"no image reached --teacher-threshold {threshold}: lower it or train the teacher longer "
+            "(--fidelity-epochs)"
+        )
+    return labelled
+
+
+def teacher_classes(labelled: TeacherLabels) -> np.ndarray:
+    """The teacher's class of each kept image (the top probability for soft labels)."""
+    labels = labelled.labels
+    return labels.argmax(1) if labels.ndim == 2 else labels
+
+
+def with_teacher(
+    audit: SyntheticAudit, teacher: str, labelled: TeacherLabels, given: int, intended: np.ndarray | None
+) -> SyntheticAudit:
+    """``audit`` with the teacher's figures: agreement with the intended classes (of all ``given`` images and of
+    the kept ones), the share kept, and per kept image its intended class (``intended``; None for unlabelled real
+    images), teacher class and confidence (the full audit, audit.json)."""
+    details = dict(audit.details or {})
+    details["teacher"] = {
+        "labels": teacher,
+        "kept": labelled.kept.tolist(),
+        "intended_class": None if intended is None else np.asarray(intended).tolist(),
+        "teacher_class": teacher_classes(labelled).tolist(),
+        "confidence": [round(float(c), 4) for c in labelled.confidence],
+        "agreement": labelled.agreement,
+        "agreement_kept": labelled.agreement_kept,
+    }
+    return dataclasses.replace(
+        audit,
+        teacher=teacher,
+        teacher_agreement=labelled.agreement,
+        teacher_agreement_kept=labelled.agreement_kept,
+        teacher_kept_share=len(labelled.kept) / given if given else None,
+        details=details,
+    )

@@ -1,0 +1,287 @@
+"""Issue 29, items 3-4: teacher labels in a run (``--teacher``, ``--teacher-threshold``) and the ``pseudo-label``
+control that adds the run's unlabelled real images with the same teacher's labels. Tiny data, one-epoch networks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from synthmed.data import make_subset
+from synthmed.data.dataset import Dataset, Split
+from synthmed.errors import SynthmedError
+from synthmed.experiment import synthetic_set
+from synthmed.experiment.synthetic_set import synthesise, synthetic_counts
+from synthmed.record import RunRecord
+from synthmed.spec import RunSpec, SyntheticLevers
+
+#: a one-epoch teacher and no reference classifier: only what these tests check is trained
+LEVERS = SyntheticLevers(synthetic_per_class=6, fidelity=False, fidelity_epochs=1, teacher="hard")
+
+
+def toy(n_train: int = 120, seed: int = 0) -> Dataset:
+    """Two classes, a bright square marking class 1, with a graded background so a brightness teacher is unsure
+    of some images; every image distinct by its pixels."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> Split:
+        labels = (np.arange(n) % 2).astype(np.int64)
+        images = rng.integers(0, 200, (n, 1, 1)).astype(np.uint8) + rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        images[labels == 1, 10:18, 10:18] = 250
+        return Split(images, labels)
+
+    return Dataset("toy", "multi-class", ["a", "b"], split(n_train), split(20), split(20), md5="toy")
+
+
+def subset_of(data: Dataset, unlabelled: int | str | None = "all"):
+    return make_subset(data, "lowdata", seed=0, per_class=8, unlabelled=unlabelled)
+
+
+class Brightness(nn.Module):
+    """A fixed teacher: the logit of class 1 grows with an image's mean brightness."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(6.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean((1, 2, 3)) + 0.3
+        return torch.stack([-m, m], 1) * self.scale
+
+
+def brightness_probs(images: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(images / 127.5 - 1).float()[:, None]
+    return torch.softmax(Brightness()(x), 1).detach().numpy()
+
+
+@pytest.fixture
+def fixed_teacher(monkeypatch):
+    monkeypatch.setattr(synthetic_set, "teacher_classifier", lambda *args: Brightness().eval())
+
+
+def same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Which images of ``a`` appear in ``b``, pixel for pixel."""
+    flat = b.reshape(len(b), -1)
+    return np.array([(flat == image).all(1).any() for image in a.reshape(len(a), -1)], dtype=bool)
+
+
+# ----------------------------------------------------------------------------------------------- the teacher
+
+
+def test_the_teacher_saw_no_unlabelled_or_test_image(tmp_path, monkeypatch):
+    import synthmed.train.teacher as teacher_module
+
+    seen: list[np.ndarray] = []
+    original = teacher_module.train_classifier
+
+    def spy(train, val, test, *args, **kwargs):
+        seen.extend([train.images, val.images, test.images])
+        return original(train, val, test, *args, **kwargs)
+
+    monkeypatch.setattr(teacher_module, "train_classifier", spy)
+    data = toy()
+    subset = subset_of(data)
+    synthesise(data, subset, "pseudo-label", {"count": "all"}, LEVERS, 0, tmp_path, "cpu", "fp32")
+    assert len(seen) == 3 and np.array_equal(seen[0], subset.train.images)
+    assert np.array_equal(seen[1], subset.val.images) and np.array_equal(seen[2], subset.val.images)
+    assert subset.unlabelled is not None
+    for images in seen:
+        assert not same_rows(images, subset.unlabelled).any() and not same_rows(images, data.test.images).any()
+    soft = dataclasses.replace(LEVERS, teacher="soft")
+    synthesise(data, subset, "pseudo-label", {"count": "all"}, soft, 0, tmp_path, "cpu", "fp32")
+    assert len(seen) == 3  # the second run of the seed reads the cached teacher
+
+
+# ------------------------------------------------------------------------------------------- the control
+
+
+def test_pseudo_label_adds_the_policys_count_of_unlabelled_images(tmp_path, fixed_teacher):
+    data = toy()
+    subset = subset_of(data)
+    result = synthesise(data, subset, "pseudo-label", {}, LEVERS, 0, tmp_path, "cpu")
+    counts = synthetic_counts(subset.train.labels, 2, LEVERS.synthetic_per_class)
+    assert np.bincount(result.labels, minlength=2).tolist() == [counts[0], counts[1]] == [6, 6]
+    assert same_rows(result.images, subset.unlabelled).all()
+    assert not same_rows(result.images, subset.train.images).any()
+    probs = brightness_probs(result.images)
+    assert np.array_equal(result.targets, probs.argmax(1)) and np.array_equal(result.labels, result.targets)
+    assert len(np.unique(result.images.reshape(12, -1), axis=0)) == 12  # each image once before any reuse
+
+
+@pytest.mark.parametrize("teacher", ["hard", "soft"])
+def test_pseudo_label_all_adds_the_whole_pool_minus_the_dropped(tmp_path, fixed_teacher, teacher):
+    data = toy()
+    subset = subset_of(data)
+    assert subset.unlabelled is not None
+    levers = dataclasses.replace(LEVERS, teacher=teacher, teacher_threshold=0.9)
+    result = synthesise(data, subset, "pseudo-label", {"count": "all"}, levers, 0, tmp_path, "cpu")
+    confident = brightness_probs(subset.unlabelled).max(1) >= 0.9
+    assert 0 < confident.sum() < len(confident)  # the threshold drops some and keeps some
+    assert len(result.images) == confident.sum() and same_rows(result.images, subset.unlabelled[confident]).all()
+    assert len(np.unique(result.images.reshape(len(result.images), -1), axis=0)) == confident.sum()
+    assert result.targets.ndim == (2 if teacher == "soft" else 1)
+    audit = result.audit
+    assert audit.teacher == teacher and audit.teacher_agreement is None  # real images have no intended class
+    assert audit.teacher_kept_share == pytest.approx(confident.mean())
+
+
+# ------------------------------------------------------------------------------------ a generator's images
+
+
+def test_hard_labels_with_a_threshold_drop_the_unconfident_images(tmp_path, fixed_teacher):
+    data = toy()
+    subset = subset_of(data, None)
+    plain = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, LEVERS, 0, tmp_path, "cpu")
+    probs = brightness_probs(plain.images)
+    threshold = float(np.median(probs.max(1)))  # the cached generator's same images: about half are dropped
+    levers = dataclasses.replace(LEVERS, teacher_threshold=threshold)
+    result = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, levers, 0, tmp_path, "cpu")
+    kept = probs.max(1) >= threshold
+    assert 0 < kept.sum() < len(kept) and np.array_equal(result.images, plain.images[kept])
+    assert np.array_equal(result.labels, plain.labels[kept])  # the intended classes, kept for the audit
+    assert np.array_equal(result.targets, probs.argmax(1)[kept])  # what the classifier trains on
+    audit = result.audit
+    assert audit.teacher_agreement == pytest.approx(np.mean(probs.argmax(1) == plain.labels))
+    assert audit.teacher_agreement_kept == pytest.approx(np.mean(probs.argmax(1)[kept] == plain.labels[kept]))
+    assert audit.teacher_kept_share == pytest.approx(kept.mean())
+    assert audit.details is not None and audit.details["teacher"]["intended_class"] == plain.labels[kept].tolist()
+    assert plain.audit.teacher_agreement == pytest.approx(audit.teacher_agreement)
+
+
+def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_path, monkeypatch):
+    from synthmed.experiment import runner as runner_module
+    from synthmed.experiment.export import export_runs
+    from synthmed.experiment.runner import Runner
+    from synthmed.report.summary import _synthetic_summary
+    from synthmed.report.tables import TEACHER_COLUMN, synthetic_table
+    from synthmed.store import read_jsonl
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
+    runner = Runner(tmp_path / "out", device="cpu")
+    spec = RunSpec(
+        "toy",
+        real_per_class=8,
+        method="cvae",
+        method_params={"epochs": 1, "batch_size": 8},
+        epochs=1,
+        precision="fp32",
+        synthesis=dataclasses.replace(LEVERS, teacher="soft"),
+    )
+    runner.validate([spec])
+    record = runner.run(spec)
+    audit = RunRecord.from_json(record).synthetic
+    assert audit is not None and audit.teacher == "soft" and 0 <= audit.teacher_agreement <= 1
+    export_runs(tmp_path / "out", tmp_path / "export")
+    [exported] = read_jsonl(tmp_path / "export" / "records.jsonl")
+    again = RunRecord.from_json(exported).synthetic
+    assert again is not None and again.teacher_agreement == audit.teacher_agreement
+    assert again.teacher_agreement_kept == audit.teacher_agreement_kept == audit.teacher_agreement  # kept all
+    assert again.teacher_kept_share == 1.0
+    summary = _synthetic_summary([exported])
+    table = synthetic_table([{"method": "cvae teacher soft", "base_method": "cvae", "synthetic": summary}])
+    assert table.columns[-1] == TEACHER_COLUMN and table.rows[0][-1].endswith("(100% kept)")
+    assert f"{audit.teacher_agreement * 100:.1f}" in table.rows[0][-1]
+    plain = _synthetic_summary([{**exported, "metrics": {"synthetic": {"n": 12}}}])
+    columns = synthetic_table([{"method": "cvae", "base_method": "cvae", "synthetic": plain}]).columns
+    assert TEACHER_COLUMN not in columns
+    assert math.isnan(plain["teacher"][0])
+
+
+def _with_fixed_teacher(original):
+    def run(*args, **kwargs):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(synthetic_set, "teacher_classifier", lambda *a: Brightness().eval())
+            return original(*args, **kwargs)
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_the_default_leaves_run_ids_and_labels_as_they_were():
+    from synthmed.spec import method_label, non_default
+
+    plain = RunSpec(dataset="pneumoniamnist", method="ddpm", seed=3)
+    assert "synthesis" not in non_default(plain)
+    taught = dataclasses.replace(plain, synthesis=SyntheticLevers(teacher="hard", teacher_threshold=0.8))
+    assert taught.key("md5")[0] != plain.key("md5")[0]
+    assert method_label(dataclasses.asdict(taught)) == "ddpm teacher hard teacher≥0.8"
+
+
+@pytest.mark.parametrize(
+    "values, phrase",
+    [
+        ({"method": "none,flip", "teacher": "hard"}, "--teacher applies to methods that add a synthetic set it can"),
+        ({"method": "oversample", "teacher": "hard"}, "--teacher applies to methods that add a synthetic set it can"),
+        ({"method": "cvae", "teacher": "hard", "teacher_threshold": "1"}, "--teacher-threshold 1.0 must be > 0"),
+        ({"method": "cvae", "teacher": "hard", "teacher_threshold": "0"}, "--teacher-threshold 0.0 must be > 0"),
+        ({"method": "cvae", "teacher_threshold": "0.5"}, "give --teacher hard or soft"),
+        ({"method": "cvae", "teacher": "firm"}, "--teacher 'firm': choose one of hard, soft"),
+        ({"method": "pseudo-label", "method_params": ["count=some"]}, "pseudo-label -p count='some'"),
+    ],
+)
+def test_bad_teacher_options_are_one_line_errors(values, phrase):
+    from synthmed.experiment.grid import Grid, expand, override
+    from synthmed.experiment.runner import Runner
+
+    with pytest.raises(SynthmedError) as err:
+        specs = expand(override(Grid(datasets=["toy"]), values))
+        Runner("unused", device="cpu").validate(specs)
+    assert phrase in str(err.value) and "\n" not in str(err.value)
+
+
+def test_oversample_stays_the_plain_control_beside_a_teacher():
+    from synthmed.experiment.grid import Grid, expand, override
+
+    specs = expand(override(Grid(datasets=["toy"]), {"method": "none,oversample,cvae", "teacher": "hard"}))
+    assert {s.method: s.synthesis.teacher for s in specs} == {"none": None, "oversample": None, "cvae": "hard"}
+
+
+@pytest.mark.parametrize(
+    "method, levers, unlabelled, phrase",
+    [
+        ("oversample", SyntheticLevers(teacher="hard"), None, "--teacher labels the images a generator"),
+        ("flip", SyntheticLevers(teacher="soft"), None, "flip adds no synthetic set"),
+        ("pseudo-label", SyntheticLevers(teacher="hard"), None, "give --unlabelled N or all"),
+        ("pseudo-label", SyntheticLevers(), "all", "give --teacher hard or soft"),
+        ("pseudo-label", SyntheticLevers(teacher="hard", min_confidence=0.5), "all", "drop --min-confidence"),
+    ],
+)
+def test_a_run_that_cannot_use_its_teacher_is_refused_before_anything_runs(
+    tmp_path, monkeypatch, method, levers, unlabelled, phrase
+):
+    from synthmed.experiment.runner import Runner
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    runner = Runner(tmp_path / "out", device="cpu")
+    spec = RunSpec("toy", real_per_class=8, method=method, synthesis=levers, unlabelled=unlabelled)
+    with pytest.raises(SynthmedError) as err:
+        runner.validate([spec])
+    assert phrase in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_reference_pseudo_label_pairs_each_row_with_the_control_of_its_teacher():
+    """``--reference pseudo-label``: a teacher-labelled generative row meets the pseudo-label row of the same
+    teacher levers; a row without a teacher the plain-policy one; the ``-p count=all`` variant is a row, not a
+    reference."""
+    from synthmed.report.summary import Settings, reference_row
+
+    def row(method: str, levers: str = "", params: str = "") -> dict:
+        return {"base_method": method, "levers": levers, "policy": "", "params": params}
+
+    soft, hard = row("pseudo-label", "teacher soft"), row("pseudo-label", "teacher hard teacher≥0.9")
+    everything = row("pseudo-label", "teacher hard teacher≥0.9", "count=all")
+    group = [row("none"), soft, hard, everything]
+    assert reference_row(row("ddpm", "teacher hard teacher≥0.9"), group, "pseudo-label") is hard
+    assert reference_row(row("ddpm", "teacher soft"), group, "pseudo-label") is soft
+    assert reference_row(everything, group, "pseudo-label") is hard
+    assert Settings(reference="pseudo-label").references() == ["none", "pseudo-label"]
