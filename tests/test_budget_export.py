@@ -83,7 +83,15 @@ def test_a_run_without_history_gets_the_stated_default(tmp_path, monkeypatch):
     runner = TimedRunner(tmp_path)
     grid = _grid("none", [0, 1])
     assert Budget(4).default_run_seconds == 5
-    assert run_grid(grid, Execution(workers=1, report=False, time_budget=4), runner=runner).done == 0
+    events = []
+    assert (
+        run_grid(grid, Execution(workers=1, report=False, time_budget=4), runner=runner, on_event=events.append).done
+        == 0
+    )
+    warning = next(e.message for e in events if e.kind == "warning")
+    assert (
+        "2 run(s) did not start" in warning and "default estimate, 5 s" in warning and "SYNTHMED_RUN_SECONDS" in warning
+    )
     assert run_grid(grid, Execution(workers=1, report=False, time_budget=60), runner=runner).done == 2
 
 

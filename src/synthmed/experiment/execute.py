@@ -353,6 +353,7 @@ def _run_round(
         return durations.get(key, budget.default_run_seconds if budget and budget.default_run_seconds else 0.0)
 
     attempted: set[str] = set()  # runs this process claimed (and ran, or saw fail)
+    guessed: set[str] = set()  # unfit runs whose estimate was the default: nothing stored to estimate from
     unfit: set[str] = set()  # runs the time budget could not fit
     running: dict[str, RunSpec] = {}  # claimed and not yet finished or failed
     with Claims(runner.store_path) as claims:
@@ -384,6 +385,8 @@ def _run_round(
                 run_id = runner.run_id(spec)
                 if budget is not None and estimate(spec) > budget.left():
                     unfit.add(run_id)
+                    if (runner.dataset(spec).name, spec.protocol, spec.method) not in durations:
+                        guessed.add(run_id)
                     outcome.budget_reached = True
                     continue
                 if claims.take(run_id):
@@ -475,6 +478,16 @@ def _run_round(
     outcome.done, outcome.left = len(stored), len(ids) - len(stored)
     outcome.by_others = len(stored) - outcome.skipped - len(outcome.finished)
     if outcome.budget_reached:
+        if guessed and budget is not None:
+            emit(
+                Event(
+                    "warning",
+                    message=f"{len(guessed)} run(s) did not start because no stored run of their dataset, protocol and "
+                    f"method told how long they take, and the default estimate, {budget.default_run_seconds:.0f} s, "
+                    "exceeded the time left; give a longer --time-budget, or set SYNTHMED_RUN_SECONDS to a closer "
+                    "estimate",
+                )
+            )
         emit(Event("budget", message=f"{outcome.done} runs done, {outcome.left} left"))
     if not stored:
         if outcome.budget_reached:
