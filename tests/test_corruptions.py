@@ -136,12 +136,32 @@ def test_the_benchmark_scores_every_corruption_and_never_changes_model_or_labels
     assert report["set"] == "breastmnist" and list(report["corruptions"]) == list(MEDMNISTC["breastmnist"])
     points = [p for curve in report["corruptions"].values() for p in curve]
     assert len(points) == 5 * len(MEDMNISTC["breastmnist"]) and [p["severity"] for p in points[:5]] == [1, 2, 3, 4, 5]
-    assert report["mean"]["auc"] == pytest.approx(np.mean([p["auc"] for p in points]))
+    effective = {n: c for n, c in report["corruptions"].items() if n not in report["no_effect"]}
+    assert report["mean"]["auc"] == pytest.approx(
+        np.mean([p["auc"] for c in effective.values() for p in c if p["changed"]])
+    )
     worst = report["worst"]
-    assert worst["auc"] == pytest.approx(min(np.mean([p["auc"] for p in c]) for c in report["corruptions"].values()))
+    assert worst["auc"] == pytest.approx(min(np.mean([p["auc"] for p in c]) for c in effective.values()))
     clean = report["clean"]["auc"]
     assert report["drop"]["auc"] == pytest.approx((clean - report["mean"]["auc"]) / clean)
     assert report == medmnistc_report(model, images, labels, "binary-class", "breastmnist", seed=0)  # reproducible
+
+
+def test_a_corruption_that_changes_no_image_at_this_size_is_listed_not_averaged(monkeypatch):
+    """A blur scaled from 224 px to 28 px can round to nothing: its clean scores must not pass for corrupted ones."""
+    from synthmed.metrics import corruptions
+
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    images, labels = toy_images(64, seed=7)
+    real = corruptions.corrupt
+    vacuous = list(MEDMNISTC["breastmnist"])[0]
+    monkeypatch.setattr(corruptions, "corrupt", lambda x, name, *a: x.copy() if name == vacuous else real(x, name, *a))
+    report = medmnistc_report(model, images, labels, "binary-class", "breastmnist", seed=0)
+    assert report["no_effect"] == [vacuous] and not any(p["changed"] for p in report["corruptions"][vacuous])
+    others = [p for n, c in report["corruptions"].items() if n != vacuous for p in c if p["changed"]]
+    assert report["mean"]["auc"] == pytest.approx(np.mean([p["auc"] for p in others]))
+    assert report["worst"]["corruption"] != vacuous
 
 
 def fake_robustness(shift: float, seed: int) -> dict:

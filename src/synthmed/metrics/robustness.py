@@ -351,9 +351,10 @@ def medmnistc_report(
         {"set", "clean": {"auc", "acc"}, "corruptions": {name: [{"severity", "auc", "acc"}, ...]},
          "mean": {"auc", "acc"}, "worst": {"corruption", "auc", "acc"}, "drop": {"auc", "acc"}, "settings"}
 
-    ``mean`` averages over corruptions and severities; ``worst`` is the corruption of lowest mean AUC over its
-    severities; ``drop`` is the relative loss (clean - mean) / clean. Scoring only: the model was selected on the
-    validation split before, and nothing here feeds back into training or selection.
+    ``mean`` averages over the corruptions and severities that change an image (``no_effect`` lists corruptions that
+    change none at this image size, left out of ``mean`` and ``worst``); ``worst`` is the corruption of lowest mean
+    AUC over its severities; ``drop`` is the relative loss (clean - mean) / clean. Scoring only: the model was
+    selected on the validation split before, and nothing here feeds back into training or selection.
     """
     from synthmed.metrics.corruptions import REFERENCE_SIZE, SEVERITIES, corrupt, corruption_set
 
@@ -368,21 +369,31 @@ def medmnistc_report(
             return _score(model, images, labels, task, precision, batch, lambda x, y, b: x)
 
         clean = score(images_uint8)
-        curves = {
-            name: [{"severity": s, **score(corrupt(images_uint8, name, s, set_name, seed))} for s in SEVERITIES]
-            for name in table
-        }
+
+        def point(name: str, severity: int) -> dict:
+            corrupted = corrupt(images_uint8, name, severity, set_name, seed)
+            changed = bool(np.any(corrupted != images_uint8))
+            return {"severity": severity, **score(corrupted), "changed": changed}
+
+        curves = {name: [point(name, s) for s in SEVERITIES] for name in table}
     finally:
         model.train(was_training)
-    points = [p for curve in curves.values() for p in curve]
+    # A corruption that leaves every image as it is at this size (a blur scaled from 224 px down to a kernel of one
+    # pixel) would count the clean score as a corrupted one: it is listed, not averaged.
+    no_effect = sorted(name for name, curve in curves.items() if not any(p["changed"] for p in curve))
+    effective = {name: curve for name, curve in curves.items() if name not in no_effect} or curves
+    points = [p for curve in effective.values() for p in curve if p["changed"]] or [
+        p for curve in effective.values() for p in curve
+    ]
     mean = {m: float(np.mean([p[m] for p in points])) for m in ("auc", "acc")}
-    per_corruption = {name: np.mean([p["auc"] for p in curve]) for name, curve in curves.items()}
+    per_corruption = {name: np.mean([p["auc"] for p in curve]) for name, curve in effective.items()}
     worst = min(per_corruption, key=lambda name: per_corruption[name])
     return {
         "set": set_name,
         "n": len(labels),
         "clean": clean,
         "corruptions": curves,
+        "no_effect": no_effect,
         "mean": mean,
         "worst": {
             "corruption": worst,
