@@ -76,7 +76,8 @@ def test_a_budget_starts_only_the_runs_the_store_says_it_fits(tmp_path, monkeypa
 
 
 def test_a_run_without_history_gets_the_stated_default(tmp_path, monkeypatch):
-    from synthmed.experiment.execute import DEFAULT_RUN_SECONDS, Budget, run_grid
+    from synthmed.experiment.budget import DEFAULT_RUN_SECONDS, Budget
+    from synthmed.experiment.execute import run_grid
 
     assert DEFAULT_RUN_SECONDS == 3600
     monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "5")

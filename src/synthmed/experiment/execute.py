@@ -8,16 +8,17 @@ waiting, notes, looks) and the final table; the Python API calls it the same way
 - **Where**: ``local`` runs in this process (one worker) or in a pool of single-thread worker processes, by
   default one per core on a CPU when the grid has two or more runs (two 1-thread processes train ResNet-18 faster
   together than one 2-thread process); ``ray`` runs one Ray task per run.
-- **Claims**: each run is claimed in the store just before it starts and its lease renewed while it computes
-  (``ResultStore.claim``), so several processes on one folder (a SLURM job array, two terminals) split a grid;
-  when only runs claimed by others are left, a process waits and takes over any whose holder stopped renewing
-  (a killed job), then reports.
+- **Claims** (``claims.Claims`` over ``ResultStore.claim``): each run is claimed in the store just before it
+  starts and its lease renewed while it computes, so several processes on one folder (a SLURM job array, two
+  terminals) split a grid; when only runs claimed by others are left, a process waits and takes over any whose
+  holder stopped renewing (a killed job), then reports.
 - **Nothing lost**: workers compute and write their run folders; this process alone inserts records, as they
   arrive, so a killed driver loses only the runs in flight, and the same command later skips every stored run.
   With ``export_to``, each record is also appended to an export as it is stored (``export.append_run``).
-- **Time budget** (``Budget``): no run starts whose estimated duration (the longest stored run of the same dataset,
-  protocol and method, else ``DEFAULT_RUN_SECONDS``) exceeds the time left; at the deadline the runs in flight are
-  abandoned (no record, no error.json, no temporary file) and the outcome says ``budget_reached``.
+- **Time budget** (``budget.Budget``): no run starts whose estimated duration (the longest stored run of the same
+  dataset, protocol and method, else ``budget.DEFAULT_RUN_SECONDS``) exceeds the time left; at the deadline the
+  runs in flight are abandoned (no record, no error.json, no temporary file) and the outcome says
+  ``budget_reached``.
 """
 
 from __future__ import annotations
@@ -25,77 +26,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
+from synthmed.experiment.budget import Budget, alarm
+from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid
 from synthmed.experiment.runner import Runner
 from synthmed.spec import RunSpec, method_label
 from synthmed.store import ResultStore
-
-#: Seconds a claim lasts without renewal (``SYNTHMED_LEASE_SECONDS`` overrides, e.g. for tests); renewed every third.
-LEASE_SECONDS = 300.0
-#: Seconds between looks at the store while only runs held by other processes are left: short, so a process that
-#: finished its share reports moments after the last run lands (a 30 s poll cost a 2-process grid 25 % of its wall).
-POLL_SECONDS = 3.0
-#: Seconds a run is assumed to take under a time budget while the store holds no run of its dataset, protocol and
-#: method: conservative (the slowest stored study run, a ddpm on 2 CPU cores, took 66 minutes).
-#: ``SYNTHMED_RUN_SECONDS`` overrides it.
-DEFAULT_RUN_SECONDS = 3600.0
-
-
-@dataclass
-class Budget:
-    """A time budget (``--time-budget``) from ``started`` (a ``time.monotonic()`` value): no run starts that it
-    cannot fit, and the runs in flight at its end are abandoned. Shared by the rounds of ``--seeds auto``."""
-
-    seconds: float
-    default_run_seconds: float | None = None  # None: $SYNTHMED_RUN_SECONDS, else DEFAULT_RUN_SECONDS
-    started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        if not self.seconds > 0:
-            raise SynthmedError(f"--time-budget {self.seconds:g} s must be more than 0")
-        if self.default_run_seconds is None:
-            self.default_run_seconds = float(os.environ.get("SYNTHMED_RUN_SECONDS", DEFAULT_RUN_SECONDS))
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.seconds
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-
-@contextlib.contextmanager
-def _alarm(deadline: float | None) -> Iterator[None]:
-    """Raise ``Abandoned`` in this (main) thread at ``deadline``, wherever the run computing in this process is."""
-    from synthmed.experiment.backends import Abandoned
-
-    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if deadline is None or not usable:
-        yield
-        return
-
-    def ring(signum: int, frame: Any) -> None:
-        raise Abandoned()
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -208,74 +152,6 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
         seen.add(key)
     ordered = [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
     return ordered + sorted(reusing, key=lambda spec: seed_rank[spec.seed])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
-
-
-class Claims:
-    """This process's leases on runs of one store, renewed by a background thread while they compute."""
-
-    def __init__(self, store_path: Path, lease: float | None = None) -> None:
-        self.store_path = store_path
-        self.lease = float(os.environ.get("SYNTHMED_LEASE_SECONDS", LEASE_SECONDS)) if lease is None else lease
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.held: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True)
-
-    def __enter__(self) -> Claims:
-        self.drop_dead_holders()
-        self._thread.start()
-        return self
-
-    def drop_dead_holders(self) -> None:
-        """Release the claims of processes on this machine that no longer run (a killed or crashed driver), so
-        the same command resumes at once instead of waiting for their leases to expire."""
-        host = socket.gethostname()
-        with self._lock, ResultStore(self.store_path) as store:
-            for holder in store.holders():
-                name, _, rest = holder.partition(":")
-                pid = rest.partition(":")[0]
-                if name == host and pid.isdigit() and holder != self.holder and not _alive(int(pid)):
-                    store.drop_holder(holder)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with self._lock, ResultStore(self.store_path) as store:
-            for run_id in self.held:
-                store.release(run_id, self.holder)
-            self.held.clear()
-
-    def take(self, run_id: str) -> bool:
-        with self._lock, ResultStore(self.store_path) as store:
-            taken = store.claim(run_id, self.holder, self.lease)
-        if taken:
-            with self._lock:
-                self.held.add(run_id)
-        return taken
-
-    def release(self, run_id: str) -> None:
-        with self._lock, ResultStore(self.store_path) as store:
-            store.release(run_id, self.holder)
-            self.held.discard(run_id)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            with self._lock:
-                held = list(self.held)
-            if held:
-                with ResultStore(self.store_path) as store:
-                    store.renew(held, self.holder, self.lease)
 
 
 def _run_round(
@@ -449,7 +325,7 @@ def _run_round(
                 failed(spec, str(payload))
 
         try:
-            with _alarm(budget.deadline if budget is not None and pooled is None else None):
+            with alarm(budget.deadline if budget is not None and pooled is None else None):
                 run_all(todo)
                 # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease.
                 while not outcome.budget_reached:
