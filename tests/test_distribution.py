@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from synthmed.audit.features import DomainFeatures, FeatureExtractor, InceptionFeatures, fidelity_report
+from synthmed.audit.features import DomainFeatures, FeatureExtractor, InceptionFeatures, feature_fidelity
 from synthmed.data import load_dataset, make_subset
 from synthmed.data.dataset import Dataset, Split
 from synthmed.errors import SynthmedError
@@ -313,7 +313,7 @@ def test_fidelity_report_per_class_and_json():
     synth_labels = np.repeat([0, 1, 3], [15, 1, 12])
     real = structured_images(len(real_labels), real_labels, 0)
     synth = structured_images(len(synth_labels), synth_labels, 1, brightness=10)
-    report = fidelity_report(real, real_labels, synth, synth_labels, PooledPixels(), class_names=list("abcd"))
+    report = feature_fidelity(real, real_labels, synth, synth_labels, PooledPixels(), class_names=list("abcd"))[0]
     json.dumps(report, allow_nan=False)
     assert report["features"] == "test:pooled-pixels" and report["feature_dim"] == 49
     assert report["n_real"] == 60 and report["n_synthetic"] == 28 and report["note"] == COMPARABILITY_NOTE
@@ -346,10 +346,14 @@ def test_overall_fid_of_a_minority_only_set_is_its_class_fid():
     real_labels = np.repeat([0, 1], [20, 40])
     real = structured_images(60, real_labels, 0)
     synth_labels = np.zeros(20, dtype=np.int64)
-    report = fidelity_report(real, real_labels, structured_images(20, synth_labels, 1), synth_labels, PooledPixels())
+    report = feature_fidelity(real, real_labels, structured_images(20, synth_labels, 1), synth_labels, PooledPixels())[
+        0
+    ]
     assert report["overall"]["real_classes"] == [0] and report["overall"]["n_real"] == 20
     assert report["overall"]["fid"] == pytest.approx(report["per_class"][0]["fid"])
-    every_class = fidelity_report(real, real_labels, structured_images(60, real_labels, 1), real_labels, PooledPixels())
+    every_class = feature_fidelity(
+        real, real_labels, structured_images(60, real_labels, 1), real_labels, PooledPixels()
+    )[0]
     assert every_class["overall"]["n_real"] == 60 and every_class["overall"]["real_classes"] == [0, 1]
 
 
@@ -357,9 +361,9 @@ def test_fidelity_report_ranks_a_copy_above_noise():
     labels = np.repeat([0, 1], 25)
     real = structured_images(50, labels, 0)
     extractor = PooledPixels()
-    held_out = fidelity_report(real, labels, structured_images(50, labels, 1), labels, extractor, kid_subsets=10)
+    held_out = feature_fidelity(real, labels, structured_images(50, labels, 1), labels, extractor, kid_subsets=10)[0]
     noise = np.random.default_rng(2).integers(0, 256, (50, 28, 28), dtype=np.uint8)
-    bad = fidelity_report(real, labels, noise, labels, extractor, kid_subsets=10)
+    bad = feature_fidelity(real, labels, noise, labels, extractor, kid_subsets=10)[0]
     assert held_out["overall"]["fid"] < bad["overall"]["fid"]
     assert held_out["overall"]["kid_mean"] < bad["overall"]["kid_mean"]
     assert held_out["overall"]["precision"] > bad["overall"]["precision"]
@@ -403,10 +407,10 @@ def test_domain_features_on_breastmnist_rank_held_out_images_above_noise(real_ro
     )
     assert extractor.name.startswith("domain:breastmnist resnet18 (real lowdata training split, 60 images")
     train, val = breast.train.subset(np.arange(150)), breast.val
-    held_out = fidelity_report(train.images, train.labels, val.images, val.labels, extractor, kid_subsets=20)
+    held_out = feature_fidelity(train.images, train.labels, val.images, val.labels, extractor, kid_subsets=20)[0]
     rng = np.random.default_rng(0)
     noisy = np.clip(val.images + rng.normal(0, 60, val.images.shape), 0, 255).astype(np.uint8)
-    bad = fidelity_report(train.images, train.labels, noisy, val.labels, extractor, kid_subsets=20)
+    bad = feature_fidelity(train.images, train.labels, noisy, val.labels, extractor, kid_subsets=20)[0]
     json.dumps(held_out, allow_nan=False)
     # Four epochs on 30 images per class: after one epoch, noisy and held-out images ranked either way from machine
     # to machine, and with 20 per class the gap ranged 4-7x between CPUs and seeds; 30 per class gave 16x (AVX-512).

@@ -226,20 +226,3 @@ def feature_fidelity(
         real_feats, real_labels, synth_feats, synth_labels, extractor.name, class_names, k, kid_subsets, seed
     )
     return report, real_feats, synth_feats
-
-
-def fidelity_report(
-    real_images: np.ndarray,
-    real_labels: np.ndarray,
-    synth_images: np.ndarray,
-    synth_labels: np.ndarray,
-    extractor: FeatureExtractor,
-    class_names: list[str] | None = None,
-    k: int = K_NEIGHBOURS,
-    kid_subsets: int = KID_SUBSETS,
-    seed: int = 0,
-) -> dict:
-    """``feature_fidelity``'s report alone."""
-    return feature_fidelity(
-        real_images, real_labels, synth_images, synth_labels, extractor, class_names, k, kid_subsets, seed
-    )[0]

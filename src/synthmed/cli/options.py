@@ -178,8 +178,6 @@ def all_fields() -> list[str]:
 
 # --------------------------------------------------------------------------------- options of execution
 
-_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}
-
 
 def execution_option(name: str, default: Any = UNSET) -> Any:
     """The typer option of an ``Execution`` field, from its ``Knob`` (also for commands that take only a few)."""
@@ -201,14 +199,14 @@ def execution_option(name: str, default: Any = UNSET) -> Any:
 
 
 def _annotation(name: str) -> Any:
-    from synthmed.experiment.execution import Execution, knob_of
+    from synthmed.experiment.execution import base_type, knob_of
 
     parse = knob_of(name).parse
     if parse == "paths":
         return list[Path] | None
     if parse is not None:
         return str | None
-    base = _TYPES[str(Execution.__dataclass_fields__[name].type).split(" ")[0]]
+    base = base_type(name)
     return base if base is bool else base | None
 
 

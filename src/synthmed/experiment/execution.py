@@ -190,6 +190,14 @@ def _items(value: Any) -> list[str]:
     return [p.strip() for part in parts if part is not None for p in str(part).split(",") if p.strip()]
 
 
+_BASE_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}
+
+
+def base_type(name: str) -> type:
+    """The type a field holds, its ``| None`` aside (``int`` for ``workers: int | None``)."""
+    return _BASE_TYPES[str(Execution.__dataclass_fields__[name].type).split(" ")[0]]
+
+
 def parse_value(name: str, value: Any, where: str | None = None) -> Any:
     """A field's value from text or YAML (a duration, a comma list of paths or names, a number, a flag)."""
     where = where or flag_of(name)
@@ -202,23 +210,21 @@ def parse_value(name: str, value: Any, where: str | None = None) -> Any:
         return [Path(p) for p in _items(value)] or None
     if kind == "names":
         return _items(value) or None
-    annotation = str(Execution.__dataclass_fields__[name].type)
+    kind_of = base_type(name)
     try:
-        if annotation.startswith("bool"):
+        if kind_of is bool:
             if not isinstance(value, bool):
                 raise ValueError
             return value
-        if annotation.startswith("int"):
+        if kind_of is int:
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise ValueError
             return int(float(value))
-        if annotation.startswith("float"):
+        if kind_of is float:
             return float(value)
     except (TypeError, ValueError):
-        raise SynthmedError(f"{where}: {value!r} is not {annotation.split(' ')[0]}") from None
-    if annotation.startswith("Path"):
-        return Path(str(value))
-    return str(value)
+        raise SynthmedError(f"{where}: {value!r} is not {kind_of.__name__}") from None
+    return kind_of(str(value))
 
 
 def from_mapping(doc: Any, where: str) -> dict[str, Any]:

@@ -242,7 +242,7 @@ def fidelity_from_features(
     kid_subsets: int = KID_SUBSETS,
     seed: int = 0,
 ) -> dict:
-    """``fidelity_report`` on features already extracted (``features`` names the extractor)."""
+    """``audit.features.feature_fidelity`` on features already extracted (``features`` names the extractor)."""
     x, y = _pair(real_feats, synth_feats, 2)
     real_member, real_classes = _class_masks(real_labels, len(x), "the real set")
     synth_member, synth_classes = _class_masks(synth_labels, len(y), "the synthetic set")
