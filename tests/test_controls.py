@@ -165,9 +165,9 @@ def test_tstr_never_sees_a_real_training_image_and_pretraining_ends_on_real(toy_
     )
     record = runner.run(spec)
     real = load_dataset("breastmnist", data_root=str(toy_root), verify=False).train.images.reshape(20, -1)
-    tstr_images, tstr_synthetic = seen[0]
-    assert tstr_synthetic is None and len(tstr_images) == 6  # the synthetic set alone
-    assert not any((real == image).all(1).any() for image in tstr_images.reshape(6, -1))
+    tstr_real, tstr_synthetic = seen[0]
+    assert len(tstr_real) == 0 and len(tstr_synthetic[0]) == 6  # the synthetic set alone
+    assert not any((real == image).all(1).any() for image in tstr_synthetic[0].reshape(6, -1))
     synthetic = record["metrics"]["synthetic"]
     assert 0 <= synthetic["tstr_auc"] <= 1 and 0 <= synthetic["tstr_acc"] <= 1
     phases = [h.get("phase") for h in record["metrics"]["history"]]
@@ -201,6 +201,7 @@ def test_tstr_with_balance_trains_on_every_class_at_the_majority_count(tmp_path)
         ({"method": "none,cvae", "class_weight": "inverse"}, "--class-weight 'inverse': choose one of balanced"),
         ({"method": "none,flip", "tstr": True}, "--tstr applies to methods that add a synthetic set"),
         ({"method": "cvae", "tstr": True, "balance": True, "min_confidence": "0.5"}, "drop --min-confidence"),
+        ({"method": "cvae", "tstr": True, "balance": True, "teacher": "hard"}, "drop --teacher"),
         ({"method": "none", "real_curve": "10,x"}, "--real-curve should be an integer, got 'x'"),
     ],
 )

@@ -193,6 +193,41 @@ def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_p
     assert math.isnan(plain["teacher"][0])
 
 
+def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch):
+    """With --teacher, the classifier of the synthetic images alone (TSTR, and the pretraining) learns the labels
+    the run adds them with: the teacher's probabilities, not the generator's intended classes."""
+    from synthmed.experiment import runner as runner_module
+    from synthmed.experiment.runner import Runner
+
+    seen = []
+    original = runner_module.train_classifier
+
+    def spy(train, *args, **kwargs):
+        seen.append((len(train), kwargs.get("synthetic")))
+        return original(train, *args, **kwargs)
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
+    monkeypatch.setattr(runner_module, "train_classifier", spy)
+    spec = RunSpec(
+        "toy",
+        real_per_class=8,
+        method="cvae",
+        method_params={"epochs": 1, "batch_size": 8},
+        epochs=1,
+        precision="fp32",
+        synthesis=dataclasses.replace(LEVERS, teacher="soft", tstr=True, pretrain_on_synthetic=True),
+    )
+    record = Runner(tmp_path / "out", device="cpu").run(spec)
+    n_real, (images, targets) = seen[0]
+    assert n_real == 0 and targets.shape == (12, 2) and targets.dtype == np.float32
+    assert np.allclose(targets, brightness_probs(images), atol=1e-5)
+    synthetic = record["metrics"]["synthetic"]
+    assert sum(synthetic["tstr_counts"].values()) == 12 and 0 <= synthetic["tstr_auc"] <= 1
+    assert record["metrics"]["pretrain"]["epochs"] == 1
+
+
 def _with_fixed_teacher(original):
     def run(*args, **kwargs):
         with pytest.MonkeyPatch.context() as patch:
@@ -285,3 +320,21 @@ def test_reference_pseudo_label_pairs_each_row_with_the_control_of_its_teacher()
     assert reference_row(row("ddpm", "teacher soft"), group, "pseudo-label") is soft
     assert reference_row(everything, group, "pseudo-label") is hard
     assert Settings(reference="pseudo-label").references() == ["none", "pseudo-label"]
+
+
+def test_the_whole_pool_variant_is_labelled_by_what_it_adds_not_by_a_count_policy():
+    from synthmed.spec import method_label
+
+    def label(method: str, count: str | None) -> str:
+        spec = RunSpec(
+            "pneumoniamnist",
+            method=method,
+            method_params={"count": count} if count else {},
+            unlabelled="all",
+            synthesis=SyntheticLevers(teacher="hard", synthetic_per_class=150),
+        )
+        return method_label(dataclasses.asdict(spec))
+
+    assert label("pseudo-label", "all") == "pseudo-label teacher hard count=all"
+    assert label("pseudo-label", None) == "pseudo-label 150/class teacher hard"
+    assert label("ddpm", None) == "ddpm 150/class teacher hard"

@@ -257,7 +257,7 @@ def test_unlabelled_images_train_with_the_null_class_only(monkeypatch):
     monkeypatch.setattr(DDPM, "train_step", watched)
     data = toy(n_train=32)
     unlabelled = np.full((16, 28, 28), 255, dtype=np.uint8)  # all-white: told apart from the labelled images
-    model = _ddpm(use_unlabelled=True).fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    model = _ddpm(use_unlabelled=True).fit_with_unlabelled(data.train.images, data.train.labels, unlabelled, seed=0)
     assert len(calls) == 3
     rows = [(bool((x_i == 1).all()), c_i, l_i) for x, c, labels in calls for x_i, c_i, l_i in zip(x, c, labels)]
     assert any(white for white, _, _ in rows) and not all(white for white, _, _ in rows)
@@ -270,11 +270,11 @@ def test_with_use_unlabelled_off_the_fit_ignores_them_and_keeps_its_cache_key(tm
     data = toy(n_train=32)
     unlabelled = np.full((16, 28, 28), 255, dtype=np.uint8)
     without = _ddpm().fit(data.train.images, data.train.labels, seed=0)
-    ignoring = _ddpm().fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    ignoring = _ddpm().fit_with_unlabelled(data.train.images, data.train.labels, unlabelled, seed=0)
     assert ignoring.n_unlabelled_ == 0 and "unlabelled_images" not in ignoring.diagnostics()
     assert all(torch.equal(v, _weights(ignoring)[k]) for k, v in _weights(without).items())
     assert "use_unlabelled" not in without.config()  # the preset's new default leaves cache keys as they were
-    using = _ddpm(use_unlabelled=True).fit(data.train.images, data.train.labels, seed=0, unlabelled=unlabelled)
+    using = _ddpm(use_unlabelled=True).fit_with_unlabelled(data.train.images, data.train.labels, unlabelled, seed=0)
     assert using.config()["use_unlabelled"] is True
     assert not all(torch.equal(v, _weights(using)[k]) for k, v in _weights(without).items())
     using.save(tmp_path / "g.pt")
@@ -303,7 +303,7 @@ def test_poisoned_unlabelled_labels_change_nothing_but_the_audit():
         for part in ("images", "labels"):
             assert np.array_equal(getattr(getattr(clean, split), part), getattr(getattr(poisoned, split), part))
     fits = [
-        _ddpm(use_unlabelled=True).fit(s.train.images, s.train.labels, seed=0, unlabelled=s.unlabelled)
+        _ddpm(use_unlabelled=True).fit_with_unlabelled(s.train.images, s.train.labels, s.unlabelled, seed=0)
         for s in (clean, poisoned)
     ]
     assert all(torch.equal(v, _weights(fits[1])[k]) for k, v in _weights(fits[0]).items())
@@ -319,7 +319,9 @@ def test_a_run_gives_its_generator_the_unlabelled_images_only_where_it_uses_them
     subset = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=8)
     plain = make_subset(data, "fraction", seed=0, fraction=0.25)
     seen: list[object] = []
-    monkeypatch.setattr(DDPM, "fit", lambda self, *a, unlabelled=None, **k: seen.append(unlabelled) or self)
+    monkeypatch.setattr(
+        DDPM, "fit", lambda self, *a, **k: seen.append(getattr(self, "_unlabelled_pending", None)) or self
+    )
     monkeypatch.setattr(DDPM, "save", lambda self, path: None)
     fit_generator(_ddpm(use_unlabelled=True), data, subset, 0, tmp_path / "a")
     fit_generator(_ddpm(), data, subset, 0, tmp_path / "b")
@@ -327,3 +329,100 @@ def test_a_run_gives_its_generator_the_unlabelled_images_only_where_it_uses_them
     using = _ddpm(use_unlabelled=True)
     assert generator_key(using, data, subset, 0) != generator_key(using, data, plain, 0)
     assert generator_key(_ddpm(), data, subset, 0) == generator_key(_ddpm(), data, plain, 0)
+
+
+# ---------------------------------------------------------------------------------------- the share of a batch
+
+
+def test_without_unlabelled_images_the_batches_are_the_plain_seeded_permutation():
+    from synthmed.augment.generative import _BatchPlan
+
+    plan = _BatchPlan(21, 21, {"batch_size": 4}, torch.Generator().manual_seed(3))
+    order = torch.randperm(21, generator=torch.Generator().manual_seed(3))
+    batches = plan.epoch()
+    assert torch.equal(torch.cat(batches), order[:20]) and [len(b) for b in batches] == [4] * 5  # a batch of 1 dropped
+    assert plan.per_epoch == 5 and plan.images_per_epoch == 20
+
+
+def test_unlabelled_images_fill_their_share_of_every_batch_and_each_is_used_before_any_repeats():
+    from synthmed.augment.generative import _BatchPlan
+
+    n_labelled, n_unlabelled = 30, 1000
+    plan = _BatchPlan(n_labelled + n_unlabelled, n_labelled, {"batch_size": 8, "unlabelled_share": 0.25}, None)
+    plan.generator = torch.Generator().manual_seed(0)
+    epochs = [plan.epoch() for _ in range(3)]
+    for batches in epochs:
+        labelled = torch.cat([b[b < n_labelled] for b in batches])
+        assert sorted(labelled.tolist()) == list(range(n_labelled))  # an epoch: one pass over the labelled images
+        assert all((b >= n_labelled).sum() == 2 for b in batches) and len(batches) == plan.per_epoch == 5
+    used = torch.cat([b[b >= n_labelled] for batches in epochs for b in batches])
+    assert len(used) == len(set(used.tolist())) == 30  # no unlabelled image twice while others wait
+    small = _BatchPlan(30 + 3, 30, {"batch_size": 8}, torch.Generator().manual_seed(0))  # default share: half
+    assert all((b >= 30).sum() == 4 for b in small.epoch())
+
+
+def test_a_bad_share_is_a_one_line_error():
+    from synthmed.augment import create_augmenter
+
+    for bad in (0, 1, 1.5, "half"):
+        with pytest.raises(SynthmedError, match="unlabelled_share") as err:
+            create_augmenter("cvae", unlabelled_share=bad).check()
+        assert "\n" not in str(err.value)
+
+
+def test_the_conditional_vae_trains_unlabelled_images_with_an_empty_label_input(monkeypatch, tmp_path):
+    from synthmed.augment import create_augmenter
+    from synthmed.augment.vae import ConditionalVAE
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    step = ConditionalVAE.train_step
+
+    def watched(self, x, cond, generator):
+        seen.append((x.clone(), cond.clone()))
+        return step(self, x, cond, generator)
+
+    monkeypatch.setattr(ConditionalVAE, "train_step", watched)
+    data = toy(n_train=32)
+    white = np.full((40, 28, 28), 255, dtype=np.uint8)
+    params = {"epochs": 2, "batch_size": 8, "latent_dim": 4, "hidden": (16,)}
+    model = create_augmenter("cvae", use_unlabelled=True, **params)
+    model.fit_with_unlabelled(data.train.images, data.train.labels, white, seed=0)
+    rows = [(bool((x_i == 1).all()), c_i) for x, c in seen for x_i, c_i in zip(x, c)]
+    assert len(seen) == 2 * 8  # two passes over 32 labelled images, 4 per batch
+    assert sum(is_white for is_white, _ in rows) == 64
+    assert all((c.sum() == 0) == is_white for is_white, c in rows), "no class for unlabelled images only"
+    assert model.diagnostics()["unlabelled_images"] == 40 and model.config()["use_unlabelled"] is True
+    plain = create_augmenter("cvae", **params)
+    plain.fit_with_unlabelled(data.train.images, data.train.labels, white, seed=0)
+    assert plain.n_unlabelled_ == 0 and "use_unlabelled" not in plain.config()  # off: ignored, configs as before
+    assert model.sample({0: 2, 1: 2}, seed=0)[0].shape == (4, 28, 28)
+
+
+def test_a_run_gives_the_conditional_vae_its_unlabelled_images(tmp_path):
+    from synthmed.augment import create_augmenter
+    from synthmed.experiment.synthetic_set import fit_generator
+
+    data = toy(n_train=64)
+    subset = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=8)
+    params = {"epochs": 1, "batch_size": 8, "latent_dim": 4, "hidden": (16,), "use_unlabelled": True}
+    fitted, cached, _, path = fit_generator(create_augmenter("cvae", **params), data, subset, 0, tmp_path)
+    assert not cached and fitted.n_unlabelled_ == 8
+    again, cached, _, _ = fit_generator(create_augmenter("cvae", **params), data, subset, 0, tmp_path)
+    assert cached and again.diagnostics()["unlabelled_images"] == 8
+
+
+def test_a_run_records_the_class_balance_of_its_unlabelled_images_and_the_report_says_it(tmp_path, monkeypatch):
+    from synthmed.experiment.runner import Runner
+    from synthmed.report.sections import header
+
+    data = toy(n_train=120)
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    spec = RunSpec("toy", protocol="fraction", fraction=0.2, unlabelled=30, epochs=1, precision="fp32")
+    record = Runner(tmp_path / "out", device="cpu").run(spec)
+    subset = make_subset(data, "fraction", seed=0, fraction=0.2, unlabelled=30)
+    expected = dict(zip(data.class_names, subset.unlabelled_balance(2)))
+    assert record["metrics"]["unlabelled"] == {"images": 30, "per_class": expected}
+    line = header([record])[-1]
+    assert line.startswith("unlabelled images: 30 per run in 1 runs") and f"a {expected['a'] / 30:.0%}" in line
+    plain = Runner(tmp_path / "plain", device="cpu").run(RunSpec("toy", protocol="fraction", fraction=0.2, epochs=1))
+    assert "unlabelled" not in plain["metrics"] and not header([plain])[-1].startswith("unlabelled")

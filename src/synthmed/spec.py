@@ -166,7 +166,7 @@ class SyntheticLevers:
         label="tstr",
         help="Also train the classifier on the synthetic images alone (train on synthetic, test on real: TSTR, "
         "Esteban et al. 2017), selected on the real validation split; records tstr_auc and tstr_acc. With "
-        "--balance, every class is drawn at the majority count for it.",
+        "--balance, every class is drawn at the majority count for it; with --teacher, on the teacher's labels.",
     )
     pretrain_on_synthetic: bool = setting(
         False,
@@ -206,6 +206,11 @@ class SyntheticLevers:
             raise SynthmedError(
                 "--tstr and --pretrain-on-synthetic with --balance draw every class afresh, unfiltered; "
                 "drop --min-confidence or use --synthetic-per-class"
+            )
+        if (self.tstr or self.pretrain_on_synthetic) and self.balance and self.teacher is not None:
+            raise SynthmedError(
+                "--tstr and --pretrain-on-synthetic with --balance draw every class afresh, without teacher labels; "
+                "drop --teacher or use --synthetic-per-class"
             )
         if self.select_generator is not None and self.track_fid_every is None:
             raise SynthmedError(
@@ -576,14 +581,27 @@ def lever_parts(config: dict) -> list[str]:
     ``class-weight balanced``)."""
     levers = config.get("synthesis") or {}
     parts = []
+    whole_pool = adds_whole_pool(config)
     for name in fields():
         if meta(name).section == "recipes":  # how the classifier is trained: ``recipe_label``, not the method's
+            continue
+        if whole_pool and name in COUNT_FIELDS:  # no count policy applies: ``count=all`` says what it adds
             continue
         fmt = meta(name).label
         value = levers.get(name) if name in SYNTHESIS_FIELDS else config.get(name)
         if fmt and value is not None and value != default_of(name):
             parts.append(fmt.format(value))
     return parts
+
+
+#: the levers that set how many images a synthetic set adds per class
+COUNT_FIELDS = ("synthetic_per_class", "synthetic_ratio", "balance")
+
+
+def adds_whole_pool(config: dict) -> bool:
+    """Whether the run is ``pseudo-label -p count=all``, which adds every unlabelled image its teacher kept, so
+    that no count policy applies to it (nor belongs in its label)."""
+    return config.get("method") == "pseudo-label" and (config.get("method_params") or {}).get("count") == "all"
 
 
 #: the levers that decide what a synthetic set adds to training (how many images of which class, at what weight,

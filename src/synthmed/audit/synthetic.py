@@ -158,8 +158,10 @@ def audit_set(
 
 def with_tstr(audit: SyntheticAudit, fit: FitResult, labels: np.ndarray, n_classes: int) -> SyntheticAudit:
     """``audit`` with the scores of a classifier trained on the synthetic images alone (``labels``: the images it
-    trained on), tested on the real test split (TSTR)."""
-    counts = np.bincount(labels, minlength=n_classes)
+    trained on: classes, or a teacher's probabilities, counted by their top class), tested on the real test split
+    (TSTR)."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.argmax(1) if labels.ndim == 2 else labels, minlength=n_classes)
     return dataclasses.replace(
         audit,
         tstr_auc=fit.test["auc"],

@@ -12,7 +12,9 @@ embedding) and the noise schedules (``DDPMScheduler`` for training, ``DDIMSchedu
   probability ``label_dropout``; sampling predicts eps = (1 + w) eps(x, c) - w eps(x, null) at guidance scale ``w``
   (``guidance=0`` is the plainly conditional model and needs one pass per step);
 - unlabelled images (``use_unlabelled``, off by default): trained with the null class only, so they teach the
-  unconditional score that guidance contrasts with the conditional one, never a class;
+  unconditional score that guidance contrasts with the conditional one, never a class; they fill
+  ``unlabelled_share`` of every batch (half by default), so thousands of them do not crowd out a few hundred
+  labelled images;
 - an EMA of the UNet's weights that sampling uses (``ema``, on by default: the live weights of a short run are noisy);
 - deterministic DDIM sampling (eta = 0) from seeded noise in ``ddim_steps`` (10-50) steps, bf16 autocast where the
   hardware runs it fast.
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmed.augment.base import register
-from synthmed.augment.generative import TorchGenerator
+from synthmed.augment.generative import UNLABELLED_PARAMS, TorchGenerator
 from synthmed.errors import SynthmedError
 from synthmed.train.device import resolve_precision
 
@@ -47,7 +49,7 @@ _COMMON: dict[str, Any] = {
     "label_dropout": 0.1,
     "warmup": 100,
     "precision": "auto",
-    "use_unlabelled": False,
+    **UNLABELLED_PARAMS,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "ddpm": {
@@ -92,7 +94,8 @@ class DDPM(TorchGenerator):
     """A class-conditional DDPM on MONAI (see the module docstring)."""
 
     ema_nets = ("unet",)
-    late_params = {"use_unlabelled": False}
+    takes_unlabelled = True
+    late_params = UNLABELLED_PARAMS
 
     def check(self) -> None:
         super().check()
@@ -110,8 +113,6 @@ class DDPM(TorchGenerator):
             problems.append(
                 "channels, attention and norm_groups (one attention flag per level, channels divisible by norm_groups)"
             )
-        if not isinstance(p["use_unlabelled"], bool):
-            problems.append(f"use_unlabelled={p['use_unlabelled']!r} (true or false)")
         if p["precision"] not in ("auto", "fp32", "bf16"):
             problems.append(f"precision={p['precision']!r} (auto, fp32 or bf16)")
         if problems:
@@ -155,22 +156,16 @@ class DDPM(TorchGenerator):
         *,
         seed: int = 0,
         monitor: Any = None,
-        unlabelled: np.ndarray | None = None,
     ) -> DDPM:
-        """Train on the labelled images with their class and, with ``use_unlabelled``, on ``unlabelled`` images
-        with the null class only (ignored otherwise); ``epochs`` then counts passes over both."""
+        """Train on the labelled images with their class and, given by ``fit_with_unlabelled`` with
+        ``use_unlabelled``, on unlabelled images with the null class only, ``unlabelled_share`` of every batch;
+        ``epochs`` then counts passes over the labelled images."""
         schedulers = _monai("networks.schedulers")
         self.scheduler_ = schedulers.DDPMScheduler(
             num_train_timesteps=self.params["timesteps"], schedule=self.params["schedule"]
         )
-        used = unlabelled if self.params["use_unlabelled"] else None
-        self._fit(images, labels, seed, monitor, unlabelled=used)
+        super().fit(images, labels, seed=seed, monitor=monitor)
         return self
-
-    def diagnostics(self) -> dict[str, Any]:
-        """The base's, plus how many unlabelled images the generator trained on (when ``use_unlabelled``)."""
-        seen = {"unlabelled_images": self.n_unlabelled_} if self.params["use_unlabelled"] else {}
-        return super().diagnostics() | seen
 
     def _precision(self) -> str:
         return resolve_precision(self.params["precision"], self.device_)

@@ -81,6 +81,10 @@ def check_params(name: str, params: dict[str, Any]) -> None:
     for key in ("sn_generator", "sn_discriminator"):
         if key in p and not isinstance(p[key], bool):
             raise fail(key, "true or false")
+    if "use_unlabelled" in p and not isinstance(p["use_unlabelled"], bool):
+        raise fail("use_unlabelled", "true or false")
+    if "unlabelled_share" in p and not _real(p["unlabelled_share"], 0, 1, low_open=True, high_open=True):
+        raise fail("unlabelled_share", "a share of each batch in (0, 1), e.g. 0.5")
     if "optimizer" in p and p["optimizer"] not in ("adam", "rmsprop"):
         raise fail("optimizer", "adam or rmsprop")
     for key in ("g_activation", "d_activation"):
@@ -122,6 +126,56 @@ def _unlabelled_images(name: str, unlabelled: np.ndarray | None, images: np.ndar
     return unlabelled
 
 
+#: The hyper-parameters of a method that can learn from unlabelled images (``takes_unlabelled``), at their defaults:
+#: off, and when on, half of every batch unlabelled (however many there are, so a few hundred labelled images are not
+#: drowned by thousands of unlabelled ones). Late parameters: configs at the defaults read as before they existed.
+UNLABELLED_PARAMS: dict[str, Any] = {"use_unlabelled": False, "unlabelled_share": 0.5}
+
+
+class _BatchPlan:
+    """The batches of a fit's epochs, as index tensors into its images (the labelled ones first, then unlabelled).
+
+    Without unlabelled images: a seeded permutation per epoch sliced into batches, a final batch of one image dropped
+    (BatchNorm cannot train on it). With them, every batch holds ``unlabelled_share`` of unlabelled images, drawn
+    from a stream of seeded permutations of their own, beside the labelled images of one seeded pass per epoch."""
+
+    def __init__(self, n: int, n_labelled: int, params: dict[str, Any], generator: torch.Generator) -> None:
+        self.n, self.n_labelled, self.generator = n, min(n_labelled, n), generator
+        self.batch = int(params["batch_size"])
+        self.n_unlabelled_per_batch = 0
+        if self.n > self.n_labelled:
+            share = float(params.get("unlabelled_share", UNLABELLED_PARAMS["unlabelled_share"]))
+            self.n_unlabelled_per_batch = min(self.batch - 1, max(1, round(share * self.batch)))
+            self.n_used = self.n_labelled
+            self.per_epoch = -(-self.n_labelled // (self.batch - self.n_unlabelled_per_batch))
+            self.images_per_epoch = self.per_epoch * self.batch  # what ``step_budget`` converts epochs with
+        else:
+            self.n_used = n - 1 if n % self.batch == 1 else n
+            self.per_epoch = -(-self.n_used // self.batch)
+            self.images_per_epoch = self.n_used
+        self._stream = torch.empty(0, dtype=torch.long)
+
+    def epoch(self) -> list[torch.Tensor]:
+        """One epoch's batches of indices."""
+        if not self.n_unlabelled_per_batch:
+            order = torch.randperm(self.n, generator=self.generator)
+            return [order[i : min(i + self.batch, self.n_used)] for i in range(0, self.n_used, self.batch)]
+        labelled = torch.randperm(self.n_labelled, generator=self.generator)
+        step = self.batch - self.n_unlabelled_per_batch
+        return [
+            torch.cat([labelled[i : i + step], self.n_labelled + self._unlabelled(self.n_unlabelled_per_batch)])
+            for i in range(0, self.n_labelled, step)
+        ]
+
+    def _unlabelled(self, k: int) -> torch.Tensor:
+        """The next ``k`` unlabelled images (0-based among them), each used once before any is reused."""
+        while len(self._stream) < k:
+            fresh = torch.randperm(self.n - self.n_labelled, generator=self.generator)
+            self._stream = torch.cat([self._stream, fresh])
+        taken, self._stream = self._stream[:k], self._stream[k:]
+        return taken
+
+
 class TorchGenerator(Augmenter):
     """A generative augmenter made of torch networks trained on the real training subset.
 
@@ -135,6 +189,9 @@ class TorchGenerator(Augmenter):
     #: Networks of which ``params["ema"]`` (a decay in (0, 1)) keeps an exponential moving average, ``ema_NAME``,
     #: that sampling uses instead of the live weights.
     ema_nets: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``train_step`` reads an all-zero condition as "no class", so that ``-p use_unlabelled=true`` may add
+    #: unlabelled images to the fit (DDPM's null class; the conditional VAE's empty label input).
+    takes_unlabelled: ClassVar[bool] = False
 
     def check(self) -> None:
         check_params(self.name, self.params)
@@ -215,13 +272,31 @@ class TorchGenerator(Augmenter):
         of the main training phase; its non-empty results are kept in ``monitor_history_`` and saved with the
         model; its ``finish(model)``, if it has one, runs when training ends (e.g. to restore the selected
         checkpoint)."""
-        return self._fit(images, labels, seed, monitor)
+        return self._fit(images, labels, seed, monitor, unlabelled=getattr(self, "_unlabelled_pending", None))
+
+    def fit_with_unlabelled(
+        self, images: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, *, seed: int = 0, monitor: Any = None
+    ) -> TorchGenerator:
+        """``fit``, with ``unlabelled`` images too where the method uses them (``uses_unlabelled``: it
+        ``takes_unlabelled`` and ``-p use_unlabelled=true``); ignored otherwise. They pass beside ``fit`` so that
+        a method's own ``fit`` (its set-up before the shared loop) runs unchanged."""
+        self._unlabelled_pending = unlabelled if self.uses_unlabelled else None
+        try:
+            return self.fit(images, labels, seed=seed, monitor=monitor)
+        finally:
+            self._unlabelled_pending = None
+
+    @property
+    def uses_unlabelled(self) -> bool:
+        """Whether a fit trains on the unlabelled images it is given (``-p use_unlabelled=true``)."""
+        return self.takes_unlabelled and bool(self.params.get("use_unlabelled"))
 
     def _fit(
         self, images: np.ndarray, labels: np.ndarray, seed: int, monitor: Any, unlabelled: np.ndarray | None = None
     ) -> TorchGenerator:
         """``fit``, plus ``unlabelled`` images trained with an all-zero condition after the labelled ones: only for
-        a method whose ``train_step`` reads that condition as "no class" (DDPM's null class). The fitted model
+        a method whose ``train_step`` reads that condition as "no class" (``takes_unlabelled``). They fill
+        ``unlabelled_share`` of every batch; an epoch is then one pass over the labelled images. The fitted model
         counts them in ``n_unlabelled_``."""
         self.check()
         images, labels = check_training_data(self.name, images, labels)
@@ -239,6 +314,7 @@ class TorchGenerator(Augmenter):
         self.n_unlabelled_ = len(extra)
         x = to_tensor(images).to(self.device_)
         cond = one_hot(torch.from_numpy(labels), self.n_classes_).to(self.device_)
+        self._n_labelled = len(x)
         if len(extra):
             x = torch.cat([x, to_tensor(extra).to(self.device_)])
             cond = torch.cat([cond, torch.zeros(len(extra), self.n_classes_, device=self.device_)])
@@ -257,8 +333,10 @@ class TorchGenerator(Augmenter):
         return self
 
     def diagnostics(self) -> dict[str, Any]:
+        """FID over epochs where it was tracked, and how many unlabelled images the fit used where it could."""
         history = getattr(self, "monitor_history_", None)
-        return {"fid_over_epochs": history} if history else {}
+        seen = {"unlabelled_images": getattr(self, "n_unlabelled_", 0)} if self.uses_unlabelled else {}
+        return ({"fid_over_epochs": history} if history else {}) | seen
 
     def _train(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator, epochs: int | None = None
@@ -270,21 +348,18 @@ class TorchGenerator(Augmenter):
         cut short. ``epochs`` as an argument lets a method run the loop more than once, e.g. BAGAN-GP's autoencoder
         pre-training and then its adversarial phase; each run starts a fresh ``history_``."""
         self.history_, self._step = [], 0
-        batch, n = self.params["batch_size"], len(x)
-        n_used = n - 1 if n % batch == 1 else n  # a final batch of one image breaks BatchNorm: drop it
-        steps = self.step_budget(n_used) if epochs is None else None
-        per_epoch = -(-n_used // batch)
-        total = -(-steps // per_epoch) if steps else (self.params["epochs"] if epochs is None else epochs)
+        batches = _BatchPlan(len(x), getattr(self, "_n_labelled", len(x)), self.params, generator)
+        steps = self.step_budget(batches.images_per_epoch) if epochs is None else None
+        total = -(-steps // batches.per_epoch) if steps else (self.params["epochs"] if epochs is None else epochs)
         for epoch in range(1, total + 1):
             self._epoch = epoch
             self.nets_.train()
-            order = torch.randperm(n, generator=generator).to(self.device_)
             sums: dict[str, float] = {}
             seen: dict[str, int] = {}
-            for start in range(0, n_used, batch):
+            for idx in batches.epoch():
                 if steps and self._step >= steps:
                     break
-                idx = order[start : min(start + batch, n_used)]
+                idx = idx.to(self.device_)
                 self._step += 1
                 for key, value in self.train_step(x[idx], cond[idx], generator).items():
                     sums[key] = sums.get(key, 0.0) + value * len(idx)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthmed.augment.base import register
-from synthmed.augment.generative import TorchGenerator
+from synthmed.augment.generative import UNLABELLED_PARAMS, TorchGenerator
 from synthmed.nets.generators import build_decoder, build_encoder
 
 
@@ -28,13 +28,36 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 #: Widths and the latent size are ours. ``conv-cvae`` (ours): DCGAN-style convolutional encoder / decoder, label
 #: maps as extra encoder input channels, on the same schedule.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cvae": {"arch": "fc", "epochs": 300, "lr": 1e-3, "batch_size": 128, "latent_dim": 32, "hidden": (512, 256)},
-    "conv-cvae": {"arch": "conv", "epochs": 300, "lr": 1e-3, "batch_size": 128, "latent_dim": 32, "width": 32},
+    "cvae": {
+        "arch": "fc",
+        "epochs": 300,
+        "lr": 1e-3,
+        "batch_size": 128,
+        "latent_dim": 32,
+        "hidden": (512, 256),
+        **UNLABELLED_PARAMS,
+    },
+    "conv-cvae": {
+        "arch": "conv",
+        "epochs": 300,
+        "lr": 1e-3,
+        "batch_size": 128,
+        "latent_dim": 32,
+        "width": 32,
+        **UNLABELLED_PARAMS,
+    },
 }
 
 
 class ConditionalVAE(TorchGenerator):
-    """Q(z | x, c) and P(x | z, c) with a standard normal prior; the negative ELBO per image as the loss."""
+    """Q(z | x, c) and P(x | z, c) with a standard normal prior; the negative ELBO per image as the loss.
+
+    With ``-p use_unlabelled=true`` unlabelled images train with an all-zero label input (no class): the encoder and
+    decoder learn the images' structure from every image, the label pathway from the labelled ones only; an epoch
+    is then one pass over the labelled images, ``unlabelled_share`` of every batch unlabelled."""
+
+    takes_unlabelled = True
+    late_params = UNLABELLED_PARAMS
 
     def build(self, channels: int, size: int, n_classes: int) -> dict[str, nn.Module]:
         p, z = self.params, self.params["latent_dim"]

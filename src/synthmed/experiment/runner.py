@@ -23,7 +23,7 @@ import numpy as np
 
 from synthmed.audit.synthetic import with_tstr
 from synthmed.augment import Kind, create_augmenter
-from synthmed.data import Dataset, Split, Subset, load_dataset, make_subset
+from synthmed.data import Dataset, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
 from synthmed.experiment.execution import Execution
@@ -340,13 +340,27 @@ class Runner:
         )
         synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
         alone = None
+
+        def train_alone(images_labels: tuple[np.ndarray, np.ndarray], seed: int) -> FitResult:
+            """A classifier of the synthetic images alone: no real training image, the synthetic set passed as
+            such, so a teacher's soft labels train as they do beside real images."""
+            nothing_real = subset.train.subset(np.arange(0))
+            return train_classifier(
+                nothing_real,
+                subset.val,
+                subset.test,
+                data.n_classes,
+                data.task,
+                train_config,
+                seed=seed,
+                synthetic=images_labels,
+            )
+
         if synthesis is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
             status("classifier on the synthetic images alone")
             levers = spec.synthesis
-            alone = Split(*synthetic_only_set(synthesis, subset.train.labels, data.n_classes, levers, spec.seed))
-            synthetic_only = train_classifier(
-                alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=spec.seed
-            )
+            alone = synthetic_only_set(synthesis, subset.train.labels, data.n_classes, levers, spec.seed)
+            synthetic_only = train_alone(alone, seed=spec.seed)
 
         def member(k: int) -> FitResult:
             """One classifier of the run (member 0 trains on the run's seed itself, so one member is the plain run)."""
@@ -355,13 +369,7 @@ class Runner:
             on_member_epoch = on_epoch and (lambda row: on_epoch({**row, "epoch": row["epoch"] + shift}))
             status("classifier" if recipe.ensemble == 1 else f"classifier {k + 1} of {recipe.ensemble}")
             if alone is not None and synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
-                pretrained = (
-                    synthetic_only
-                    if k == 0
-                    else train_classifier(
-                        alone, subset.val, subset.test, data.n_classes, data.task, train_config, seed=seed
-                    )
-                )
+                pretrained = synthetic_only if k == 0 else train_alone(alone, seed=seed)
                 fit = pretrain_then_train(
                     pretrained,
                     subset.train,
@@ -422,7 +430,7 @@ class Runner:
         if synthesis is not None:
             audit = synthesis.audit
             if synthetic_only is not None and alone is not None:
-                audit = with_tstr(audit, synthetic_only, alone.labels, data.n_classes)
+                audit = with_tstr(audit, synthetic_only, alone[1], data.n_classes)
             metrics["synthetic"] = audit.to_json()
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds
@@ -431,6 +439,12 @@ class Runner:
                 metrics[phase] = fit.extra[phase]
         if robustness:
             metrics["robustness"] = robustness
+        if subset.unlabelled is not None:  # the audit of what --unlabelled drew: true classes no training code read
+            balance = subset.unlabelled_balance(data.n_classes)
+            metrics["unlabelled"] = {
+                "images": len(subset.unlabelled),
+                "per_class": {name: n for name, n in zip(data.class_names, balance)},
+            }
         selected = spec.report_test_selected
         return RunRecord(
             run_id=run_id,

@@ -33,7 +33,6 @@ from synthmed.audit.reference import ReferenceClassifier
 from synthmed.audit.synthetic import FILTER_OVERSAMPLE, audit_set, filter_by_reference
 from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
-from synthmed.augment.diffusion import DDPM
 from synthmed.augment.export import export_synthetic
 from synthmed.augment.generative import TorchGenerator
 from synthmed.augment.pseudo_label import PseudoLabel
@@ -128,9 +127,9 @@ def generator_key(
 
 
 def _unlabelled_for(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
-    """The run's unlabelled images where its generator learns from them (``-p use_unlabelled=true``; ddpm), else
-    None: the images only, never their labels."""
-    if subset.unlabelled is None or not isinstance(augmenter, DDPM) or not augmenter.params["use_unlabelled"]:
+    """The run's unlabelled images where its generator learns from them (``-p use_unlabelled=true``: ddpm, the
+    conditional VAEs), else None: the images only, never their labels."""
+    if subset.unlabelled is None or not isinstance(augmenter, TorchGenerator) or not augmenter.uses_unlabelled:
         return None
     return subset.unlabelled
 
@@ -166,8 +165,10 @@ def fit_generator(
             return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
         start = time.perf_counter()
         unlabelled = _unlabelled_for(augmenter, subset)
-        if isinstance(augmenter, DDPM) and unlabelled is not None:
-            augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor, unlabelled=unlabelled)
+        if unlabelled is not None:
+            augmenter.fit_with_unlabelled(
+                subset.train.images, subset.train.labels, unlabelled, seed=seed, monitor=monitor
+            )
         else:
             augmenter.fit(subset.train.images, subset.train.labels, seed=seed, monitor=monitor)
         seconds = time.perf_counter() - start
@@ -333,9 +334,11 @@ def synthetic_only_set(
     """The images TSTR and ``--pretrain-on-synthetic`` train on alone: the run's synthetic set, or with
     ``--balance`` (which fills only the minority classes, so a classifier trained on it would see one class)
     every class drawn at the majority count from the same fitted generator, the synthetic twin of a balanced
-    training set. Drawn with a seed of its own, so the images the run adds stay what they are."""
+    training set. Drawn with a seed of its own, so the images the run adds stay what they are. The labels are the
+    ones the run trains on (``targets``): the teacher's where ``--teacher`` relabelled the set (``SyntheticLevers``
+    refuses a teacher with ``--balance`` here, whose fresh draw it never labelled)."""
     if not levers.balance:
-        return synthesis.images, synthesis.labels
+        return synthesis.images, synthesis.targets
     majority = int(np.bincount(train_labels, minlength=n_classes).max())
     return synthesis.augmenter.sample({c: majority for c in range(n_classes)}, seed=generator_seed(seed, levers) + 1)
 

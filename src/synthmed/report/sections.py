@@ -182,6 +182,26 @@ def header(records: list[dict]) -> list[str]:
         f"device {', '.join(devices)}",
         f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS),
+        *unlabelled_line(records),
+    ]
+
+
+def unlabelled_line(records: list[dict]) -> list[str]:
+    """The audit of ``--unlabelled``: images per run and their true classes (which no training code read), so a
+    reader sees whether the unlabelled pool was as imbalanced as the labelled one; nothing without it."""
+    drawn = [r["metrics"]["unlabelled"] for r in records if "unlabelled" in (r.get("metrics") or {})]
+    if not drawn:
+        return []
+    per_class: Counter[str] = Counter()
+    for d in drawn:
+        per_class.update(d["per_class"])
+    total = sum(per_class.values()) or 1
+    shares = ", ".join(f"{name} {n / total:.0%}" for name, n in per_class.items())
+    images = sorted({d["images"] for d in drawn})
+    count = str(images[0]) if len(images) == 1 else f"{images[0]}-{images[-1]}"
+    return [
+        f"unlabelled images: {count} per run in {len(drawn)} runs, labels hidden from training; their true "
+        f"classes (audit only): {shares}"
     ]
 
 
