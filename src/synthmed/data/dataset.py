@@ -30,7 +30,9 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A labelled image dataset with official train / val / test splits."""
+    """A labelled image dataset with official train / val / test splits, and optionally images of its own that
+    have no labels (``unlabelled``: an npz's ``unlabelled_images``, a folder's ``unlabelled/``), which only
+    ``--unlabelled`` draws from."""
 
     name: str
     task: str
@@ -42,6 +44,7 @@ class Dataset:
     md5: str | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    unlabelled: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -107,6 +110,19 @@ def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray, n
     if len(labels) == 0:
         raise SynthmedError(f"{where} split is empty; every split needs images")
     return Split(images, labels)
+
+
+def check_unlabelled(where: str, images: np.ndarray, train: np.ndarray, fix: str) -> np.ndarray:
+    """Validate a dataset's own unlabelled images against its training images (same dtype and image shape, so the
+    two can be drawn into one pool); raise a one-line error naming ``where`` and ``fix`` otherwise."""
+    if images.dtype != train.dtype or images.shape[1:] != train.shape[1:]:
+        raise SynthmedError(
+            f"{where} are {images.dtype} {tuple(images.shape[1:])} but the training images are {train.dtype} "
+            f"{tuple(train.shape[1:])}; {fix}"
+        )
+    if len(images) == 0:
+        raise SynthmedError(f"{where} hold no images; {fix}")
+    return images
 
 
 def check_classes_present(name: str, split: str, labels: np.ndarray, class_names: list[str]) -> None:

@@ -1,5 +1,10 @@
 """Image-folder datasets: one sub-folder per class, PNG/JPEG of any size (e.g. the chest X-ray sets of
 Sharma et al. 2022). Decoding and resizing happen once, at load; training only ever sees uint8 arrays.
+
+Images without labels may sit in ``PATH/unlabelled/`` (at any depth below it, as in a class folder), beside the
+class folders or beside ``train/``, ``val/`` and ``test/``: they join no split, and ``--unlabelled`` draws from
+them beside the training images outside a run's labelled subset. So ``unlabelled`` is never a class name at the
+top level.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 SPLIT_RATIOS = (0.75, 0.05, 0.20)
 #: The fewest images of a class the split leaves one of in each of train, val and test.
 MIN_PER_CLASS = 3
+#: The sub-folder of images without labels.
+UNLABELLED = "unlabelled"
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -84,7 +91,8 @@ def _check_enough_per_class(root: Path, labels: np.ndarray, classes: list[str]) 
 
 
 def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None = None) -> Dataset:
-    """Load ``folder:PATH``: PATH/CLASS/*.png, or PATH/{train,val,test}/CLASS/*.png for fixed splits."""
+    """Load ``folder:PATH``: PATH/CLASS/*.png, or PATH/{train,val,test}/CLASS/*.png for fixed splits; optionally
+    PATH/unlabelled/*.png, images without labels."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise SynthmedError(f"image folder {root} does not exist; pass folder:PATH with one sub-folder per class")
@@ -92,7 +100,7 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
         raise SynthmedError(f"size {size} is not supported for image folders; choose 28, 64, 128 or 224")
     presplit = all((root / s).is_dir() for s in SPLITS)
     class_root = root / "train" if presplit else root
-    classes = [d.name for d in _class_dirs(class_root)]
+    classes = [d.name for d in _class_dirs(class_root) if presplit or d.name != UNLABELLED]
     if len(classes) < 2:
         raise SynthmedError(
             f"{class_root} has {len(classes)} class sub-folder(s); a classification set needs two "
@@ -112,7 +120,10 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
     if not every:
         raise SynthmedError(f"{root} holds no PNG/JPEG images under its class sub-folders")
     rgb = _is_rgb(every) if channels is None else channels == 3
-    digest = hashlib.md5("\n".join(str(p.relative_to(root)) for p in every).encode()).hexdigest()
+    unlabelled = _files(root / UNLABELLED) if (root / UNLABELLED).is_dir() else []
+    if (root / UNLABELLED).is_dir() and not unlabelled:
+        raise SynthmedError(f"{root / UNLABELLED} holds no PNG/JPEG images; add images without labels or remove it")
+    digest = hashlib.md5("\n".join(str(p.relative_to(root)) for p in every + unlabelled).encode()).hexdigest()
     if presplit:
         splits = {s: Split(_read(files[s], size, rgb), labels[s]) for s in SPLITS}
     else:
@@ -132,5 +143,6 @@ def load_folder(path: str, size: int = 28, seed: int = 0, channels: int | None =
         md5=digest,
         source=str(root),
         extra={"split_seed": None if presplit else seed, "md5_ok": None},
+        unlabelled=_read(unlabelled, size, rgb) if unlabelled else None,
         **splits,
     )

@@ -186,5 +186,7 @@ def load_medmnist(
         md5=md5,
         source=str(path),
         extra={"md5_ok": md5 == expected_md5(flag, size)},
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
     )

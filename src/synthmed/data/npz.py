@@ -1,5 +1,7 @@
 """Any MedMNIST-layout npz as a dataset, whatever its file name: ``npz:PATH`` (``train_images``, ``train_labels``,
-``val_*``, ``test_*``, as the official files and as ``synthmed generate`` writes them).
+``val_*``, ``test_*``, as the official files and as ``synthmed generate`` writes them), and optionally
+``unlabelled_images``: images of the same dtype and shape without labels, which ``--unlabelled`` draws from
+beside the training images outside a run's labelled subset.
 
 Classes come from the labels (0 .. max), named by a JSON side-car ``PATH.json`` (``{"class_names": [...]}``) or
 by ``classes`` (``--classes a,b,c``), else "0", "1", ...; the task is multi-class unless the side-car says
@@ -12,11 +14,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthmed.data.dataset import MULTI_LABEL, SPLITS, Dataset, check_classes_present, check_split
+from synthmed.data.dataset import (
+    MULTI_LABEL,
+    SPLITS,
+    Dataset,
+    check_classes_present,
+    check_split,
+    check_unlabelled,
+)
 from synthmed.data.medmnist import KEYS, md5sum, read_npz
 from synthmed.errors import SynthmedError
 
 TASKS = ("binary-class", "multi-class", "ordinal-regression", MULTI_LABEL)
+#: The optional key of images without labels.
+UNLABELLED_KEY = "unlabelled_images"
 
 
 def _sidecar(path: Path) -> dict:
@@ -82,6 +93,12 @@ def load_npz(path: str | Path, size: int | None = None, classes: list[str] | Non
     if size is not None and size != side:
         raise SynthmedError(f"{path} holds {side}x{side} images but size {size} was asked for; pass --size {side}")
     check_classes_present(path.stem, "train", splits["train"].labels, names)
+    unlabelled = None
+    if UNLABELLED_KEY in arrays:
+        train = splits["train"].images
+        dims = ", ".join(map(str, ("N", *shape)))
+        fix = f"store {UNLABELLED_KEY} as {train.dtype} ({dims}) like train_images, or drop the key"
+        unlabelled = check_unlabelled(f"{path} {UNLABELLED_KEY}", arrays[UNLABELLED_KEY], train, fix)
     return Dataset(
         name=path.stem,
         task="binary-class" if task == "binary-class" else task,
@@ -90,5 +107,6 @@ def load_npz(path: str | Path, size: int | None = None, classes: list[str] | Non
         md5=md5sum(path),
         source=str(path),
         extra={"md5_ok": None, "format": "npz"},
+        unlabelled=unlabelled,
         **splits,
     )

@@ -1,8 +1,10 @@
 """Protocols: which real images a run may train and select on.
 
 Indices refer to the *pool*, the official train split followed by the official val split
-(index ``i < n_train`` is ``train[i]``, otherwise ``val[i - n_train]``). Every run saves them, and the
-same (dataset, protocol, parameters, seed) always yields the same indices.
+(index ``i < n_train`` is ``train[i]``, otherwise ``val[i - n_train]``), followed, for unlabelled indices only, by
+the dataset's own images without labels (``Dataset.unlabelled``; index ``i >= n_train + n_val`` is
+``unlabelled[i - n_train - n_val]``, and a run that may draw them saves ``unlabelled_own_from``, that first index).
+Every run saves them, and the same (dataset, protocol, parameters, seed) always yields the same indices.
 """
 
 from __future__ import annotations
@@ -32,31 +34,48 @@ class Subset:
     test: Split
     train_indices: np.ndarray
     val_indices: np.ndarray
-    #: images of the training split outside the labelled subset, without their labels (``--unlabelled``)
+    #: images of the training split outside the labelled subset, then any of the dataset's own images without
+    #: labels, all without their labels (``--unlabelled``)
     unlabelled: np.ndarray | None = None
     unlabelled_indices: np.ndarray | None = None
-    #: the unlabelled images' true labels: only for auditing the class balance of what was used, never training
+    #: the unlabelled images' true labels, -1 for the dataset's own (none known): only for auditing the class
+    #: balance of what was used, never training
     unlabelled_audit: np.ndarray | None = None
+    #: the first pool index of the dataset's own unlabelled images (n_train + n_val), where it has any
+    unlabelled_own_from: int | None = None
 
     def indices(self) -> dict:
-        out = {
+        out: dict = {
             "pool": "official train followed by official val",
             "train": self.train_indices.tolist(),
             "val": self.val_indices.tolist(),
         }
         if self.unlabelled_indices is not None:  # absent when off, so earlier subset files read the same
             out["unlabelled"] = self.unlabelled_indices.tolist()
+        if self.unlabelled_own_from is not None:  # only with images of the dataset's own: the same files otherwise
+            out["pool"] += ", then the dataset's own unlabelled images (unlabelled indices only)"
+            out["unlabelled_own_from"] = self.unlabelled_own_from
         return out
 
+    def _known(self) -> np.ndarray:
+        labels = np.asarray(self.unlabelled_audit)
+        return labels.min(1) >= 0 if labels.ndim == 2 else labels >= 0
+
     def unlabelled_balance(self, n_classes: int) -> list[int]:
-        """Unlabelled images per true class (per label, multi-label): the audit of what a run used; no training
-        code reads these labels."""
+        """Unlabelled images per true class (per label, multi-label), over those whose label is known
+        (``unlabelled_unknown`` counts the rest): the audit of what a run used; no training code reads these
+        labels."""
         if self.unlabelled_audit is None:
             return []
-        labels = np.asarray(self.unlabelled_audit)
+        labels = np.asarray(self.unlabelled_audit)[self._known()]
         if labels.ndim == 2:
             return labels.sum(0).astype(int).tolist()
         return np.bincount(labels, minlength=n_classes).tolist()
+
+    @property
+    def unlabelled_unknown(self) -> int:
+        """Unlabelled images without a known label (the dataset's own), which the balance cannot count."""
+        return 0 if self.unlabelled_audit is None else int((~self._known()).sum())
 
 
 def water_fill(total: int, caps: np.ndarray) -> np.ndarray:
@@ -146,29 +165,41 @@ def curve_subset(
 
 
 def unlabelled_subset(
-    n_train: int, train_idx: np.ndarray, val_idx: np.ndarray, count: int | str, seed: int, dataset: str = "the dataset"
+    n_train: int,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    count: int | str,
+    seed: int,
+    dataset: str = "the dataset",
+    n_val: int = 0,
+    n_own: int = 0,
 ) -> np.ndarray:
     """Indices of ``count`` (or ``"all"``) images of the official training split that are neither training nor
-    validation images of the run, drawn without reading any label (so their labels cannot steer the draw), from a
+    validation images of the run, followed by the dataset's own ``n_own`` unlabelled images (pool indices from
+    ``n_train + n_val``), drawn without reading any label (so their labels cannot steer the draw), from a
     seeded stream of their own (the labelled draw is the same with or without them) and nested: a larger count
-    contains a smaller one."""
+    contains a smaller one. Without images of its own the draw is the one it always was."""
     free = np.ones(n_train, dtype=bool)
     free[train_idx[train_idx < n_train]] = False
     free[val_idx[val_idx < n_train]] = False
-    pool = np.flatnonzero(free)
+    outside = np.flatnonzero(free)
+    pool = np.concatenate([outside, n_train + n_val + np.arange(n_own)])
     if not len(pool):
         raise SynthmedError(
             f"--unlabelled: the run trains or selects on every training image of {dataset}, so none is left "
-            "unlabelled; use --protocol lowdata or fraction"
+            "unlabelled; use --protocol lowdata or fraction, or give the dataset images without labels "
+            "(unlabelled_images in its npz, an unlabelled/ sub-folder of its image folder)"
         )
     if count == "all":
         return pool
     if not isinstance(count, int) or count < 1:
         raise SynthmedError(f"--unlabelled {count!r}: give a number of images >= 1 or all")
     if count > len(pool):
+        what = f"training images of {dataset} outside the labelled subset (seed {seed})"
+        if n_own:
+            what = f"unlabelled images of {dataset}: {len(outside)} {what} and {n_own} of its own"
         raise SynthmedError(
-            f"--unlabelled {count} is more than the {len(pool)} training images of {dataset} outside the labelled "
-            f"subset (seed {seed}); give at most {len(pool)} or all"
+            f"--unlabelled {count} is more than the {len(pool)} {what}; give at most {len(pool)} or all"
         )
     order = np.random.default_rng([seed, 20_21, 29]).permutation(pool)
     return np.sort(order[:count])
@@ -216,8 +247,21 @@ def make_subset(
         raise SynthmedError(f"{err}{hint}") from None
     subset = Subset(protocol, params, train, val, data.test, train_idx, val_idx)
     if unlabelled is not None:
-        idx = unlabelled_subset(len(data.train), train_idx, val_idx, unlabelled, seed, data.name)
-        subset.unlabelled, subset.unlabelled_indices = data.train.images[idx], idx
-        subset.unlabelled_audit = data.train.labels[idx].copy()
+        own_from, n_own = len(data.train) + len(data.val), 0 if data.unlabelled is None else len(data.unlabelled)
+        idx = unlabelled_subset(len(data.train), train_idx, val_idx, unlabelled, seed, data.name, len(data.val), n_own)
+        subset.unlabelled_indices, subset.unlabelled_own_from = idx, own_from if n_own else None
+        subset.unlabelled, subset.unlabelled_audit = _unlabelled_images(data, idx, own_from)
         subset.params = {**params, "unlabelled": unlabelled}
     return subset
+
+
+def _unlabelled_images(data: Dataset, idx: np.ndarray, own_from: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images at sorted pool indices ``idx`` and their audit labels: the training split's true labels, then -1
+    (every label -1, multi-label) for the dataset's own images, whose labels nobody knows."""
+    outside, own = idx[idx < own_from], idx[idx >= own_from] - own_from
+    images, labels = data.train.images[outside], data.train.labels[outside].copy()
+    if not len(own):
+        return images, labels
+    assert data.unlabelled is not None  # unlabelled_subset numbers images of its own only where it has some
+    unknown = np.full((len(own), *labels.shape[1:]), -1, dtype=labels.dtype)
+    return np.concatenate([images, data.unlabelled[own]]), np.concatenate([labels, unknown])
