@@ -47,6 +47,8 @@ SETS = ("breastmnist", "pneumoniamnist")
 METHODS = ("none", "oversample")
 SEEDS = tuple(range(100, 110))
 EPOCHS, PATIENCE = 20, 8
+#: the largest ensemble summarised (members 0 .. MAX_MEMBERS - 1 where trained)
+MAX_MEMBERS = 3
 EMA_DECAYS = (0.9, 0.98)
 SWA_FRACTION = 0.5
 MARGIN, ALPHA, POWER = 0.01, 0.05, 0.8
@@ -375,25 +377,73 @@ def summarise() -> dict:
     }
     for dataset in SETS:
         table: dict = {}
-        for k in (1, 3):
-            for name in names:
-                row = _candidate_row(by_key, dataset, name, k, classification_metrics)
-                if row is not None:
-                    table[name if k == 1 else f"{name} ensemble3"] = row
+        for name in names:
+            row = _candidate_row(by_key, dataset, name, 1, classification_metrics)
+            if row is not None:
+                table[name] = row
         out["sets"][dataset] = table
+    singles = _both(out["sets"])
+    best = min(singles, key=lambda n: singles[n]["cpu_hours_to_verdict"]) if singles else None
+    # ensembles of the best single-model candidate and of today's: K members averaged, K x the cost per run
+    for dataset in SETS:
+        for name in sorted({n for n in (best, TODAY) if n}):
+            for k in range(2, MAX_MEMBERS + 1):
+                row = _candidate_row(by_key, dataset, name, k, classification_metrics)
+                if row is not None and row["n_pairs"] >= 2:
+                    out["sets"][dataset][f"{name} ensemble{k}"] = row
+            split = _noise_split(by_key, dataset, name, classification_metrics)
+            if split is not None:
+                out.setdefault("noise_split", {}).setdefault(dataset, {})[name] = split
     out["both"] = _both(out["sets"])
     out["chosen"] = _choose(out)
     return out
 
 
-def _candidate_row(by_key: dict, dataset: str, name: str, k: int, metrics) -> dict | None:
+def _noise_split(by_key: dict, dataset: str, name: str, metrics) -> dict | None:
+    """What an ensemble can and cannot remove from the paired spread, measured on the seeds with two members:
+    Var(Δ, K members) = rest + training / K, where *training* is the variance one trajectory's initialisation and
+    batch order add (what averaging members removes) and *rest* what the seed's data (its subset, its copies)
+    adds beyond it. From K = 1 and K = 2 on the same seeds: training = 2 (V1 − V2), rest = 2 V2 − V1; the predicted
+    paired SD, seeds and CPU hours of K = 3 (cost 3 x a member) follow. Beside it, the spread another test set of
+    the same size would add (the bootstrap), which no seed count removes from a study's figures."""
+    one = _candidate_row(by_key, dataset, name, 1, metrics, members_present=2)
+    two = _candidate_row(by_key, dataset, name, 2, metrics)
+    if one is None or two is None or not one.get("paired_sd_oversample") or not two.get("paired_sd_oversample"):
+        return None
+    v1, v2 = one["paired_sd_oversample"] ** 2, two["paired_sd_oversample"] ** 2
+    training, rest = max(0.0, 2 * (v1 - v2)), max(0.0, 2 * v2 - v1)
+    sd3 = math.sqrt(rest + training / 3)
+    n3 = seeds_needed(sd3) if sd3 > 0 else None
+    per_member = one["cpu_s_per_run"]
+    return {
+        "pairs": two["n_pairs"],
+        "paired_sd_k1": one["paired_sd_oversample"],
+        "paired_sd_k2": two["paired_sd_oversample"],
+        "training_share_of_variance_k1": training / v1 if v1 else None,
+        "sd_training": math.sqrt(training),
+        "sd_rest": math.sqrt(rest),
+        "test_sampling_sd_of_diff": one.get("test_sampling_sd_of_diff"),
+        "predicted_paired_sd_k3": sd3,
+        "predicted_seeds_needed_k3": n3,
+        "predicted_cpu_hours_to_verdict_k3": None if n3 is None else n3 * 3 * per_member * 2 / 3600,
+        "seeds_needed_k1_same_seeds": one.get("seeds_needed"),
+        "cpu_hours_to_verdict_k1_same_seeds": one.get("cpu_hours_to_verdict"),
+    }
+
+
+def _candidate_row(
+    by_key: dict, dataset: str, name: str, k: int, metrics, members_present: int | None = None
+) -> dict | None:
+    """The figures of ``name`` with ``k`` members per run, over the seeds where they exist (``members_present``:
+    only over the seeds that have that many members, so K = 1 and K = 2 compare on the same seeds)."""
     aucs: dict[str, dict[int, float]] = {m: {} for m in METHODS}
     costs: list[float] = []
     for method in METHODS:
         for seed in SEEDS:
-            members = [by_key.get((dataset, method, seed, j)) for j in range(k)]
+            members = [by_key.get((dataset, method, seed, j)) for j in range(max(k, members_present or 0))]
             if any(m is None or name not in m["readouts"] for m in members):
                 continue
+            members = members[:k]
             if k == 1:
                 aucs[method][seed] = members[0]["readouts"][name]["test_auc"]
             else:
@@ -531,7 +581,31 @@ def markdown(summary: dict) -> str:
         both = summary["both"].get(name, {}).get("cpu_hours_to_verdict")
         cells.append(f"{both:.1f}" if both is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + _split_table(summary.get("noise_split") or {}))
+
+
+def _split_table(split: dict) -> list[str]:
+    """Where the paired spread comes from (``_noise_split``): one trajectory's training noise, the rest, and the
+    test set's sampling, with what an ensemble of 3 is predicted to cost."""
+    if not split:
+        return []
+    lines = [
+        "",
+        "| set, candidate | pairs | paired SD, K = 1 / K = 2 | SD from training (init, batch order) | SD of the rest "
+        "| test-set sampling SD | K = 3 predicted: paired SD, seeds, CPU h | K = 1 on these seeds: seeds, CPU h |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, by_name in split.items():
+        for name, r in by_name.items():
+            n3, h3 = r["predicted_seeds_needed_k3"], r["predicted_cpu_hours_to_verdict_k3"]
+            test_sd = r["test_sampling_sd_of_diff"]
+            lines.append(
+                f"| {dataset}, `{name}` | {r['pairs']} | {r['paired_sd_k1']:.4f} / {r['paired_sd_k2']:.4f} "
+                f"| {r['sd_training']:.4f} | {r['sd_rest']:.4f} | {'' if test_sd is None else f'{test_sd:.4f}'} "
+                f"| {r['predicted_paired_sd_k3']:.4f}, {n3}, {'' if h3 is None else f'{h3:.1f}'} "
+                f"| {r['seeds_needed_k1_same_seeds']}, {r['cpu_hours_to_verdict_k1_same_seeds']:.1f} |"
+            )
+    return lines
 
 
 def update_docs(path: Path, summary: dict) -> None:
