@@ -432,6 +432,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
     """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
     seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
     from synthmed.data.medmnist import medmnist_class_names
+    from synthmed.report.claims import claims_blocks
     from synthmed.report.figures import panel_from_maps, robustness_plot
     from synthmed.report.medmnistc import medmnistc_blocks
 
@@ -462,6 +463,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
                 robustness_table(by_method),
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
                 *medmnistc_blocks(by_method, title, index),
+                *claims_blocks(by_method),
             ],
         )
         columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []
