@@ -335,6 +335,5 @@ def test_the_whole_pool_variant_is_labelled_by_what_it_adds_not_by_a_count_polic
         )
         return method_label(dataclasses.asdict(spec))
 
-    assert label("pseudo-label", "all") == "pseudo-label teacher hard count=all"
-    assert label("pseudo-label", None) == "pseudo-label 150/class teacher hard"
-    assert label("ddpm", None) == "ddpm 150/class teacher hard"
+    assert label("pseudo-label", "all") == "pseudo-label +all unlabelled teacher hard count=all"
+    assert label("pseudo-label", None) == "pseudo-label +all unlabelled 150/class teacher hard"

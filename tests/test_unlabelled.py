@@ -42,7 +42,7 @@ def test_the_field_at_its_default_leaves_run_ids_and_labels_as_they_were():
     assert plain.key("md5")[0] == dataclasses.replace(plain, unlabelled=None).key("md5")[0]
     assert plain.key("md5")[0] != dataclasses.replace(plain, unlabelled="all").key("md5")[0]
     config = dataclasses.asdict(dataclasses.replace(plain, unlabelled="all"))
-    assert protocol_label(config) == "lowdata +all unlabelled" and method_label(config) == "ddpm"
+    assert protocol_label(config) == "lowdata" and method_label(config) == "ddpm +all unlabelled"
     assert protocol_label(dataclasses.asdict(plain)) == "lowdata"
 
 
@@ -62,10 +62,50 @@ def test_yaml_and_command_line_set_it_on_the_protocols(tmp_path):
     from synthmed.experiment.grid import expand, load_grid, override
 
     path = tmp_path / "exp.yaml"
-    path.write_text("datasets: pneumoniamnist\nprotocols: {protocol: lowdata, unlabelled: all}\nseeds: [0, 1]\n")
+    path.write_text(
+        "datasets: pneumoniamnist\nprotocols: {protocol: lowdata, unlabelled: all}\nseeds: [0, 1]\n"
+        "methods: [{method: pseudo-label, teacher: hard}]\n"
+    )
     grid = load_grid(path)
     assert {s.unlabelled for s in expand(grid)} == {"all"}
     assert {s.unlabelled for s in expand(override(grid, {"unlabelled": "500"}))} == {500}
+
+
+def test_only_the_runs_that_read_unlabelled_images_draw_them_and_they_pair_with_the_plain_rows(tmp_path):
+    """none, copies and a generator without -p use_unlabelled read no unlabelled image: their runs are the plain
+    runs (same ids, so a study without --unlabelled shares them), a note says so, and every row keeps the protocol
+    of the labelled images, so the rows that read them are compared with the same none."""
+    from synthmed.experiment.grid import expand, load_grid
+    from synthmed.experiment.runner import Runner
+
+    path = tmp_path / "exp.yaml"
+    methods = (
+        "[none, oversample, ddpm, {method: ddpm, params: {use_unlabelled: true}}, "
+        "{method: cvae, params: {use_unlabelled: true}}, {method: pseudo-label, teacher: hard}]"
+    )
+    path.write_text(
+        "datasets: pneumoniamnist\nprotocols: {protocol: lowdata, unlabelled: all}\nreal_curve: [25]\n"
+        f"methods: {methods}\nseeds: [0]\n"
+    )
+    grid = load_grid(path)
+    specs = expand(grid)
+    drawn = {(s.method, bool(s.method_params)): s.unlabelled for s in specs if s.curve_per_class is None}
+    assert drawn == {
+        ("none", False): None,
+        ("oversample", False): None,
+        ("ddpm", False): None,
+        ("ddpm", True): "all",
+        ("cvae", True): "all",
+        ("pseudo-label", False): "all",
+    }
+    assert all(s.unlabelled is None for s in specs if s.curve_per_class is not None)
+    assert any("none, oversample read no unlabelled image" in n for n in grid.notes)
+    path.write_text(path.read_text().replace("{protocol: lowdata, unlabelled: all}", "lowdata"))
+    runner = Runner(tmp_path / "out", device="cpu")
+    plain = {runner.run_id(s) for s in expand(load_grid(path))}
+    assert sum(runner.run_id(s) in plain for s in specs) == 4  # none, oversample, ddpm and the curve point
+    labels = {protocol_label(dataclasses.asdict(s)) for s in specs}
+    assert labels == {"lowdata"}
 
 
 def test_the_command_line_option_takes_text():

@@ -387,8 +387,10 @@ class RunSpec:
         section="protocols",
         low=1,
         words=("all",),
+        label="+{} unlabelled",
         help="N or all: also draw, per seed, this many images of the training split outside the labelled subset "
-        "as unlabelled images (their labels hidden from training, kept only to audit their class balance).",
+        "as unlabelled images (their labels hidden from training, kept only to audit their class balance), for the "
+        "methods that read them (pseudo-label, a generator with -p use_unlabelled=true); the others run as without.",
     )
     curve_per_class: int | None = setting(
         None,
@@ -629,15 +631,14 @@ def method_label(config: dict, params: bool = True) -> str:
 
 
 def protocol_label(config: dict) -> str:
-    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (+ the unlabelled images drawn,
-    ``+all unlabelled``, and the image size if not 28)."""
+    """``lowdata``, ``lowdata 50/class``, ``fraction 0.05 stratified``, ``full`` (and the image size if not 28).
+    The labelled images and the evaluation only: unlabelled images are an input of the methods that read them, so
+    their rows (``ddpm +all unlabelled``) pair with ``none`` of the same protocol."""
     label = config["protocol"]
     if label == "lowdata" and config.get("real_per_class"):
         label += f" {config['real_per_class']}/class"
     if label == "fraction":
         label += f" {config.get('fraction'):g}" + (" stratified" if config.get("stratified") else "")
-    if config.get("unlabelled") is not None:
-        label += f" +{config['unlabelled']} unlabelled"
     if config.get("size", 28) != 28:
         label += f" {config['size']}px"
     return label

@@ -20,6 +20,7 @@ from synthmed.augment.base import (
     create_augmenter,
     method_class,
     preset,
+    reads_unlabelled,
     register,
     takes_teacher,
 )
@@ -33,5 +34,6 @@ __all__ = [
     "method_class",
     "preset",
     "register",
+    "reads_unlabelled",
     "takes_teacher",
 ]

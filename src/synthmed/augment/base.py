@@ -61,6 +61,12 @@ class Augmenter:
         self.name = name
         self.params = params
 
+    @classmethod
+    def reads_unlabelled(cls, params: dict[str, Any]) -> bool:
+        """Whether a run of this method with ``params`` (preset merged) reads the run's unlabelled images; only
+        such runs draw them (``--unlabelled``), so the others stay the plain runs they are."""
+        return False
+
     def check(self) -> None:
         """Refuse invalid hyper-parameters with a one-line error; called before a grid runs and by ``fit``."""
 
@@ -127,6 +133,13 @@ def takes_teacher(name: str) -> bool:
     """Whether ``--teacher`` can label what the method adds: a synthetic set whose labels are not already known."""
     cls = method_class(name)
     return cls.kind is Kind.SET and not cls.labels_known
+
+
+def reads_unlabelled(name: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether a run of ``name`` with ``params`` over its preset reads unlabelled images (``pseudo-label``, or a
+    generator with ``-p use_unlabelled=true``)."""
+    cls = method_class(name)
+    return cls.reads_unlabelled({**_REGISTRY[name][1], **(params or {})})
 
 
 def comma_params() -> frozenset[str]:

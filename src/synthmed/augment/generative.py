@@ -286,10 +286,15 @@ class TorchGenerator(Augmenter):
         finally:
             self._unlabelled_pending = None
 
+    @classmethod
+    def reads_unlabelled(cls, params: dict[str, Any]) -> bool:
+        """A method that ``takes_unlabelled`` reads them with ``-p use_unlabelled=true``."""
+        return cls.takes_unlabelled and params.get("use_unlabelled") is True
+
     @property
     def uses_unlabelled(self) -> bool:
         """Whether a fit trains on the unlabelled images it is given (``-p use_unlabelled=true``)."""
-        return self.takes_unlabelled and bool(self.params.get("use_unlabelled"))
+        return self.reads_unlabelled(self.params)
 
     def _fit(
         self, images: np.ndarray, labels: np.ndarray, seed: int, monitor: Any, unlabelled: np.ndarray | None = None

@@ -28,6 +28,11 @@ class PseudoLabel(Augmenter):
 
     kind = Kind.SET
 
+    @classmethod
+    def reads_unlabelled(cls, params: dict) -> bool:
+        """Always: the unlabelled real images are what it adds."""
+        return True
+
     def check(self) -> None:
         if self.params["count"] not in COUNTS:
             raise SynthmedError(f"pseudo-label -p count={self.params['count']!r}: choose one of {', '.join(COUNTS)}")

@@ -377,7 +377,7 @@ def expand(grid: Grid) -> list[RunSpec]:
     recipe x seed. Levers multiply only methods that add a synthetic set, which alone use them; a grid holding a
     method that needs MC dropout (tsynd) gives every method that method's dropout unless ``dropout`` is set (a
     note says so)."""
-    from synthmed.augment import Kind, method_class, takes_teacher
+    from synthmed.augment import Kind, method_class, reads_unlabelled, takes_teacher
 
     repeated = sorted({seed for seed in grid.seeds if grid.seeds.count(seed) > 1})
     if repeated:
@@ -413,11 +413,12 @@ def expand(grid: Grid) -> list[RunSpec]:
         for params, setting in itertools.product(param_sets, _product(levers)):
             synthesis = SyntheticLevers(**setting)
             synthesis.check()
+            drawn = protocol if reads_unlabelled(entry["method"], params) else _without_unlabelled(protocol)
             for classifier, recipe, seed in itertools.product(grid.classifiers, grid.recipes, grid.seeds):
                 specs.append(
                     RunSpec(
                         dataset=dataset,
-                        **protocol,
+                        **drawn,
                         method=entry["method"],
                         method_params=params,
                         synthesis=synthesis,
@@ -433,7 +434,7 @@ def expand(grid: Grid) -> list[RunSpec]:
         specs.append(
             RunSpec(
                 dataset=dataset,
-                **protocol,
+                **_without_unlabelled(protocol),
                 method="none",
                 curve_per_class=n,
                 classifier=classifier,
@@ -445,7 +446,20 @@ def expand(grid: Grid) -> list[RunSpec]:
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
     _check_protocol_fields(specs)
+    plain = sorted({s.method for s in specs if s.unlabelled is None and s.curve_per_class is None})
+    if any(p.get("unlabelled") is not None for p in grid.protocols) and plain:
+        note = (
+            f"--unlabelled: {', '.join(plain)} read no unlabelled image, so they run as without it (and share "
+            "their runs with it); pseudo-label and generators with -p use_unlabelled=true draw them"
+        )
+        if note not in grid.notes:
+            grid.notes.append(note)
     return specs
+
+
+def _without_unlabelled(protocol: dict) -> dict:
+    """The protocol of a run that reads no unlabelled image: the same labelled images and evaluation, none drawn."""
+    return {k: v for k, v in protocol.items() if k != "unlabelled"}
 
 
 def _check_protocol_fields(specs: list[RunSpec]) -> None:
