@@ -257,7 +257,7 @@ def test_the_bare_flag_still_means_true_and_it_takes_medmnistc(cli, tmp_path, mo
     assert seen["robustness"] == value and type(seen["robustness"]) is type(value)
 
 
-def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_attacked_data():
+def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_attacked_data(tmp_path):
     """Mutual information ahead of entropy on every metric, entropy equal to random latent moves, TSynD ahead of
     none but behind the copies: each claim gets its reading per metric, Holm within the metric's family."""
     from synthmed.report.claims import claim_comparisons, claims_blocks
@@ -287,3 +287,16 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert "holds, n=8" in table.rows[0][1] and "contradicted, n=8" in table.rows[3][2]
     assert "no difference (equivalent), n=8" in table.rows[1][3]
     assert claims_blocks({"none": by_method["none"], "flip": by_method["none"]}) == []
+    from synthmed.report import summary_json
+    from synthmed.store import ResultStore
+
+    (tmp_path / "out").mkdir()
+    with ResultStore(tmp_path / "out" / "results.sqlite") as store:
+        for runs in by_method.values():
+            for r in runs:
+                store.add(r)
+    [group] = summary_json(tmp_path / "out")["groups"]
+    claims = group["tsynd_claims"]
+    assert [c["claim"] for c in claims] == [row[0].split(" (")[0] for row in table.rows]
+    assert claims[0]["metrics"]["clean test AUC"]["reading"] == "holds"
+    assert claims[3]["metrics"]["PGD 2/255 ACC"]["reading"] == "contradicted"

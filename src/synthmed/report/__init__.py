@@ -84,6 +84,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     ``synthmed report --format json`` prints; the README's tables are built from it)."""
     import dataclasses
 
+    from synthmed.report.claims import claims_json
     from synthmed.report.records import load_records
     from synthmed.report.sections import header
     from synthmed.report.summary import by_group, family_text, group_title, summarise
@@ -98,6 +99,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     groups = []
     for key, group in by_group(rows).items():
         first = group[0]["runs"][0]
+        claims = claims_json({row["method"]: row["runs"] for row in group}, settings.margin)
         groups.append(
             {
                 "title": group_title(key),
@@ -128,6 +130,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
                     for row in group
                 ],
             }
+            | ({"tsynd_claims": claims} if claims else {})
         )
     return {
         "settings": dataclasses.asdict(settings),

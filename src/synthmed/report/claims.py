@@ -9,6 +9,8 @@ strength; the claims of one metric are one Holm family. A claim *holds* where th
 
 from __future__ import annotations
 
+import dataclasses
+
 from synthmed.report.medmnistc import TABLE_PGD_EPS_255, medmnistc_columns
 from synthmed.report.model import Paragraph, Table
 from synthmed.report.stats import (
@@ -102,3 +104,17 @@ def claims_blocks(by_method: dict[str, list[dict]], margin: float = 0.01) -> lis
         "seeds leave it undecided. The corrupted and attacked test images are only scored, never used for selection."
     )
     return [table, rule]
+
+
+def claims_json(by_method: dict[str, list[dict]], margin: float = 0.01) -> list[dict]:
+    """The claims as data (``synthmed report --format json``): per claim, its rows and per metric the comparison
+    with its reading; empty where the group holds no pair of the claims' rows."""
+    comparisons = claim_comparisons(by_method, margin)
+    out = []
+    for i, (claim, ahead, behind) in enumerate(present_claims(by_method)):
+        per_metric = {}
+        for title, _ in METRICS:
+            c = comparisons[title][i]
+            per_metric[title] = dataclasses.asdict(c) | {"reading": READING.get(c.verdict, c.verdict)}
+        out.append({"claim": claim, "ahead": ahead, "behind": behind, "metrics": per_metric})
+    return out
