@@ -340,21 +340,13 @@ class Runner:
         )
         synthetic_only = None  # the classifier trained on the synthetic set alone (TSTR, and the pretraining)
         alone = None
+        scored_on = (subset.val, subset.test, data.n_classes, data.task, train_config)  # every phase's selection
 
         def train_alone(images_labels: tuple[np.ndarray, np.ndarray], seed: int) -> FitResult:
             """A classifier of the synthetic images alone: no real training image, the synthetic set passed as
             such, so a teacher's soft labels train as they do beside real images."""
             nothing_real = subset.train.subset(np.arange(0))
-            return train_classifier(
-                nothing_real,
-                subset.val,
-                subset.test,
-                data.n_classes,
-                data.task,
-                train_config,
-                seed=seed,
-                synthetic=images_labels,
-            )
+            return train_classifier(nothing_real, *scored_on, seed=seed, synthetic=images_labels)
 
         if synthesis is not None and (spec.synthesis.tstr or spec.synthesis.pretrain_on_synthetic):
             status("classifier on the synthetic images alone")
@@ -370,25 +362,11 @@ class Runner:
             status("classifier" if recipe.ensemble == 1 else f"classifier {k + 1} of {recipe.ensemble}")
             if alone is not None and synthetic_only is not None and spec.synthesis.pretrain_on_synthetic:
                 pretrained = synthetic_only if k == 0 else train_alone(alone, seed=seed)
-                fit = pretrain_then_train(
-                    pretrained,
-                    subset.train,
-                    subset.val,
-                    subset.test,
-                    data.n_classes,
-                    data.task,
-                    train_config,
-                    seed=seed,
-                    on_epoch=on_member_epoch,
-                )
+                fit = pretrain_then_train(pretrained, subset.train, *scored_on, seed=seed, on_epoch=on_member_epoch)
             else:
                 fit = train_classifier(
                     subset.train,
-                    subset.val,
-                    subset.test,
-                    data.n_classes,
-                    data.task,
-                    train_config,
+                    *scored_on,
                     seed=seed,
                     augmenter=augmenter,
                     synthetic=synthetic,
@@ -397,18 +375,8 @@ class Runner:
                 )
             if spec.synthesis.finetune_epochs and synthetic is not None:
                 status("fine-tuning on real images")
-                fit = fine_tune_on_real(
-                    fit,
-                    subset.train,
-                    subset.val,
-                    subset.test,
-                    data.n_classes,
-                    data.task,
-                    train_config,
-                    spec.synthesis.finetune_epochs,
-                    seed=seed,
-                    on_epoch=on_member_epoch,
-                )
+                epochs = spec.synthesis.finetune_epochs
+                fit = fine_tune_on_real(fit, subset.train, *scored_on, epochs, seed=seed, on_epoch=on_member_epoch)
             return fit
 
         members = [member(k) for k in range(recipe.ensemble)]
