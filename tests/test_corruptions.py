@@ -300,3 +300,13 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert [c["claim"] for c in claims] == [row[0].split(" (")[0] for row in table.rows]
     assert claims[0]["metrics"]["clean test AUC"]["reading"] == "holds"
     assert claims[3]["metrics"]["PGD 2/255 ACC"]["reading"] == "contradicted"
+    from synthmed.report.pages import update_pages
+
+    (tmp_path / "pyproject.toml").write_text("")
+    page = tmp_path / "claim.md"
+    page.write_text("# MI\n<!-- study_table out --no-setting --claims 'mutual.*' -->\n<!-- /study_table -->\n")
+    update_pages([page])
+    lines = page.read_text().splitlines()
+    assert lines[2].startswith("| claim | clean test AUC | MedMNIST-C AUC (mean) | PGD 2/255 ACC |")
+    assert lines[4].startswith("| mutual information > entropy (`tsynd` − `tsynd uncertainty=entropy`) | +0.010")
+    assert "holds, n=8" in lines[4] and len(lines) == 6
