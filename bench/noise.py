@@ -382,8 +382,8 @@ def summarise() -> dict:
             if row is not None:
                 table[name] = row
         out["sets"][dataset] = table
-    singles = _both(out["sets"])
-    best = min(singles, key=lambda n: singles[n]["cpu_hours_to_verdict"]) if singles else None
+    chosen = _choose({"both": _both(out["sets"])})  # the best single model by the rule
+    best = chosen["candidate"] if chosen else None
     # ensembles of the best single-model candidate and of today's: K members averaged, K x the cost per run
     for dataset in SETS:
         for name in sorted({n for n in (best, TODAY) if n}):

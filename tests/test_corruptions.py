@@ -304,7 +304,7 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
 
     (tmp_path / "pyproject.toml").write_text("")
     page = tmp_path / "claim.md"
-    page.write_text("# MI\n<!-- study_table out --no-setting --claims 'mutual.*' -->\n<!-- /study_table -->\n")
+    page.write_text("# MI\n<!-- study_table out --no-setting --claims --methods=mutual.* -->\n<!-- /study_table -->\n")
     update_pages([page])
     lines = page.read_text().splitlines()
     assert lines[2].startswith("| claim | clean test AUC | MedMNIST-C AUC (mean) | PGD 2/255 ACC |")

@@ -106,6 +106,10 @@ def test_only_the_runs_that_read_unlabelled_images_draw_them_and_they_pair_with_
     assert sum(runner.run_id(s) in plain for s in specs) == 4  # none, oversample, ddpm and the curve point
     labels = {protocol_label(dataclasses.asdict(s)) for s in specs}
     assert labels == {"lowdata"}
+    both = path.read_text().replace("protocols: lowdata", "protocols: [lowdata, {protocol: lowdata, unlabelled: 500}]")
+    path.write_text(both)
+    twice = expand(load_grid(path))  # none, copies, ddpm and the curve once; the readers at each count
+    assert len(twice) == len({runner.run_id(s) for s in twice}) == 4 + 2 * 3
 
 
 def test_the_command_line_option_takes_text():
@@ -397,8 +401,10 @@ def test_unlabelled_images_fill_their_share_of_every_batch_and_each_is_used_befo
         assert all((b >= n_labelled).sum() == 2 for b in batches) and len(batches) == plan.per_epoch == 5
     used = torch.cat([b[b >= n_labelled] for batches in epochs for b in batches])
     assert len(used) == len(set(used.tolist())) == 30  # no unlabelled image twice while others wait
-    small = _BatchPlan(30 + 3, 30, {"batch_size": 8}, torch.Generator().manual_seed(0))  # default share: half
-    assert all((b >= 30).sum() == 4 for b in small.epoch())
+    half = _BatchPlan(30 + 100, 30, {"batch_size": 8}, torch.Generator().manual_seed(0))  # default share: half
+    assert all((b >= 30).sum() == 4 for b in half.epoch())
+    few = _BatchPlan(30 + 3, 30, {"batch_size": 8}, torch.Generator().manual_seed(0))  # never more than there are
+    assert all((b >= 30).sum() == 3 and len(set(b.tolist())) == len(b) for b in few.epoch())
 
 
 def test_a_bad_share_is_a_one_line_error():
@@ -466,3 +472,33 @@ def test_a_run_records_the_class_balance_of_its_unlabelled_images_and_the_report
     assert line.startswith("unlabelled images: 30 per run in 1 runs") and f"a {expected['a'] / 30:.0%}" in line
     plain = Runner(tmp_path / "plain", device="cpu").run(RunSpec("toy", protocol="fraction", fraction=0.2, epochs=1))
     assert "unlabelled" not in plain["metrics"] and not header([plain])[-1].startswith("unlabelled")
+
+
+def test_a_run_on_a_dataset_with_its_own_unlabelled_images_records_and_reports_those_of_unknown_class(
+    tmp_path, monkeypatch
+):
+    from synthmed.experiment.runner import Runner
+    from synthmed.report.sections import header
+
+    data = dataclasses.replace(toy(n_train=120), unlabelled=np.full((25, 28, 28), 90, dtype=np.uint8))
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    spec = RunSpec("toy", protocol="full", unlabelled="all", epochs=1, precision="fp32")  # drawn, as a spec says
+    record = Runner(tmp_path / "out", device="cpu").run(spec)
+    assert record["metrics"]["unlabelled"] == {"images": 25, "per_class": {"a": 0, "b": 0}, "unknown": 25}
+    assert header([record])[-1].endswith("classes (audit only): 25 per run of the dataset's own, class unknown")
+    mixed = {"metrics": {"unlabelled": {"images": 30, "per_class": {"a": 5, "b": 0}, "unknown": 25}}}
+    assert "a 100%, b 0% of those with a known class; 25 per run" in header_line(header, mixed)
+
+
+def header_line(header, record: dict) -> str:
+    base = {"total_time": 1.0, "device": "cpu", "precision": "fp32", "created": "x", "versions": {}}
+    return header([{**base, **record}])[-1]
+
+
+def test_references_and_teachers_are_shared_by_runs_with_and_without_unlabelled_images():
+    from synthmed.audit.reference import reference_key
+
+    data = toy(n_train=64)
+    plain = make_subset(data, "fraction", seed=0, fraction=0.25)
+    drawing = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=8)
+    assert reference_key(data, plain, 0, 20) == reference_key(data, drawing, 0, 20)

@@ -117,7 +117,9 @@ def reference_key(data: Dataset, subset: Subset, seed: int, epochs: int) -> dict
         "dataset_md5": data.md5,
         "size": data.size,
         "protocol": subset.protocol,
-        "subset_params": subset.params,
+        # what --unlabelled draws never reaches a reference or teacher (labelled images only), so runs with and
+        # without it share them
+        "subset_params": {k: v for k, v in subset.params.items() if k != "unlabelled"},
         "subset_sha256": hashlib.sha256(indices.encode()).hexdigest(),
         "seed": seed,
         "epochs": epochs,

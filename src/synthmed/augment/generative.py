@@ -145,7 +145,8 @@ class _BatchPlan:
         self.n_unlabelled_per_batch = 0
         if self.n > self.n_labelled:
             share = float(params.get("unlabelled_share", UNLABELLED_PARAMS["unlabelled_share"]))
-            self.n_unlabelled_per_batch = min(self.batch - 1, max(1, round(share * self.batch)))
+            wanted = max(1, round(share * self.batch))  # never more than there are, nor a batch without labels
+            self.n_unlabelled_per_batch = min(self.batch - 1, wanted, self.n - self.n_labelled)
             self.n_used = self.n_labelled
             self.per_epoch = -(-self.n_labelled // (self.batch - self.n_unlabelled_per_batch))
             self.images_per_epoch = self.per_epoch * self.batch  # what ``step_budget`` converts epochs with
@@ -346,7 +347,8 @@ class TorchGenerator(Augmenter):
     def _train(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator, epochs: int | None = None
     ) -> None:
-        """The epoch loop: a seeded permutation per epoch, index-sliced batches, mean losses per epoch; after each
+        """The epoch loop: the batches of ``_BatchPlan`` (a seeded permutation per epoch, index-sliced; with
+        unlabelled images, a labelled pass with their share in every batch), mean losses per epoch; after each
         optimisation step the EMA copies follow the live weights.
 
         The budget is ``epochs``, or (when ``params["steps"]`` is set) that many optimisation steps, the last epoch

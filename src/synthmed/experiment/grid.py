@@ -445,6 +445,7 @@ def expand(grid: Grid) -> list[RunSpec]:
         )
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
+    specs = list({repr(s): s for s in specs}.values())  # protocols differing only in what a run does not draw
     _check_protocol_fields(specs)
     plain = sorted({s.method for s in specs if s.unlabelled is None and s.curve_per_class is None})
     if any(p.get("unlabelled") is not None for p in grid.protocols) and plain:

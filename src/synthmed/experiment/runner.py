@@ -412,7 +412,7 @@ class Runner:
             metrics["unlabelled"] = {
                 "images": len(subset.unlabelled),
                 "per_class": {name: n for name, n in zip(data.class_names, balance)},
-            }
+            } | ({"unknown": subset.unlabelled_unknown} if subset.unlabelled_unknown else {})
         selected = spec.report_test_selected
         return RunRecord(
             run_id=run_id,

@@ -120,6 +120,7 @@ def generator_key(
     }
     return (
         key
+        | ({"unlabelled_batches": "share"} if used is not None else {})  # fits before the share batched otherwise
         | ({"track_fid_every": track_fid_every} if track_fid_every else {})
         | ({"select_generator": "fid"} if select else {})
         | ({"feature_space": feature_space} if track_fid_every and feature_space else {})

@@ -24,7 +24,7 @@ def build_document(out: Path, records: list[dict], settings: Settings | None = N
     pivots = fraction_tables(rows)
     if pivots:
         doc.sections.append(Section("By training fraction", list(pivots)))
-    doc.sections += robustness_sections(out, records)
+    doc.sections += robustness_sections(out, records, settings)
     failures = failed_runs(out, {r["run_id"] for r in records})
     if failures:
         doc.sections.append(
@@ -99,7 +99,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     groups = []
     for key, group in by_group(rows).items():
         first = group[0]["runs"][0]
-        claims = claims_json({row["method"]: row["runs"] for row in group}, settings.margin)
+        claims = claims_json({row["method"]: row["runs"] for row in group}, settings.margin, settings.alpha)
         groups.append(
             {
                 "title": group_title(key),

@@ -56,9 +56,13 @@ def present_claims(by_method: dict[str, list[dict]]) -> list[tuple[str, str, str
     return [(claim, a, b) for claim, a, b in TSYND_CLAIMS if a in by_method and b in by_method]
 
 
-def claim_comparisons(by_method: dict[str, list[dict]], margin: float = 0.01) -> dict[str, list[Comparison]]:
+def claim_comparisons(
+    by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05
+) -> dict[str, list[Comparison]]:
     """Per metric, the Holm-adjusted comparison of each claim whose two rows are both present (paired by seed and
-    precision, as every comparison of the report); an empty mapping where no claim's rows are."""
+    precision, as every comparison of the report), at the report's margin and alpha (which ``--seeds auto`` divides
+    by its looks); an empty mapping where no claim's rows are. The claims of a metric are a family of their own,
+    apart from the results table's, so "TSynD > none" on clean AUC may read differently from its row there."""
     present = present_claims(by_method)
     if not present:
         return {}
@@ -69,47 +73,46 @@ def claim_comparisons(by_method: dict[str, list[dict]], margin: float = 0.01) ->
             base = {(r["seed"], r.get("precision")): figure(r) for r in by_method[behind]}
             pairs = [(figure(r), base.get((r["seed"], r.get("precision")))) for r in by_method[ahead]]
             diffs = [a - b for a, b in pairs if a is not None and b is not None]
-            comparisons.append(compare(diffs, ahead, behind, title, margin=margin))
+            comparisons.append(compare(diffs, ahead, behind, title, margin=margin, alpha=alpha))
         out[title] = adjust(comparisons)
     return out
 
 
-def claims_blocks(by_method: dict[str, list[dict]], margin: float = 0.01) -> list:
+def claim_cell(c: dict) -> str:
+    """One claim on one metric: ``+0.010 [+0.004, +0.016] holds, n=8`` (``c``: a comparison as data, with its
+    reading), or the difference alone for one seed."""
+    if c["n"] < 2:
+        return "–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)"
+    return f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}"
+
+
+def claims_blocks(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> list:
     """The report's answer to TSynD's claims: a table of each claim's paired difference, interval and reading per
     metric, and the rule; nothing where the group holds no pair of the claims' rows."""
-    comparisons = claim_comparisons(by_method, margin)
-    if not comparisons:
+    claims = claims_json(by_method, margin, alpha)
+    if not claims:
         return []
-    claims = present_claims(by_method)
     table = Table(
-        "TSynD's claims (Niemeijer et al. 2024), each a paired difference by seed: mean [95 % CI, unadjusted], "
+        "TSynD's claims (Niemeijer et al. 2024), each a paired difference by seed: mean [interval, unadjusted], "
         f"the reading at its Holm level (each metric's claims one family, ±{margin:g} margin) and the seeds:",
         ["claim", *[title for title, _ in METRICS]],
     )
-    for i, (claim, ahead, behind) in enumerate(claims):
-        cells = [f"{claim} (`{ahead}` − `{behind}`)"]
-        for title, _ in METRICS:
-            c = comparisons[title][i]
-            if c.n == 0:
-                cells.append("–")
-            elif c.n == 1:
-                cells.append(f"{c.mean:+.3f} (1 seed)")
-            else:
-                reading = READING.get(c.verdict, c.verdict)
-                cells.append(f"{c.mean:+.3f} [{c.t_low:+.3f}, {c.t_high:+.3f}] {reading}, n={c.n}")
-        table.rows.append(cells)
+    for claim in claims:
+        label = f"{claim['claim']} (`{claim['ahead']}` − `{claim['behind']}`)"
+        table.rows.append([label, *[claim_cell(claim["metrics"][title]) for title, _ in METRICS]])
     rule = Paragraph(
         "A claim holds where its first row is better than the second at the Holm-adjusted level, is contradicted "
         "where it is worse, and finds no difference where the two are equivalent within the margin; otherwise the "
-        "seeds leave it undecided. The corrupted and attacked test images are only scored, never used for selection."
+        "seeds leave it undecided. Each metric's claims are a family of their own, apart from the results table's. "
+        "The corrupted and attacked test images are only scored, never used for selection."
     )
     return [table, rule]
 
 
-def claims_json(by_method: dict[str, list[dict]], margin: float = 0.01) -> list[dict]:
+def claims_json(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> list[dict]:
     """The claims as data (``synthmed report --format json``): per claim, its rows and per metric the comparison
     with its reading; empty where the group holds no pair of the claims' rows."""
-    comparisons = claim_comparisons(by_method, margin)
+    comparisons = claim_comparisons(by_method, margin, alpha)
     out = []
     for i, (claim, ahead, behind) in enumerate(present_claims(by_method)):
         per_metric = {}

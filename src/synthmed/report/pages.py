@@ -70,10 +70,7 @@ def _block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
     parser.add_argument("--headline", action="store_true", help="Only each method's variant with the best val AUC.")
     parser.add_argument(
-        "--claims",
-        nargs="?",
-        const=".*",
-        help="TSynD's claims instead of the rows: those whose name matches this regular expression (all without).",
+        "--claims", action="store_true", help="TSynD's claims instead of the rows (--methods: claims by name)."
     )
     return parser
 
@@ -88,7 +85,7 @@ class Block:
     no_setting: bool = False
     methods: tuple[str, ...] = ()
     headline: bool = False
-    claims: str | None = None
+    claims: bool = False
 
 
 def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
@@ -106,7 +103,7 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
         if not (folder / EXPORT_RECORDS).is_file() and not (folder / "results.sqlite").is_file():
             raise SynthmedError(f"{args!r}: {folder} is not an export or run folder (no {EXPORT_RECORDS})")
     methods = tuple(parsed.methods.split(",")) if parsed.methods else ()
-    for pattern in (*methods, *([parsed.claims] if parsed.claims else [])):
+    for pattern in methods:
         try:
             re.compile(pattern)
         except re.error as error:
@@ -253,28 +250,23 @@ def study_table(summaries: list[dict], block: Block) -> Table:
 
 
 def claims_table(summaries: list[dict], block: Block) -> Table:
-    """TSynD's claims of a block's folders (``--claims REGEX``): per setting and claim, each metric's paired
-    difference, unadjusted interval, reading at its Holm level and seeds (``synthmed.report.claims``)."""
-    from synthmed.report.claims import METRICS
+    """TSynD's claims of a block's folders (``--claims``; ``--methods`` picks claims by name): per setting and claim,
+    each metric's paired difference, unadjusted interval, reading at its Holm level and seeds, as the report's
+    robustness section gives them (``synthmed.report.claims``)."""
+    from synthmed.report.claims import METRICS, claim_cell
 
     columns = ["claim", *[title for title, _ in METRICS]]
     if not block.no_setting:
         columns.insert(0, "setting")
-    wanted = re.compile(block.claims or ".*")
+    wanted = [re.compile(p) for p in block.methods]
     table = Table("", columns)
     for summary in summaries:
         for group in summary["groups"]:
             for claim in group.get("tsynd_claims", []):
-                if not wanted.fullmatch(claim["claim"]):
+                if wanted and not any(p.fullmatch(claim["claim"]) for p in wanted):
                     continue
-                cells = [f"{claim['claim']} (`{claim['ahead']}` − `{claim['behind']}`)"]
-                for title, _ in METRICS:
-                    c = claim["metrics"][title]
-                    if c["n"] < 2:
-                        cells.append("–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)")
-                        continue
-                    interval = f"[{c['t_low']:+.3f}, {c['t_high']:+.3f}]"
-                    cells.append(f"{c['mean']:+.3f} {interval} {c['reading']}, n={c['n']}")
+                label = f"{claim['claim']} (`{claim['ahead']}` − `{claim['behind']}`)"
+                cells = [label, *[claim_cell(claim["metrics"][title]) for title, _ in METRICS]]
                 table.rows.append(([] if block.no_setting else [group["title"]]) + cells)
     return table
 
@@ -332,7 +324,7 @@ def page_text(page: Path, default: Path | None = None, summaries: Summaries | No
     def table(match: re.Match[str]) -> str:
         try:
             block = parse_block(match["args"], root, default)
-            render = claims_table if block.claims is not None else study_table
+            render = claims_table if block.claims else study_table
             rows = render([summaries(f, block.margin) for f in block.folders], block)
         except SynthmedError as error:
             raise SynthmedError(f"{page}: {error}") from None

@@ -195,8 +195,13 @@ def unlabelled_line(records: list[dict]) -> list[str]:
     per_class: Counter[str] = Counter()
     for d in drawn:
         per_class.update(d["per_class"])
-    total = sum(per_class.values()) or 1
-    shares = ", ".join(f"{name} {n / total:.0%}" for name, n in per_class.items())
+    known = sum(per_class.values())
+    unknown = sum(d.get("unknown", 0) for d in drawn)  # a dataset's own unlabelled images: nobody knows their class
+    shares = ", ".join(f"{name} {n / known:.0%}" for name, n in per_class.items()) if known else ""
+    if unknown:
+        shares = (f"{shares} of those with a known class; " if known else "") + (
+            f"{unknown / len(drawn):.0f} per run of the dataset's own, class unknown"
+        )
     images = sorted({d["images"] for d in drawn})
     count = str(images[0]) if len(images) == 1 else f"{images[0]}-{images[-1]}"
     return [

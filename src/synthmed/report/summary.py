@@ -428,7 +428,7 @@ def robustness_table(by_method: dict[str, list[dict]]) -> Table:
     return table
 
 
-def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
+def robustness_sections(out: Path, records: list[dict], report: Settings | None = None) -> list[Section]:
     """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
     seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
     from synthmed.data.medmnist import medmnist_class_names
@@ -436,6 +436,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
     from synthmed.report.figures import panel_from_maps, robustness_plot
     from synthmed.report.medmnistc import medmnistc_blocks
 
+    decide = report or Settings()  # the report's margin and alpha, which TSynD's claims are decided at
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if (r.get("metrics") or {}).get("robustness"):
@@ -463,7 +464,7 @@ def robustness_sections(out: Path, records: list[dict]) -> list[Section]:
                 robustness_table(by_method),
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
                 *medmnistc_blocks(by_method, title, index),
-                *claims_blocks(by_method),
+                *claims_blocks(by_method, decide.margin, decide.alpha),
             ],
         )
         columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []
