@@ -165,3 +165,11 @@ def test_multi_label_audit_rows_of_the_datasets_own_images_are_minus_one():
     sub = make_subset(data, "fraction", seed=0, fraction=0.5, unlabelled="all")
     assert (sub.unlabelled_audit[-4:] == -1).all() and sub.unlabelled_unknown == 4
     assert sum(sub.unlabelled_balance(2)) == len(sub.unlabelled) - 4
+
+
+def test_data_info_says_how_many_unlabelled_images_a_dataset_brings(tmp_path, cli):
+    own = np.full((7, 28, 28), 9, dtype=np.uint8)
+    shown = cli("data", "info", f"npz:{write_npz(tmp_path / 'mine.npz', own)}")
+    assert shown.returncode == 0 and "unlabelled images of its own: 7" in shown.stdout
+    plain = cli("data", "info", f"npz:{write_npz(tmp_path / 'plain.npz')}")
+    assert plain.returncode == 0 and "unlabelled" not in plain.stdout

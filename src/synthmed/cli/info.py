@@ -147,6 +147,8 @@ def _dataset_table(name: str, size: int, data_root: str | None, verify: bool, cl
         None: "no official MD5 (your own npz or image folder)",
     }[data.extra.get("md5_ok")]
     typer.echo(f"source: {data.source}\nmd5: {data.md5} - {md5_state}")
+    if data.unlabelled is not None:  # images without labels, which only --unlabelled draws from
+        typer.echo(f"unlabelled images of its own: {len(data.unlabelled)} (drawn by --unlabelled N|all)")
 
 
 SIZE = typer.Option(28, "--size", help="Image size: 28, or 64 / 128 / 224 where that MedMNIST file is present.")
