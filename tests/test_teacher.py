@@ -164,15 +164,7 @@ def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_p
     monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
     monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
     runner = Runner(tmp_path / "out", device="cpu")
-    spec = RunSpec(
-        "toy",
-        real_per_class=8,
-        method="cvae",
-        method_params={"epochs": 1, "batch_size": 8},
-        epochs=1,
-        precision="fp32",
-        synthesis=dataclasses.replace(LEVERS, teacher="soft"),
-    )
+    spec = cvae_spec(teacher="soft")
     runner.validate([spec])
     record = runner.run(spec)
     audit = RunRecord.from_json(record).synthetic
@@ -210,15 +202,7 @@ def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch
     monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
     monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
     monkeypatch.setattr(runner_module, "train_classifier", spy)
-    spec = RunSpec(
-        "toy",
-        real_per_class=8,
-        method="cvae",
-        method_params={"epochs": 1, "batch_size": 8},
-        epochs=1,
-        precision="fp32",
-        synthesis=dataclasses.replace(LEVERS, teacher="soft", tstr=True, pretrain_on_synthetic=True),
-    )
+    spec = cvae_spec(teacher="soft", tstr=True, pretrain_on_synthetic=True)
     record = Runner(tmp_path / "out", device="cpu").run(spec)
     n_real, (images, targets) = seen[0]
     assert n_real == 0 and targets.shape == (12, 2) and targets.dtype == np.float32
@@ -226,6 +210,20 @@ def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch
     synthetic = record["metrics"]["synthetic"]
     assert sum(synthetic["tstr_counts"].values()) == 12 and 0 <= synthetic["tstr_auc"] <= 1
     assert record["metrics"]["pretrain"]["epochs"] == 1
+
+
+def cvae_spec(**levers) -> RunSpec:
+    """A one-epoch cvae run of the toy set at 8 labelled images per class, with these teacher levers."""
+    synthesis = dataclasses.replace(LEVERS, **levers)
+    return RunSpec(
+        "toy",
+        real_per_class=8,
+        method="cvae",
+        method_params={"epochs": 1, "batch_size": 8},
+        epochs=1,
+        precision="fp32",
+        synthesis=synthesis,
+    )
 
 
 def _with_fixed_teacher(original):

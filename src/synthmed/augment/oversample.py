@@ -12,6 +12,8 @@ reused (as many whole rounds as the count needs), so the copies are spread evenl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -39,16 +41,27 @@ class Oversample(Augmenter):
     def sample(self, counts: dict[int, int], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self, "images_"):
             raise SynthmedError("oversample: call fit before sample")
-        generator = torch.Generator().manual_seed(seed)
-        picks = []
-        for c, n in sorted((int(c), int(n)) for c, n in counts.items()):
-            pool = np.flatnonzero(self.labels_ == c)
-            if n and not len(pool):
-                raise SynthmedError(f"oversample: cannot copy class {c}: the training images have none")
-            if not n:
-                continue
-            rounds = -(-n // len(pool))
-            order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(rounds)])[:n].numpy()
-            picks.append(pool[order])
-        index = np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
+        index = copies_per_class(
+            self.labels_, counts, seed, lambda c: f"oversample: cannot copy class {c}: the training images have none"
+        )
         return self.images_[index].copy(), self.labels_[index].copy()
+
+
+def copies_per_class(
+    classes: np.ndarray, counts: dict[int, int], seed: int, no_image: Callable[[int], str]
+) -> np.ndarray:
+    """Indices of ``counts[c]`` images of each class c (``classes``: one class per image), drawn from a seeded
+    permutation of the class's images, each used once before any is reused; a class asked for but without images
+    is refused with the one-line ``no_image(c)``."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = []
+    for c, n in sorted((int(c), int(n)) for c, n in counts.items()):
+        pool = np.flatnonzero(classes == c)
+        if n and not len(pool):
+            raise SynthmedError(no_image(c))
+        if not n:
+            continue
+        rounds = -(-n // len(pool))
+        order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(rounds)])[:n].numpy()
+        picks.append(pool[order])
+    return np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)

@@ -13,9 +13,9 @@ count from the images the teacher put in that class, in the same seeded way ``ov
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from synthmed.augment.base import Augmenter, Kind, register
+from synthmed.augment.oversample import copies_per_class
 from synthmed.errors import SynthmedError
 
 #: ``-p count``: the synthetic-set policy's per-class counts, or every unlabelled image the teacher kept
@@ -58,18 +58,13 @@ class PseudoLabel(Augmenter):
         labels (classes, or probabilities when fitted with them)."""
         if not hasattr(self, "images_"):
             raise SynthmedError("pseudo-label: call fit before sample")
-        generator = torch.Generator().manual_seed(seed)
-        picks = []
-        for c, n in sorted((int(c), int(n)) for c, n in counts.items()):
-            pool = np.flatnonzero(self.classes_ == c)
-            if n and not len(pool):
-                raise SynthmedError(
-                    f"pseudo-label: the teacher put no unlabelled image in class {c}; train it longer "
-                    "(--fidelity-epochs), lower --teacher-threshold or use -p count=all"
-                )
-            if n:
-                rounds = -(-n // len(pool))
-                order = torch.cat([torch.randperm(len(pool), generator=generator) for _ in range(rounds)])[:n]
-                picks.append(pool[order.numpy()])
-        index = np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
+        index = copies_per_class(
+            self.classes_,
+            counts,
+            seed,
+            lambda c: (
+                f"pseudo-label: the teacher put no unlabelled image in class {c}; train it longer "
+                "(--fidelity-epochs), lower --teacher-threshold or use -p count=all"
+            ),
+        )
         return self.images_[index].copy(), self.labels_[index].copy()
