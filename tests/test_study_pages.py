@@ -126,6 +126,21 @@ def test_a_block_is_laid_out_by_the_reports_table_renderer():
     assert study_table([summary], Block(folders=(), methods=("none",))).rows == []
 
 
+def test_the_at_a_glance_table_adds_tstr_and_the_memorised_share_only_where_a_row_has_them():
+    generative = {
+        **ROW,
+        "method": "ddpm",
+        "synthetic": {"tstr_auc": {"mean": 0.81, "std": 0.05}, "memorised": {"mean": 0.0, "std": 0.0}},
+    }
+    glance = Block(folders=(), no_setting=True, headline=True)
+    table = study_table([{"groups": [{"title": "t", "rows": [ROW, generative]}]}], glance)
+    assert table.columns[-2:] == ["TSTR test AUC", "memorised (pixels)"]
+    assert table.rows[0][-2:] == ["", ""]
+    assert table.rows[1][-2:] == ["0.810 ± 0.050", "0.0 ± 0.0 %"]
+    plain = study_table([{"groups": [{"title": "t", "rows": [ROW]}]}], glance)
+    assert plain.columns == study_table([{"groups": [{"title": "t", "rows": [ROW]}]}], Block(folders=())).columns[1:]
+
+
 def test_cells_bold_only_decided_verdicts_and_give_holm_where_the_raw_interval_excludes_0():
     raw_only = {"n": 5, "mean": 0.008, "t_low": 0.001, "t_high": 0.015, "verdict": "undecided", "p_holm": 0.33}
     assert difference(raw_only) == "+0.008 [+0.001, +0.015] undecided (Holm p 0.33)"

@@ -43,6 +43,8 @@ AUC_COLUMNS = [
     "Δ AUC vs oversample [95 % CI], verdict (Holm)",
     "worth in real images per class [95 % CI]",
 ]
+#: What ``--headline`` (the at-a-glance table) adds for generative rows: the synthetic set's own audit in brief.
+GLANCE_COLUMNS = ["TSTR test AUC", "memorised (pixels)"]
 SYNTHETIC_COLUMNS = [
     "test ACC",
     "Holm-adjusted p vs none / oversample",
@@ -68,7 +70,12 @@ def _block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--synthetic", action="store_true", help="ACC, Holm p-values and the synthetic-set audit.")
     parser.add_argument("--no-setting", action="store_true", help="Leave out the setting column (one setting).")
     parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
-    parser.add_argument("--headline", action="store_true", help="Only each method's variant with the best val AUC.")
+    parser.add_argument(
+        "--headline",
+        action="store_true",
+        help="The at-a-glance table: only each method's variant with the best val AUC, plus TSTR AUC and the "
+        "memorised share of the synthetic images.",
+    )
     parser.add_argument(
         "--claims", action="store_true", help="TSynD's claims instead of the rows (--methods: claims by name)."
     )
@@ -193,6 +200,12 @@ def auc_cells(row: dict) -> list[str]:
     ]
 
 
+def glance_cells(row: dict) -> list[str]:
+    """The AUC columns, then TSTR AUC and the memorised share of the synthetic images (empty for other rows)."""
+    syn = row.get("synthetic") or {}
+    return [*auc_cells(row), mean_std(syn, "tstr_auc"), mean_std(syn, "memorised", 1, True)]
+
+
 def synthetic_cells(row: dict) -> list[str]:
     comparisons = row.get("comparisons") or {}
     holm = " / ".join("–" if _num(c.get("p_holm")) is None else f"{c['p_holm']:.2f}" for c in comparisons.values())
@@ -226,9 +239,16 @@ def synthetic_cells(row: dict) -> list[str]:
 def study_table(summaries: list[dict], block: Block) -> Table:
     """The table of a block from the ``summary_json`` of each of its folders: one row per (setting, method), with
     test AUC, the paired differences to ``none`` and the second reference and the worth in real images (the worth
-    column only where a curve prices a row), or with ``synthetic`` the ACC, Holm p-values and synthetic-set audit."""
-    row_cells: Callable[[dict], list[str]] = synthetic_cells if block.synthetic else auc_cells
-    columns = ["method", "seeds", *(SYNTHETIC_COLUMNS if block.synthetic else AUC_COLUMNS)]
+    column only where a curve prices a row); with ``headline`` (the at-a-glance table) only each method's best variant,
+    plus TSTR and the memorised share where a row has them; or with ``synthetic`` the ACC, Holm p-values and the
+    synthetic-set audit."""
+    row_cells: Callable[[dict], list[str]] = auc_cells
+    cells = AUC_COLUMNS
+    if block.synthetic:
+        row_cells, cells = synthetic_cells, SYNTHETIC_COLUMNS
+    elif block.headline:
+        row_cells, cells = glance_cells, AUC_COLUMNS + GLANCE_COLUMNS
+    columns = ["method", "seeds", *cells]
     if not block.no_setting:
         columns.insert(0, "setting")
     wanted = [re.compile(p) for p in block.methods]
@@ -244,9 +264,16 @@ def study_table(summaries: list[dict], block: Block) -> Table:
                 setting = [] if block.no_setting else [group["title"]]
                 table.rows.append([*setting, *lead, *row_cells(row)])
                 priced = priced or _priced(row)
-    if not block.synthetic and not priced:  # no curve prices these rows
-        return table.select(columns[:-1])
-    return table
+    if block.synthetic:
+        return table
+    # left out: the worth where no curve prices a row, the audit columns where no row fills them
+    kept = [
+        c
+        for c in columns
+        if (c != AUC_COLUMNS[-1] or priced)
+        and (c not in GLANCE_COLUMNS or any(r[columns.index(c)] for r in table.rows))
+    ]
+    return table.select(kept)
 
 
 def claims_table(summaries: list[dict], block: Block) -> Table:
