@@ -3,6 +3,7 @@ the default worker count, and the bad input of those options."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -178,7 +179,12 @@ def test_claims_are_exclusive_until_they_expire(tmp_path):
         assert not store.claim("r3", "a", lease=60)  # a stored run is never claimed
 
 
-def test_schedule_starts_each_generator_first_and_its_reusers_last():
+def _pretrained(spec):
+    """The same run with --pretrain-on-synthetic: another run on the same generator fit."""
+    return dataclasses.replace(spec, synthesis=dataclasses.replace(spec.synthesis, pretrain_on_synthetic=True))
+
+
+def test_schedule_starts_each_generator_first_and_its_reusers_a_seed_later():
     from synthmed.experiment.execute import schedule
 
     grid = override(Grid(datasets=["breastmnist"], seeds=[0, 1, 2]), {"method": "none,cvae", "generator_seed": 0})
@@ -190,6 +196,27 @@ def test_schedule_starts_each_generator_first_and_its_reusers_last():
         ("none", 0),
         ("cvae", 1),
         ("none", 1),
+    ]
+    # two rows on one fit per seed (ddpm and ddpm --pretrain-on-synthetic): the second a seed later, not at the end
+    pretrained = [_pretrained(s) for s in expand(per_seed) if s.method == "cvae"]
+    shared = expand(per_seed) + pretrained
+    assert [(s.method, s.seed, s.synthesis.pretrain_on_synthetic) for s in schedule(shared)] == [
+        ("cvae", 0, False),
+        ("none", 0, False),
+        ("cvae", 1, False),
+        ("none", 1, False),
+        ("cvae", 0, True),
+        ("cvae", 1, True),
+    ]
+    three = override(Grid(datasets=["breastmnist"], seeds=[0, 1, 2]), {"method": "cvae"})
+    pretrain = [_pretrained(s) for s in expand(three)]
+    assert [(s.seed, s.synthesis.pretrain_on_synthetic) for s in schedule(expand(three) + pretrain)] == [
+        (0, False),
+        (1, False),
+        (0, True),
+        (2, False),
+        (1, True),
+        (2, True),
     ]
     # seed by seed, so a step cut by its time budget leaves whole, paired seeds
     plain = override(Grid(datasets=["breastmnist"], seeds=[3, 1]), {"method": "none,oversample,flip"})

@@ -115,21 +115,22 @@ def _busy(pooled: str | None, workers: int, cpus_per_run: int | None, explicit: 
 
 
 def schedule(specs: list[RunSpec]) -> list[RunSpec]:
-    """The order runs start in: seed by seed, each seed's generator fits before the runs that fit nothing, and last
-    the runs that reuse a generator fitted at another seed. Seed by seed, so a step cut short by its time budget
-    leaves whole seeds with every method paired (a run that fits a generator or copies per seed, such as
-    ``oversample``, goes beside its seed's ``none``); reusers last, so no worker waits for a generator another worker
-    is still fitting (the demo's three cVAE runs on one generator, started together at the end, left a core idle
-    for 90 of its 440 s). Seeds go in ascending order (a seed whose first runs are stored keeps its place); within a
-    seed the grid's method order is kept."""
+    """The order runs start in: seed by seed, each seed's generator fits before the runs that fit nothing, and the
+    runs that reuse a generator one seed later, after the next seed's runs. Seed by seed, so a step cut short by its
+    time budget leaves whole seeds with every method paired (a run that fits a generator or copies per seed, such as
+    ``oversample``, goes beside its seed's ``none``); reusers a seed later, so no worker waits for a generator
+    another worker is still fitting (the demo's three cVAE runs on one generator, started together, left a core
+    idle for 90 of its 440 s), and no later than that, so a step that ends at its budget has used the fits it made
+    (``ddpm --pretrain-on-synthetic`` beside ``ddpm``: a fit left unused would have to be made again on a machine
+    without this one's cache). Seeds go in ascending order (a seed whose first runs are stored keeps its place);
+    within a seed the grid's method order is kept."""
     import json
 
     from synthmed.augment.base import method_class
     from synthmed.experiment.synthetic_set import generator_seed
 
     seed_rank = {seed: rank for rank, seed in enumerate(sorted({spec.seed for spec in specs}))}
-    now: list[tuple[int, int, RunSpec]] = []
-    reusing: list[RunSpec] = []
+    now: list[tuple[int, int, RunSpec]] = []  # (seed rank, 0 fits / 1 fits nothing / 2 reuses, spec)
     seen: set[tuple] = set()
     for spec in specs:
         if not method_class(spec.method).trains:
@@ -145,13 +146,9 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
             json.dumps(spec.method_params, sort_keys=True, default=str),
             generator_seed(spec.seed, spec.synthesis),
         )
-        if key in seen:
-            reusing.append(spec)
-        else:
-            now.append((seed_rank[spec.seed], 0, spec))
+        now.append((seed_rank[spec.seed] + 1, 2, spec) if key in seen else (seed_rank[spec.seed], 0, spec))
         seen.add(key)
-    ordered = [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
-    return ordered + sorted(reusing, key=lambda spec: seed_rank[spec.seed])
+    return [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
 
 
 def _run_round(
