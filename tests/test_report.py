@@ -294,6 +294,37 @@ def test_headline_rows_are_the_variants_with_the_best_validation_auc():
     assert headline == {"none", "dcgan ema=0.999", "oversample ratio 1", "oversample ratio 2"}
 
 
+def test_a_headline_row_is_picked_among_thresholds_not_across_labels_or_what_the_generator_learnt_from():
+    """Issue 29's rows: the teacher threshold is a lever picked on validation; own labels against a teacher's, with
+    against without the unlabelled images, and pseudo-label's count-matched set against all of it are each a row."""
+    records = [record("none", s, 0.85, 0.8) for s in range(5)]
+    for auc, params, synthesis in [
+        (0.86, {}, {"tstr": True}),
+        (0.87, {}, {"tstr": True, "teacher": "hard", "teacher_threshold": 0.7}),
+        (0.88, {}, {"tstr": True, "teacher": "hard", "teacher_threshold": 0.9}),
+        (0.89, {"use_unlabelled": True}, {"tstr": True}),
+        (0.84, {"use_unlabelled": True}, {"tstr": True, "teacher": "hard", "teacher_threshold": 0.7}),
+        (0.83, {"use_unlabelled": True}, {"tstr": True, "teacher": "hard", "teacher_threshold": 0.9}),
+    ]:
+        records += [record("ddpm", s, auc, 0.8, method_params=params, synthesis=synthesis) for s in range(5)]
+    for auc, params, threshold in [(0.86, {}, 0.7), (0.85, {}, 0.9), (0.84, {"count": "all"}, 0.7)]:
+        synthesis = {"teacher": "hard", "teacher_threshold": threshold}
+        records += [record("pseudo-label", s, auc, 0.8, method_params=params, synthesis=synthesis) for s in range(5)]
+    headline = sorted(r["method"] for r in summarise(records) if r["headline"])
+    assert headline == [
+        "ddpm tstr",
+        "ddpm tstr teacher hard teacher≥0.7 use_unlabelled=True",
+        "ddpm tstr teacher hard teacher≥0.9",
+        "ddpm tstr use_unlabelled=True",
+        "none",
+        "pseudo-label teacher hard teacher≥0.7",
+        "pseudo-label teacher hard teacher≥0.7 count=all",
+    ]
+    rows = {r["method"]: r for r in summarise(records, Settings(reference="pseudo-label"))}
+    versus = rows["ddpm tstr teacher hard teacher≥0.9"]["comparisons"]["pseudo-label"]
+    assert versus.reference_mean == pytest.approx(0.85)  # the pseudo-label row at 0.9, not the first one (0.7)
+
+
 def test_generator_fits_are_the_units_of_a_row_whose_seeds_share_them():
     records = [record("none", s, 0.85 + 0.01 * s, 0.8) for s in range(10)]
     records += [record("ddpm", s, 0.86 + 0.01 * s, 0.8, synthesis={"generator_seeds": 5}) for s in range(10)]

@@ -132,27 +132,59 @@ def test_pseudo_label_all_adds_the_whole_pool_minus_the_dropped(tmp_path, fixed_
 # ------------------------------------------------------------------------------------ a generator's images
 
 
-def test_hard_labels_with_a_threshold_drop_the_unconfident_images(tmp_path, fixed_teacher):
-    data = toy()
+def toy_samples(counts: dict[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates as ``toy`` draws its images, in class order: a graded background, so the brightness teacher
+    is unsure of some and puts some in the other class."""
+    labels = np.concatenate([np.full(n, c, dtype=np.int64) for c, n in sorted(counts.items())])
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 200, (len(labels), 1, 1)).astype(np.uint8)
+    images = images + rng.integers(0, 40, (len(labels), 28, 28)).astype(np.uint8)
+    images[labels == 1, 10:18, 10:18] = 250
+    return images, labels
+
+
+@pytest.fixture
+def toy_generator(monkeypatch):
+    """The cVAE (fitted for real, one epoch) samples ``toy_samples``: candidates the teacher puts in both classes."""
+    from synthmed.augment.vae import ConditionalVAE
+
+    monkeypatch.setattr(ConditionalVAE, "sample", lambda self, counts, seed=0: toy_samples(counts, seed))
+
+
+def test_a_teacher_labelled_set_adds_the_policys_count_per_teacher_class_from_twice_the_candidates(
+    tmp_path, fixed_teacher, toy_generator
+):
+    """The threshold drops the unconfident candidates; of those kept, the set draws 6 per teacher class, each
+    used once before any repeats, as pseudo-label draws its images: the two add the same count of each class."""
+    data, params = toy(), {"epochs": 1, "batch_size": 8}
     subset = subset_of(data, None)
-    plain = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, LEVERS, 0, tmp_path, "cpu")
-    probs = brightness_probs(plain.images)
-    threshold = float(np.median(probs.max(1)))  # the cached generator's same images: about half are dropped
+    candidates, intended = toy_samples({0: 12, 1: 12})
+    probs = brightness_probs(candidates)
+    threshold = float(np.quantile(probs.max(1), 0.25))
+    kept = np.flatnonzero(probs.max(1) >= threshold)
+    classes = probs.argmax(1)[kept]
+    assert 0 < len(kept) < 24 and (classes == 0).any() and (classes == 1).any()
     levers = dataclasses.replace(LEVERS, teacher_threshold=threshold)
-    result = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, levers, 0, tmp_path, "cpu")
-    kept = probs.max(1) >= threshold
-    assert 0 < kept.sum() < len(kept) and np.array_equal(result.images, plain.images[kept])
-    assert np.array_equal(result.labels, plain.labels[kept])  # the intended classes, kept for the audit
-    assert np.array_equal(result.targets, probs.argmax(1)[kept])  # what the classifier trains on
+    result = synthesise(data, subset, "cvae", params, levers, 0, tmp_path, "cpu")
+    assert np.bincount(result.targets, minlength=2).tolist() == [6, 6]  # the policy's count per teacher class
+    assert same_rows(result.images, candidates[kept]).all()
+    for c in (0, 1):  # each kept candidate of a class once before any repeats
+        unique = len(np.unique(result.images[result.targets == c].reshape(6, -1), axis=0))
+        assert unique == min(6, int((classes == c).sum()))
+    assert np.array_equal(brightness_probs(result.images).argmax(1), result.targets)  # trains on the teacher's
+    rows = [int(np.flatnonzero((candidates.reshape(24, -1) == im).all(1))[0]) for im in result.images.reshape(12, -1)]
+    assert np.array_equal(result.labels, intended[rows])  # the intended classes, kept for the audit
     audit = result.audit
-    assert audit.teacher_agreement == pytest.approx(np.mean(probs.argmax(1) == plain.labels))
-    assert audit.teacher_agreement_kept == pytest.approx(np.mean(probs.argmax(1)[kept] == plain.labels[kept]))
-    assert audit.teacher_kept_share == pytest.approx(kept.mean())
-    assert audit.details is not None and audit.details["teacher"]["intended_class"] == plain.labels[kept].tolist()
-    assert plain.audit.teacher_agreement == pytest.approx(audit.teacher_agreement)
+    assert audit.teacher_agreement == pytest.approx(np.mean(probs.argmax(1) == intended))
+    assert audit.teacher_agreement_kept == pytest.approx(np.mean(classes == intended[kept]))
+    assert audit.teacher_kept_share == pytest.approx(len(kept) / 24)
+    assert audit.details is not None and audit.details["teacher"]["intended_class"] == intended[kept].tolist()
+    assert len(audit.details["teacher"]["picked"]) == 12
+    control = synthesise(data, subset_of(data), "pseudo-label", {}, levers, 0, tmp_path, "cpu")
+    assert np.bincount(control.targets, minlength=2).tolist() == [6, 6]
 
 
-def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_path, monkeypatch):
+def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_path, monkeypatch, toy_generator):
     from synthmed.experiment import runner as runner_module
     from synthmed.experiment.export import export_runs
     from synthmed.experiment.runner import Runner
@@ -185,7 +217,7 @@ def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_p
     assert math.isnan(plain["teacher"][0])
 
 
-def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch):
+def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch, toy_generator):
     """With --teacher, the classifier of the synthetic images alone (TSTR, and the pretraining) learns the labels
     the run adds them with: the teacher's probabilities, not the generator's intended classes."""
     from synthmed.experiment import runner as runner_module
@@ -335,3 +367,13 @@ def test_the_whole_pool_variant_is_labelled_by_what_it_adds_not_by_a_count_polic
 
     assert label("pseudo-label", "all") == "pseudo-label +all unlabelled teacher hard count=all"
     assert label("pseudo-label", None) == "pseudo-label +all unlabelled 150/class teacher hard"
+
+
+def test_a_class_the_teacher_gave_no_candidate_adds_none_and_the_run_goes_on():
+    from synthmed.experiment.teacher import pick_per_teacher_class
+    from synthmed.train.teacher import TeacherLabels
+
+    labelled = TeacherLabels(np.arange(5), np.array([1, 1, 1, 1, 1]), np.full(5, 0.9), None, None)
+    picked = pick_per_teacher_class(labelled, {0: 3, 1: 7}, seed=0)
+    assert len(picked) == 7 and sorted(set(picked.tolist())) == [0, 1, 2, 3, 4]
+    assert np.bincount(picked, minlength=5).max() == 2  # each once before any repeats

@@ -502,3 +502,41 @@ def test_references_and_teachers_are_shared_by_runs_with_and_without_unlabelled_
     plain = make_subset(data, "fraction", seed=0, fraction=0.25)
     drawing = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=8)
     assert reference_key(data, plain, 0, 20) == reference_key(data, drawing, 0, 20)
+
+
+# ------------------------------------------------------------------------------------------- the memorisation audit
+
+
+def test_memorisation_is_measured_against_the_unlabelled_images_a_generator_learnt_from():
+    """A set of copies of unlabelled images is memorised where its generator saw them, and not otherwise; the audit
+    of a run whose method read them names them (seen_unlabelled), that of a plain generator does not."""
+    from synthmed.audit.synthetic import audit_set
+    from synthmed.experiment.synthetic_set import seen_images, seen_unlabelled
+
+    data = toy(n_train=200)
+    subset = make_subset(data, "fraction", seed=0, fraction=0.25, unlabelled=100)
+    assert subset.unlabelled is not None
+    copies, labels = subset.unlabelled[:20], np.zeros(20, dtype=np.int64)
+    unseen = audit_set(copies, labels, subset.train, held_out=subset.val)
+    seen = audit_set(copies, labels, subset.train, held_out=subset.val, also_seen=subset.unlabelled)
+    assert unseen.memorised_share == 0.0 and seen.memorised_share == 1.0
+    assert seen.details["memorisation"]["n_unlabelled_seen"] == 100
+    using, plain = _ddpm(use_unlabelled=True), _ddpm()
+    assert seen_unlabelled(using, subset) is subset.unlabelled and seen_unlabelled(plain, subset) is None
+    assert len(seen_images(using, subset)) == len(subset.train) + 100
+    assert seen_images(plain, subset) is subset.train.images
+
+
+def test_a_generator_told_to_use_unlabelled_images_without_any_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    pytest.importorskip("monai")
+    from synthmed.experiment.runner import Runner
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    runner = Runner(tmp_path / "out", device="cpu")
+    spec = RunSpec("toy", real_per_class=8, method="ddpm", method_params={**TINY, "use_unlabelled": True})
+    with pytest.raises(SynthmedError) as err:
+        runner.validate([spec])
+    assert "give --unlabelled N or all" in str(err.value) and "\n" not in str(err.value)
+    runner.validate([dataclasses.replace(spec, unlabelled=50)])
+    assert not (tmp_path / "out").exists()

@@ -194,7 +194,9 @@ class SyntheticLevers:
         low_open=True,
         high_open=True,
         label="teacher≥{:g}",
-        help="With --teacher: drop every added image whose top teacher probability is below this; a comma list sweeps.",
+        help="With --teacher: add only images whose top teacher probability reaches this; a generator draws its "
+        "count per teacher class from twice as many candidates, so it adds what its pseudo-label control adds; a "
+        "comma list sweeps.",
     )
 
     def check(self) -> None:
@@ -612,10 +614,10 @@ def adds_whole_pool(config: dict) -> bool:
 POLICY_FIELDS = ("synthetic_per_class", "synthetic_ratio", "balance", "synthetic_weight", "class_weight")
 
 
-def policy_parts(config: dict) -> list[str]:
-    """``lever_parts`` of the sampling policy only (``POLICY_FIELDS``)."""
-    levers = {k: v for k, v in (config.get("synthesis") or {}).items() if k in POLICY_FIELDS}
-    return lever_parts({k: config.get(k) for k in POLICY_FIELDS} | {"synthesis": levers})
+def policy_parts(config: dict, names: tuple[str, ...] = POLICY_FIELDS) -> list[str]:
+    """``lever_parts`` of the sampling policy only (``POLICY_FIELDS``), or of the other levers ``names``."""
+    levers = {k: v for k, v in (config.get("synthesis") or {}).items() if k in names}
+    return lever_parts({k: config.get(k) for k in names} | {"synthesis": levers})
 
 
 def params_label(config: dict) -> str:

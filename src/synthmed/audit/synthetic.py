@@ -122,19 +122,29 @@ def audit_set(
     filter_info: dict | None = None,
     diagnostics: dict | None = None,
     seed: int = 0,
+    also_seen: np.ndarray | None = None,
 ) -> SyntheticAudit:
     """Audit a synthetic set against the real images ``real`` (and ``held_out``, real images the generator never
     saw): memorisation, collapse and losses unless ``memorisation`` is false; class fidelity with a ``reference``
     classifier; FID / KID / precision-recall, and memorisation in feature space, with an ``extractor``.
     ``counts``: the images requested per class (default: those in ``labels``); ``filter_info``: what a confidence
-    filter did; ``diagnostics``: the generator's own (e.g. FID over its epochs)."""
+    filter did; ``diagnostics``: the generator's own (e.g. FID over its epochs); ``also_seen``: unlabelled images
+    the set's method learnt from or adds, which memorisation (pixels and features) is measured against too."""
     if counts is None:
         counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels)) if n}
     details: dict = {}
     if memorisation:
         held = held_out.images if held_out is not None else None
         details = audit(
-            images, labels, real.images, real.labels, history or [], held, reconstructions=reconstructions, seed=seed
+            images,
+            labels,
+            real.images,
+            real.labels,
+            history or [],
+            held,
+            reconstructions=reconstructions,
+            seed=seed,
+            also_seen=also_seen,
         )
     if filter_info is not None:
         details["filter"] = filter_info
@@ -149,7 +159,10 @@ def audit_set(
             real.images, real.labels, images, labels, extractor, class_names, seed=seed
         )
         if memorisation and held_out is not None:
-            share = memorised_share(synth_feats, real_feats, extractor.features(held_out.images))
+            seen = real_feats
+            if also_seen is not None and len(also_seen):
+                seen = np.concatenate([real_feats, extractor.features(also_seen)])
+            share = memorised_share(synth_feats, seen, extractor.features(held_out.images))
             details["memorisation"]["memorised_features"] = {k: v for k, v in share.items() if k != "nearest"}
     details.update(diagnostics or {})
     summary = summarise(details, labels, counts)

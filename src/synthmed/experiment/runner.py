@@ -181,6 +181,11 @@ class Runner:
                 )
             data = self.dataset(spec)
             check_teacher(spec.method, spec.synthesis, spec.unlabelled, data.task)
+            if spec.unlabelled is None and type(augmenter).reads_unlabelled(augmenter.params):
+                raise SynthmedError(
+                    f"{spec.method} -p use_unlabelled=true learns from the run's unlabelled images: give "
+                    "--unlabelled N or all"
+                )
             if recipe.tta:
                 label_preserving_flips(data.name)
             if recipe.ensemble > 1 and spec.robustness:

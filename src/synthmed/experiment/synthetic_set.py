@@ -39,7 +39,14 @@ from synthmed.augment.pseudo_label import PseudoLabel
 from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
 from synthmed.errors import SynthmedError
-from synthmed.experiment.teacher import check_teacher, label_with_teacher, teacher_classifier, with_teacher
+from synthmed.experiment.teacher import (
+    TEACHER_OVERSAMPLE,
+    check_teacher,
+    label_with_teacher,
+    pick_per_teacher_class,
+    teacher_classifier,
+    with_teacher,
+)
 from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock
 from synthmed.record import SyntheticAudit
 from synthmed.spec import SyntheticLevers
@@ -252,24 +259,28 @@ def synthesise(
         return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
     status(f"fitting {method} ({augmenter.params.get('epochs', '?')} epochs)")
     augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
+    # a teacher-labelled set draws its counts per teacher class from more candidates (pick_per_teacher_class)
+    wanted = {c: n * (TEACHER_OVERSAMPLE if teacher is not None else 1) for c, n in counts.items()}
     factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
-    images, labels = augmenter.sample({c: n * factor for c, n in counts.items()}, seed=gen_seed)
+    images, labels = augmenter.sample({c: n * factor for c, n in wanted.items()}, seed=gen_seed)
     filter_info = None
     if levers.min_confidence is not None:
         assert reference is not None  # trained above whenever a confidence filter is set
         images, labels, filter_info = filter_by_reference(
-            reference, images, labels, counts, levers.min_confidence, data.task
+            reference, images, labels, wanted, levers.min_confidence, data.task
         )
         if len(labels) == 0:
             raise SynthmedError(
                 f"{method}: no synthetic image reached --min-confidence {levers.min_confidence}; "
                 "lower the threshold or train the generator longer"
             )
-    given, relabelled = len(images), None
+    given, relabelled, intended, picked = len(images), None, None, None
     if teacher is not None and levers.teacher is not None:
         status("teacher labels")
         relabelled = label_with_teacher(teacher, images, data.task, levers.teacher, levers.teacher_threshold, labels)
-        images, labels = images[relabelled.kept], labels[relabelled.kept]
+        intended = labels[relabelled.kept]
+        picked = pick_per_teacher_class(relabelled, counts, gen_seed)
+        images, labels = images[relabelled.kept][picked], intended[picked]
     status("auditing: memorisation, collapse, losses" + (", class fidelity, FID, KID" if levers.fidelity else ""))
     report = _audit(
         images, labels, counts, subset, augmenter, levers, reference, extractor, data, filter_info, gen_seed
@@ -277,8 +288,8 @@ def synthesise(
     report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds)
     if relabelled is None:
         return SyntheticSet(images, labels, augmenter, counts, report, path)
-    report = with_teacher(report, str(levers.teacher), relabelled, given, labels)
-    return SyntheticSet(images, labels, augmenter, counts, report, path, relabelled.labels)
+    report = with_teacher(report, str(levers.teacher), relabelled, given, intended, picked)
+    return SyntheticSet(images, labels, augmenter, counts, report, path, relabelled.labels[picked])
 
 
 def fit_pseudo_label(
@@ -310,7 +321,9 @@ def _audit(
     filter_info: dict | None,
     seed: int,
 ) -> SyntheticAudit:
-    """The audit of the set a run adds (``audit_set``), with the reference and features where fidelity is on."""
+    """The audit of the set a run adds (``audit_set``), with the reference and features where fidelity is on;
+    memorisation is measured against the unlabelled images too where the method read them (a generator that learnt
+    from them, or pseudo-label, which adds them)."""
     return audit_set(
         images,
         labels,
@@ -326,7 +339,22 @@ def _audit(
         filter_info=filter_info,
         diagnostics=augmenter.diagnostics(),  # e.g. fid_over_epochs
         seed=seed,
+        also_seen=seen_unlabelled(augmenter, subset),
     )
+
+
+def seen_images(augmenter: Augmenter, subset: Subset) -> np.ndarray:
+    """The real images memorisation was measured against, in the audit's order: the training images, then the
+    unlabelled images the method read."""
+    unlabelled = seen_unlabelled(augmenter, subset)
+    return subset.train.images if unlabelled is None else np.concatenate([subset.train.images, unlabelled])
+
+
+def seen_unlabelled(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
+    """The unlabelled images a run's method read (``reads_unlabelled``), else None."""
+    if subset.unlabelled is None or not type(augmenter).reads_unlabelled(augmenter.params):
+        return None
+    return subset.unlabelled
 
 
 def synthetic_only_set(
@@ -380,7 +408,9 @@ def write_artifacts(
             train.images, train.labels, synthesis.images, synthesis.labels, data.class_names, title=title, seed=seed
         ),
         "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
-        "closest": closest_pairs(synthesis.images, train.images, report["memorisation"]["closest"]),
+        "closest": closest_pairs(
+            synthesis.images, seen_images(synthesis.augmenter, subset), report["memorisation"]["closest"]
+        ),
     }
     if audit.real_features is not None and audit.synthetic_features is not None:
         from synthmed.report.figures import tsne_plot

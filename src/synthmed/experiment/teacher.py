@@ -100,16 +100,40 @@ def teacher_classes(labelled: TeacherLabels) -> np.ndarray:
     return labels.argmax(1) if labels.ndim == 2 else labels
 
 
+#: Candidates a teacher-labelled generative row samples per image it adds: the threshold drops some and the teacher
+#: puts others in another class, and the set still adds the policy's count per teacher class, as its pseudo-label
+#: control does (count-matched, so the two differ in where their images come from, not in how many they add)
+TEACHER_OVERSAMPLE = 2
+
+
+def pick_per_teacher_class(labelled: TeacherLabels, counts: dict[int, int], seed: int) -> np.ndarray:
+    """Indices into the kept images: ``counts[c]`` of those the teacher put in class c, each used once before any
+    is reused, drawn as pseudo-label draws its unlabelled images (``copies_per_class``); none of a class the
+    teacher gave no candidate (the audit's ``teacher_class`` shows it), so the run goes on with what it has."""
+    from synthmed.augment.oversample import copies_per_class
+
+    classes = teacher_classes(labelled)
+    present = {c: n if (classes == c).any() else 0 for c, n in counts.items()}
+    return copies_per_class(classes, present, seed, lambda c: "")  # every class asked for has candidates
+
+
 def with_teacher(
-    audit: SyntheticAudit, teacher: str, labelled: TeacherLabels, given: int, intended: np.ndarray | None
+    audit: SyntheticAudit,
+    teacher: str,
+    labelled: TeacherLabels,
+    given: int,
+    intended: np.ndarray | None,
+    picked: np.ndarray | None = None,
 ) -> SyntheticAudit:
     """``audit`` with the teacher's figures: agreement with the intended classes (of all ``given`` images and of
     the kept ones), the share kept, and per kept image its intended class (``intended``; None for unlabelled real
-    images), teacher class and confidence (the full audit, audit.json)."""
+    images), teacher class and confidence; ``picked``: which kept images the set adds, in its order, where it
+    draws its count per teacher class from them (the full audit, audit.json)."""
     details = dict(audit.details or {})
     details["teacher"] = {
         "labels": teacher,
         "kept": labelled.kept.tolist(),
+        "picked": None if picked is None else picked.tolist(),
         "intended_class": None if intended is None else np.asarray(intended).tolist(),
         "teacher_class": teacher_classes(labelled).tolist(),
         "confidence": [round(float(c), 4) for c in labelled.confidence],

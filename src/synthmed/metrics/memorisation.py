@@ -297,9 +297,14 @@ def audit(
     held_out: np.ndarray | None = None,
     reconstructions: bool = False,
     seed: int = 0,
+    also_seen: np.ndarray | None = None,
 ) -> dict:
-    """Memorisation, collapse and loss checks of one synthetic set, with the list of failed checks."""
-    mem = memorisation(synthetic, train, held_out=held_out, seed=seed)
+    """Memorisation, collapse and loss checks of one synthetic set, with the list of failed checks. ``also_seen``:
+    images the generator learnt from besides ``train`` (unlabelled ones), which memorisation is measured against
+    too (appended after ``train``, so a closest pair's index past ``len(train)`` is one of them)."""
+    seen = train if also_seen is None or not len(also_seen) else np.concatenate([train, also_seen])
+    mem = memorisation(synthetic, seen, held_out=held_out, seed=seed)
+    mem["n_unlabelled_seen"] = 0 if also_seen is None else len(also_seen)
     if reconstructions:
         mem["flagged"] = False
         mem["note"] = (

@@ -27,6 +27,7 @@ from synthmed.report.model import Figure, Paragraph, Section, Table
 from synthmed.report.papers import published
 from synthmed.report.stats import EQUIVALENT, MIN_PAIRS, Comparison, adjust, cluster_means, compare, interval
 from synthmed.spec import (
+    TEACHER_FIELDS,
     classifier_label,
     distinguishing_parts,
     generator_fit,
@@ -130,6 +131,7 @@ def _row(key: tuple, runs: list[dict]) -> dict:
         "base_method": config["method"],
         "levers": " ".join(lever_parts(config)),
         "policy": " ".join(policy_parts(config)),
+        "teacher": " ".join(policy_parts(config, TEACHER_FIELDS)),
         "lever_label": method_label(config, params=False),
         "params": params_label(config),
         "n": len(runs),
@@ -206,12 +208,14 @@ def anchor_per_class(run: dict) -> int | None:
 
 def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
     """The row ``row`` is compared with: ``reference`` at the same levers if the group holds it, else at the same
-    sampling policy (``--balance`` with ``--select-generator fid`` meets ``oversample --balance``), else plain
-    ``reference``; never the row itself."""
+    sampling policy and teacher (``ddpm --tstr --teacher hard --teacher-threshold 0.9`` meets ``pseudo-label`` at
+    that teacher and threshold), else at the same sampling policy (``--balance`` with ``--select-generator fid``
+    meets ``oversample --balance``), else plain ``reference``; never the row itself."""
     candidates = [r for r in group if r["base_method"] == reference and not r["params"]]
     same_levers = [r for r in candidates if r["levers"] == row["levers"]]
     same_policy = [r for r in candidates if r["policy"] == row["policy"]]
-    for r in same_levers + same_policy + [r for r in candidates if not r["levers"]]:
+    same_teacher = [r for r in same_policy if r.get("teacher", "") == row.get("teacher", "")]
+    for r in same_levers + same_teacher + same_policy + [r for r in candidates if not r["levers"]]:
         if r is not row:
             return r
     return None
@@ -308,14 +312,25 @@ def mark_headline(rows: list[dict], rule: str = "val_auc") -> None:
     if rule not in SELECT_LEVERS:
         raise SynthmedError(f"--select-levers {rule!r}: choose one of {', '.join(SELECT_LEVERS)}")
     for group in by_group(rows).values():
-        variants: dict[str, list[dict]] = defaultdict(list)
+        variants: dict[tuple, list[dict]] = defaultdict(list)
         for row in group:
-            variants[row["base_method"]].append(row)
-        for method, rows_of in variants.items():
+            variants[variant_family(row)].append(row)
+        for family, rows_of in variants.items():
             scored = [r for r in rows_of if not math.isnan(r["val_auc"][0])]
             best = max(scored, key=lambda r: r["val_auc"][0]) if scored else None
             for r in rows_of:
-                r["headline"] = rule == "none" or method in CONTROLS or best is None or r is best
+                r["headline"] = rule == "none" or family[0] in CONTROLS or best is None or r is best
+
+
+def variant_family(row: dict) -> tuple:
+    """The rows a headline row is picked among: one method's variants, apart by what they learn from and whose
+    labels they use, which are the questions a study asks, not levers to tune: a generator with and without the
+    unlabelled images (``-p use_unlabelled``), with its own labels or a teacher's (hard or soft; the threshold is
+    a lever), and pseudo-label's count-matched set apart from all of its images (``-p count=all``)."""
+    config = row["runs"][0]["config"] if row.get("runs") else {}
+    params = config.get("method_params") or {}
+    teacher = (config.get("synthesis") or {}).get("teacher")
+    return row["base_method"], bool(params.get("use_unlabelled")), teacher, params.get("count") == "all"
 
 
 #: Methods whose variants are separate controls, never competing levers of one method.
