@@ -377,3 +377,21 @@ def test_a_class_the_teacher_gave_no_candidate_adds_none_and_the_run_goes_on():
     picked = pick_per_teacher_class(labelled, {0: 3, 1: 7}, seed=0)
     assert len(picked) == 7 and sorted(set(picked.tolist())) == [0, 1, 2, 3, 4]
     assert np.bincount(picked, minlength=5).max() == 2  # each once before any repeats
+
+
+def test_an_exported_teacher_labelled_set_holds_the_labels_the_classifier_trained_on(
+    tmp_path, fixed_teacher, toy_generator
+):
+    import json
+
+    from synthmed.experiment.synthetic_set import write_artifacts
+
+    data = toy()
+    subset = subset_of(data, None)
+    result = synthesise(data, subset, "cvae", {"epochs": 1, "batch_size": 8}, LEVERS, 0, tmp_path / "cache", "cpu")
+    assert not np.array_equal(result.targets, result.labels)  # the teacher disagrees with some intended classes
+    write_artifacts(tmp_path / "synthetic", result, data, subset, 0, "toy")
+    with np.load(tmp_path / "synthetic.npz") as npz:
+        assert np.array_equal(npz["train_labels"].ravel(), result.targets)
+    sidecar = json.loads((tmp_path / "synthetic.json").read_text())
+    assert sidecar["labels"] == "teacher hard (its top class)" and sidecar["intended"] == result.labels.tolist()

@@ -383,6 +383,12 @@ def write_artifacts(
     audit = synthesis.audit
     report = audit.details or {}
     method = synthesis.augmenter.name
+    labels = synthesis.labels  # the classes the classifier trained on: the teacher's where it relabelled the set
+    relabelled = {}
+    if synthesis.teacher_labels is not None:
+        targets = synthesis.teacher_labels
+        labels = targets.argmax(1) if targets.ndim == 2 else targets
+        relabelled = {"labels": f"teacher {audit.teacher} (its top class)", "intended": synthesis.labels.tolist()}
     provenance = {
         "method": method,
         "config": synthesis.augmenter.config(),
@@ -401,11 +407,12 @@ def write_artifacts(
         "generator_cache": str(synthesis.generator_path) if synthesis.generator_path else None,
         "audit": f"{stem.name}_audit.json",
     }
-    written = [export_synthetic(stem.with_suffix(".npz"), synthesis.images, synthesis.labels, provenance)]
+    provenance |= relabelled
+    written = [export_synthetic(stem.with_suffix(".npz"), synthesis.images, labels, provenance)]
     train = subset.train
     pngs = {
         "grid": image_grid(
-            train.images, train.labels, synthesis.images, synthesis.labels, data.class_names, title=title, seed=seed
+            train.images, train.labels, synthesis.images, labels, data.class_names, title=title, seed=seed
         ),
         "losses": loss_curves(getattr(synthesis.augmenter, "history_", []), f"{method} losses · {title}"),
         "closest": closest_pairs(
@@ -419,7 +426,7 @@ def write_artifacts(
             audit.real_features,
             train.labels,
             audit.synthetic_features,
-            synthesis.labels,
+            labels,
             data.class_names,
             seed=seed,
             title=f"t-SNE · {title}",
