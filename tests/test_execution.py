@@ -105,13 +105,24 @@ def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):
     assert json.loads((tmp_path / "sequential.json").read_text())["looks"][-1]["undecided"] == []
 
 
+def test_seeds_auto_goes_on_while_a_verdict_against_the_copies_is_undecided(tmp_path):
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,oversample,flip"})
+    execute_round, calls = constructed({"oversample": (0.06, 0.02), "flip": (0.05, 0.0)})
+    stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: execute_round(runner, g))
+    first = stop["looks"][0]["undecided"]
+    assert any(u.endswith("flip vs oversample") for u in first)
+    assert not any(u.endswith("flip vs none") for u in first)  # decided against none: the copies keep it going
+    assert [len(c) for c in calls] == [5, 7]
+
+
 def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
     runner = FakeRunner(tmp_path)
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
     execute_round, calls = constructed({"flip": (0.0, 0.05)})  # noisy: never decided at margin 0.01
     stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: execute_round(runner, g))
     assert [len(c) for c in calls] == [5, 7] and stop["seeds"] == 7
-    assert "--max-seeds 7 reached with 1 verdict(s) against none still undecided" in stop["reason"]
+    assert "--max-seeds 7 reached with 1 verdict(s) still undecided" in stop["reason"]
     with ResultStore(runner.store_path) as store:
         assert len(store.run_ids()) == 14  # 2 methods x 7 seeds, none beyond
 

@@ -1,5 +1,6 @@
-"""Seeds until decided (``--seeds auto --max-seeds N``): run a grid's seeds in rounds until every method's verdict
-against ``none`` is decided, or N seeds are done.
+"""Seeds until decided (``--seeds auto --max-seeds N``): run a grid's seeds in rounds until every verdict of the
+report (each row against ``none`` and against the second reference, the copies by default) is decided, or N seeds
+are done.
 
 Rule (written to ``sequential.json`` and the report's notes): the first look comes after ``start`` seeds, each
 later look after ``step`` more (one per worker); with ``looks`` planned looks up to N seeds, every look, and every
@@ -56,11 +57,12 @@ class Plan:
 @dataclass
 class Look:
     seeds: int
-    undecided: list[str] = field(default_factory=list)  # "group: method" still undecided against none
+    undecided: list[str] = field(default_factory=list)  # "group: method vs reference" still undecided
 
 
 def undecided(runner: Runner, grid: Grid, plan: Plan) -> list[str]:
-    """Rows of the grid's runs whose verdict against ``none`` is still undecided at the look's alpha."""
+    """The comparisons of the grid's rows (against ``none`` and the second reference) still undecided at the look's
+    alpha, as "group: method vs reference"."""
     from synthmed.report.records import load_records
     from synthmed.report.summary import Settings, group_title, summarise
 
@@ -68,9 +70,10 @@ def undecided(runner: Runner, grid: Grid, plan: Plan) -> list[str]:
     records = [r for r in load_records(runner.out) if r["run_id"] in ids]
     rows = summarise(records, Settings(margin=plan.margin, alpha=plan.look_alpha, reference=plan.reference))
     return [
-        f"{group_title(row['group'])}: {row['method']}"
+        f"{group_title(row['group'])}: {row['method']} vs {reference}"
         for row in rows
-        if "none" in (row.get("comparisons") or {}) and not row["comparisons"]["none"].decided
+        for reference, comparison in (row.get("comparisons") or {}).items()
+        if not comparison.decided
     ]
 
 
@@ -93,13 +96,10 @@ def run_until_decided(
         if on_look:
             on_look(look)
         if not look.undecided:
-            reason = f"every method's verdict against none was decided at {seeds} seeds"
+            reason = f"every verdict (against none and the second reference) was decided at {seeds} seeds"
             break
         if seeds >= plan.max_seeds:
-            reason = (
-                f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) against none still "
-                "undecided"
-            )
+            reason = f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) still undecided"
             break
         seeds = min(seeds + plan.step, plan.max_seeds)
     stop = {

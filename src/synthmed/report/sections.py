@@ -263,9 +263,10 @@ def notes_section(
         rounds = f"rounds of {stop['step']} from {stop['start']} up to at most {stop['max_seeds']}"
         text = (
             f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
-            f"method's verdict against none. To keep the overall error rate at {alpha:g} over the {looks} planned "
-            f"looks, each look (and every interval in this report) uses alpha {alpha:g} / {looks} = "
-            f"{stop['look_alpha']:.4g} (Bonferroni). It stopped after {stop['seeds']} seeds: {stop['reason']}."
+            "verdict (each row against none and the second reference). To keep the overall error rate at "
+            f"{alpha:g} over the {looks} planned looks, each look (and every interval in this report) uses alpha "
+            f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). It stopped after {stop['seeds']} seeds: "
+            f"{stop['reason']}."
         )
         items.insert(1, text)
     return Section("Notes", [Bullets(items)])
