@@ -350,4 +350,21 @@ def corrupt(images: np.ndarray, name: str, severity: int, dataset: str = GENERIC
         raise SynthmedError("corruptions need uint8 images shaped (N, H, W) or (N, H, W, 3); convert them first")
     kind = KINDS[KIND_OF.get(name, name)]
     scale = images.shape[1] / REFERENCE_SIZE
+    if images.ndim == 3 and kind in PER_CHANNEL_NOISE:  # the package corrupts a grey image as RGB, then greys it
+        noisy = kind(
+            np.repeat(images[..., None], 3, axis=-1), table[name][severity - 1], _rng(seed, name, severity), scale
+        )
+        return _pil_grey(noisy)
     return kind(images, table[name][severity - 1], _rng(seed, name, severity), scale)
+
+
+#: The corruptions that draw noise per value: the package converts a grey image to RGB, corrupts it and converts it
+#: back (``dataset_manager.py``), so each grey pixel is the luma of three independent draws, not one draw (about
+#: two thirds of the noise's spread; salt and pepper becomes partial changes of more pixels).
+PER_CHANNEL_NOISE = (gaussian_noise, speckle_noise, impulse_noise, shot_noise)
+
+
+def _pil_grey(rgb: np.ndarray) -> np.ndarray:
+    """PIL's ``convert("L")`` of uint8 RGB: ITU-R 601-2 luma in its 16-bit fixed point, rounded."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
