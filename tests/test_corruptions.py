@@ -306,6 +306,10 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert "holds, n=8" in table.rows[0][1] and "contradicted, n=8" in table.rows[3][2]
     assert "no difference (equivalent), n=8" in table.rows[1][3]
     assert claims_blocks({"none": by_method["none"], "flip": by_method["none"]}) == []
+    mixed = {k: [dict(r) for r in v] for k, v in by_method.items()}
+    mixed["tsynd"][0]["precision"] = "bf16"  # one seed of TSynD on another precision: no claim with it is decided
+    blocked = claim_comparisons(mixed)["clean test AUC"]
+    assert blocked[0].verdict == "undecided (mixed precision)" and blocked[1].verdict == "equivalent"
     from synthmed.report import summary_json
     from synthmed.store import ResultStore
 

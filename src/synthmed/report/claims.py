@@ -23,6 +23,7 @@ from synthmed.report.stats import (
     adjust,
     compare,
 )
+from synthmed.report.summary import pair_run_lists
 
 #: (claim, the row it says is ahead, the row it says is behind), by method label
 TSYND_CLAIMS = (
@@ -59,10 +60,11 @@ def present_claims(by_method: dict[str, list[dict]]) -> list[tuple[str, str, str
 def claim_comparisons(
     by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05
 ) -> dict[str, list[Comparison]]:
-    """Per metric, the Holm-adjusted comparison of each claim whose two rows are both present (paired by seed and
-    precision, as every comparison of the report), at the report's margin and alpha (which ``--seeds auto`` divides
-    by its looks); an empty mapping where no claim's rows are. The claims of a metric are a family of their own,
-    apart from the results table's, so "TSynD > none" on clean AUC may read differently from its row there."""
+    """Per metric, the Holm-adjusted comparison of each claim whose two rows are both present (paired by seed on one
+    platform, and undecided where some seeds ran on another, as every comparison of the report), at the report's
+    margin and alpha (which ``--seeds auto`` divides by its looks); an empty mapping where no claim's rows are. The
+    claims of a metric are a family of their own, apart from the results table's, so "TSynD > none" on clean AUC
+    may read differently from its row there."""
     present = present_claims(by_method)
     if not present:
         return {}
@@ -70,10 +72,11 @@ def claim_comparisons(
     for title, figure in METRICS:
         comparisons = []
         for _, ahead, behind in present:
-            base = {(r["seed"], r.get("precision")): figure(r) for r in by_method[behind]}
-            pairs = [(figure(r), base.get((r["seed"], r.get("precision")))) for r in by_method[ahead]]
-            diffs = [a - b for a, b in pairs if a is not None and b is not None]
-            comparisons.append(compare(diffs, ahead, behind, title, margin=margin, alpha=alpha))
+            pairs, mixed = pair_run_lists(by_method[ahead], by_method[behind])
+            values = [(figure(r), figure(b)) for r, b in pairs]
+            diffs = [a - b for a, b in values if a is not None and b is not None]
+            blocked = "mixed precision" if mixed else ""
+            comparisons.append(compare(diffs, ahead, behind, title, margin=margin, alpha=alpha, blocked=blocked))
         out[title] = adjust(comparisons)
     return out
 

@@ -8,6 +8,7 @@ from collections import Counter
 
 from synthmed.report.model import Figure, Paragraph, Table
 from synthmed.report.stats import compare, interval
+from synthmed.report.summary import pair_run_lists
 from synthmed.spec import classifier_label, method_label, protocol_label
 
 #: The PGD strength the MedMNIST-C table shows beside the corruptions (x/255 pixel units; the one the TSynD results
@@ -72,17 +73,18 @@ def robustness_rows(records: list[dict]) -> tuple[list[str], list[list]]:
 
 def _delta_cell(runs: list[dict], reference: list[dict], column: str, method: str, ref: str) -> str:
     """``+0.012 [-0.004, +0.028] better``: ``column`` of ``runs`` minus the reference's, paired by seed where both
-    ran at the same precision, as a family of one (the results table's Holm adjustment does not cover these)."""
+    ran on the same platform (undecided where some seeds did not), as a family of one (the results table's Holm
+    adjustment does not cover these)."""
 
     def value(run: dict) -> float | None:
         return medmnistc_columns(run["metrics"]["robustness"])[column]
 
-    base = {(r["seed"], r.get("precision")): value(r) for r in reference}
-    pairs = [(value(r), base.get((r["seed"], r.get("precision")))) for r in runs]
-    diffs = [mine - theirs for mine, theirs in pairs if mine is not None and theirs is not None]
+    pairs, mixed = pair_run_lists(runs, reference)
+    values = [(value(r), value(b)) for r, b in pairs]
+    diffs = [mine - theirs for mine, theirs in values if mine is not None and theirs is not None]
     if not diffs:
         return ""
-    c = compare(diffs, method, ref, column)
+    c = compare(diffs, method, ref, column, blocked="mixed precision" if mixed else "")
     if c.n < 2:
         return f"{c.mean:+.3f} ({c.verdict}, 1 seed)"
     return f"{c.mean:+.3f} [{c.t_low:+.3f}, {c.t_high:+.3f}] {c.verdict}"

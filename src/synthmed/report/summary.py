@@ -230,10 +230,15 @@ def platform(run: dict) -> tuple[str | None, str | None]:
 def pair_runs(row: dict, reference: dict) -> tuple[list[tuple[dict, dict]], list[tuple[dict, dict]]]:
     """(pairs, mixed): the runs of ``row`` and ``reference`` on the same seed, split into those on the same
     ``platform`` and those across precisions or kernel levels (which are not pairs)."""
-    base = {r["seed"]: r for r in reference["runs"]}
+    return pair_run_lists(row["runs"], reference["runs"])
+
+
+def pair_run_lists(runs: list[dict], reference: list[dict]) -> tuple[list[tuple[dict, dict]], list[tuple[dict, dict]]]:
+    """``pair_runs`` of two lists of runs."""
+    base = {r["seed"]: r for r in reference}
     pairs: list[tuple[dict, dict]] = []
     mixed: list[tuple[dict, dict]] = []
-    for r in sorted(row["runs"], key=lambda r: r["seed"]):
+    for r in sorted(runs, key=lambda r: r["seed"]):
         ref = base.get(r["seed"])
         if ref is not None:
             (pairs if platform(r) == platform(ref) else mixed).append((r, ref))
