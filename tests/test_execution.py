@@ -116,6 +116,20 @@ def test_seeds_auto_goes_on_while_a_verdict_against_the_copies_is_undecided(tmp_
     assert [len(c) for c in calls] == [5, 7]
 
 
+def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):
+    """MI against entropy is the claim the seeds have to settle here: every row is far from none and the copies."""
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,oversample,tsynd,random-latent"})
+    grid.methods.append({"method": "tsynd", "params": {"uncertainty": "entropy"}})
+    effects = {"oversample": (0.1, 0.0), "tsynd": (0.2, 0.02), "random-latent": (0.3, 0.0)}
+    execute_round, calls = constructed(effects)
+    stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: execute_round(runner, g))
+    first = stop["looks"][0]["undecided"]
+    assert any("mutual information > entropy (clean test AUC)" in u for u in first), first
+    assert not any("(PGD" in u for u in first)  # not measured here: never waited for
+    assert [len(c) for c in calls] == [5, 7]
+
+
 def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
     runner = FakeRunner(tmp_path)
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})

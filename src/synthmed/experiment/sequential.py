@@ -1,6 +1,6 @@
 """Seeds until decided (``--seeds auto --max-seeds N``): run a grid's seeds in rounds until every verdict of the
-report (each row against ``none`` and against the second reference, the copies by default) is decided, or N seeds
-are done.
+report (each row against ``none`` and against the second reference, the copies by default, and TSynD's claims where
+the grid holds their rows) is decided, or N seeds are done.
 
 Rule (written to ``sequential.json`` and the report's notes): the first look comes after ``start`` seeds, each
 later look after ``step`` more (one per worker); with ``looks`` planned looks up to N seeds, every look, and every
@@ -61,20 +61,29 @@ class Look:
 
 
 def undecided(runner: Runner, grid: Grid, plan: Plan) -> list[str]:
-    """The comparisons of the grid's rows (against ``none`` and the second reference) still undecided at the look's
-    alpha, as "group: method vs reference"."""
+    """The comparisons of the grid's rows (against ``none`` and the second reference) and of TSynD's claims where the
+    grid holds their rows, still undecided at the look's alpha, as "group: method vs reference" and "group: claim
+    (metric)"."""
+    from synthmed.report.claims import claim_comparisons, present_claims
     from synthmed.report.records import load_records
-    from synthmed.report.summary import Settings, group_title, summarise
+    from synthmed.report.summary import Settings, by_group, group_title, summarise
 
     ids = {runner.run_id(spec) for spec in expand(copy.deepcopy(grid))}
     records = [r for r in load_records(runner.out) if r["run_id"] in ids]
     rows = summarise(records, Settings(margin=plan.margin, alpha=plan.look_alpha, reference=plan.reference))
-    return [
+    out = [
         f"{group_title(row['group'])}: {row['method']} vs {reference}"
         for row in rows
         for reference, comparison in (row.get("comparisons") or {}).items()
         if not comparison.decided
     ]
+    for key, group in by_group(rows).items():
+        by_method = {row["method"]: row["runs"] for row in group}
+        claims = [claim for claim, _, _ in present_claims(by_method)]
+        for metric, comparisons in claim_comparisons(by_method, plan.margin, plan.look_alpha).items():
+            pending = [c for c, cmp in zip(claims, comparisons) if cmp.n and not cmp.decided]  # n 0: not measured
+            out += [f"{group_title(key)}: {c} ({metric})" for c in pending]
+    return out
 
 
 def run_until_decided(
