@@ -131,6 +131,36 @@ def test_save_load_keeps_the_autoencoder_and_the_round_draws(trained, tmp_path):
     assert np.array_equal(first.labels, second.labels) and np.array_equal(first.images, second.images)
 
 
+def test_the_autoencoder_trains_for_its_epochs_whatever_the_ascent_steps():
+    """``steps`` is the latent ascent's; read as the shared loop's step budget it once cut 100 epochs to 20 steps."""
+    train = _blobs(64, 0)
+    tsynd = create_augmenter("tsynd", epochs=3, width=8, steps=1, batch_size=16, device="cpu")
+    tsynd.fit(train.images, train.labels, seed=0)
+    assert len(tsynd.history_) == 3 and tsynd._step == 12
+
+
+def test_tsynds_variants_share_one_autoencoder_fit_and_keep_their_own_settings(tmp_path, monkeypatch):
+    from synthmed.data import make_subset
+    from synthmed.data.dataset import Dataset
+    from synthmed.experiment.synthetic_set import fit_generator
+
+    fits = []
+    original = TorchGenerator.fit
+    monkeypatch.setattr(TorchGenerator, "fit", lambda self, *a, **k: fits.append(self.name) or original(self, *a, **k))
+    train = _blobs(64, 0)
+    data = Dataset("toy", "binary-class", ["a", "b"], train, _blobs(16, 1), _blobs(16, 2), md5="toy")
+    subset = make_subset(data, "fraction", seed=0, fraction=0.5)
+    tiny = {"epochs": 1, "width": 8, "device": "cpu"}
+    variants = [("tsynd", {}), ("tsynd", {"uncertainty": "entropy"}), ("random-latent", {})]
+    results = [fit_generator(create_augmenter(m, **tiny, **p), data, subset, 0, tmp_path) for m, p in variants]
+    assert fits == ["tsynd"] and [cached for _, cached, _, _ in results] == [False, True, True]
+    assert len({path for *_, path in results}) == 1
+    (_, entropy), (random, _) = (results[1][0].name, results[1][0].params["uncertainty"]), results[2][:2]
+    assert entropy == "entropy" and random.name == "random-latent" and random.params["direction"] == "random"
+    other = fit_generator(create_augmenter("tsynd", **{**tiny, "latent_channels": 4}), data, subset, 0, tmp_path)
+    assert other[1] is False and fits == ["tsynd", "tsynd"]  # an autoencoder setting is a fit of its own
+
+
 def test_tsynd_is_refused_without_dropout_and_outside_run(trained):
     from synthmed.experiment.runner import Runner
     from synthmed.spec import RunSpec

@@ -193,6 +193,18 @@ class TorchGenerator(Augmenter):
     #: Whether ``train_step`` reads an all-zero condition as "no class", so that ``-p use_unlabelled=true`` may add
     #: unlabelled images to the fit (DDPM's null class; the conditional VAE's empty label input).
     takes_unlabelled: ClassVar[bool] = False
+    #: Where only some hyper-parameters shape the fitted weights (TSynD's autoencoder, not its synthesis rounds):
+    #: those, and the name of the fit the method's variants share; a fit is then cached once for all of them.
+    fit_params: ClassVar[tuple[str, ...] | None] = None
+    fit_family: ClassVar[str | None] = None
+
+    def fit_config(self) -> dict:
+        """What the fitted weights depend on, for cache keys: ``config()``, or with ``fit_params`` only those
+        under the ``fit_family`` name."""
+        config = {k: v for k, v in self.config().items() if k != "device"}
+        if self.fit_params is None:
+            return config
+        return {"method": self.fit_family or self.name, **{k: config[k] for k in self.fit_params if k in config}}
 
     def check(self) -> None:
         check_params(self.name, self.params)

@@ -113,6 +113,9 @@ class TSynD(TorchGenerator):
 
     kind = Kind.IN_LOOP
     needs = {"dropout": DROPOUT}
+    #: the autoencoder's: tsynd, its entropy variant and random-latent of one seed share one fit
+    fit_params = ("epochs", "lr", "batch_size", "width", "latent_channels", "precision")
+    fit_family = "tsynd-autoencoder"
 
     def check(self) -> None:
         super().check()
@@ -138,6 +141,11 @@ class TSynD(TorchGenerator):
                 f"{self.name}: need 0 < budget <= 1, steps >= 1, every >= 1, eta > 0, lam >= 0, "
                 "radius > 0 and mc_samples >= 2"
             )
+
+    def step_budget(self, n_images: int) -> int | None:
+        """None: the autoencoder trains for ``epochs``. TSynD's ``steps`` are the latent ascent's steps per round,
+        not the shared loop's optimisation-step budget (read as one, they cut the 100 epochs to 20 steps)."""
+        return None
 
     def diagnostics(self) -> dict[str, Any]:
         rounds = getattr(self, "rounds_", None)

@@ -115,7 +115,7 @@ def generator_key(
     if used is not None and subset.unlabelled_indices is not None:  # a generator that saw them: part of its weights
         seen.append(subset.unlabelled_indices)
     indices = json.dumps([part.tolist() for part in seen])
-    params = {k: v for k, v in augmenter.config().items() if k != "device"}
+    params = augmenter.fit_config()
     key = {
         "params": params,
         "dataset": data.name,
@@ -165,12 +165,15 @@ def fit_generator(
         monitor.extractor.name if monitor else None,
     )
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "generators" / f"{augmenter.name}_{digest}.pt"
+    path = Path(cache_dir) / "generators" / f"{augmenter.fit_family or augmenter.name}_{digest}.pt"
     with file_lock(
         Path(cache_dir) / ".locks" / f"{path.stem}.lock"
     ):  # one fit when several runs need this generator at once
         if path.exists():
-            return TorchGenerator.load(path, device=augmenter.params.get("device", "auto")), True, 0.0, path
+            loaded = TorchGenerator.load(path, device=augmenter.params.get("device", "auto"))
+            if augmenter.fit_params is not None:  # a variant's fit: this run's own settings for what follows it
+                loaded.name, loaded.params = augmenter.name, dict(augmenter.params)
+            return loaded, True, 0.0, path
         start = time.perf_counter()
         unlabelled = _unlabelled_for(augmenter, subset)
         if unlabelled is not None:
