@@ -98,7 +98,7 @@ def synthetic_counts(
 
 
 def generator_key(
-    augmenter: Augmenter,
+    augmenter: TorchGenerator,
     data: Dataset,
     subset: Subset,
     seed: int,
