@@ -107,11 +107,14 @@ def test_random_latent_rounds_report_the_uncertainty_of_the_images_they_add(trai
     random-latent round reports its own images' uncertainty, not that of the optimised latents it discards."""
     model, _, train = trained
     settings = dict(epochs=3, width=8, steps=4, eta=0.1, mc_samples=6, budget=0.5, every=1, device="cpu")
-    rounds = {}
+    rounds, draws = {}, {}
     for method in ("tsynd", "random-latent"):
         augmenter = create_augmenter(method, **settings).fit(train.images, train.labels, seed=0)
         augmenter.on_epoch_end(model, epoch=1)
         rounds[method] = augmenter.rounds_[-1]
+        draws[method] = augmenter.round_generator_.get_state()
+    # the random directions draw from a generator of their own: every later round picks the same source images
+    assert torch.equal(draws["tsynd"], draws["random-latent"])
     assert rounds["tsynd"]["uncertainty_start"] == pytest.approx(rounds["random-latent"]["uncertainty_start"])
     assert rounds["tsynd"]["latent_shift"] == pytest.approx(rounds["random-latent"]["latent_shift"], rel=1e-4)
     assert rounds["tsynd"]["uncertainty_end"] > rounds["random-latent"]["uncertainty_end"]

@@ -176,6 +176,8 @@ class TSynD(TorchGenerator):
         self.source_labels_ = np.asarray(labels).astype(np.int64)
         self.seed_ = int(seed)
         self.round_generator_ = torch.Generator().manual_seed(self.seed_ + 1)
+        # random-latent's directions draw from their own generator, so every round picks the same images as tsynd's
+        self.direction_generator_ = torch.Generator().manual_seed(self.seed_ + 2)
         self.rounds_: list[dict] = []
 
     def extra_state(self) -> dict[str, Any]:
@@ -277,7 +279,7 @@ class TSynD(TorchGenerator):
         if self.params["direction"] == "targeted":
             return z
         distance = (z - z0).flatten(1).norm(dim=1)
-        noise = torch.randn(z0.shape, generator=self.round_generator_).to(z0.device)
+        noise = torch.randn(z0.shape, generator=self.direction_generator_).to(z0.device)
         noise = noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (z0.ndim - 1))
         return z0 + noise * distance.view(-1, *[1] * (z0.ndim - 1))
 
