@@ -333,3 +333,15 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert lines[2].startswith("| claim | clean test AUC | MedMNIST-C AUC (mean) | PGD 2/255 ACC |")
     assert lines[4].startswith("| mutual information > entropy (`tsynd` − `tsynd uncertainty=entropy`) | +0.010")
     assert "holds, n=8" in lines[4] and len(lines) == 6
+
+
+def test_the_report_names_the_corruptions_without_effect_that_its_mean_leaves_out():
+    from synthmed.report.medmnistc import medmnistc_blocks
+
+    r = record("none", 0, 0.85, 0.8)
+    r["metrics"]["robustness"] = fake_robustness(0.0, 0)
+    r["metrics"]["robustness"]["medmnistc"]["no_effect"] = ["motion_blur"]
+    text = medmnistc_blocks({"none": [r]}, "t", 0)[0].text
+    assert "No effect at this size, so left out of the corrupted mean: motion_blur" in text
+    del r["metrics"]["robustness"]["medmnistc"]["no_effect"]
+    assert "No effect" not in medmnistc_blocks({"none": [r]}, "t", 0)[0].text

@@ -163,6 +163,12 @@ def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -
         f"from {first['settings']['reference_size']} px to the image size. The test split is only scored here, "
         "never used for selection."
     )
+    if first.get("no_effect"):
+        text += (
+            f" No effect at this size, so left out of the corrupted mean: {', '.join(first['no_effect'])} (it "
+            "changes no test image at any severity); severities that scale to the same kernel or grid at this size "
+            "differ only in their random draws, so a curve need not fall at every step."
+        )
     curves = severity_plot(
         {m: [r["metrics"]["robustness"]["medmnistc"] for r in rs] for m, rs in bench.items()}, f"MedMNIST-C · {title}"
     )
