@@ -201,8 +201,9 @@ def test_trainer_replace_mode_keeps_only_the_last_round():
     train, val = _blobs(8, 0), _blobs(8, 1)
     config = TrainConfig(get_recipe("medmnist", 3, batch_size=64), precision="fp32", device="cpu")
     fit = train_classifier(train, val, val, 2, "binary-class", config, augmenter=TwoRounds())
-    # epoch 1: 8 real; epoch 2: 8 + 3 from round 1; epoch 3: 8 + 6 from round 2 (round 1 replaced)
-    assert TwoRounds.sizes == [8, 11, 14] and fit.extra["n_train_synthetic"] == 9
+    # epoch 1: 8 real; epoch 2: 8 + 3 from round 1; epoch 3: 8 + 6 from round 2 (round 1 replaced); no round after
+    # the last epoch, which nothing would train on
+    assert TwoRounds.sizes == [8, 11, 14] and fit.extra["n_train_synthetic"] == 6
 
 
 @pytest.mark.slow
@@ -266,8 +267,9 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     assert set(by_method) == {"tsynd"}
     for method in ("tsynd",):
         rounds = by_method[method]["metrics"]["rounds"]
-        assert [r["epoch"] for r in rounds] == [1, 2] and all(r["n"] == 5 for r in rounds)  # 25 % of 20
-        assert by_method[method]["n_synthetic"] == 10  # two rounds accumulated
+        # one round, after epoch 1 of 2 (none after the last epoch: nothing would train on it); 25 % of 20 images
+        assert [r["epoch"] for r in rounds] == [1] and all(r["n"] == 5 for r in rounds)
+        assert by_method[method]["n_synthetic"] == 5
     for r in records:
         rob = r["metrics"]["robustness"]
         assert {"clean", "perturbations", "attacks"} <= rob.keys() and r["config"]["dropout"] == 0.2

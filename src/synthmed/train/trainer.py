@@ -271,7 +271,8 @@ def train_classifier(
         history.append(row)
         if on_epoch:
             on_epoch(row)
-        new = augmenter.on_epoch_end(model, epoch)
+        # no round after the last epoch: nothing would train on its images
+        new = augmenter.on_epoch_end(model, epoch) if epoch < recipe.epochs else None
         if new is not None and len(new.labels):
             if new.replace:  # drop the previous round's images
                 x_train, y_train, w_train = x_train[:n_fixed], y_train[:n_fixed], w_train[:n_fixed]
