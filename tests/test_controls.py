@@ -101,6 +101,27 @@ def test_real_equivalent_of_a_constructed_curve():
     assert real_equivalent(flat, {s: 0.01 for s in range(5)}, anchor=150)["text"].startswith("the curve is flat")
 
 
+def test_the_curve_point_at_the_protocols_own_count_is_the_none_run_not_a_copy_of_it():
+    from test_report import record
+
+    from synthmed.experiment.grid import Grid, expand, override
+    from synthmed.report.summary import summarise
+
+    grid = override(Grid(datasets=["pneumoniamnist"], seeds=[0]), {"method": "none", "real_curve": "100,150,200"})
+    assert sorted(s.curve_per_class or 0 for s in expand(grid)) == [0, 100, 200]  # 150 is none's own count
+    breast = override(Grid(datasets=["breastmnist"], seeds=[0]), {"method": "none", "real_curve": "100,150"})
+    assert sorted(s.curve_per_class or 0 for s in expand(breast)) == [0, 100, 150]  # its official split: no anchor
+    records = []
+    for seed in range(5):
+        records.append(record("none", seed, 0.92 + 0.002 * seed, 0.8))
+        records += [record("none", seed, auc, 0.8, curve_per_class=n) for n, auc in ((100, 0.90), (200, 0.95))]
+        records.append(record("flip", seed, 0.91 + 0.002 * seed + 0.001 * (seed % 2), 0.8))
+    for r in records:
+        r["dataset"] = r["config"]["dataset"] = "pneumoniamnist"
+    flip = next(r for r in summarise(records) if r["method"] == "flip")
+    assert flip["real_equivalent"]["segment"] == [100, 150] and flip["real_equivalent"]["point"] < 0
+
+
 def test_worth_interval_covers_the_true_worth_at_its_stated_rate_over_five_seed_draws():
     """A constructed curve, linear in log(N), with seed effects and noise: the 95 % worth interval of many
     simulated 5-seed studies covers the true worth about 95 % of the time (the percentile bootstrap did not)."""

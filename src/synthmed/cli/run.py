@@ -61,7 +61,8 @@ def run(
         rich_help_panel="Data and protocol",
         help="Also train none "
         "on these numbers of real images per class (comma list, nested within each "
-        "seed's real pool): the curve the report reads every method's worth from.",
+        "seed's real pool): the curve the report reads every method's worth from; at the protocol's own count "
+        "the point is none itself.",
     ),
     **options: Any,
 ) -> None:

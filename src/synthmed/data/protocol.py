@@ -95,6 +95,17 @@ def water_fill(total: int, caps: np.ndarray) -> np.ndarray:
     return alloc
 
 
+def anchor_per_class(protocol: str, per_class: int | None, dataset: str) -> int | None:
+    """The real images per class a run of ``protocol`` trains on where it draws an even count per class (the
+    real-image curve's anchor: ``--real-per-class`` or the lowdata default), else None (BreastMNIST's official split,
+    other protocols)."""
+    if protocol != "lowdata":
+        return None
+    if per_class:
+        return int(per_class)
+    return None if dataset.lower() in LOWDATA_KEEPS_OFFICIAL else DEFAULT_PER_CLASS
+
+
 def _lowdata(data: Dataset, per_class: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     n_train = len(data.train)
     if per_class is None and data.name in LOWDATA_KEEPS_OFFICIAL:

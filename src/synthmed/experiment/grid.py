@@ -22,7 +22,8 @@ as ``betas: [0.5, 0.9]`` stays one value). Levers apply only to methods that add
 
 Every problem (unknown key, wrong type or bound) is one line naming the file and key, found before anything runs.
 ``real_curve: [25, 50, 100, 150, 300]`` adds ``none`` runs trained on that many real images per class, nested
-within each run's real pool, from which the report reads every method's worth in real images.
+within each run's real pool, from which the report reads every method's worth in real images (at the protocol's
+own count the point is the plain ``none`` run, so no copy of it runs).
 
 The older run-key dialect (``dataset:``, ``methods: [none, flip]``, ``epochs:`` at the top level) is read with a
 deprecation note that names each new key.
@@ -38,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from synthmed.data.protocol import anchor_per_class
 from synthmed.errors import SynthmedError
 from synthmed.spec import (
     PROTOCOLS,
@@ -431,6 +433,8 @@ def expand(grid: Grid) -> list[RunSpec]:
     for dataset, protocol, classifier, recipe, seed, n in itertools.product(
         grid.datasets, grid.protocols, grid.classifiers, grid.recipes, grid.seeds, grid.real_curve
     ):
+        if n == anchor_per_class(protocol["protocol"], protocol.get("real_per_class"), dataset):
+            continue  # the curve's point at the protocol's own count is the plain none run, not a copy of it
         specs.append(
             RunSpec(
                 dataset=dataset,

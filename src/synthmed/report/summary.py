@@ -177,6 +177,8 @@ def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> 
     if anchor is None:
         return
     none["real_equivalent"] = {"point": 0.0, "anchor": anchor, "text": f"0 (the baseline, {anchor} per class)"}
+    for run in none["runs"]:  # the curve's point at the anchor is none itself (the grid runs no copy of it)
+        curve.setdefault(run["seed"], {}).setdefault(anchor, run["test_auc"])
     none["curve"] = dict(curve)
     for row in group:
         versus = (row.get("comparisons") or {}).get("none")
@@ -196,14 +198,10 @@ def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> 
 def anchor_per_class(run: dict) -> int | None:
     """The real images per class a ``none`` run trained on, where its protocol draws an even count per class (the
     worth's anchor): ``--real-per-class`` or the lowdata default; None otherwise (BreastMNIST's official split)."""
-    from synthmed.data.protocol import DEFAULT_PER_CLASS, LOWDATA_KEEPS_OFFICIAL
+    from synthmed.data.protocol import anchor_per_class as anchor
 
     config = run["config"]
-    if config["protocol"] != "lowdata":
-        return None
-    if config.get("real_per_class"):
-        return int(config["real_per_class"])
-    return None if run["dataset"] in LOWDATA_KEEPS_OFFICIAL else DEFAULT_PER_CLASS
+    return anchor(config["protocol"], config.get("real_per_class"), run["dataset"])
 
 
 def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
