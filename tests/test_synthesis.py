@@ -166,7 +166,7 @@ def test_the_generator_cache_key_names_the_feature_space_fid_selection_ranks_in(
 
     from synthmed.experiment.synthetic_set import generator_key
 
-    gen = SimpleNamespace(config=lambda: {"epochs": 5, "device": "cpu"})
+    gen = SimpleNamespace(fit_config=lambda: {"method": "cvae", "epochs": 5})
     data = SimpleNamespace(name="breastmnist", md5="x", size=28)
     subset = SimpleNamespace(train_indices=np.arange(4), protocol="lowdata", unlabelled=None, unlabelled_indices=None)
     a = generator_key(gen, data, subset, 0, 10, True, "domain:reference_aaaa")  # type: ignore[arg-type]
