@@ -110,7 +110,7 @@ def generator_key(
     saved with it, and the checkpoint selection that may replace the last weights; ``feature_space`` names the
     features that tracking measures in (the reference classifier, whose ``fidelity_epochs`` shape them), since
     the checkpoint ``--select-generator fid`` keeps depends on them."""
-    used = _unlabelled_for(augmenter, subset)
+    used = seen_unlabelled(augmenter, subset)
     seen = [subset.train_indices]
     if used is not None and subset.unlabelled_indices is not None:  # a generator that saw them: part of its weights
         seen.append(subset.unlabelled_indices)
@@ -132,14 +132,6 @@ def generator_key(
         | ({"select_generator": "fid"} if select else {})
         | ({"feature_space": feature_space} if track_fid_every and feature_space else {})
     )
-
-
-def _unlabelled_for(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
-    """The run's unlabelled images where its generator learns from them (``-p use_unlabelled=true``: ddpm, the
-    conditional VAEs), else None: the images only, never their labels."""
-    if subset.unlabelled is None or not isinstance(augmenter, TorchGenerator) or not augmenter.uses_unlabelled:
-        return None
-    return subset.unlabelled
 
 
 def fit_generator(
@@ -175,7 +167,7 @@ def fit_generator(
                 loaded.name, loaded.params = augmenter.name, dict(augmenter.params)
             return loaded, True, 0.0, path
         start = time.perf_counter()
-        unlabelled = _unlabelled_for(augmenter, subset)
+        unlabelled = seen_unlabelled(augmenter, subset)
         if unlabelled is not None:
             augmenter.fit_with_unlabelled(
                 subset.train.images, subset.train.labels, unlabelled, seed=seed, monitor=monitor
@@ -354,7 +346,8 @@ def seen_images(augmenter: Augmenter, subset: Subset) -> np.ndarray:
 
 
 def seen_unlabelled(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
-    """The unlabelled images a run's method read (``reads_unlabelled``), else None."""
+    """The unlabelled images a run's method reads (``reads_unlabelled``: a generator with ``-p use_unlabelled=true``
+    learns from them, pseudo-label adds them), else None: the images only, never their labels."""
     if subset.unlabelled is None or not type(augmenter).reads_unlabelled(augmenter.params):
         return None
     return subset.unlabelled
