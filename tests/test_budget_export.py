@@ -340,3 +340,18 @@ def test_a_busy_machine_gets_a_warning_and_the_same_threads(monkeypatch):
     assert torch.get_num_threads() == threads  # a load average never changes a run's thread count
     monkeypatch.setattr(backends, "load_average", lambda: 0.2)
     assert execute._busy("pool", 4, None, explicit=False) == (None, "")
+
+
+def test_status_costs_pending_runs_by_the_longest_stored_run_and_names_what_it_cannot_cost():
+    from synthmed.experiment.budget import estimate, longest_runs
+
+    def record(method: str, seconds: float | None) -> dict:
+        return {"dataset": "pneumoniamnist", "protocol": "lowdata", "method": method, "total_time": seconds}
+
+    longest = longest_runs([record("ddpm", 1600), record("ddpm", 250), record("none", 200), record("none", None)])
+    assert longest == {("pneumoniamnist", "lowdata", "ddpm"): 1600, ("pneumoniamnist", "lowdata", "none"): 200}
+    keys = [("pneumoniamnist", "lowdata", m) for m in ("ddpm", "ddpm", "none", "dcgan")]
+    cost = estimate(keys, longest)
+    assert (cost.seconds, cost.known, cost.unknown) == (3400, 3, {"dcgan": 1})
+    line = cost.line(workers=2)
+    assert "about 57 min of CPU (28 min at 2 worker(s)" in line and "nothing stored for them yet: dcgan (1)" in line

@@ -211,6 +211,15 @@ seeds: [0]
     assert "skipped octmnist" in result.stderr and "1 runs, 0 already in" in result.stderr
     assert (out / "report.html").exists()
     assert "│ 1    │ 1    │ 0       │ 0      │" in cli("status").stdout
+    # on another machine: a fresh store, the export counts as done and costs the pending seed from its run
+    export = tmp_path / "export"
+    assert subprocess.run([sys.executable, "-m", "synthmed", "export", str(out), str(export)], env=env).returncode == 0
+    text = path.read_text().replace(str(out), str(tmp_path / "elsewhere")).replace("seeds: [0]", "seeds: [0, 1]")
+    path.write_text(text)
+    status = cli("status", "--resume-from", str(export), "--workers", "2")
+    assert "│ 2    │ 1    │ 1       │ 0      │" in status.stdout, status.stderr
+    assert "the 1 pending run(s) with a stored run of their dataset, protocol and method take about" in status.stdout
+    assert not (tmp_path / "elsewhere" / "results.sqlite").exists()  # status imports nothing
 
 
 @pytest.mark.slow

@@ -152,27 +152,59 @@ def experiment_status(
     file: Path = typer.Argument(..., help="Experiment YAML."),
     data_root: str = opt.DATA_ROOT,
     no_verify: bool = opt.NO_VERIFY,
+    resume_from: Path | None = typer.Option(
+        None,
+        "--resume-from",
+        help="An export whose runs count as done, as `experiment run --resume-from` would skip them (nothing is "
+        "imported).",
+    ),
+    workers: int = typer.Option(
+        0, "--workers", help="Workers the wall-time estimate assumes (default: one per CPU core).", min=0
+    ),
 ) -> None:
-    """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record)."""
+    """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
+    pending ones should cost, from the longest stored run of each dataset, protocol and method: the number to size
+    a step's --time-budget by."""
+    import os
+
     from rich.table import Table
 
+    from synthmed.experiment.budget import estimate, longest_runs
+    from synthmed.experiment.export import is_export
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
-    from synthmed.report.records import failed_runs
+    from synthmed.report.records import EXPORT_RECORDS, failed_runs
+    from synthmed.store import ResultStore, read_jsonl
 
+    if resume_from is not None and not is_export(resume_from):
+        raise SynthmedError(
+            f"--resume-from {resume_from} is not a synthmed export; give a folder written by `synthmed export`"
+        )
     grid = load_grid(file)
     specs, _ = available_datasets(expand(grid), data_root)
     runner = Runner(grid.out or f"runs/{grid.name}", data_root=data_root, verify=not no_verify, device="cpu")
-    pending = runner.pending(specs)
+    exported = read_jsonl(resume_from / EXPORT_RECORDS) if resume_from is not None else []
+    pending = runner.pending(specs, runner.done() | {r["run_id"] for r in exported})
     ids = {runner.run_id(s) for s in pending}
     failed = [f for f in failed_runs(runner.out, set()) if f["run_id"] in ids]
-    table = Table(title=f"{grid.name} ({runner.out})")
+    where = f"{grid.name}: {runner.out}" + (f", and {resume_from} as done" if resume_from is not None else "")
+    Console().print(where, highlight=False, soft_wrap=True, markup=False)
+    table = Table()
     for name in ("runs", "done", "pending", "failed"):
         table.add_column(name)
     table.add_row(str(len(specs)), str(len(specs) - len(pending)), str(len(pending) - len(failed)), str(len(failed)))
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
+    if pending:
+        longest = longest_runs(exported)
+        if runner.store_path.exists():
+            with ResultStore(runner.store_path) as store:
+                for key, seconds in store.durations().items():
+                    longest[key] = max(seconds, longest.get(key, 0.0))
+        keys = [(runner.dataset(s).name, s.protocol, s.method) for s in pending]
+        cost = estimate(keys, longest)
+        Console().print(cost.line(workers or os.cpu_count() or 1), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("export")

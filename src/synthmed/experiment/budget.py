@@ -9,7 +9,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,3 +65,52 @@ def alarm(deadline: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def longest_runs(records: Iterable[dict]) -> dict[tuple[str, str, str], float]:
+    """The longest ``total_time`` of each (dataset, protocol, method) among ``records``: what a time budget (and
+    ``experiment status``) expects a run to take, as ``ResultStore.durations`` does for a store."""
+    longest: dict[tuple[str, str, str], float] = {}
+    for r in records:
+        if r.get("total_time") is not None:
+            key = (r["dataset"], r["protocol"], r["method"])
+            longest[key] = max(longest.get(key, 0.0), float(r["total_time"]))
+    return longest
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What the pending runs of a grid are expected to cost, from the longest stored run of each (dataset,
+    protocol, method); runs of a method with no stored run are counted apart (``unknown``), not guessed."""
+
+    seconds: float
+    known: int
+    unknown: dict[str, int]  # method: pending runs that nothing stored can estimate
+
+    def line(self, workers: int) -> str:
+        """One line for ``experiment status``: CPU time, and the wall time at ``workers`` single-CPU runs."""
+        workers = max(workers, 1)
+        text = (
+            f"the {self.known} pending run(s) with a stored run of their dataset, protocol and method take about "
+            f"{_spoken(self.seconds)} of CPU ({_spoken(self.seconds / workers)} at {workers} worker(s); each run "
+            "costed as the longest stored one, fits included)"
+        )
+        if self.unknown:
+            methods = ", ".join(f"{m} ({n})" for m, n in sorted(self.unknown.items()))
+            text += f"; not costed, nothing stored for them yet: {methods}"
+        return text
+
+
+def estimate(keys: Iterable[tuple[str, str, str]], longest: dict[tuple[str, str, str], float]) -> Estimate:
+    """Cost the runs named by their (dataset, protocol, method) keys with ``longest``."""
+    seconds, known, unknown = 0.0, 0, Counter[str]()
+    for key in keys:
+        if key in longest:
+            seconds, known = seconds + longest[key], known + 1
+        else:
+            unknown[key[2]] += 1
+    return Estimate(seconds, known, dict(unknown))
+
+
+def _spoken(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
