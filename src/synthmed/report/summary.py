@@ -326,14 +326,22 @@ def mark_headline(rows: list[dict], rule: str = "val_auc") -> None:
 
 
 def variant_family(row: dict) -> tuple:
-    """The rows a headline row is picked among: one method's variants, apart by what they learn from and whose
-    labels they use, which are the questions a study asks, not levers to tune: a generator with and without the
-    unlabelled images (``-p use_unlabelled``), with its own labels or a teacher's (hard or soft; the threshold is
-    a lever), and pseudo-label's count-matched set apart from all of its images (``-p count=all``)."""
+    """The rows a headline row is picked among: one method's variants, apart by what they learn from, whose
+    labels they use and how the classifier uses the set, which are the questions a study asks, not levers to
+    tune: a generator with and without the unlabelled images (``-p use_unlabelled``), with its own labels or a
+    teacher's (hard or soft; the threshold is a lever), mixed into training or pretrained on before fine-tuning on
+    the real images (``--pretrain-on-synthetic``, RoentGen-v2's recipe), and pseudo-label's count-matched set apart
+    from all of its images (``-p count=all``)."""
     config = row["runs"][0]["config"] if row.get("runs") else {}
     params = config.get("method_params") or {}
-    teacher = (config.get("synthesis") or {}).get("teacher")
-    return row["base_method"], bool(params.get("use_unlabelled")), teacher, params.get("count") == "all"
+    synthesis = config.get("synthesis") or {}
+    return (
+        row["base_method"],
+        bool(params.get("use_unlabelled")),
+        synthesis.get("teacher"),
+        bool(synthesis.get("pretrain_on_synthetic")),
+        params.get("count") == "all",
+    )
 
 
 #: Methods whose variants are separate controls, never competing levers of one method.
