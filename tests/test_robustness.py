@@ -21,6 +21,7 @@ from synthmed.metrics.robustness import (
     perturb,
     pgd,
     robustness_report,
+    scoring_copy,
 )
 from synthmed.nets.classifiers import build_classifier
 from synthmed.report.figures import gradcam_panel, robustness_plot
@@ -339,3 +340,33 @@ def test_robustness_table_summarises_each_method_over_seeds(toy_report):
     assert rows[1][2] == f"{toy_report['clean']['acc'] - 0.05:.3f} ± {0.1 / np.sqrt(2):.3f}"
     pgd_max = toy_report["attacks"]["pgd"][-1]["acc"]
     assert rows[1][-1] == f"{pgd_max:.3f} ± 0.000" and len(rows[1]) == len(header)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_the_scoring_copy_predicts_as_the_model_and_leaves_it_untouched(name):
+    """Folded BatchNorms and channels-last memory change outputs and input gradients by float rounding only, and
+    the trained model keeps its mode and gradients."""
+    torch.manual_seed(0)
+    model = build_classifier(name, 1, 2, 28)
+    for module in model.modules():  # statistics unlike a fresh BatchNorm's, so folding them matters
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x, y = torch.rand(8, 1, 28, 28) * 2 - 1, torch.tensor([0, 1] * 4)
+    copy = scoring_copy(model)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert not any(p.requires_grad for p in copy.parameters())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(copy(x), model(x), rtol=1e-4, atol=1e-5)
+    if name == "resnet18":
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in copy.modules())  # folded into the convolutions
+    grads = []
+    for net in (model, copy):
+        x_grad = x.clone().requires_grad_(True)
+        nn.functional.cross_entropy(net(x_grad), y, reduction="sum").backward()
+        grads.append(x_grad.grad)
+    assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-2  # 2e-6 (ResNet-18), 2e-3 (DenseNet-121)
+    # PGD steps by the gradient's sign: only components at rounding distance from 0 may step the other way
+    same = pgd(copy, x, y, "binary-class", 2 / 255, steps=1) == pgd(model, x, y, "binary-class", 2 / 255, steps=1)
+    assert same.float().mean() > 0.99
