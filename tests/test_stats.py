@@ -438,3 +438,18 @@ def test_the_seeds_an_equivalence_verdict_needs_give_it_80_percent_power():
     assert 0.75 <= power(n) <= 0.9 and power(n // 2) < 0.5
     c = compare(list(np.random.default_rng(1).normal(0.0, sd, 6)), "flip", "none", margin=margin)
     assert not c.decided and c.units_for_equivalence and f"about {c.units_for_equivalence} seeds" in c.sentence()
+
+
+def test_what_an_undecided_comparison_could_detect_is_priced_at_its_holm_level():
+    """In a family, the detectable difference and the seeds for equivalence are those of the comparison's own Holm
+    levels (what the rule can decide), never the unadjusted test's, which promises verdicts the family cannot give."""
+    from synthmed.report.stats import units_for_equivalence
+
+    rng = np.random.default_rng(3)
+    family = adjust([compare(list(rng.normal(0.0, 0.02, 10)), f"m{i}", "none", margin=0.01) for i in range(8)])
+    for c in family:
+        assert c.family == 8 and not c.decided
+        assert c.mde == pytest.approx(minimum_detectable_effect(c.std, c.n, c.level, 0.8))
+        assert c.mde > minimum_detectable_effect(c.std, c.n, c.alpha, 0.8)
+        assert c.units_for_equivalence > units_for_equivalence(c.std, 0.01, c.alpha)
+        assert "80 % power at its Holm level" in c.sentence()

@@ -224,7 +224,9 @@ NOTES = [
     f"undecided. Fewer than {MIN_PAIRS} paired units is never decided ('undecided (n < {MIN_PAIRS})'). The interval "
     "shown is unadjusted and does not decide. A percentile bootstrap interval over seeds is computed beside the "
     "t-interval and the sentence says where the two disagree. The detectable Δ is the smallest true difference the "
-    "seeds would find with 80 % power at the observed paired spread, unadjusted. The 'none on the same seeds' column "
+    "seeds would find with 80 % power at the observed paired spread and the comparison's Holm level, and the seeds "
+    "for equivalence are those its TOST would need at its Holm level: the rule's own reach, not an unadjusted test's. "
+    "The 'none on the same seeds' column "
     "is none's mean over the seeds paired with the row.",
     "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
     "protocol of Chaptoukaev 2021's Table 2: it selects on the test set and is optimistic.",

@@ -317,11 +317,12 @@ class Comparison:
         if self.intervals_disagree:
             text += f"; the bootstrap interval [{_num(self.boot_low)}, {_num(self.boot_high)}] disagrees"
         if not self.decided and math.isfinite(self.mde):
-            text += f"; the seeds could detect a difference of {self.mde:.3f} {unit} with 80 % power"
+            at = " at its Holm level" if self.family > 1 else ""
+            text += f"; the seeds could detect a difference of {self.mde:.3f} {unit} with 80 % power{at}"
             if self.units_for_equivalence and self.units_for_equivalence > self.n:
                 text += (
                     f"; at this spread about {self.units_for_equivalence} {self.unit} would show equivalence "
-                    f"within ±{self.margin:g} {unit} if the true difference were 0"
+                    f"within ±{self.margin:g} {unit}{at} if the true difference were 0"
                 )
         return text
 
@@ -481,7 +482,9 @@ def compare(
 
 
 def _at_level(c: Comparison, level: float, tost_level: float, p_holm: float, p_tost_holm: float, m: int) -> Comparison:
-    """``c`` decided at its Holm levels: the t-interval at ``1 - level``, the TOST one at ``1 - 2 tost_level``."""
+    """``c`` decided at its Holm levels: the t-interval at ``1 - level``, the TOST one at ``1 - 2 tost_level``. What
+    the seeds could detect and the seeds an equivalence verdict needs are priced at the same levels: at the
+    unadjusted level they would promise verdicts the family's rule cannot give."""
     half = _t_half(c.std, c.n, 1 - level)
     tost_half = _t_half(c.std, c.n, 1 - 2 * tost_level)
     low, high = c.mean - half, c.mean + half
@@ -497,6 +500,8 @@ def _at_level(c: Comparison, level: float, tost_level: float, p_holm: float, p_t
         p_tost_holm=p_tost_holm,
         family=m,
         verdict=_verdict(low, high, tost_low, tost_high, c.margin),
+        mde=minimum_detectable_effect(c.std, c.n, level, 0.8),
+        units_for_equivalence=units_for_equivalence(c.std, c.margin, tost_level) if c.margin > 0 else None,
     )
 
 
