@@ -130,6 +130,33 @@ def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):
     assert [len(c) for c in calls] == [5, 7]
 
 
+def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_step_goes_on_from_them(tmp_path):
+    """Before the first round the plan is on disk, so a report of a cut step decides at the looks' alpha; a resumed
+    command of the same plan goes on from the looks made before."""
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
+    execute_round, calls = constructed({"flip": (0.0, 0.05)})
+    plan = Plan(max_seeds=9, step=2)
+
+    class BudgetReached(Exception):
+        pass
+
+    def cut_after_first_look(g: Grid) -> None:
+        if len(calls) == 1:
+            raise BudgetReached()
+        execute_round(runner, g)
+
+    with pytest.raises(BudgetReached):
+        run_until_decided(runner, grid, plan, cut_after_first_look)
+    record = json.loads((tmp_path / "sequential.json").read_text())
+    assert record["reason"].startswith("in progress") and [lk["seeds"] for lk in record["looks"]] == [5]
+    assert summary_json(tmp_path)["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the looks' alpha already
+    stop = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))
+    assert [lk["seeds"] for lk in stop["looks"]] == [5, 7, 9] and stop["seeds"] == 9 and calls[-1] == list(range(9))
+    other = run_until_decided(runner, grid, Plan(max_seeds=11, step=2), lambda g: execute_round(runner, g))
+    assert [lk["seeds"] for lk in other["looks"]] == [5, 7, 9, 11]  # another plan: its own looks only
+
+
 def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
     runner = FakeRunner(tmp_path)
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})

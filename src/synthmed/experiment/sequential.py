@@ -94,9 +94,17 @@ def run_until_decided(
     on_look: Callable[[Look], None] | None = None,
 ) -> dict:
     """Run rounds of seeds with ``execute_round(grid)`` (which runs the grid's pending runs) until decided; write
-    and return the stopping record (``sequential.json``)."""
-    looks: list[Look] = []
+    and return the stopping record (``sequential.json``).
+
+    The record is written before the first round and after every look, marked in progress, so a report of a study
+    whose step ended by its time budget (or was killed) decides at the looks' alpha as the rule does, and a resumed
+    command of the same plan goes on from its last look instead of looking again at the same seeds."""
+    looks = _earlier_looks(runner, plan)
     seeds = plan.start
+    if looks:  # resumed: the next look after the last one, or that one again where it stopped the study
+        last = looks[-1]
+        seeds = min(last.seeds + plan.step, plan.max_seeds) if last.undecided else last.seeds
+    _write(runner, plan, seeds, looks, "in progress: seeds are still being added")
     while True:
         grid.seeds = list(range(seeds))
         execute_round(grid)
@@ -110,8 +118,13 @@ def run_until_decided(
         if seeds >= plan.max_seeds:
             reason = f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) still undecided"
             break
+        _write(runner, plan, seeds, looks, "in progress: seeds are still being added")
         seeds = min(seeds + plan.step, plan.max_seeds)
-    stop = {
+    return _write(runner, plan, seeds, looks, reason)
+
+
+def _plan_fields(plan: Plan) -> dict:
+    return {
         "rule": "Bonferroni over planned looks",
         "alpha": plan.alpha,
         "planned_looks": plan.looks,
@@ -121,9 +134,26 @@ def run_until_decided(
         "max_seeds": plan.max_seeds,
         "margin": plan.margin,
         "reference": plan.reference,
+    }
+
+
+def _earlier_looks(runner: Runner, plan: Plan) -> list[Look]:
+    """The looks an earlier command of the same plan recorded (a step resumed after its budget), else none."""
+    from synthmed.report import sequential_stop
+
+    earlier = sequential_stop(runner.out)
+    if earlier is None or {k: earlier.get(k) for k in _plan_fields(plan)} != _plan_fields(plan):
+        return []
+    return [Look(lk["seeds"], list(lk["undecided"])) for lk in earlier.get("looks", [])]
+
+
+def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: str) -> dict:
+    stop = {
+        **_plan_fields(plan),
         "seeds": seeds,
         "reason": reason,
         "looks": [{"seeds": lk.seeds, "undecided": lk.undecided} for lk in looks],
     }
+    runner.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(runner.out / SEQUENTIAL_FILE, stop)
     return stop
