@@ -169,12 +169,12 @@ def experiment_status(
 
     from rich.table import Table
 
-    from synthmed.experiment.budget import estimate, longest_runs
+    from synthmed.experiment.budget import estimate, longest_stored
     from synthmed.experiment.export import is_export
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
     from synthmed.report.records import EXPORT_RECORDS, failed_runs
-    from synthmed.store import ResultStore, read_jsonl
+    from synthmed.store import read_jsonl
 
     if resume_from is not None and not is_export(resume_from):
         raise SynthmedError(
@@ -197,13 +197,8 @@ def experiment_status(
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
     if pending:
-        longest = longest_runs(exported)
-        if runner.store_path.exists():
-            with ResultStore(runner.store_path) as store:
-                for key, seconds in store.durations().items():
-                    longest[key] = max(seconds, longest.get(key, 0.0))
         keys = [(runner.dataset(s).name, s.protocol, s.method) for s in pending]
-        cost = estimate(keys, longest)
+        cost = estimate(keys, longest_stored(runner.store_path, exported))
         Console().print(cost.line(workers or os.cpu_count() or 1), highlight=False, soft_wrap=True, markup=False)
 
 

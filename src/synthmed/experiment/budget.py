@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
@@ -75,6 +76,18 @@ def longest_runs(records: Iterable[dict]) -> dict[tuple[str, str, str], float]:
         if r.get("total_time") is not None:
             key = (r["dataset"], r["protocol"], r["method"])
             longest[key] = max(longest.get(key, 0.0), float(r["total_time"]))
+    return longest
+
+
+def longest_stored(store_path: Path, exported: Iterable[dict] = ()) -> dict[tuple[str, str, str], float]:
+    """``longest_runs`` over a store (if there is one) and an export's records together."""
+    from synthmed.store import ResultStore
+
+    longest = longest_runs(exported)
+    if store_path.exists():
+        with ResultStore(store_path) as store:
+            for key, seconds in store.durations().items():
+                longest[key] = max(seconds, longest.get(key, 0.0))
     return longest
 
 
