@@ -126,6 +126,15 @@ def test_a_block_is_laid_out_by_the_reports_table_renderer():
     assert study_table([summary], Block(folders=(), methods=("none",))).rows == []
 
 
+def test_the_interval_columns_say_the_level_the_exports_report_at():
+    """A --seeds auto study reports at the looks' split alpha (0.05 / 6 for the low-noise study): its page says so."""
+    looks = {"groups": [{"title": "t", "rows": [ROW]}], "settings": {"alpha": 0.05 / 6}}
+    columns = study_table([looks], Block(folders=(), no_setting=True)).columns
+    assert "Δ AUC vs none [99.17 % CI], verdict (Holm)" in columns
+    mixed = study_table([looks, {**looks, "settings": {"alpha": 0.05}}], Block(folders=(), no_setting=True)).columns
+    assert "Δ AUC vs none [CI at each export's level], verdict (Holm)" in mixed
+
+
 def test_the_at_a_glance_table_adds_tstr_and_the_memorised_share_only_where_a_row_has_them():
     generative = {
         **ROW,

@@ -36,13 +36,25 @@ OPEN, CLOSE = re.compile(r"<!-- study_table\b"), "<!-- /study_table -->"
 #: What marks a page's repository root, which the blocks' export folders are relative to.
 ROOT_MARKER = "pyproject.toml"
 
-AUC_COLUMNS = [
-    "test AUC",
-    "none on the same seeds",
-    "Δ AUC vs none [95 % CI], verdict (Holm)",
-    "Δ AUC vs oversample [95 % CI], verdict (Holm)",
-    "worth in real images per class [95 % CI]",
-]
+WORTH_COLUMN = "worth in real images per class [95 % CI]"
+
+
+def auc_columns(summaries: list[dict]) -> list[str]:
+    """The AUC columns, their Δ intervals labelled with the level the exports' reports use (95 %, or the looks'
+    split level of a ``--seeds auto`` study, e.g. 99.17 %); the worth's Fieller interval is always 95 %."""
+    from synthmed.report.formats import level_text
+
+    alphas = {summary.get("settings", {}).get("alpha", 0.05) for summary in summaries} or {0.05}
+    ci = f"{level_text(alphas.pop())} % CI" if len(alphas) == 1 else "CI at each export's level"
+    return [
+        "test AUC",
+        "none on the same seeds",
+        f"Δ AUC vs none [{ci}], verdict (Holm)",
+        f"Δ AUC vs oversample [{ci}], verdict (Holm)",
+        WORTH_COLUMN,
+    ]
+
+
 #: What ``--headline`` (the at-a-glance table) adds for generative rows: the synthetic set's own audit in brief.
 GLANCE_COLUMNS = ["TSTR test AUC", "memorised (pixels)"]
 SYNTHETIC_COLUMNS = [
@@ -243,11 +255,11 @@ def study_table(summaries: list[dict], block: Block) -> Table:
     plus TSTR and the memorised share where a row has them; or with ``synthetic`` the ACC, Holm p-values and the
     synthetic-set audit."""
     row_cells: Callable[[dict], list[str]] = auc_cells
-    cells = AUC_COLUMNS
+    cells = auc_columns(summaries)
     if block.synthetic:
         row_cells, cells = synthetic_cells, SYNTHETIC_COLUMNS
     elif block.headline:
-        row_cells, cells = glance_cells, AUC_COLUMNS + GLANCE_COLUMNS
+        row_cells, cells = glance_cells, cells + GLANCE_COLUMNS
     columns = ["method", "seeds", *cells]
     if not block.no_setting:
         columns.insert(0, "setting")
@@ -270,8 +282,7 @@ def study_table(summaries: list[dict], block: Block) -> Table:
     kept = [
         c
         for c in columns
-        if (c != AUC_COLUMNS[-1] or priced)
-        and (c not in GLANCE_COLUMNS or any(r[columns.index(c)] for r in table.rows))
+        if (c != WORTH_COLUMN or priced) and (c not in GLANCE_COLUMNS or any(r[columns.index(c)] for r in table.rows))
     ]
     return table.select(kept)
 
