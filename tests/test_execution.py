@@ -21,7 +21,7 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.export import export_runs, import_export
 from synthmed.experiment.grid import Grid, expand, override
 from synthmed.experiment.runner import Runner
-from synthmed.experiment.sequential import Plan, run_until_decided
+from synthmed.experiment.sequential import Plan, progress_line, run_until_decided
 from synthmed.report import summary_json
 from synthmed.store import ResultStore
 
@@ -153,6 +153,9 @@ def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_ste
     assert summary_json(tmp_path)["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the looks' alpha already
     stop = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))
     assert [lk["seeds"] for lk in stop["looks"]] == [5, 7, 9] and stop["seeds"] == 9 and calls[-1] == list(range(9))
+    assert "looks so far: at seeds 5 (1 undecided), 7 (1 undecided), 9 (1 undecided); --max-seeds 9" in progress_line(
+        stop
+    )
     other = run_until_decided(runner, grid, Plan(max_seeds=11, step=2), lambda g: execute_round(runner, g))
     assert [lk["seeds"] for lk in other["looks"]] == [5, 7, 9, 11]  # another plan: its own looks only
 

@@ -173,6 +173,8 @@ def experiment_status(
     from synthmed.experiment.export import is_export
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
+    from synthmed.experiment.sequential import progress_line
+    from synthmed.report import sequential_stop
     from synthmed.report.records import EXPORT_RECORDS, failed_runs
     from synthmed.store import read_jsonl
 
@@ -196,6 +198,9 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
+    stop = sequential_stop(runner.out) or (sequential_stop(resume_from) if resume_from is not None else None)
+    if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else the export's
+        Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
     if pending:
         keys = [(runner.dataset(s).name, s.protocol, s.method) for s in pending]
         cost = estimate(keys, longest_stored(runner.store_path, exported))

@@ -157,3 +157,15 @@ def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: st
     runner.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(runner.out / SEQUENTIAL_FILE, stop)
     return stop
+
+
+def progress_line(stop: dict) -> str:
+    """A ``sequential.json`` record in one line (``experiment status``): the plan, the looks so far and where it
+    stands."""
+    made = ", ".join(f"{lk['seeds']} ({len(lk['undecided'])} undecided)" for lk in stop["looks"])
+    looks = f"at seeds {made}" if made else "none yet"
+    return (
+        f"--seeds auto: {stop['planned_looks']} planned looks at alpha {stop['look_alpha']:.4g}, from "
+        f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}; {stop['reason']} (the counts "
+        "above are the file's own seeds)"
+    )
