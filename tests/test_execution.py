@@ -22,7 +22,7 @@ from synthmed.experiment.export import export_runs, import_export
 from synthmed.experiment.grid import Grid, expand, override
 from synthmed.experiment.runner import Runner
 from synthmed.experiment.sequential import Plan, progress_line, run_until_decided
-from synthmed.report import summary_json
+from synthmed.report import summary_json, write_report
 from synthmed.store import ResultStore
 
 
@@ -151,8 +151,21 @@ def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_ste
     record = json.loads((tmp_path / "sequential.json").read_text())
     assert record["reason"].startswith("in progress") and [lk["seeds"] for lk in record["looks"]] == [5]
     assert summary_json(tmp_path)["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the looks' alpha already
+    notes = (Path(write_report(tmp_path)[0]).parent / "report.md").read_text()
+    assert "Still running: 1 look(s) so far, the last at 5 seeds." in notes and "It stopped" not in notes
+    # on another machine: a fresh store resuming from the export goes on from the export's looks
+    export_runs(tmp_path, tmp_path / "export")
+    elsewhere = FakeRunner(tmp_path / "elsewhere")
+    import_export(tmp_path / "export", elsewhere.out)
+    (elsewhere.out / "sequential.json").unlink()  # as if the import came after the plan was written
+    moved = run_until_decided(
+        elsewhere, grid, plan, lambda g: execute_round(elsewhere, g), resume_from=tmp_path / "export"
+    )
+    assert [lk["seeds"] for lk in moved["looks"]] == [5, 7, 9]
     stop = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))
     assert [lk["seeds"] for lk in stop["looks"]] == [5, 7, 9] and stop["seeds"] == 9 and calls[-1] == list(range(9))
+    again = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))  # a stopped study run again
+    assert [lk["seeds"] for lk in again["looks"]] == [5, 7, 9]  # its last look made again, not added
     assert "looks so far: at seeds 5 (1 undecided), 7 (1 undecided), 9 (1 undecided); --max-seeds 9" in progress_line(
         stop
     )

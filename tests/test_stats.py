@@ -446,10 +446,17 @@ def test_what_an_undecided_comparison_could_detect_is_priced_at_its_holm_level()
     from synthmed.report.stats import units_for_equivalence
 
     rng = np.random.default_rng(3)
-    family = adjust([compare(list(rng.normal(0.0, 0.02, 10)), f"m{i}", "none", margin=0.01) for i in range(8)])
-    for c in family:
+    few = compare(list(rng.normal(0.0, 0.02, 3)), "few", "none", margin=0.01)  # too few seeds to join the family
+    family = adjust([compare(list(rng.normal(0.0, 0.02, 10)), f"m{i}", "none", margin=0.01) for i in range(8)] + [few])
+    tost_levels = holm_levels([c.p_tost for c in family[:8]], 0.05)
+    for c, tost_level in zip(family[:8], tost_levels):
         assert c.family == 8 and not c.decided
         assert c.mde == pytest.approx(minimum_detectable_effect(c.std, c.n, c.level, 0.8))
         assert c.mde > minimum_detectable_effect(c.std, c.n, c.alpha, 0.8)
+        assert c.units_for_equivalence == units_for_equivalence(c.std, 0.01, tost_level)
         assert c.units_for_equivalence > units_for_equivalence(c.std, 0.01, c.alpha)
         assert "80 % power at its Holm level" in c.sentence()
+    outside = family[8]  # priced at the strictest step of the family it would join: alpha / 9
+    assert outside.family == 0 and outside.mde == pytest.approx(minimum_detectable_effect(outside.std, 3, 0.05 / 9))
+    assert outside.units_for_equivalence == units_for_equivalence(outside.std, 0.01, 0.05 / 9)
+    assert "at the family's Bonferroni level" in outside.sentence()

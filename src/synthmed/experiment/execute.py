@@ -159,7 +159,7 @@ def _run_round(
     emit: Callable[[Event], None],
     budget: Budget | None,
     report: bool,
-    report_settings: Any,
+    report_settings: Callable[[], Any],
     name: str,
     resume_from: Path | None,
 ) -> Outcome:
@@ -371,12 +371,12 @@ def _run_round(
     if report:
         from synthmed.report import write_report
 
-        outcome.report = write_report(runner.out, report_settings)
+        outcome.report = write_report(runner.out, report_settings())
         emit(Event("report", message=", ".join(str(p) for p in outcome.report)))
     if export_to is not None:
         from synthmed.experiment.export import finish_export
 
-        written = finish_export(runner.out, export_to, report_settings if report else None, report=report)
+        written = finish_export(runner.out, export_to, report_settings() if report else None, report=report)
         emit(Event("export", message=f"{export_to}" + (f" (report: {written[0]})" if written else "")))
     if logger is not None:
         from synthmed.report.records import load_records
@@ -462,7 +462,10 @@ def run_grid(
         grid.datasets = [d for d in grid.datasets if d not in skipped]
     runner = runner or Runner(out, execution)
     runner.validate(specs)
-    settings = settings_for(out, execution.margin, execution.reference)
+
+    def settings() -> Any:  # read when a report is written: after the import of --resume-from, with its looks
+        return settings_for(out, execution.margin, execution.reference)
+
     total = Outcome()
     resume = [execution.resume_from]  # imported by the first round only
 
@@ -505,6 +508,7 @@ def run_grid(
                 grid,
                 plan,
                 lambda g: round_(expand(g), report=False),
+                resume_from=execution.resume_from,
                 on_look=lambda look: emit(
                     Event(
                         "info",

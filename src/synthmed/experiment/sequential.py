@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
@@ -92,18 +93,23 @@ def run_until_decided(
     plan: Plan,
     execute_round: Callable[[Grid], Any],
     on_look: Callable[[Look], None] | None = None,
+    resume_from: Path | None = None,
 ) -> dict:
     """Run rounds of seeds with ``execute_round(grid)`` (which runs the grid's pending runs) until decided; write
     and return the stopping record (``sequential.json``).
 
     The record is written before the first round and after every look, marked in progress, so a report of a study
     whose step ended by its time budget (or was killed) decides at the looks' alpha as the rule does, and a resumed
-    command of the same plan goes on from its last look instead of looking again at the same seeds."""
-    looks = _earlier_looks(runner, plan)
+    command of the same plan goes on from its last look (the store's record, else that of the export it resumes
+    from) instead of looking again at the same seeds."""
+    looks = _earlier_looks(runner, plan, resume_from)
     seeds = plan.start
-    if looks:  # resumed: the next look after the last one, or that one again where it stopped the study
+    if looks:  # resumed: the look after the last one; where the last one stopped the study, it is made again
         last = looks[-1]
-        seeds = min(last.seeds + plan.step, plan.max_seeds) if last.undecided else last.seeds
+        if last.undecided and last.seeds < plan.max_seeds:
+            seeds = min(last.seeds + plan.step, plan.max_seeds)
+        else:
+            seeds = looks.pop().seeds
     _write(runner, plan, seeds, looks, "in progress: seeds are still being added")
     while True:
         grid.seeds = list(range(seeds))
@@ -137,11 +143,14 @@ def _plan_fields(plan: Plan) -> dict:
     }
 
 
-def _earlier_looks(runner: Runner, plan: Plan) -> list[Look]:
-    """The looks an earlier command of the same plan recorded (a step resumed after its budget), else none."""
+def _earlier_looks(runner: Runner, plan: Plan, resume_from: Path | None) -> list[Look]:
+    """The looks an earlier command of the same plan recorded (a step resumed after its budget, on this machine or
+    from its export on another), else none."""
     from synthmed.report import sequential_stop
 
     earlier = sequential_stop(runner.out)
+    if earlier is None and resume_from is not None:
+        earlier = sequential_stop(resume_from)
     if earlier is None or {k: earlier.get(k) for k in _plan_fields(plan)} != _plan_fields(plan):
         return []
     return [Look(lk["seeds"], list(lk["undecided"])) for lk in earlier.get("looks", [])]

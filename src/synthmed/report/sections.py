@@ -225,7 +225,8 @@ NOTES = [
     "shown is unadjusted and does not decide. A percentile bootstrap interval over seeds is computed beside the "
     "t-interval and the sentence says where the two disagree. The detectable Δ is the smallest true difference the "
     "seeds would find with 80 % power at the observed paired spread and the comparison's Holm level, and the seeds "
-    "for equivalence are those its TOST would need at its Holm level: the rule's own reach, not an unadjusted test's. "
+    "for equivalence are those its TOST would need at its Holm level (a comparison not yet in the family, with too "
+    "few units, at the family's strictest step, alpha / m): the rule's own reach, not an unadjusted test's. "
     "The 'none on the same seeds' column "
     "is none's mean over the seeds paired with the row.",
     "The test-selected column (only for --report-test-selected runs) is the maximum test score over epochs, the "
@@ -267,8 +268,14 @@ def notes_section(
             f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
             "verdict (each row against none and the second reference). To keep the overall error rate at "
             f"{alpha:g} over the {looks} planned looks, each look (and every interval in this report) uses alpha "
-            f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). It stopped after {stop['seeds']} seeds: "
-            f"{stop['reason']}."
+            f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). "
         )
+        made = [lk["seeds"] for lk in stop["looks"]]
+        if stop["reason"].startswith("in progress"):  # a step ended by its budget: the study goes on
+            text += "Still running: " + (
+                f"{len(made)} look(s) so far, the last at {made[-1]} seeds." if made else "no look yet."
+            )
+        else:
+            text += f"It stopped after {stop['seeds']} seeds: {stop['reason']}."
         items.insert(1, text)
     return Section("Notes", [Bullets(items)])

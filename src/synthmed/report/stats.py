@@ -232,6 +232,10 @@ def _num(value: float) -> str:
     return f"{value:+.3f}"
 
 
+#: How the undecided sentence names the level its detectable difference and seeds for equivalence are priced at.
+PRICED_AT = {"holm": " at its Holm level", "bonferroni": " at the family's Bonferroni level"}
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One method against a reference on paired seeds; every field is a plain, JSON-ready value (nan if undefined).
@@ -274,6 +278,9 @@ class Comparison:
     blocked: str = ""
     #: seeds (units) an equivalence verdict at the margin would need at this spread if the true difference were 0
     units_for_equivalence: int | None = None
+    #: how ``mde`` and ``units_for_equivalence`` are priced: "" (alpha), "holm" (the comparison's Holm levels) or
+    #: "bonferroni" (alpha / m of a family it is not in yet: too few units or blocked)
+    priced_at: str = ""
 
     @property
     def decided(self) -> bool:
@@ -317,7 +324,7 @@ class Comparison:
         if self.intervals_disagree:
             text += f"; the bootstrap interval [{_num(self.boot_low)}, {_num(self.boot_high)}] disagrees"
         if not self.decided and math.isfinite(self.mde):
-            at = " at its Holm level" if self.family > 1 else ""
+            at = PRICED_AT.get(self.priced_at, "")
             text += f"; the seeds could detect a difference of {self.mde:.3f} {unit} with 80 % power{at}"
             if self.units_for_equivalence and self.units_for_equivalence > self.n:
                 text += (
@@ -502,11 +509,22 @@ def _at_level(c: Comparison, level: float, tost_level: float, p_holm: float, p_t
         verdict=_verdict(low, high, tost_low, tost_high, c.margin),
         mde=minimum_detectable_effect(c.std, c.n, level, 0.8),
         units_for_equivalence=units_for_equivalence(c.std, c.margin, tost_level) if c.margin > 0 else None,
+        priced_at="holm" if m > 1 else "",
     )
 
 
-def _outside(c: Comparison) -> Comparison:
-    """A comparison outside the family: no adjusted interval, no adjusted p, never decided."""
+def _outside(c: Comparison, m: int) -> Comparison:
+    """A comparison outside the family: no adjusted interval, no adjusted p, never decided. What its seeds could
+    detect and the seeds equivalence needs are priced at alpha / ``m`` (the family it would join, Bonferroni: the
+    strictest Holm step), the advice for how many seeds to add."""
+    if m > 1 and c.n >= 2 and math.isfinite(c.std):
+        level = c.alpha / m
+        c = dataclasses.replace(
+            c,
+            mde=minimum_detectable_effect(c.std, c.n, level, 0.8),
+            units_for_equivalence=units_for_equivalence(c.std, c.margin, level) if c.margin > 0 else None,
+            priced_at="bonferroni",
+        )
     return dataclasses.replace(
         c,
         level=NAN,
@@ -529,7 +547,7 @@ def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
     families of hypotheses over the same comparisons, each stepped down over its own p-values, at the family's
     common ``alpha`` (that of the first comparison)."""
     inside = [i for i, c in enumerate(comparisons) if c.eligible]
-    out = [_outside(c) for c in comparisons]
+    out = [_outside(c, len(inside) + 1) for c in comparisons]
     if not inside:
         return out
     alpha = comparisons[inside[0]].alpha
