@@ -350,6 +350,7 @@ COMPARISON_PARTS = (
     "p_tost_holm",
     "mde",
     "units_for_equivalence",
+    "priced_at",
     "pairs",
     "unit",
     "reference_mean",
