@@ -480,8 +480,7 @@ def compare(
         tost_high=tost_high,
         p_value=p_value,
         p_holm=None,
-        mde=minimum_detectable_effect(std, n, alpha, 0.8),
-        units_for_equivalence=units_for_equivalence(std, float(margin), alpha) if margin > 0 else None,
+        mde=NAN,  # priced by adjust, at the level that decides the comparison
         verdict=UNDECIDED,
         p_tost=_tost_p(mean, std, n, float(margin)),
     )
@@ -507,26 +506,27 @@ def _at_level(c: Comparison, level: float, tost_level: float, p_holm: float, p_t
         p_tost_holm=p_tost_holm,
         family=m,
         verdict=_verdict(low, high, tost_low, tost_high, c.margin),
-        mde=minimum_detectable_effect(c.std, c.n, level, 0.8),
-        units_for_equivalence=units_for_equivalence(c.std, c.margin, tost_level) if c.margin > 0 else None,
-        priced_at="holm" if m > 1 else "",
+        **_priced(c, level, tost_level, "holm" if m > 1 else ""),
     )
+
+
+def _priced(c: Comparison, level: float, tost_level: float, label: str) -> dict[str, Any]:
+    """What ``c``'s seeds could detect at ``level`` and the seeds its TOST would need at ``tost_level``."""
+    return {
+        "mde": minimum_detectable_effect(c.std, c.n, level, 0.8),
+        "units_for_equivalence": units_for_equivalence(c.std, c.margin, tost_level) if c.margin > 0 else None,
+        "priced_at": label,
+    }
 
 
 def _outside(c: Comparison, m: int) -> Comparison:
     """A comparison outside the family: no adjusted interval, no adjusted p, never decided. What its seeds could
     detect and the seeds equivalence needs are priced at alpha / ``m`` (the family it would join, Bonferroni: the
     strictest Holm step), the advice for how many seeds to add."""
-    if m > 1 and c.n >= 2 and math.isfinite(c.std):
-        level = c.alpha / m
-        c = dataclasses.replace(
-            c,
-            mde=minimum_detectable_effect(c.std, c.n, level, 0.8),
-            units_for_equivalence=units_for_equivalence(c.std, c.margin, level) if c.margin > 0 else None,
-            priced_at="bonferroni",
-        )
+    priced = _priced(c, c.alpha / m, c.alpha / m, "bonferroni" if m > 1 else "") if c.n >= 2 else {}
     return dataclasses.replace(
         c,
+        **priced,
         level=NAN,
         holm_low=NAN,
         holm_high=NAN,
@@ -547,7 +547,7 @@ def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
     families of hypotheses over the same comparisons, each stepped down over its own p-values, at the family's
     common ``alpha`` (that of the first comparison)."""
     inside = [i for i, c in enumerate(comparisons) if c.eligible]
-    out = [_outside(c, len(inside) + 1) for c in comparisons]
+    out = [c if c.eligible else _outside(c, len(inside) + 1) for c in comparisons]
     if not inside:
         return out
     alpha = comparisons[inside[0]].alpha
