@@ -133,7 +133,7 @@ def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):
 def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_step_goes_on_from_them(tmp_path):
     """Before the first round the plan is on disk, so a report of a cut step decides at the looks' alpha; a resumed
     command of the same plan goes on from the looks made before."""
-    runner = FakeRunner(tmp_path)
+    runner = FakeRunner(tmp_path / "study")
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
     execute_round, calls = constructed({"flip": (0.0, 0.05)})
     plan = Plan(max_seeds=9, step=2)
@@ -148,20 +148,29 @@ def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_ste
 
     with pytest.raises(BudgetReached):
         run_until_decided(runner, grid, plan, cut_after_first_look)
-    record = json.loads((tmp_path / "sequential.json").read_text())
+    record = json.loads((runner.out / "sequential.json").read_text())
     assert record["reason"].startswith("in progress") and [lk["seeds"] for lk in record["looks"]] == [5]
-    assert summary_json(tmp_path)["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the looks' alpha already
-    notes = (Path(write_report(tmp_path)[0]).parent / "report.md").read_text()
+    assert summary_json(runner.out)["settings"]["alpha"] == pytest.approx(0.05 / 3)  # the looks' alpha already
+    notes = (Path(write_report(runner.out)[0]).parent / "report.md").read_text()
     assert "Still running: 1 look(s) so far, the last at 5 seeds." in notes and "It stopped" not in notes
     # on another machine: a fresh store resuming from the export goes on from the export's looks
-    export_runs(tmp_path, tmp_path / "export")
-    elsewhere = FakeRunner(tmp_path / "elsewhere")
+    export_runs(runner.out, tmp_path / "export")
+    elsewhere = FakeRunner(tmp_path / "elsewhere" / "study")  # the same study's store on another machine
     import_export(tmp_path / "export", elsewhere.out)
     (elsewhere.out / "sequential.json").unlink()  # as if the import came after the plan was written
     moved = run_until_decided(
         elsewhere, grid, plan, lambda g: execute_round(elsewhere, g), resume_from=tmp_path / "export"
     )
     assert [lk["seeds"] for lk in moved["looks"]] == [5, 7, 9]
+    # another study importing this one's runs (same plan) neither takes its plan file nor goes on from its looks
+    other_study = FakeRunner(tmp_path / "other")
+    import_export(tmp_path / "export", other_study.out)
+    assert not (other_study.out / "sequential.json").exists()
+    before = len(calls)
+    own = run_until_decided(
+        other_study, grid, plan, lambda g: execute_round(other_study, g), resume_from=tmp_path / "export"
+    )
+    assert calls[before] == list(range(5)) and [lk["seeds"] for lk in own["looks"]] == [5, 7, 9]  # its first look
     stop = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))
     assert [lk["seeds"] for lk in stop["looks"]] == [5, 7, 9] and stop["seeds"] == 9 and calls[-1] == list(range(9))
     again = run_until_decided(runner, grid, plan, lambda g: execute_round(runner, g))  # a stopped study run again

@@ -20,6 +20,7 @@ folder take ``RUN_DIR/.export.lock``.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,6 +229,14 @@ def import_export(source: str | Path, out: str | Path) -> int:
                 if not (target / path.name).exists():
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(path, target / path.name)
-    if (source / SEQUENTIAL_FILE).exists() and not (out / SEQUENTIAL_FILE).exists():
+    if (source / SEQUENTIAL_FILE).exists() and not (out / SEQUENTIAL_FILE).exists() and same_study(source, out):
         shutil.copyfile(source / SEQUENTIAL_FILE, out / SEQUENTIAL_FILE)
     return len(added)
+
+
+def same_study(export: Path, out: Path) -> bool:
+    """Whether ``export`` was written from a run folder of ``out``'s name, the same study's store on any machine.
+    Only then are its ``--seeds auto`` plan and looks ``out``'s own: a study that imports another's runs (the
+    unlabelled study reusing the low-noise study's controls) has a plan, alpha and looks of its own."""
+    source = json.loads((export / MARKER).read_text()).get("source")
+    return source is not None and Path(source).name == out.name
