@@ -343,15 +343,47 @@ def test_a_busy_machine_gets_a_warning_and_the_same_threads(monkeypatch):
 
 
 def test_status_costs_pending_runs_by_the_longest_stored_run_and_names_what_it_cannot_cost():
-    from synthmed.experiment.budget import estimate, longest_runs
+    from synthmed.experiment.budget import Durations, estimate
 
-    def record(method: str, seconds: float | None) -> dict:
-        return {"dataset": "pneumoniamnist", "protocol": "lowdata", "method": method, "total_time": seconds}
+    def record(method: str, seconds: float | None, **config) -> dict:
+        return {
+            "dataset": "pneumoniamnist",
+            "protocol": "lowdata",
+            "method": method,
+            "total_time": seconds,
+            "config": {"method": method, "seed": 0, **config},
+        }
 
-    longest = longest_runs([record("ddpm", 1600), record("ddpm", 250), record("none", 200), record("none", None)])
-    assert longest == {("pneumoniamnist", "lowdata", "ddpm"): 1600, ("pneumoniamnist", "lowdata", "none"): 200}
-    keys = [("pneumoniamnist", "lowdata", m) for m in ("ddpm", "ddpm", "none", "dcgan")]
-    cost = estimate(keys, longest)
+    stored = [record("ddpm", 1600), record("ddpm", 250, pretrain=True), record("none", 200), record("none", None)]
+    durations = Durations.of(stored)
+    ddpm, none = ("pneumoniamnist", "lowdata", "ddpm"), ("pneumoniamnist", "lowdata", "none")
+    assert durations.by_method == {ddpm: 1600, none: 200}
+    # a run is costed as its own config's longest run, whatever its seed; a config nothing stored ran, as its method's
+    assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "pretrain": True}) == 250
+    assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "batch_size": 128}) == 1600
+    dcgan = ("pneumoniamnist", "lowdata", "dcgan")
+    runs = [(ddpm, {"method": "ddpm", "seed": 3}), (ddpm, None), (none, None), (dcgan, None)]
+    cost = estimate(runs, durations)
     assert (cost.seconds, cost.known, cost.unknown) == (3400, 3, {"dcgan": 1})
     line = cost.line(workers=2)
     assert "about 57 min of CPU (28 min at 2 worker(s)" in line and "nothing stored for them yet: dcgan (1)" in line
+
+
+def test_a_budget_costs_each_run_by_its_own_config_so_short_runs_of_a_long_method_still_start(tmp_path, monkeypatch):
+    """The copies with their class-fidelity audit took 1000 s, without it 0.5 s: under a 60 s budget the unaudited
+    runs start (costed by their method's longest run, none would)."""
+    from synthmed.experiment.execute import run_grid
+
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "10000")
+    runner = TimedRunner(tmp_path)
+
+    def grid(seeds: list[int]) -> Grid:
+        unaudited = {"method": "oversample", "fidelity": [False]}
+        return Grid(datasets=["breastmnist"], seeds=seeds, methods=[{"method": "oversample"}, unaudited])
+
+    with ResultStore(runner.store_path) as store:
+        for spec in expand(grid([9])):
+            store.add({**fake_record(runner, spec, 0.8), "total_time": 1000.0 if spec.synthesis.fidelity else 0.5})
+    outcome = run_grid(grid([0, 1]), Execution(workers=1, report=False, time_budget=60), runner=runner)
+    assert outcome.budget_reached and (outcome.done, outcome.left) == (2, 2)
+    assert [r["config"]["synthesis"]["fidelity"] for r in outcome.finished] == [False, False]

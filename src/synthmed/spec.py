@@ -682,10 +682,10 @@ def result_config(config: dict) -> dict:
     for name in NO_RESULT_FIELDS:
         levers.pop(name, None)
     out = {k: v for k, v in config.items() if k not in NO_RESULT_FIELDS and k != "synthesis"}
-    return _set_only(out) | {"synthesis": _set_only(levers)}
+    return set_only(out) | {"synthesis": set_only(levers)}
 
 
-def _set_only(values: dict) -> dict:
+def set_only(values: dict) -> dict:
     """``values`` without the fields at their default: a record written before a field existed and one written
     after, at its default, describe the same run (as the run id treats them)."""
     return {k: v for k, v in values.items() if k not in fields() or v != default_of(k)}

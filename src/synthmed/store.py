@@ -108,14 +108,16 @@ class ResultStore:
         with self._conn:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
-    def durations(self) -> dict[tuple[str, str, str], float]:
-        """The longest ``total_time`` of the stored runs of each (dataset, protocol, method): what a time budget
-        expects a run to take."""
+    def timings(self) -> list[dict]:
+        """Each stored run's dataset, protocol, method, config and ``total_time`` (where known): what a time budget
+        estimates a pending run's duration from, without decoding the metrics."""
         rows = self._conn.execute(
-            "SELECT dataset, protocol, method, MAX(total_time) FROM runs WHERE total_time IS NOT NULL "
-            "GROUP BY dataset, protocol, method"
+            "SELECT dataset, protocol, method, config, total_time FROM runs WHERE total_time IS NOT NULL"
         )
-        return {(d, p, m): float(t) for d, p, m, t in rows}
+        return [
+            {"dataset": d, "protocol": p, "method": m, "config": json.loads(c) if c else None, "total_time": t}
+            for d, p, m, c, t in rows
+        ]
 
     def records(self) -> list[dict]:
         try:

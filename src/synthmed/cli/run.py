@@ -163,13 +163,13 @@ def experiment_status(
     ),
 ) -> None:
     """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
-    pending ones should cost, from the longest stored run of each dataset, protocol and method: the number to size
+    pending ones should cost, from the longest stored run of each one's config, else of its method: the number to size
     a step's --time-budget by."""
     import os
 
     from rich.table import Table
 
-    from synthmed.experiment.budget import estimate, longest_stored
+    from synthmed.experiment.budget import estimate, stored_durations
     from synthmed.experiment.export import is_export
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
@@ -202,8 +202,8 @@ def experiment_status(
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else the export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
     if pending:
-        keys = [(runner.dataset(s).name, s.protocol, s.method) for s in pending]
-        cost = estimate(keys, longest_stored(runner.store_path, exported))
+        runs = [((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1]) for s in pending]
+        cost = estimate(runs, stored_durations(runner.store_path, exported))
         Console().print(cost.line(workers or os.cpu_count() or 1), highlight=False, soft_wrap=True, markup=False)
 
 

@@ -15,8 +15,9 @@ waiting, notes, looks) and the final table; the Python API calls it the same way
 - **Nothing lost**: workers compute and write their run folders; this process alone inserts records, as they
   arrive, so a killed driver loses only the runs in flight, and the same command later skips every stored run.
   With ``export_to``, each record is also appended to an export as it is stored (``export.append_run``).
-- **Time budget** (``budget.Budget``): no run starts whose estimated duration (the longest stored run of the same
-  dataset, protocol and method, else ``budget.DEFAULT_RUN_SECONDS``) exceeds the time left; at the deadline the
+- **Time budget** (``budget.Budget``): no run starts whose estimated duration (``budget.Durations``: the longest
+  stored run of the same config, else of the same dataset, protocol and method, else ``budget.DEFAULT_RUN_SECONDS``)
+  exceeds the time left; at the deadline the
   runs in flight are abandoned (no record, no error.json, no temporary file) and the outcome says
   ``budget_reached``.
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.budget import Budget, alarm
+from synthmed.experiment.budget import Budget, Durations, alarm, stored_durations
 from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid
@@ -216,14 +217,18 @@ def _run_round(
     if warning:
         emit(Event("warning", message=warning))
     runner.store_path.parent.mkdir(parents=True, exist_ok=True)
-    durations: dict[tuple, float] = {}  # (dataset, protocol, method): the longest stored run, for the budget
+    durations = Durations()  # the longest stored run of each config and method, for the budget
     if budget is not None:
-        with ResultStore(runner.store_path) as store:
-            durations = store.durations()
+        durations = stored_durations(runner.store_path)
+
+    def method_key(spec: RunSpec) -> tuple[str, str, str]:
+        return runner.dataset(spec).name, spec.protocol, spec.method
 
     def estimate(spec: RunSpec) -> float:
-        key = (runner.dataset(spec).name, spec.protocol, spec.method)
-        return durations.get(key, budget.default_run_seconds if budget and budget.default_run_seconds else 0.0)
+        expected = durations.seconds(method_key(spec), spec.key(runner.dataset(spec).md5)[1])
+        if expected is not None:
+            return expected
+        return budget.default_run_seconds if budget and budget.default_run_seconds else 0.0
 
     attempted: set[str] = set()  # runs this process claimed (and ran, or saw fail)
     guessed: set[str] = set()  # unfit runs whose estimate was the default: nothing stored to estimate from
@@ -240,8 +245,7 @@ def _run_round(
                 append_run(runner.out, export_to, record["run_id"])
             claims.release(record["run_id"])
             running.pop(record["run_id"], None)
-            key = (record["dataset"], record["protocol"], record["method"])
-            durations[key] = max(durations.get(key, 0.0), float(record.get("total_time") or 0.0))
+            durations.add(record)
             outcome.finished.append(record)
             emit(Event("finished", run_label(spec), spec, record))
 
@@ -258,7 +262,7 @@ def _run_round(
                 run_id = runner.run_id(spec)
                 if budget is not None and estimate(spec) > budget.left():
                     unfit.add(run_id)
-                    if (runner.dataset(spec).name, spec.protocol, spec.method) not in durations:
+                    if method_key(spec) not in durations.by_method:
                         guessed.add(run_id)
                     outcome.budget_reached = True
                     continue
