@@ -168,7 +168,7 @@ def test_the_benchmark_scores_every_corruption_and_never_changes_model_or_labels
 
 def test_a_corruption_that_changes_no_image_at_this_size_is_listed_not_averaged(monkeypatch):
     """A blur scaled from 224 px to 28 px can round to nothing: its clean scores must not pass for corrupted ones."""
-    from synthmed.metrics import corruptions
+    from synthmed.metrics import corruptions, robustness
 
     torch.manual_seed(0)
     model = tiny_cnn()
@@ -176,8 +176,16 @@ def test_a_corruption_that_changes_no_image_at_this_size_is_listed_not_averaged(
     real = corruptions.corrupt
     vacuous = list(MEDMNISTC["breastmnist"])[0]
     monkeypatch.setattr(corruptions, "corrupt", lambda x, name, *a: x.copy() if name == vacuous else real(x, name, *a))
+    scored = []  # the image sets the model scored
+    real_score = robustness._score
+    monkeypatch.setattr(robustness, "_score", lambda m, x, *a: scored.append(x) or real_score(m, x, *a))
     report = medmnistc_report(model, images, labels, "binary-class", "breastmnist", seed=0)
     assert report["no_effect"] == [vacuous] and not any(p["changed"] for p in report["corruptions"][vacuous])
+    # unchanged images are not scored again: they reuse the clean score, which they equal
+    changed = [p for c in report["corruptions"].values() for p in c if p["changed"]]
+    assert len(scored) == 1 + len(changed) and np.array_equal(scored[0], images)
+    clean = report["clean"]
+    assert all({k: p[k] for k in clean} == clean for p in report["corruptions"][vacuous])
     others = [p for n, c in report["corruptions"].items() if n != vacuous for p in c if p["changed"]]
     assert report["mean"]["auc"] == pytest.approx(np.mean([p["auc"] for p in others]))
     assert report["worst"]["corruption"] != vacuous
