@@ -170,7 +170,7 @@ def experiment_status(
     from rich.table import Table
 
     from synthmed.experiment.budget import estimate, stored_durations
-    from synthmed.experiment.export import is_export
+    from synthmed.experiment.export import is_export, same_study
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
     from synthmed.experiment.sequential import progress_line
@@ -198,8 +198,10 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
-    stop = sequential_stop(runner.out) or (sequential_stop(resume_from) if resume_from is not None else None)
-    if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else the export's
+    stop = sequential_stop(runner.out)
+    if stop is None and resume_from is not None and same_study(resume_from, runner.out):
+        stop = sequential_stop(resume_from)
+    if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
     if pending:
         runs = [((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1]) for s in pending]
