@@ -114,6 +114,25 @@ def test_seeds_auto_goes_on_while_a_verdict_against_the_copies_is_undecided(tmp_
     assert any(u.endswith("flip vs oversample") for u in first)
     assert not any(u.endswith("flip vs none") for u in first)  # decided against none: the copies keep it going
     assert [len(c) for c in calls] == [5, 7]
+    assert any(d.endswith("flip vs none") for d in stop["looks"][0]["decided"])
+    notes = (Path(write_report(tmp_path)[0]).parent / "report.md").read_text()
+    assert (
+        "Seeds each verdict needed: decided at 5 seeds: flip vs none, oversample vs none; decided at 7 seeds: flip vs "
+        "oversample." in notes
+    )
+
+
+def test_the_seeds_a_verdict_needed_are_those_from_which_on_every_look_decided_it():
+    from synthmed.report.summary import decided_at
+
+    looks = [
+        {"seeds": 10, "undecided": ["b", "c"], "decided": ["a"]},
+        {"seeds": 12, "undecided": ["a", "c"], "decided": ["b"]},  # a undecided again: its first decision did not hold
+        {"seeds": 14, "undecided": ["c"], "decided": ["a", "b"]},
+    ]
+    assert decided_at(["a", "b", "c", "other study's"], looks) == {"a": 14, "b": 12, "c": None}
+    legacy = [{"seeds": 10, "undecided": ["c"]}, {"seeds": 12, "undecided": []}]  # before "decided" was recorded
+    assert decided_at(["a", "c"], legacy) == {"a": 10, "c": 12}
 
 
 def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):

@@ -59,32 +59,28 @@ class Plan:
 class Look:
     seeds: int
     undecided: list[str] = field(default_factory=list)  # "group: method vs reference" still undecided
+    decided: list[str] | None = None  # the grid's other comparisons (None: a look recorded before they were kept)
 
 
-def undecided(runner: Runner, grid: Grid, plan: Plan) -> list[str]:
+def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[str]]:
     """The comparisons of the grid's rows (against ``none`` and the second reference) and of TSynD's claims where the
-    grid holds their rows, still undecided at the look's alpha, as "group: method vs reference" and "group: claim
-    (metric)"."""
+    grid holds their rows, at the look's alpha, as "group: method vs reference" and "group: claim (metric)": those
+    still undecided, and those decided."""
     from synthmed.report.claims import claim_comparisons, present_claims
     from synthmed.report.records import load_records
-    from synthmed.report.summary import Settings, by_group, group_title, summarise
+    from synthmed.report.summary import Settings, by_group, comparison_names, group_title, summarise
 
     ids = {runner.run_id(spec) for spec in expand(copy.deepcopy(grid))}
     records = [r for r in load_records(runner.out) if r["run_id"] in ids]
     rows = summarise(records, Settings(margin=plan.margin, alpha=plan.look_alpha, reference=plan.reference))
-    out = [
-        f"{group_title(row['group'])}: {row['method']} vs {reference}"
-        for row in rows
-        for reference, comparison in (row.get("comparisons") or {}).items()
-        if not comparison.decided
-    ]
+    named = list(comparison_names(rows).items())
     for key, group in by_group(rows).items():
         by_method = {row["method"]: row["runs"] for row in group}
         claims = [claim for claim, _, _ in present_claims(by_method)]
         for metric, comparisons in claim_comparisons(by_method, plan.margin, plan.look_alpha).items():
-            pending = [c for c, cmp in zip(claims, comparisons) if cmp.n and not cmp.decided]  # n 0: not measured
-            out += [f"{group_title(key)}: {c} ({metric})" for c in pending]
-    return out
+            measured = [(c, cmp) for c, cmp in zip(claims, comparisons) if cmp.n]  # n 0: not measured
+            named += [(f"{group_title(key)}: {c} ({metric})", cmp) for c, cmp in measured]
+    return [name for name, c in named if not c.decided], [name for name, c in named if c.decided]
 
 
 def run_until_decided(
@@ -114,7 +110,7 @@ def run_until_decided(
     while True:
         grid.seeds = list(range(seeds))
         execute_round(grid)
-        look = Look(seeds, undecided(runner, grid, plan))
+        look = Look(seeds, *verdicts(runner, grid, plan))
         looks.append(look)
         if on_look:
             on_look(look)
@@ -154,7 +150,7 @@ def _earlier_looks(runner: Runner, plan: Plan, resume_from: Path | None) -> list
         earlier = sequential_stop(resume_from)
     if earlier is None or {k: earlier.get(k) for k in _plan_fields(plan)} != _plan_fields(plan):
         return []
-    return [Look(lk["seeds"], list(lk["undecided"])) for lk in earlier.get("looks", [])]
+    return [Look(lk["seeds"], list(lk["undecided"]), lk.get("decided")) for lk in earlier.get("looks", [])]
 
 
 def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: str) -> dict:
@@ -162,7 +158,10 @@ def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: st
         **_plan_fields(plan),
         "seeds": seeds,
         "reason": reason,
-        "looks": [{"seeds": lk.seeds, "undecided": lk.undecided} for lk in looks],
+        "looks": [
+            {"seeds": lk.seeds, "undecided": lk.undecided, **({} if lk.decided is None else {"decided": lk.decided})}
+            for lk in looks
+        ],
     }
     runner.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(runner.out / SEQUENTIAL_FILE, stop)

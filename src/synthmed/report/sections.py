@@ -9,7 +9,15 @@ from pathlib import Path
 from synthmed.report.formats import level_text
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.stats import MIN_PAIRS
-from synthmed.report.summary import Settings, by_group, family_text, group_key, group_title
+from synthmed.report.summary import (
+    Settings,
+    by_group,
+    comparison_names,
+    decided_at,
+    family_text,
+    group_key,
+    group_title,
+)
 from synthmed.report.tables import fid_over_epochs_table, results_table, synthetic_table, verdict_bullets
 from synthmed.spec import (
     lever_parts,
@@ -248,6 +256,26 @@ NOTES = [
 ]
 
 
+def seeds_needed_text(rows: list[dict], looks: list[dict]) -> str:
+    """How many seeds each verdict (a row against a reference, a TSynD claim) needed under the looks, grouped by that
+    count: the answer to "how many seeds did this comparison take" (group titles left out where there is one)."""
+    judged = [name for look in looks for name in look["undecided"] + (look.get("decided") or [])]
+    needed = decided_at(list(dict.fromkeys([*comparison_names(rows), *judged])), looks)
+    if not needed:
+        return ""
+    single = len({name.split(": ", 1)[0] for name in needed}) == 1
+    by_seeds: dict[int | None, list[str]] = defaultdict(list)
+    for name, seeds in needed.items():
+        by_seeds[seeds].append(name.split(": ", 1)[1] if single else name)
+    parts = [
+        f"decided at {seeds} seeds: {', '.join(names)}"
+        for seeds, names in sorted(((k, v) for k, v in by_seeds.items() if k is not None))
+    ]
+    if None in by_seeds:
+        parts.append(f"undecided at the last look ({looks[-1]['seeds']} seeds): {', '.join(by_seeds[None])}")
+    return "Seeds each verdict needed: " + "; ".join(parts) + "."
+
+
 def notes_section(
     settings: Settings | None = None, stop: dict | None = None, rows: list[dict] | None = None
 ) -> Section:
@@ -277,5 +305,8 @@ def notes_section(
             )
         else:
             text += f"It stopped after {stop['seeds']} seeds: {stop['reason']}."
+        if made and rows is not None:
+            text += " " + seeds_needed_text(rows, stop["looks"])
+            text = text.rstrip()
         items.insert(1, text)
     return Section("Notes", [Bullets(items)])

@@ -291,6 +291,34 @@ def _compare_all(rows: list[dict], settings: Settings) -> None:
         row.setdefault("comparisons", {})[reference] = adjusted
 
 
+def comparison_names(rows: list[dict]) -> dict[str, Comparison]:
+    """Each comparison of the rows by its name, "group title: method vs reference": how ``--seeds auto`` lists the
+    verdicts still undecided at each look."""
+    return {
+        f"{group_title(row['group'])}: {row['method']} vs {reference}": comparison
+        for row in rows
+        for reference, comparison in (row.get("comparisons") or {}).items()
+    }
+
+
+def decided_at(names: list[str], looks: list[dict]) -> dict[str, int | None]:
+    """The seeds at which each named comparison the looks judged was decided for good: the first look from which on
+    it is decided at every look (None: undecided at the last look). A look that kept only its undecided list (before
+    ``decided`` was recorded) counts every comparison not on it as decided; comparisons no look judged (rows of
+    another study in the same folder) are left out."""
+    out: dict[str, int | None] = {}
+    for name in names:
+        judged = [lk for lk in looks if name in lk["undecided"] or name in (lk.get("decided") or [])]
+        if not judged and all(lk.get("decided") is not None for lk in looks):
+            continue
+        out[name] = None
+        for look in reversed(looks):
+            if name in look["undecided"]:
+                break
+            out[name] = look["seeds"]
+    return out
+
+
 def family_text(rows: list[dict]) -> str:
     """The report's Holm family in words: how many comparisons it holds and which stay outside it."""
     comparisons = [c for row in rows for c in (row.get("comparisons") or {}).values()]
