@@ -111,8 +111,8 @@ class Execution:
         metavar="DURATION",
         help="End by this time from now (2h30m, 90m, 45s or seconds): no run starts that the budget cannot fit "
         "(estimated from the store's runs of the same config, else of the same dataset, protocol and method, else "
-        "1 hour); runs in flight "
-        "at the end are abandoned without a record, and the command exits with status 3; run it again to continue.",
+        "1 hour); runs in flight at the end are abandoned without a record, and the command exits with status 3; "
+        "run it again to continue.",
     )
     export_to: Path | None = knob(
         None,
