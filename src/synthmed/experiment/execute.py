@@ -515,8 +515,9 @@ def run_grid(
                 on_look=lambda look: emit(
                     Event(
                         "info",
-                        message=f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) against none "
-                        "undecided" + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else ""),
+                        message=f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) undecided"
+                        + (f", {len(look.decided)} decided" if look.decided is not None else "")
+                        + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else ""),
                     )
                 ),
             )
