@@ -387,3 +387,25 @@ def test_a_budget_costs_each_run_by_its_own_config_so_short_runs_of_a_long_metho
     outcome = run_grid(grid([0, 1]), Execution(workers=1, report=False, time_budget=60), runner=runner)
     assert outcome.budget_reached and (outcome.done, outcome.left) == (2, 2)
     assert [r["config"]["synthesis"]["fidelity"] for r in outcome.finished] == [False, False]
+
+
+def test_a_grids_export_takes_its_own_runs_and_the_curve_not_another_studys_imported_rows(tmp_path):
+    """The unlabelled study imports the low-noise export for its controls and curve; that export's flip (or
+    generator) rows must not join this study's export, where they would be rows and Holm family members that its
+    looks never judged."""
+    import dataclasses
+
+    from synthmed.experiment.execute import run_grid
+
+    runner = TimedRunner(tmp_path / "study")
+    curve_point = dataclasses.replace(expand(_grid("none", [0]))[0], curve_per_class=25)
+    with ResultStore(runner.store_path) as store:  # as --resume-from leaves them: another study's rows and its curve
+        for spec in [*expand(_grid("flip", [0, 1])), curve_point]:
+            store.add(fake_record(runner, spec, 0.8))
+    run_grid(_grid("none", [0, 1]), Execution(workers=1, report=False, export_to=tmp_path / "exp"), runner=runner)
+    exported = read_jsonl(tmp_path / "exp" / "records.jsonl")
+    assert sorted((r["method"], r["config"]["curve_per_class"] or 0, r["seed"]) for r in exported) == [
+        ("none", 0, 0),
+        ("none", 0, 1),
+        ("none", 25, 0),
+    ]

@@ -151,6 +151,21 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
     return [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
 
 
+def study_runs(runner: Runner, specs: list[RunSpec]) -> Callable[[dict], bool]:
+    """The stored runs a grid's ``--export-to`` takes: the grid's own and the real-image curve's points of its
+    datasets (they price its rows), not the rows of another study imported into its store by ``--resume-from`` (the
+    unlabelled study imports the low-noise study's export for its shared controls and its curve; its conv-cvae or
+    flip rows would join the report's rows and its Holm family, which the looks never judged)."""
+    ids = {runner.run_id(spec) for spec in specs}
+    datasets = {runner.dataset(spec).name for spec in specs}
+
+    def keep(record: dict) -> bool:
+        curve_point = record["config"].get("curve_per_class") is not None and record["dataset"] in datasets
+        return record["run_id"] in ids or curve_point
+
+    return keep
+
+
 def _run_round(
     runner: Runner,
     specs: list[RunSpec],
@@ -188,7 +203,7 @@ def _run_round(
 
         start_export(export_to)
         if runner.store_path.exists():  # runs stored before (a killed command's last run among them)
-            export_runs(runner.out, export_to)
+            export_runs(runner.out, export_to, study_runs(runner, specs))
     ids = {runner.run_id(s): s for s in specs}
     todo = schedule(runner.pending(specs))
     threads = cpus_per_run or 1  # of each worker process or Ray task
@@ -379,7 +394,9 @@ def _run_round(
     if export_to is not None:
         from synthmed.experiment.export import finish_export
 
-        written = finish_export(runner.out, export_to, report_settings() if report else None, report=report)
+        written = finish_export(
+            runner.out, export_to, report_settings() if report else None, report=report, keep=study_runs(runner, specs)
+        )
         emit(Event("export", message=f"{export_to}" + (f" (report: {written[0]})" if written else "")))
     if logger is not None:
         from synthmed.report.records import load_records
@@ -531,7 +548,10 @@ def run_grid(
             from synthmed.experiment.export import finish_export
 
             finish_export(
-                out, execution.export_to, settings_for(execution.export_to, execution.margin, execution.reference)
+                out,
+                execution.export_to,
+                settings_for(execution.export_to, execution.margin, execution.reference),
+                keep=study_runs(runner, expand(copy.deepcopy(grid))),  # every round's seeds
             )
             emit(Event("export", message=f"{execution.export_to} (report written there)"))
     if execution.pages:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,9 @@ def _write_marker(run_dir: Path, dest: Path, runs: int, added: int) -> dict:
     return info
 
 
-def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
-    """Export the finished runs of ``run_dir`` into ``dest`` (merging with an earlier export there); returns
-    export.json's content, including the bytes per run."""
+def export_runs(run_dir: str | Path, dest: str | Path, keep: Callable[[dict], bool] | None = None) -> dict:
+    """Export the finished runs of ``run_dir`` (those ``keep`` takes, else all) into ``dest`` (merging with an
+    earlier export there); returns export.json's content, including the bytes per run."""
     run_dir, dest = Path(run_dir), Path(dest)
     if not (run_dir / "results.sqlite").exists():
         raise SynthmedError(f"{run_dir / 'results.sqlite'} does not exist; export a run folder of `synthmed run`")
@@ -125,7 +126,7 @@ def export_runs(run_dir: str | Path, dest: str | Path) -> dict:
     _check_target(dest)
     with file_lock(run_dir / LOCK):
         remove_temporaries(dest)  # left by a writer killed mid-write; writers of this run folder hold the lock
-        records = load_records(run_dir)
+        records = [r for r in load_records(run_dir) if keep is None or keep(r)]
         for r in records:
             r.pop("history", None)  # the loader's copy of metrics.history
         earlier = read_jsonl(dest / EXPORT_RECORDS) if (dest / EXPORT_RECORDS).exists() else []
@@ -168,12 +169,18 @@ def append_run(run_dir: str | Path, dest: str | Path, run_id: str) -> bool:
     return True
 
 
-def finish_export(run_dir: str | Path, dest: str | Path, settings: Any = None, report: bool = True) -> list[Path]:
+def finish_export(
+    run_dir: str | Path,
+    dest: str | Path,
+    settings: Any = None,
+    report: bool = True,
+    keep: Callable[[dict], bool] | None = None,
+) -> list[Path]:
     """At the end of a grid: synchronise the export with the store (``export_runs``) and write its report there
     (unless ``report`` is false); returns the report's files."""
     from synthmed.report import write_report
 
-    export_runs(run_dir, dest)
+    export_runs(run_dir, dest, keep)
     return write_report(dest, settings) if report else []
 
 
