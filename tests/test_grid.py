@@ -4,6 +4,7 @@ line."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -220,6 +221,14 @@ seeds: [0]
     assert "│ 2    │ 1    │ 1       │ 0      │" in status.stdout, status.stderr
     assert "the 1 pending run(s) with a stored run of their dataset, protocol and method take about" in status.stdout
     assert not (tmp_path / "elsewhere" / "results.sqlite").exists()  # status imports nothing
+    # a --seeds auto study between looks: the file's seeds are done, and the next round and the rest are costed
+    plan = {"alpha": 0.05, "planned_looks": 3, "look_alpha": 0.05 / 3, "start": 1, "step": 1, "max_seeds": 3}
+    looks = [{"seeds": 1, "undecided": ["a"]}]
+    (out / "sequential.json").write_text(json.dumps({**plan, "reason": "in progress", "seeds": 1, "looks": looks}))
+    path.write_text(text.replace(str(tmp_path / "elsewhere"), str(out)).replace("seeds: [0, 1]", "seeds: [0]"))
+    status = cli("status", "--workers", "1").stdout
+    assert "the next round (2 seeds): the 1 pending run(s)" in status, status
+    assert "up to --max-seeds (3 seeds): the 2 pending run(s)" in status
 
 
 @pytest.mark.slow

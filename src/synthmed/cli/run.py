@@ -165,6 +165,7 @@ def experiment_status(
     """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
     pending ones should cost, from the longest stored run of each one's config, else of its method: the number to size
     a step's --time-budget by."""
+    import copy
     import os
 
     from rich.table import Table
@@ -203,10 +204,25 @@ def experiment_status(
         stop = sequential_stop(resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
+    durations = stored_durations(runner.store_path, exported)
+    done = runner.done() | {r["run_id"] for r in exported}
+
+    def cost_line(runs: list, prefix: str = "") -> None:
+        keyed = [((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1]) for s in runs]
+        line = prefix + estimate(keyed, durations).line(workers or os.cpu_count() or 1)
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
+
     if pending:
-        runs = [((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1]) for s in pending]
-        cost = estimate(runs, stored_durations(runner.store_path, exported))
-        Console().print(cost.line(workers or os.cpu_count() or 1), highlight=False, soft_wrap=True, markup=False)
+        cost_line(pending)
+    if stop is not None and stop["reason"].startswith("in progress"):  # what the next round and the rest cost
+        looks = stop["looks"]
+        first = looks[-1]["seeds"] + stop["step"] if looks else stop["start"]
+        rounds = (("the next round", min(first, stop["max_seeds"])), ("up to --max-seeds", stop["max_seeds"]))
+        for label, seeds in rounds:
+            grid.seeds = list(range(seeds))
+            more = runner.pending(available_datasets(expand(copy.deepcopy(grid)), data_root)[0], done)
+            if more:
+                cost_line(more, f"{label} ({seeds} seeds): ")
 
 
 @app.command("export")
