@@ -99,6 +99,10 @@ def test_real_equivalent_of_a_constructed_curve():
     assert real_equivalent(curve, {s: 0.01 for s in range(5)}, anchor=None) is None  # no per-class protocol count
     flat = {s: {**curve_aucs, 200: 0.92 + 0.01 * (s - 2)} for s in range(5)}  # no rise above 150 on average
     assert real_equivalent(flat, {s: 0.01 for s in range(5)}, anchor=150)["text"].startswith("the curve is flat")
+    # a seed whose curve a budget cut after its first point is left out, not allowed to cut every seed's curve to it
+    partial = {**curve, 5: {25: 0.8, 150: 0.92}}
+    cut = real_equivalent(partial, {s: 0.01 for s in range(6)}, anchor=150)
+    assert cut is not None and cut["seeds"] == 5 and cut["sizes"] == [25, 50, 100, 150, 200]
 
 
 def test_the_curve_point_at_the_protocols_own_count_is_the_none_run_not_a_copy_of_it():

@@ -98,10 +98,14 @@ def real_equivalent(
     """The worth of a method in real images per class at ``anchor`` per class: ``curve`` is seed -> {size: test AUC}
     of ``none``; ``diffs`` is seed -> paired test AUC difference (method - none); ``clusters`` seed -> generator fit,
     where seeds share one (those seeds are averaged into one unit). None without an anchor, a curve segment on the
-    side the method moves, or a seed the curve and the differences share."""
+    side the method moves, or a seed the curve and the differences share. A seed whose curve still lacks points
+    other seeds have (a step cut by its time budget ran only its first points) is left out while a seed with the
+    whole curve is there: kept, it would shrink every seed's curve to the points it has."""
     seeds = sorted(set(curve) & set(diffs))
     if anchor is None or not seeds:
         return None
+    every_size = set.union(*(set(curve[s]) for s in seeds))
+    seeds = [s for s in seeds if set(curve[s]) == every_size] or seeds
     sizes = sorted(set.intersection(*(set(curve[s]) for s in seeds)))
     d = np.array([diffs[s] for s in seeds], dtype=float)
     side = segment(sizes, anchor, gain=bool(d.mean() >= 0))
