@@ -500,7 +500,7 @@ SLEEPY_WORKER = """
 import os, time
 from pathlib import Path
 
-def compute(settings, spec, threads):
+def compute(settings, spec, threads, events=None):
     Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
     time.sleep(120)
     return "ok", {}
@@ -510,7 +510,14 @@ POOL_DRIVER = """
 from types import SimpleNamespace
 from synthmed.experiment.backends import run_on_pool
 import sleepy
-run_on_pool(SimpleNamespace(settings=dict), ["a run"], lambda *result: None, workers=1, compute=sleepy.compute)
+run_on_pool(
+    SimpleNamespace(settings=dict),
+    ["a run"],
+    lambda *result: None,
+    workers=1,
+    compute=sleepy.compute,
+    on_progress=lambda *event: None,  # as the CLI does: progress through a queue, whose manager is a process too
+)
 """
 
 
@@ -520,6 +527,14 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _parent(stat: Path) -> int | None:
+    """The parent pid in a /proc/PID/stat file (None when the process is gone)."""
+    try:
+        return int(stat.read_text().split(")")[-1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
@@ -533,12 +548,15 @@ def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
         time.sleep(0.1)
     worker = int(pid_file.read_text())
     assert _alive(worker)
+    children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if _parent(p) == driver.pid]
+    assert worker in children and len(children) >= 3  # the worker, the progress queue's manager, a resource tracker
     driver.send_signal(signal.SIGKILL)  # no chance to shut its pool down
     driver.wait()
     deadline = time.time() + 20
-    while _alive(worker) and time.time() < deadline:
+    while any(_alive(pid) for pid in children) and time.time() < deadline:
         time.sleep(0.2)
     assert not _alive(worker), "a pool worker outlived its killed driver"
+    assert not any(_alive(pid) for pid in children), "a process of the pool outlived its killed driver"
 
 
 def test_a_rerun_sweeps_the_temporaries_a_killed_attempt_left_in_its_folder(tmp_path):

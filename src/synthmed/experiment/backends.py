@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing.managers import SyncManager
 from typing import Any
 
 from synthmed.errors import SynthmedError
@@ -157,6 +158,12 @@ def _exit_with_driver(driver: int) -> None:
     or a shell's ``kill``) cannot stop its pool, and orphaned workers would go on computing runs that nobody
     records while holding the cores the next driver needs. SIGTERM abandons the run in progress cleanly."""
     signal.signal(signal.SIGTERM, _on_terminate)
+    _watch_driver(driver)
+
+
+def _watch_driver(driver: int) -> None:
+    """End this process (a pool worker, or the progress queue's manager) once its parent ``driver`` is gone: a
+    manager outliving a killed driver waits for connections forever, with its resource tracker beside it."""
 
     def watch() -> None:
         while os.getppid() == driver:
@@ -202,7 +209,10 @@ def run_on_pool(
     for bench/scheduler.py. At ``deadline`` (a ``time.monotonic()`` value) the runs in flight are abandoned: their
     workers get SIGTERM (then SIGKILL), no result is reported for them, and ``Abandoned`` is raised."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
-    manager = context.Manager() if on_progress is not None else None
+    manager = None
+    if on_progress is not None:
+        manager = SyncManager(ctx=context)
+        manager.start(initializer=_watch_driver, initargs=(os.getpid(),))
     events = manager.Queue() if manager is not None else None
     relay = threading.Thread(target=_relay, args=(events, on_progress), daemon=True) if events is not None else None
     if relay is not None:
