@@ -171,11 +171,10 @@ def experiment_status(
     from rich.table import Table
 
     from synthmed.experiment.budget import estimate, stored_durations
-    from synthmed.experiment.export import is_export, same_study
+    from synthmed.experiment.export import is_export, study_plan
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
     from synthmed.experiment.sequential import progress_line
-    from synthmed.report import sequential_stop
     from synthmed.report.records import EXPORT_RECORDS, failed_runs
     from synthmed.store import read_jsonl
 
@@ -199,9 +198,7 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
-    stop = sequential_stop(runner.out)
-    if stop is None and resume_from is not None and same_study(resume_from, runner.out):
-        stop = sequential_stop(resume_from)
+    stop = study_plan(runner.out, resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
     durations = stored_durations(runner.store_path, exported)

@@ -247,3 +247,14 @@ def same_study(export: Path, out: Path) -> bool:
     unlabelled study reusing the low-noise study's controls) has a plan, alpha and looks of its own."""
     source = json.loads((export / MARKER).read_text()).get("source")
     return source is not None and Path(source).name == out.name
+
+
+def study_plan(out: Path, resume_from: Path | None) -> dict | None:
+    """The ``--seeds auto`` record (``sequential.json``) of the study whose store is ``out``: the store's, else that
+    of the export it resumes from where that export is this study's (``same_study``), else None."""
+    from synthmed.report import sequential_stop
+
+    stop = sequential_stop(out)
+    if stop is None and resume_from is not None and same_study(resume_from, out):
+        stop = sequential_stop(resume_from)
+    return stop

@@ -142,12 +142,9 @@ def _plan_fields(plan: Plan) -> dict:
 def _earlier_looks(runner: Runner, plan: Plan, resume_from: Path | None) -> list[Look]:
     """The looks an earlier command of the same plan recorded (a step resumed after its budget, on this machine or
     from this study's export on another), else none."""
-    from synthmed.experiment.export import same_study
-    from synthmed.report import sequential_stop
+    from synthmed.experiment.export import study_plan
 
-    earlier = sequential_stop(runner.out)
-    if earlier is None and resume_from is not None and same_study(resume_from, runner.out):
-        earlier = sequential_stop(resume_from)
+    earlier = study_plan(runner.out, resume_from)
     if earlier is None or {k: earlier.get(k) for k in _plan_fields(plan)} != _plan_fields(plan):
         return []
     return [Look(lk["seeds"], list(lk["undecided"]), lk.get("decided")) for lk in earlier.get("looks", [])]
