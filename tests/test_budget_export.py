@@ -409,3 +409,49 @@ def test_a_grids_export_takes_its_own_runs_and_the_curve_not_another_studys_impo
         ("none", 0, 1),
         ("none", 25, 0),
     ]
+
+
+def test_time_blocked_on_a_cache_lock_is_counted(tmp_path):
+    """A run that waits for a fit another worker is making learns how long it waited (its record keeps it apart)."""
+    import threading
+    import time
+
+    from synthmed.io import file_lock, lock_wait_seconds
+
+    held = threading.Event()
+
+    def holder() -> None:
+        with file_lock(tmp_path / "fit.lock"):
+            held.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    before = lock_wait_seconds()
+    with file_lock(tmp_path / "fit.lock"):
+        waited = lock_wait_seconds() - before
+    thread.join()
+    assert 0.3 < waited < 5
+    before = lock_wait_seconds()
+    with file_lock(tmp_path / "fit.lock"):
+        assert lock_wait_seconds() - before < 0.3  # a free lock costs nothing
+
+
+def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path):
+    """``ddpm --pretrain-on-synthetic`` that waited 1,000 s for the other worker's fit is costed at its own 290 s,
+    from the store and from an export alike."""
+    from synthmed.experiment.budget import stored_durations
+
+    key = ("pneumoniamnist", "lowdata", "ddpm")
+    config = {"method": "ddpm", "seed": 1, "pretrain": True}
+    waited = {**dict(zip(("dataset", "protocol", "method"), key)), "config": config, "total_time": 1290.0}
+    waited["metrics"] = {"lock_wait_s": 1000.0}
+    assert stored_durations(tmp_path / "none.sqlite", [waited]).seconds(key, config) == 290.0
+    runner = TimedRunner(tmp_path)
+    spec = expand(Grid(datasets=["breastmnist"], seeds=[0], methods=[{"method": "none"}]))[0]
+    with ResultStore(runner.store_path) as store:
+        record = fake_record(runner, spec, 0.8)
+        store.add({**record, "total_time": 1290.0, "metrics": {**(record["metrics"] or {}), "lock_wait_s": 1000.0}})
+    durations = stored_durations(runner.store_path)
+    assert durations.by_method == {("breastmnist", spec.protocol, "none"): 290.0}

@@ -114,11 +114,22 @@ def load_checkpoint(path: str | Path) -> dict:
         ) from None
 
 
+_LOCK_WAIT = [0.0]  # seconds this process has spent blocked in ``file_lock``
+
+
+def lock_wait_seconds() -> float:
+    """Seconds this process has spent waiting for ``file_lock`` so far: a run takes the difference over its own
+    span, so its stored cost can leave out the time it waited for a fit another worker was making."""
+    return _LOCK_WAIT[0]
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if absent) for the block: processes that need one cache entry
     at the same moment fit it once, the others wait and then load it. POSIX ``flock``; where the platform has none
-    (Windows), the block runs unlocked."""
+    (Windows), the block runs unlocked. The time spent blocked is counted (``lock_wait_seconds``)."""
+    import time
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
@@ -127,7 +138,9 @@ def file_lock(path: str | Path) -> Iterator[None]:
         except ImportError:  # pragma: no cover - Windows
             yield
             return
+        start = time.perf_counter()
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        _LOCK_WAIT[0] += time.perf_counter() - start
         try:
             yield
         finally:

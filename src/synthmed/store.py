@@ -109,14 +109,23 @@ class ResultStore:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
     def timings(self) -> list[dict]:
-        """Each stored run's dataset, protocol, method, config and ``total_time`` (where known): what a time budget
-        estimates a pending run's duration from, without decoding the metrics."""
+        """Each stored run's dataset, protocol, method, config, ``total_time`` (where known) and the seconds it
+        waited for another worker's fit (``metrics["lock_wait_s"]``): what a time budget estimates a pending run's
+        duration from, without decoding the metrics."""
         rows = self._conn.execute(
-            "SELECT dataset, protocol, method, config, total_time FROM runs WHERE total_time IS NOT NULL"
+            "SELECT dataset, protocol, method, config, total_time, json_extract(metrics, '$.lock_wait_s') "
+            "FROM runs WHERE total_time IS NOT NULL"
         )
         return [
-            {"dataset": d, "protocol": p, "method": m, "config": json.loads(c) if c else None, "total_time": t}
-            for d, p, m, c, t in rows
+            {
+                "dataset": d,
+                "protocol": p,
+                "method": m,
+                "config": json.loads(c) if c else None,
+                "total_time": t,
+                "metrics": {"lock_wait_s": w} if w is not None else {},
+            }
+            for d, p, m, c, t, w in rows
         ]
 
     def records(self) -> list[dict]:

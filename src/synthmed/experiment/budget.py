@@ -74,7 +74,8 @@ MethodKey = tuple[str, str, str]  # (dataset, protocol, method)
 
 @dataclass
 class Durations:
-    """The longest stored ``total_time`` of each config minus its seed, and of each (dataset, protocol, method): what
+    """The longest stored ``total_time`` (less any wait for another worker's fit) of each config minus its seed, and
+    of each (dataset, protocol, method): what
     a run is expected to take. A run's own config is asked first: its method's longest run can be many times
     longer (a curve point of 25 images per class against one of 600; ``ddpm --pretrain-on-synthetic`` reusing a
     stored fit, 300 s, against a ``ddpm`` run that fits it, 2,300 s), and estimating every run at that leaves the
@@ -93,7 +94,8 @@ class Durations:
     def add(self, record: dict) -> None:
         if record.get("total_time") is None:
             return
-        seconds = float(record["total_time"])
+        # a run that waited for a fit another worker was making would cost its wait once more on its own
+        seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
         if record.get("config"):

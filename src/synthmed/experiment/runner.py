@@ -29,7 +29,7 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.synthetic_set import fit_generator, synthesise, synthetic_only_set, write_artifacts
 from synthmed.experiment.teacher import check_teacher
-from synthmed.io import atomic_write_bytes, atomic_write_json, remove_temporaries, save_checkpoint
+from synthmed.io import atomic_write_bytes, atomic_write_json, lock_wait_seconds, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.record import RunRecord
 from synthmed.spec import RunSpec
@@ -300,7 +300,7 @@ class Runner:
     def _fit_and_score(
         self, spec: RunSpec, data: Dataset, run_id: str, config: dict, on_epoch: OnEpoch | None, status: OnStatus
     ) -> dict:
-        started = time.perf_counter()
+        started, waited = time.perf_counter(), lock_wait_seconds()
         subset = subset_of(spec, data)
         run_dir = self.out / "runs" / run_id
         augmenter = create_augmenter(spec.method, **spec.method_params)
@@ -418,6 +418,8 @@ class Runner:
                 "images": len(subset.unlabelled),
                 "per_class": {name: n for name, n in zip(data.class_names, balance)},
             } | ({"unknown": subset.unlabelled_unknown} if subset.unlabelled_unknown else {})
+        if (waited := lock_wait_seconds() - waited) >= 1:  # for a fit another worker was making: not this run's cost
+            metrics["lock_wait_s"] = round(waited, 1)
         selected = spec.report_test_selected
         return RunRecord(
             run_id=run_id,
