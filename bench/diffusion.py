@@ -16,6 +16,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ from synthmed.io import atomic_write_json
 from synthmed.train.device import cpu_model
 
 
-def fit_seconds(method: str, images, labels, **params) -> tuple[float, object]:
+def fit_seconds(method: str, images, labels, **params) -> tuple[float, Any]:
     model = create_augmenter(method, device="cpu", **params)
     start = time.perf_counter()
     model.fit(images, labels, seed=0)

@@ -63,6 +63,7 @@ def plain_run(data: dict, seed: int, epochs: int, device: str) -> None:
         model.to(device)
         if auc > best:
             best, state = auc, copy.deepcopy(model.state_dict())
+    assert state is not None  # the first epoch always beats -1
     model.load_state_dict(state)
     scores(model.cpu(), x_te, y_te)
 

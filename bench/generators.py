@@ -80,7 +80,10 @@ def main() -> None:
 
     def full_time(method: str) -> float | None:
         row = results.get(method)
-        return None if row is None else row.get("measured_full_schedule_s", row["projected_full_schedule_s"])
+        if row is None:
+            return None
+        seconds = row.get("measured_full_schedule_s", row["projected_full_schedule_s"])
+        return None if seconds is None else float(seconds)
 
     report = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -98,7 +101,7 @@ def main() -> None:
             **{
                 f"{m}_full_schedule_s<={TARGET_FULL_SCHEDULE_S:g}": {
                     "value": full_time(m),
-                    "met": None if full_time(m) is None else full_time(m) <= TARGET_FULL_SCHEDULE_S,
+                    "met": None if (seconds := full_time(m)) is None else seconds <= TARGET_FULL_SCHEDULE_S,
                 }
                 for m in FC
             },

@@ -37,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class NoiseProbe:
 
     def __post_init__(self) -> None:
         self.emas: dict = {}
-        self.swa = None
+        self.swa: Any = None  # a WeightSWA once training starts
         self._last = time.process_time()
         for tta in (False, True):
             cands = [Candidate("live", rule) for rule in ("auc", "loss", "last")]
@@ -126,9 +127,9 @@ class NoiseProbe:
         scores: dict[tuple[str, bool], dict] = {}
         for name, network in networks.items():  # each network's val probabilities once, with and without TTA
             t = time.process_time()
-            plain, tta = views(network, self.x_val, self.task, self.precision, self.flips)
+            plain, flipped = views(network, self.x_val, self.task, self.precision, self.flips)
             scores[(name, False)] = _probs_scored(self.y_val, plain, self.task)
-            scores[(name, True)] = _probs_scored(self.y_val, tta, self.task)
+            scores[(name, True)] = _probs_scored(self.y_val, flipped, self.task)
             self.val_cpu_per_readout.append(time.process_time() - t)
         for (_, tta), cands in self.candidates.items():
             for cand in cands:
@@ -254,6 +255,7 @@ def trajectory(dataset: str, method: str, seed: int, member: int, data_root: str
             name = cand.name + (" +tta" if tta else "")
             arrays[name] = cache[key][int(tta)]
             readouts[name] = _scores(subset.test.labels, arrays[name], data.task, classification_metrics)
+            assert cand.best is not None  # every candidate is scored from the first epoch on
             readouts[name].update(epoch=cand.epoch, epochs_trained=cand.stopped_at or EPOCHS, val_auc=cand.best[0])
     swa_val = views(swa_net, x_val, data.task, "bf16", flips)
     swa_test = test_views(swa_net)
@@ -443,17 +445,17 @@ def _candidate_row(
     costs: list[float] = []
     for method in METHODS:
         for seed in SEEDS:
-            members = [by_key.get((dataset, method, seed, j)) for j in range(max(k, members_present or 0))]
-            if any(m is None or name not in m["readouts"] for m in members):
+            found = [by_key.get((dataset, method, seed, j)) for j in range(max(k, members_present or 0))]
+            if any(m is None or name not in m["readouts"] for m in found):
                 continue
-            members = members[:k]
+            members: list[dict] = [m for m in found[:k] if m is not None]
             if k == 1:
                 aucs[method][seed] = members[0]["readouts"][name]["test_auc"]
             else:
                 probs = [load_probs(OUT_DIR / f"{dataset}-{method}-s{seed}-m{j}.probs.jsonl") for j in range(k)]
                 mean = np.mean([p[name] for p in probs], axis=0)
                 aucs[method][seed] = metrics(probs[0]["labels"], mean, members[0]["task"])["auc"]
-            costs += [sum(candidate_cost(m, name) for m in members)]  # type: ignore[arg-type]
+            costs += [float(sum(candidate_cost(m, name) for m in members))]
     none = aucs["none"]
     if len(none) < 2:
         return None
@@ -486,7 +488,7 @@ def _candidate_row(
     if row["paired_sd_oversample"]:
         n = seeds_needed(row["paired_sd_oversample"])
         row["seeds_needed"] = n
-        row["cpu_hours_to_verdict"] = n * row["cpu_s_per_run"] * 2 / 3600
+        row["cpu_hours_to_verdict"] = n * float(np.mean(costs)) * 2 / 3600
     return row
 
 

@@ -75,6 +75,7 @@ def run_plain(data: dict, seed: int, epochs: int) -> dict:
         history.append({"epoch": epoch, "val_auc": val_auc})
         if val_auc > best_auc:
             best_auc, best_state, best_epoch = val_auc, copy.deepcopy(model.state_dict()), epoch
+    assert best_state is not None  # the first epoch always beats -1
     model.load_state_dict(best_state)
     test_auc, test_acc = scores(model, x_te, y_te)
     return {
@@ -117,7 +118,7 @@ def main() -> None:
     data = load(args.dataset, root) if args.impl == "plain" else None
     for seed in (int(s) for s in args.seeds.split(",")):
         start = time.perf_counter()
-        if args.impl == "plain":
+        if data is not None:  # --impl plain
             result = run_plain(data, seed, args.epochs)
         else:
             result = run_synthmed(args.dataset, root, seed, args.epochs)

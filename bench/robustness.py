@@ -63,6 +63,7 @@ def main() -> None:
     model = build_classifier("resnet18", data.n_channels, data.n_classes, data.size)
     for module in model.modules():  # trained-like statistics, so folding them is real work
         if isinstance(module, nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None  # tracked by default
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 1.5)
     model.eval()

@@ -53,7 +53,8 @@ def measure(backend: str, n_runs: int, workers: int) -> dict:
         todo = runner.pending(specs)
         with ResultStore(runner.out / "results.sqlite") as store:
 
-            def on_result(spec: RunSpec, status: str, record: dict) -> None:
+            def on_result(spec: RunSpec, status: str, record: object) -> None:
+                assert isinstance(record, dict)
                 store.add(record)
 
             if backend == "local":
