@@ -455,3 +455,44 @@ def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path
         store.add({**record, "total_time": 1290.0, "metrics": {**(record["metrics"] or {}), "lock_wait_s": 1000.0}})
     durations = stored_durations(runner.store_path)
     assert durations.by_method == {("breastmnist", spec.protocol, "none"): 290.0}
+
+
+def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
+    """Once a look is recorded the plan is the study's: a step on fewer workers keeps the recorded rounds (a
+    1-worker command had re-planned a 2-worker study to more looks at a smaller alpha), and a command asking for
+    another plan is refused before anything runs."""
+    import json
+
+    from synthmed.experiment.execute import run_grid
+
+    runner = TimedRunner(tmp_path / "study")
+    grid = _grid("none,flip", [0])
+
+    def auto(**options) -> Execution:
+        return Execution(
+            **{"auto_seeds": True, "min_seeds": 5, "max_seeds": 9, "workers": 1, "report": False} | options
+        )
+
+    run_grid(grid, auto(seed_step=2), runner=runner)
+    recorded = json.loads((runner.out / "sequential.json").read_text())
+    assert (recorded["step"], recorded["planned_looks"], [lk["seeds"] for lk in recorded["looks"]]) == (2, 3, [5])
+    run_grid(grid, auto(), runner=runner)  # --workers 1 alone would give a step of 1
+    again = json.loads((runner.out / "sequential.json").read_text())
+    assert (again["step"], again["look_alpha"], len(again["looks"])) == (2, recorded["look_alpha"], 1)
+    for options, phrase in [
+        ({"seed_step": 1}, "--seed-step 1 (recorded: 2)"),
+        ({"max_seeds": 11}, "--max-seeds 11 (recorded: 9)"),
+        ({"margin": 0.02}, "--margin 0.02 (recorded: 0.01)"),
+    ]:
+        with pytest.raises(SynthmedError, match="looks at 5 seeds") as error:
+            run_grid(grid, auto(**options), runner=runner)
+        assert phrase in str(error.value) and "a new plan needs a new output folder" in str(error.value)
+    assert json.loads((runner.out / "sequential.json").read_text()) == again  # nothing rewritten
+
+
+def test_a_plan_with_no_look_yet_may_change():
+    from synthmed.experiment.sequential import Plan, recorded_plan
+
+    requested = Plan(max_seeds=20, step=1, start=10)
+    assert recorded_plan(requested, None) == requested
+    assert recorded_plan(requested, {"step": 2, "max_seeds": 30, "looks": []}) == requested

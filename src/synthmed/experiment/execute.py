@@ -443,8 +443,9 @@ def run_grid(
     that computes runs differently), used instead of ``Runner(out, execution)``."""
     import copy
 
+    from synthmed.experiment.export import study_plan
     from synthmed.experiment.grid import available_datasets, expand
-    from synthmed.experiment.sequential import Plan, run_until_decided
+    from synthmed.experiment.sequential import Plan, recorded_plan, run_until_decided
     from synthmed.report import settings_for
 
     execution = copy.deepcopy(execution or Execution())
@@ -456,14 +457,15 @@ def run_grid(
     budget = Budget(execution.time_budget) if execution.time_budget is not None else None
     plan = None
     if execution.auto_seeds:
-        step = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
+        workers = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
         plan = Plan(
             max_seeds=execution.max_seeds or 2,
-            step=step,
+            step=execution.seed_step or workers,
             margin=0.01 if execution.margin is None else execution.margin,
             reference=execution.reference,
             **({"start": execution.min_seeds} if execution.min_seeds is not None else {}),
         )
+        plan = recorded_plan(plan, study_plan(out, execution.resume_from), step_given=execution.seed_step is not None)
         grid.seeds = list(range(plan.start))
     specs = expand(grid)
     methods = sorted({spec.method for spec in specs})

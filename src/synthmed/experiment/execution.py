@@ -96,6 +96,12 @@ class Execution:
     max_seeds: int | None = knob(
         None, low=2, help="With --seeds auto: stop after this many seeds even if undecided (required with auto)."
     )
+    seed_step: int | None = knob(
+        None,
+        low=1,
+        help="With --seeds auto: the seeds each round adds before the next look (default: --workers, so a round "
+        "fills them). Part of the plan: a resumed study keeps the step its sequential.json records.",
+    )
     margin: float | None = knob(None, low=0, help="Equivalence margin of the verdicts, in AUC (default 0.01).")
     reference: str | None = knob(
         None,
@@ -141,10 +147,8 @@ class Execution:
                 raise SynthmedError(f"{flag_of(f.name)} {value!r}: choose {' or '.join(k.choices)}")
         if self.auto_seeds and self.max_seeds is None:
             raise SynthmedError("--seeds auto needs --max-seeds N (the most seeds to run, e.g. 20)")
-        if not self.auto_seeds and (self.max_seeds is not None or self.min_seeds is not None):
-            raise SynthmedError(
-                f"{'--max-seeds' if self.max_seeds is not None else '--min-seeds'} applies to --seeds auto"
-            )
+        if not self.auto_seeds and (given := [f for f in ("max_seeds", "min_seeds", "seed_step") if getattr(self, f)]):
+            raise SynthmedError(f"{flag_of(given[0])} applies to --seeds auto")
         if self.min_seeds is not None and self.max_seeds is not None and self.min_seeds > self.max_seeds:
             raise SynthmedError(f"--min-seeds {self.min_seeds} is above --max-seeds {self.max_seeds}")
         if self.time_budget is not None and self.backend == "ray":

@@ -12,6 +12,7 @@ therefore keeps the chance of a wrong verdict at most alpha, however early the r
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,31 @@ def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[st
             measured = [(c, cmp) for c, cmp in zip(claims, comparisons) if cmp.n]  # n 0: not measured
             named += [(f"{group_title(key)}: {c} ({metric})", cmp) for c, cmp in measured]
     return [name for name, c in named if not c.decided], [name for name, c in named if c.decided]
+
+
+def recorded_plan(requested: Plan, recorded: dict | None, step_given: bool = False) -> Plan:
+    """The plan a study goes on with: once a look is recorded, its own. Changing the plan after a look would change
+    the alpha of the looks already made (a plan's looks share alpha), so a command asking for another start, maximum,
+    margin, alpha or reference is refused; a step that came from ``--workers`` (a command with fewer workers) gives
+    way to the recorded one, and an explicit ``--seed-step`` that differs is refused too."""
+    if recorded is None or not recorded.get("looks"):
+        return requested
+    wanted = _plan_fields(requested)
+    names = {"start": "--min-seeds", "max_seeds": "--max-seeds", "margin": "--margin", "reference": "--reference"}
+    names |= {"alpha": "alpha", "step": "--seed-step"}
+    keep = dataclasses.replace(requested, step=int(recorded.get("step", requested.step)))
+    differ = [
+        f"{names[k]} {wanted[k]} (recorded: {recorded.get(k)})"
+        for k in ("start", "max_seeds", "margin", "alpha", "reference", "step")
+        if recorded.get(k) != wanted[k] and (k != "step" or step_given)
+    ]
+    if differ:
+        looks = ", ".join(str(lk["seeds"]) for lk in recorded["looks"])
+        raise SynthmedError(
+            f"this study's --seeds auto plan is recorded with looks at {looks} seeds; this command asks for "
+            f"{'; '.join(differ)}: give the recorded options (a new plan needs a new output folder)"
+        )
+    return keep
 
 
 def run_until_decided(
