@@ -496,3 +496,45 @@ def test_a_plan_with_no_look_yet_may_change():
     requested = Plan(max_seeds=20, step=1, start=10)
     assert recorded_plan(requested, None) == requested
     assert recorded_plan(requested, {"step": 2, "max_seeds": 30, "looks": []}) == requested
+
+
+def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
+    """``ddpm --pretrain-on-synthetic`` took 300 s where it loaded its seed's fit: one that will make the fit (the
+    ddpm run of its seed not done, or a fresh machine's empty cache) is costed with the method's longest fit."""
+    from synthmed.experiment.budget import Durations
+
+    key = ("pneumoniamnist", "lowdata", "ddpm")
+
+    def record(seconds: float, cached: bool, pretrain: bool = False) -> dict:
+        synthetic = {"generator_cached": cached, "generator_seconds": 0.0 if cached else 1300.0}
+        config = {"method": "ddpm", "seed": 0} | ({"pretrain": True} if pretrain else {})
+        return dict(zip(("dataset", "protocol", "method"), key)) | {
+            "config": config,
+            "total_time": seconds,
+            "metrics": {"synthetic": synthetic},
+        }
+
+    fits, loads = record(1600, cached=False), record(300, cached=True, pretrain=True)
+    pretrain = {"method": "ddpm", "seed": 5, "pretrain": True}
+    durations = Durations.of([fits, loads])
+    assert durations.seconds(key, pretrain) == durations.seconds(key, pretrain, fit_cached=True) == 300
+    assert durations.seconds(key, pretrain, fit_cached=False) == 1600  # 300 + the 1,300 s fit
+    assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=False) == 1600  # its longest run fitted
+    no_fit_seconds = {**fits, "metrics": {}}
+    assert Durations.of([no_fit_seconds, loads]).seconds(key, pretrain, fit_cached=False) == 1600  # the method's
+
+
+def test_the_runner_knows_whether_a_runs_generator_fit_is_cached(real_root, tmp_path):
+    from synthmed.augment import create_augmenter
+    from synthmed.experiment.runner import Runner, subset_of
+    from synthmed.experiment.synthetic_set import fit_generator
+
+    runner = Runner(tmp_path / "study", Execution(data_root=str(real_root)))
+    grid = Grid(
+        datasets=["breastmnist"], seeds=[3], methods=[{"method": "cvae", "params": {"epochs": 1}}, {"method": "none"}]
+    )
+    vae, none = expand(override(grid, {"generator_seeds": "2"}))
+    assert runner.fit_cached(none) is None and runner.fit_cached(vae) is False
+    data = runner.dataset(vae)
+    fit_generator(create_augmenter("cvae", epochs=1, device="cpu"), data, subset_of(vae, data), 3 % 2, runner.cache_dir)
+    assert runner.fit_cached(vae) is True

@@ -109,24 +109,25 @@ class ResultStore:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
     def timings(self) -> list[dict]:
-        """Each stored run's dataset, protocol, method, config, ``total_time`` (where known) and the seconds it
-        waited for another worker's fit (``metrics["lock_wait_s"]``): what a time budget estimates a pending run's
-        duration from, without decoding the metrics."""
+        """Each stored run's dataset, protocol, method, config, ``total_time`` (where known), the seconds it waited
+        for another worker's fit (``metrics["lock_wait_s"]``) and whether it made its generator's fit and in how long
+        (``metrics["synthetic"]``): what a time budget estimates a pending run's duration from, without decoding the
+        metrics."""
         rows = self._conn.execute(
-            "SELECT dataset, protocol, method, config, total_time, json_extract(metrics, '$.lock_wait_s') "
-            "FROM runs WHERE total_time IS NOT NULL"
+            "SELECT dataset, protocol, method, config, total_time, json_extract(metrics, '$.lock_wait_s'), "
+            "json_extract(metrics, '$.synthetic.generator_cached'), "
+            "json_extract(metrics, '$.synthetic.generator_seconds') FROM runs WHERE total_time IS NOT NULL"
         )
-        return [
-            {
-                "dataset": d,
-                "protocol": p,
-                "method": m,
-                "config": json.loads(c) if c else None,
-                "total_time": t,
-                "metrics": {"lock_wait_s": w} if w is not None else {},
-            }
-            for d, p, m, c, t, w in rows
-        ]
+        out = []
+        for d, p, m, c, t, wait, cached, fit in rows:
+            metrics: dict = {} if wait is None else {"lock_wait_s": wait}
+            if cached is not None:  # SQLite's JSON booleans read as 1 / 0
+                metrics["synthetic"] = {"generator_cached": bool(cached), "generator_seconds": fit}
+            config = json.loads(c) if c else None
+            out.append(
+                {"dataset": d, "protocol": p, "method": m, "config": config, "total_time": t, "metrics": metrics}
+            )
+        return out
 
     def records(self) -> list[dict]:
         try:

@@ -83,6 +83,10 @@ class Durations:
 
     by_config: dict[str, float] = field(default_factory=dict)
     by_method: dict[MethodKey, float] = field(default_factory=dict)
+    #: configs whose longest stored run loaded its generator from the cache: it did not pay the fit
+    reused_fit: set[str] = field(default_factory=set)
+    #: the longest generator fit of each method (``metrics.synthetic.generator_seconds`` of runs that made theirs)
+    fit_by_method: dict[MethodKey, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[dict]) -> Durations:
@@ -98,16 +102,31 @@ class Durations:
         seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
+        synthetic = (record.get("metrics") or {}).get("synthetic") or {}
+        if synthetic.get("generator_cached") is False and synthetic.get("generator_seconds") is not None:
+            self.fit_by_method[key] = max(self.fit_by_method.get(key, 0.0), float(synthetic["generator_seconds"]))
         if record.get("config"):
             alike = cost_key(record["config"])
-            self.by_config[alike] = max(self.by_config.get(alike, 0.0), seconds)
+            if seconds > self.by_config.get(alike, -1.0):
+                self.by_config[alike] = seconds
+                if synthetic.get("generator_cached") is True:
+                    self.reused_fit.add(alike)
+                else:
+                    self.reused_fit.discard(alike)
 
-    def seconds(self, key: MethodKey, config: dict | None = None) -> float | None:
+    def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
-        method's, else None (nothing stored)."""
-        if config is not None and (alike := cost_key(config)) in self.by_config:
-            return self.by_config[alike]
-        return self.by_method.get(key)
+        method's, else None (nothing stored). ``fit_cached`` False (the run will make its generator's fit): a config
+        whose longest run loaded its fit is costed with the method's longest fit on top (or as the method's longest
+        run, where no fit's duration is stored), so ``ddpm --pretrain-on-synthetic`` that will fit is not costed as
+        the 300 s of one that loads."""
+        if config is None or (alike := cost_key(config)) not in self.by_config:
+            return self.by_method.get(key)
+        seconds = self.by_config[alike]
+        if fit_cached is False and alike in self.reused_fit:
+            fit = self.fit_by_method.get(key)
+            seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
+        return seconds
 
 
 def cost_key(config: dict) -> str:

@@ -238,8 +238,25 @@ def _run_round(
     def method_key(spec: RunSpec) -> tuple[str, str, str]:
         return runner.dataset(spec).name, spec.protocol, spec.method
 
+    fits_cached: set[str] = set()  # runs whose generator fit was found in the cache (it stays there)
+
+    def method_trains(spec: RunSpec) -> bool:
+        from synthmed.augment.base import method_class
+
+        return method_class(spec.method).trains
+
+    def fit_cached(spec: RunSpec) -> bool | None:
+        run_id = runner.run_id(spec)
+        if run_id in fits_cached:
+            return True
+        cached = runner.fit_cached(spec)
+        if cached:
+            fits_cached.add(run_id)
+        return cached
+
     def estimate(spec: RunSpec) -> float:
-        expected = durations.seconds(method_key(spec), spec.key(runner.dataset(spec).md5)[1])
+        config = spec.key(runner.dataset(spec).md5)[1]
+        expected = durations.seconds(method_key(spec), config, fit_cached(spec) if method_trains(spec) else None)
         if expected is not None:
             return expected
         return budget.default_run_seconds if budget and budget.default_run_seconds else 0.0

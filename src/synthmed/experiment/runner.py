@@ -163,6 +163,21 @@ class Runner:
     def run_id(self, spec: RunSpec) -> str:
         return spec.key(self.dataset(spec).md5)[0]
 
+    def fit_cached(self, spec: RunSpec) -> bool | None:
+        """Whether the generator ``spec`` trains is already in the cache (it will only be loaded); None where the
+        method trains nothing, or its fit's key depends on FID tracking, known only once the run has begun. A time
+        budget costs a run that will make the fit as one that fits, whatever its config's stored runs did."""
+        from synthmed.augment.generative import TorchGenerator
+        from synthmed.experiment.synthetic_set import generator_path, generator_seed
+
+        augmenter = create_augmenter(spec.method, **spec.method_params)
+        if not augmenter.trains or spec.synthesis.track_fid_every:
+            return None
+        assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract
+        data = self.dataset(spec)
+        seed = generator_seed(spec.seed, spec.synthesis) if augmenter.kind is Kind.SET else spec.seed
+        return generator_path(augmenter, data, subset_of(spec, data), seed, self.cache_dir).exists()
+
     def validate(self, specs: list[RunSpec]) -> None:
         """Refuse an unusable device, unknown datasets, methods, parameters, recipes or classifiers, a method's
         unmet needs and unusable subsets, before anything runs or is written."""

@@ -134,6 +134,28 @@ def generator_key(
     )
 
 
+def generator_path(
+    augmenter: TorchGenerator,
+    data: Dataset,
+    subset: Subset,
+    seed: int,
+    cache_dir: str | Path,
+    monitor: FidTracker | None = None,
+) -> Path:
+    """Where the cache keeps the fit of ``augmenter`` on ``subset`` with ``seed`` (``generator_key``'s digest)."""
+    key = generator_key(
+        augmenter,
+        data,
+        subset,
+        seed,
+        monitor.every if monitor else None,
+        monitor.select if monitor else False,
+        monitor.extractor.name if monitor else None,
+    )
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "generators" / f"{augmenter.fit_family or augmenter.name}_{digest}.pt"
+
+
 def fit_generator(
     augmenter: Augmenter,
     data: Dataset,
@@ -147,17 +169,7 @@ def fit_generator(
     if not augmenter.trains:
         return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
     assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
-    key = generator_key(
-        augmenter,
-        data,
-        subset,
-        seed,
-        monitor.every if monitor else None,
-        monitor.select if monitor else False,
-        monitor.extractor.name if monitor else None,
-    )
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "generators" / f"{augmenter.fit_family or augmenter.name}_{digest}.pt"
+    path = generator_path(augmenter, data, subset, seed, cache_dir, monitor)
     with file_lock(
         Path(cache_dir) / ".locks" / f"{path.stem}.lock"
     ):  # one fit when several runs need this generator at once
