@@ -452,7 +452,8 @@ def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path
     spec = expand(Grid(datasets=["breastmnist"], seeds=[0], methods=[{"method": "none"}]))[0]
     with ResultStore(runner.store_path) as store:
         record = fake_record(runner, spec, 0.8)
-        store.add({**record, "total_time": 1290.0, "metrics": {**(record["metrics"] or {}), "lock_wait_s": 1000.0}})
+        metrics = {**(record["metrics"] or {}), "lock_wait_s": 1000.0, "recall": [1.0, float("nan")]}  # a class absent
+        store.add({**record, "total_time": 1290.0, "metrics": metrics})
     durations = stored_durations(runner.store_path)
     assert durations.by_method == {("breastmnist", spec.protocol, "none"): 290.0}
 

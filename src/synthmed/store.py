@@ -111,22 +111,19 @@ class ResultStore:
     def timings(self) -> list[dict]:
         """Each stored run's dataset, protocol, method, config, ``total_time`` (where known), the seconds it waited
         for another worker's fit (``metrics["lock_wait_s"]``) and whether it made its generator's fit and in how long
-        (``metrics["synthetic"]``): what a time budget estimates a pending run's duration from, without decoding the
-        metrics."""
+        (``metrics["synthetic"]``, ``metrics["generator_fit"]``): what a time budget estimates a pending run's
+        duration from."""
         rows = self._conn.execute(
-            "SELECT dataset, protocol, method, config, total_time, json_extract(metrics, '$.lock_wait_s'), "
-            "json_extract(metrics, '$.synthetic.generator_cached'), "
-            "json_extract(metrics, '$.synthetic.generator_seconds') FROM runs WHERE total_time IS NOT NULL"
+            "SELECT dataset, protocol, method, config, total_time, metrics FROM runs WHERE total_time IS NOT NULL"
         )
         out = []
-        for d, p, m, c, t, wait, cached, fit in rows:
-            metrics: dict = {} if wait is None else {"lock_wait_s": wait}
-            if cached is not None:  # SQLite's JSON booleans read as 1 / 0
-                metrics["synthetic"] = {"generator_cached": bool(cached), "generator_seconds": fit}
+        for d, p, m, c, t, text in rows:  # Python's json, not SQLite's json_extract: metrics may hold NaN
+            metrics = json.loads(text) if text else {}
+            kept = {k: metrics[k] for k in ("lock_wait_s", "generator_fit") if k in metrics}
+            if isinstance(metrics.get("synthetic"), dict):
+                kept["synthetic"] = {k: metrics["synthetic"].get(k) for k in ("generator_cached", "generator_seconds")}
             config = json.loads(c) if c else None
-            out.append(
-                {"dataset": d, "protocol": p, "method": m, "config": config, "total_time": t, "metrics": metrics}
-            )
+            out.append({"dataset": d, "protocol": p, "method": m, "config": config, "total_time": t, "metrics": kept})
         return out
 
     def records(self) -> list[dict]:
