@@ -362,7 +362,7 @@ def test_status_costs_pending_runs_by_the_longest_stored_run_and_names_what_it_c
     assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "pretrain": True}) == 250
     assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "batch_size": 128}) == 1600
     dcgan = ("pneumoniamnist", "lowdata", "dcgan")
-    runs = [(ddpm, {"method": "ddpm", "seed": 3}), (ddpm, None), (none, None), (dcgan, None)]
+    runs = [(ddpm, {"method": "ddpm", "seed": 3}, None), (ddpm, None, None), (none, None, None), (dcgan, None, None)]
     cost = estimate(runs, durations)
     assert (cost.seconds, cost.known, cost.unknown) == (3400, 3, {"dcgan": 1})
     line = cost.line(workers=2)
@@ -482,6 +482,8 @@ def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
     assert (again["step"], again["look_alpha"], len(again["looks"])) == (2, recorded["look_alpha"], 1)
     for options, phrase in [
         ({"seed_step": 1}, "--seed-step 1 (recorded: 2)"),
+        ({"min_seeds": 6}, "--min-seeds 6 (recorded: 5)"),
+        ({"reference": "flip"}, "--reference flip (recorded: None)"),
         ({"max_seeds": 11}, "--max-seeds 11 (recorded: 9)"),
         ({"margin": 0.02}, "--margin 0.02 (recorded: 0.01)"),
     ]:
@@ -489,6 +491,12 @@ def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
             run_grid(grid, auto(**options), runner=runner)
         assert phrase in str(error.value) and "a new plan needs a new output folder" in str(error.value)
     assert json.loads((runner.out / "sequential.json").read_text()) == again  # nothing rewritten
+    # options left out are the recorded ones: a study begun at margin 0.02 goes on at 0.02 without --margin
+    other = TimedRunner(tmp_path / "wide")
+    run_grid(grid, auto(seed_step=2, margin=0.02), runner=other)
+    run_grid(grid, auto(min_seeds=None), runner=other)
+    wide = json.loads((other.out / "sequential.json").read_text())
+    assert (wide["margin"], wide["start"], wide["step"], len(wide["looks"])) == (0.02, 5, 2, 1)
 
 
 def test_a_plan_with_no_look_yet_may_change():
@@ -523,19 +531,67 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=False) == 1600  # its longest run fitted
     no_fit_seconds = {**fits, "metrics": {}}
     assert Durations.of([no_fit_seconds, loads]).seconds(key, pretrain, fit_cached=False) == 1600  # the method's
+    # a variant's fit (ddpm that also learns from unlabelled images: an hour) is not this generator's
+    unlabelled = record(4000, cached=False) | {"config": {"method": "ddpm", "seed": 0, "method_params": {"u": True}}}
+    unlabelled["metrics"] = {"synthetic": {"generator_cached": False, "generator_seconds": 3600.0}}
+    assert Durations.of([fits, loads, unlabelled]).seconds(key, pretrain, fit_cached=False) == 1600
+    # a fit made during training (TSynD's autoencoder, shared by its variants) is recorded and costed alike
+    tsynd = ("breastmnist", "lowdata", "tsynd")
+    made = {"dataset": "breastmnist", "protocol": "lowdata", "method": "tsynd", "config": {"method": "tsynd"}}
+    loaded = made | {"config": {"method": "tsynd", "method_params": {"uncertainty": "entropy"}}}
+    made |= {"total_time": 500.0, "metrics": {"generator_fit": {"cached": False, "seconds": 200.0}}}
+    loaded |= {"total_time": 300.0, "metrics": {"generator_fit": {"cached": True, "seconds": 0.0}}}
+    entropy = {"method": "tsynd", "seed": 4, "method_params": {"uncertainty": "entropy"}}
+    assert (
+        Durations.of([made, loaded]).seconds(tsynd, entropy, fit_cached=False) == 500
+    )  # no fit of its own: the method's
 
 
 def test_the_runner_knows_whether_a_runs_generator_fit_is_cached(real_root, tmp_path):
-    from synthmed.augment import create_augmenter
+    """``fit_cached`` names the fit ``synthesise`` makes, with the generator seed a cycled --generator-seeds gives."""
     from synthmed.experiment.runner import Runner, subset_of
-    from synthmed.experiment.synthetic_set import fit_generator
+    from synthmed.experiment.synthetic_set import synthesise
 
     runner = Runner(tmp_path / "study", Execution(data_root=str(real_root)))
-    grid = Grid(
-        datasets=["breastmnist"], seeds=[3], methods=[{"method": "cvae", "params": {"epochs": 1}}, {"method": "none"}]
-    )
-    vae, none = expand(override(grid, {"generator_seeds": "2"}))
-    assert runner.fit_cached(none) is None and runner.fit_cached(vae) is False
-    data = runner.dataset(vae)
-    fit_generator(create_augmenter("cvae", epochs=1, device="cpu"), data, subset_of(vae, data), 3 % 2, runner.cache_dir)
-    assert runner.fit_cached(vae) is True
+    methods = [{"method": "cvae", "params": {"epochs": 1}, "fidelity": [False]}, {"method": "none"}]
+
+    def grid(seed: int) -> Grid:
+        return override(Grid(datasets=["breastmnist"], seeds=[seed], methods=methods), {"generator_seeds": "2"})
+
+    cvae, none = expand(grid(3))
+    assert runner.fit_cached(none) is None and runner.fit_cached(cvae) is False
+    data = runner.dataset(cvae)
+    made = synthesise(data, subset_of(cvae, data), "cvae", cvae.method_params, cvae.synthesis, 3, runner.cache_dir)
+    assert made.generator_path == runner.fit_path(cvae) and runner.fit_cached(cvae) is True
+    assert runner.fit_cached(expand(grid(5))[0]) is True and runner.fit_cached(expand(grid(4))[0]) is False  # cycled
+
+
+def test_a_budget_leaves_out_a_run_that_would_make_its_fit_and_starts_the_one_that_loads_it(tmp_path, monkeypatch):
+    """Pretraining on ddpm's images took 0.5 s where it loaded a stored fit and the fit 900 s: under a 60 s budget
+    the run whose fit is cached starts, the one that would make its fit does not."""
+    from synthmed.experiment.execute import run_grid
+
+    class FitRunner(TimedRunner):
+        def fit_path(self, spec):
+            return self.out / "fits" / f"{spec.seed}.pt"
+
+        def fit_cached(self, spec):
+            return self.fit_path(spec).exists()
+
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "10000")
+    runner = FitRunner(tmp_path)
+
+    def grid(seeds: list[int], pretrain: bool = True) -> Grid:
+        return Grid(
+            datasets=["breastmnist"], seeds=seeds, methods=[{"method": "ddpm", "pretrain_on_synthetic": [pretrain]}]
+        )
+
+    with ResultStore(runner.store_path) as store:
+        for spec, seconds, cached in [(expand(grid([9], False))[0], 1000.0, False), (expand(grid([9]))[0], 0.5, True)]:
+            record = fake_record(runner, spec, 0.8)
+            synthetic = {"generator_cached": cached, "generator_seconds": 0.0 if cached else 900.0}
+            store.add({**record, "total_time": seconds, "metrics": {**record["metrics"], "synthetic": synthetic}})
+    (tmp_path / "fits").mkdir()
+    (tmp_path / "fits" / "0.pt").write_bytes(b"")
+    outcome = run_grid(grid([0, 1]), Execution(workers=1, report=False, time_budget=60), runner=runner)
+    assert outcome.budget_reached and [r["seed"] for r in outcome.finished] == [0]

@@ -184,7 +184,10 @@ def experiment_status(
         )
     grid = load_grid(file)
     specs, _ = available_datasets(expand(grid), data_root)
-    runner = Runner(grid.out or f"runs/{grid.name}", data_root=data_root, verify=not no_verify, device="cpu")
+    cache = grid.execution.get("cache_dir")  # the file's own generator cache (a study sharing another's fits)
+    runner = Runner(
+        grid.out or f"runs/{grid.name}", data_root=data_root, verify=not no_verify, device="cpu", cache_dir=cache
+    )
     exported = read_jsonl(resume_from / EXPORT_RECORDS) if resume_from is not None else []
     pending = runner.pending(specs, runner.done() | {r["run_id"] for r in exported})
     ids = {runner.run_id(s) for s in pending}
@@ -205,7 +208,10 @@ def experiment_status(
     done = runner.done() | {r["run_id"] for r in exported}
 
     def cost_line(runs: list, prefix: str = "") -> None:
-        keyed = [((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1]) for s in runs]
+        keyed = [
+            ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], runner.fit_cached(s))
+            for s in runs
+        ]
         line = prefix + estimate(keyed, durations).line(workers or os.cpu_count() or 1)
         Console().print(line, highlight=False, soft_wrap=True, markup=False)
 

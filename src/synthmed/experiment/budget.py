@@ -85,8 +85,8 @@ class Durations:
     by_method: dict[MethodKey, float] = field(default_factory=dict)
     #: configs whose longest stored run loaded its generator from the cache: it did not pay the fit
     reused_fit: set[str] = field(default_factory=set)
-    #: the longest generator fit of each method (``metrics.synthetic.generator_seconds`` of runs that made theirs)
-    fit_by_method: dict[MethodKey, float] = field(default_factory=dict)
+    #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
+    fits: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[dict]) -> Durations:
@@ -102,14 +102,15 @@ class Durations:
         seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
-        synthetic = (record.get("metrics") or {}).get("synthetic") or {}
-        if synthetic.get("generator_cached") is False and synthetic.get("generator_seconds") is not None:
-            self.fit_by_method[key] = max(self.fit_by_method.get(key, 0.0), float(synthetic["generator_seconds"]))
+        cached, fit = generator_fit(record)
         if record.get("config"):
             alike = cost_key(record["config"])
+            if cached is False and fit is not None:
+                fitted = fit_key(key, record["config"])
+                self.fits[fitted] = max(self.fits.get(fitted, 0.0), fit)
             if seconds > self.by_config.get(alike, -1.0):
                 self.by_config[alike] = seconds
-                if synthetic.get("generator_cached") is True:
+                if cached is True:
                     self.reused_fit.add(alike)
                 else:
                     self.reused_fit.discard(alike)
@@ -117,16 +118,35 @@ class Durations:
     def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
         method's, else None (nothing stored). ``fit_cached`` False (the run will make its generator's fit): a config
-        whose longest run loaded its fit is costed with the method's longest fit on top (or as the method's longest
-        run, where no fit's duration is stored), so ``ddpm --pretrain-on-synthetic`` that will fit is not costed as
-        the 300 s of one that loads."""
+        whose longest run loaded its fit is costed with the longest stored fit of the same generator config on top
+        (or as the method's longest run, where no such fit is stored), so ``ddpm --pretrain-on-synthetic`` that will
+        fit is not costed as the 300 s of one that loads."""
         if config is None or (alike := cost_key(config)) not in self.by_config:
             return self.by_method.get(key)
         seconds = self.by_config[alike]
         if fit_cached is False and alike in self.reused_fit:
-            fit = self.fit_by_method.get(key)
+            fit = self.fits.get(fit_key(key, config))
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
         return seconds
+
+
+def generator_fit(record: dict) -> tuple[bool | None, float | None]:
+    """Whether a stored run loaded its generator from the cache, and the seconds its fit took where it made it:
+    ``metrics.synthetic`` of a synthetic set, ``metrics.generator_fit`` of a method that fits during training
+    (TSynD's autoencoder); (None, None) for a run that fits nothing."""
+    metrics = record.get("metrics") or {}
+    fit = metrics.get("synthetic") or {}
+    if "generator_cached" in fit:
+        return fit.get("generator_cached"), fit.get("generator_seconds")
+    fit = metrics.get("generator_fit") or {}
+    return fit.get("cached"), fit.get("seconds")
+
+
+def fit_key(key: MethodKey, config: dict) -> str:
+    """What a generator fit costs alike by: dataset, protocol, method and its hyper-parameters (not the seed, nor
+    how the run uses the fit): ``ddpm`` and ``ddpm --pretrain-on-synthetic`` share one, a ddpm that also trains on
+    unlabelled images has its own."""
+    return json.dumps([*key, config.get("method_params") or {}], sort_keys=True, default=str)
 
 
 def cost_key(config: dict) -> str:
@@ -174,11 +194,12 @@ class Estimate:
         return text
 
 
-def estimate(runs: Iterable[tuple[MethodKey, dict | None]], durations: Durations) -> Estimate:
-    """Cost the runs, each named by its (dataset, protocol, method) and config, with ``durations``."""
+def estimate(runs: Iterable[tuple[MethodKey, dict | None, bool | None]], durations: Durations) -> Estimate:
+    """Cost the runs, each named by its (dataset, protocol, method), config and whether its generator fit is cached
+    (``Durations.seconds``), with ``durations``."""
     seconds, known, unknown = 0.0, 0, Counter[str]()
-    for key, config in runs:
-        expected = durations.seconds(key, config)
+    for key, config, fit_cached in runs:
+        expected = durations.seconds(key, config, fit_cached)
         if expected is not None:
             seconds, known = seconds + expected, known + 1
         else:

@@ -254,6 +254,13 @@ def _run_round(
             fits_cached.add(run_id)
         return cached
 
+    def fit_in_flight(spec: RunSpec) -> bool:
+        """Whether a run of this process is making the fit ``spec`` needs (it is not cached yet)."""
+        if not method_trains(spec) or fit_cached(spec) is not False:
+            return False
+        path = runner.fit_path(spec)
+        return any(runner.fit_path(other) == path for other in running.values() if method_trains(other))
+
     def estimate(spec: RunSpec) -> float:
         config = spec.key(runner.dataset(spec).md5)[1]
         expected = durations.seconds(method_key(spec), config, fit_cached(spec) if method_trains(spec) else None)
@@ -292,6 +299,8 @@ def _run_round(
             for spec in candidates:
                 run_id = runner.run_id(spec)
                 if budget is not None and estimate(spec) > budget.left():
+                    if fit_in_flight(spec):  # costed with the fit a worker is making: looked at again after it
+                        continue
                     unfit.add(run_id)
                     if method_key(spec) not in durations.by_method:
                         guessed.add(run_id)
@@ -482,7 +491,11 @@ def run_grid(
             reference=execution.reference,
             **({"start": execution.min_seeds} if execution.min_seeds is not None else {}),
         )
-        plan = recorded_plan(plan, study_plan(out, execution.resume_from), step_given=execution.seed_step is not None)
+        options = {"start": "min_seeds", "max_seeds": "max_seeds", "margin": "margin", "reference": "reference"}
+        given = frozenset(
+            k for k, name in (options | {"step": "seed_step"}).items() if getattr(execution, name) is not None
+        )
+        plan = recorded_plan(plan, study_plan(out, execution.resume_from), given)
         grid.seeds = list(range(plan.start))
     specs = expand(grid)
     methods = sorted({spec.method for spec in specs})

@@ -163,10 +163,10 @@ class Runner:
     def run_id(self, spec: RunSpec) -> str:
         return spec.key(self.dataset(spec).md5)[0]
 
-    def fit_cached(self, spec: RunSpec) -> bool | None:
-        """Whether the generator ``spec`` trains is already in the cache (it will only be loaded); None where the
-        method trains nothing, or its fit's key depends on FID tracking, known only once the run has begun. A time
-        budget costs a run that will make the fit as one that fits, whatever its config's stored runs did."""
+    def fit_path(self, spec: RunSpec) -> Path | None:
+        """Where the cache keeps the generator ``spec`` trains (as ``synthesise`` and ``fit_generator`` name it);
+        None where the method trains nothing, or its fit's key depends on FID tracking, known only once the run has
+        begun."""
         from synthmed.augment.generative import TorchGenerator
         from synthmed.experiment.synthetic_set import generator_path, generator_seed
 
@@ -176,7 +176,13 @@ class Runner:
         assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract
         data = self.dataset(spec)
         seed = generator_seed(spec.seed, spec.synthesis) if augmenter.kind is Kind.SET else spec.seed
-        return generator_path(augmenter, data, subset_of(spec, data), seed, self.cache_dir).exists()
+        return generator_path(augmenter, data, subset_of(spec, data), seed, self.cache_dir)
+
+    def fit_cached(self, spec: RunSpec) -> bool | None:
+        """Whether the generator ``spec`` trains is already in the cache (it will only be loaded); None where
+        ``fit_path`` cannot tell. A time budget costs a run that will make the fit as one that fits."""
+        path = self.fit_path(spec)
+        return None if path is None else path.exists()
 
     def validate(self, specs: list[RunSpec]) -> None:
         """Refuse an unusable device, unknown datasets, methods, parameters, recipes or classifiers, a method's
@@ -319,7 +325,7 @@ class Runner:
         subset = subset_of(spec, data)
         run_dir = self.out / "runs" / run_id
         augmenter = create_augmenter(spec.method, **spec.method_params)
-        synthesis = synthetic = None
+        synthesis = synthetic = generator_fit = None
         if augmenter.kind is Kind.SET:
             synthesis = synthesise(
                 data,
@@ -345,7 +351,9 @@ class Runner:
         else:
             if augmenter.trains:
                 status(f"fitting {spec.method}'s networks (cached after the first time)")
-            augmenter = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)[0]
+            augmenter, cached, seconds, _ = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)
+            if augmenter.trains:  # as a synthetic set's audit records it: what a time budget costs a fit by
+                generator_fit = {"cached": cached, "seconds": round(seconds, 1)}
         recipe = recipe_of(spec)
         train_config = TrainConfig(
             recipe,
@@ -422,6 +430,8 @@ class Runner:
             metrics["synthetic"] = audit.to_json()
         else:
             metrics.update(augmenter.diagnostics())  # e.g. TSynD's rounds
+            if generator_fit is not None:
+                metrics["generator_fit"] = generator_fit
         for phase in ("finetune", "pretrain", "members", "swa_epochs"):
             if phase in fit.extra:
                 metrics[phase] = fit.extra[phase]

@@ -84,21 +84,21 @@ def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[st
     return [name for name, c in named if not c.decided], [name for name, c in named if c.decided]
 
 
-def recorded_plan(requested: Plan, recorded: dict | None, step_given: bool = False) -> Plan:
+def recorded_plan(requested: Plan, recorded: dict | None, given: frozenset[str] = frozenset({"max_seeds"})) -> Plan:
     """The plan a study goes on with: once a look is recorded, its own. Changing the plan after a look would change
-    the alpha of the looks already made (a plan's looks share alpha), so a command asking for another start, maximum,
-    margin, alpha or reference is refused; a step that came from ``--workers`` (a command with fewer workers) gives
-    way to the recorded one, and an explicit ``--seed-step`` that differs is refused too."""
+    the alpha of the looks already made (a plan's looks share alpha), so the fields the command left out
+    (``given`` names those it set: ``start``, ``max_seeds``, ``margin``, ``reference``, ``step``) are the
+    recorded ones (a step that came from ``--workers``, a command on fewer workers, included), and a set field
+    that differs from the record is refused."""
     if recorded is None or not recorded.get("looks"):
         return requested
     wanted = _plan_fields(requested)
     names = {"start": "--min-seeds", "max_seeds": "--max-seeds", "margin": "--margin", "reference": "--reference"}
-    names |= {"alpha": "alpha", "step": "--seed-step"}
-    keep = dataclasses.replace(requested, step=int(recorded.get("step", requested.step)))
+    names |= {"step": "--seed-step"}
     differ = [
-        f"{names[k]} {wanted[k]} (recorded: {recorded.get(k)})"
-        for k in ("start", "max_seeds", "margin", "alpha", "reference", "step")
-        if recorded.get(k) != wanted[k] and (k != "step" or step_given)
+        f"{flag} {wanted[k]} (recorded: {recorded.get(k)})"
+        for k, flag in names.items()
+        if k in given and recorded.get(k) != wanted[k]
     ]
     if differ:
         looks = ", ".join(str(lk["seeds"]) for lk in recorded["looks"])
@@ -106,7 +106,8 @@ def recorded_plan(requested: Plan, recorded: dict | None, step_given: bool = Fal
             f"this study's --seeds auto plan is recorded with looks at {looks} seeds; this command asks for "
             f"{'; '.join(differ)}: give the recorded options (a new plan needs a new output folder)"
         )
-    return keep
+    kept = {k: recorded[k] for k in names if k not in given and k in recorded}
+    return dataclasses.replace(requested, **kept)
 
 
 def run_until_decided(
