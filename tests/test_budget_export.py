@@ -595,3 +595,28 @@ def test_a_budget_leaves_out_a_run_that_would_make_its_fit_and_starts_the_one_th
     (tmp_path / "fits" / "0.pt").write_bytes(b"")
     outcome = run_grid(grid([0, 1]), Execution(workers=1, report=False, time_budget=60), runner=runner)
     assert outcome.budget_reached and [r["seed"] for r in outcome.finished] == [0]
+
+
+def test_status_prices_one_fit_per_generator_the_first_run_of_it_makes(tmp_path):
+    """Of ``ddpm`` and ``ddpm --pretrain-on-synthetic`` at a seed with no fit cached, ddpm (it starts first) makes
+    the fit and pretraining loads it; a fit already cached is loaded by both; ``none`` fits nothing."""
+    from synthmed.experiment.execute import planned_fits
+
+    class FitRunner(TimedRunner):
+        def fit_path(self, spec):
+            return None if spec.method == "none" else self.out / "fits" / f"{spec.seed}.pt"
+
+    runner = FitRunner(tmp_path)
+    (tmp_path / "fits").mkdir()
+    (tmp_path / "fits" / "0.pt").write_bytes(b"")
+    methods = [{"method": "ddpm"}, {"method": "ddpm", "pretrain_on_synthetic": [True]}, {"method": "none"}]
+    planned = planned_fits(runner, expand(Grid(datasets=["breastmnist"], seeds=[0, 1], methods=methods)))
+    states = {(s.seed, s.method, s.synthesis.pretrain_on_synthetic): cached for s, cached in planned}
+    assert states == {
+        (0, "ddpm", True): True,
+        (0, "ddpm", False): True,
+        (0, "none", False): None,
+        (1, "ddpm", False): False,
+        (1, "ddpm", True): True,
+        (1, "none", False): None,
+    }

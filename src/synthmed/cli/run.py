@@ -171,6 +171,7 @@ def experiment_status(
     from rich.table import Table
 
     from synthmed.experiment.budget import estimate, stored_durations
+    from synthmed.experiment.execute import planned_fits
     from synthmed.experiment.export import is_export, study_plan
     from synthmed.experiment.grid import available_datasets, expand, load_grid
     from synthmed.experiment.runner import Runner
@@ -209,8 +210,8 @@ def experiment_status(
 
     def cost_line(runs: list, prefix: str = "") -> None:
         keyed = [
-            ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], runner.fit_cached(s))
-            for s in runs
+            ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], cached)
+            for s, cached in planned_fits(runner, runs)
         ]
         line = prefix + estimate(keyed, durations).line(workers or os.cpu_count() or 1)
         Console().print(line, highlight=False, soft_wrap=True, markup=False)

@@ -151,6 +151,19 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
     return [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
 
 
+def planned_fits(runner: Runner, specs: list[RunSpec]) -> list[tuple[RunSpec, bool | None]]:
+    """The runs in the order they start (``schedule``), each with whether its generator fit will be cached when it
+    starts (None: it trains nothing): cached now, or made by an earlier run of the list (``ddpm`` of a seed makes
+    the fit that ``ddpm --pretrain-on-synthetic`` of that seed loads). What ``experiment status`` prices."""
+    made: set = set()
+    planned: list[tuple[RunSpec, bool | None]] = []
+    for spec in schedule(specs):
+        path = runner.fit_path(spec)
+        planned.append((spec, None if path is None else path in made or path.exists()))
+        made.add(path)
+    return planned
+
+
 def study_runs(runner: Runner, specs: list[RunSpec]) -> Callable[[dict], bool]:
     """The stored runs a grid's ``--export-to`` takes: the grid's own and the real-image curve's points of its
     datasets (they price its rows), not the rows of another study imported into its store by ``--resume-from`` (the
