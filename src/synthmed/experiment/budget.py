@@ -5,6 +5,7 @@ pool's workers stopped), so a step ends on its own with every finished run store
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -143,10 +144,25 @@ def generator_fit(record: dict) -> tuple[bool | None, float | None]:
 
 
 def fit_key(key: MethodKey, config: dict) -> str:
-    """What a generator fit costs alike by: dataset, protocol, method and its hyper-parameters (not the seed, nor
-    how the run uses the fit): ``ddpm`` and ``ddpm --pretrain-on-synthetic`` share one, a ddpm that also trains on
-    unlabelled images has its own."""
-    return json.dumps([*key, config.get("method_params") or {}], sort_keys=True, default=str)
+    """What a generator fit costs alike by: dataset, protocol and what the fitted weights depend on (the method's
+    ``fit_config``; not the seed, nor how the run uses the fit): ``ddpm`` and ``ddpm --pretrain-on-synthetic`` share
+    one, TSynD's variants share their autoencoder's, a ddpm that also trains on unlabelled images has its own."""
+    params = json.dumps(config.get("method_params") or {}, sort_keys=True, default=str)
+    return json.dumps([key[0], key[1], _fitted(key[2], params)], sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=256)
+def _fitted(method: str, params: str) -> Any:
+    """``fit_config`` of ``method`` with ``params`` (JSON), else the method and its parameters (it trains nothing,
+    or this version no longer knows it)."""
+    from synthmed.augment import create_augmenter
+    from synthmed.augment.generative import TorchGenerator
+
+    try:
+        augmenter = create_augmenter(method, **json.loads(params))
+    except SynthmedError:
+        return [method, params]
+    return augmenter.fit_config() if isinstance(augmenter, TorchGenerator) else [method, params]
 
 
 def cost_key(config: dict) -> str:
