@@ -529,6 +529,8 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert durations.seconds(key, pretrain) == durations.seconds(key, pretrain, fit_cached=True) == 300
     assert durations.seconds(key, pretrain, fit_cached=False) == 1600  # 300 + the 1,300 s fit
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=False) == 1600  # its longest run fitted
+    teacher = {"method": "ddpm", "seed": 5, "teacher": "hard"}  # a config nothing stored ran, on a cached fit
+    assert durations.seconds(key, teacher, fit_cached=True) == 300 and durations.seconds(key, teacher) == 1600
     no_fit_seconds = {**fits, "metrics": {}}
     assert Durations.of([no_fit_seconds, loads]).seconds(key, pretrain, fit_cached=False) == 1600  # the method's
     # a variant's fit (ddpm that also learns from unlabelled images: an hour) is not this generator's

@@ -88,6 +88,8 @@ class Durations:
     reused_fit: set[str] = field(default_factory=set)
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
+    #: the longest stored run of each method that loaded its generator from the cache
+    loaded_by_method: dict[MethodKey, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[dict]) -> Durations:
@@ -104,6 +106,8 @@ class Durations:
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
         cached, fit = generator_fit(record)
+        if cached is True:
+            self.loaded_by_method[key] = max(self.loaded_by_method.get(key, 0.0), seconds)
         if record.get("config"):
             alike = cost_key(record["config"])
             if cached is False and fit is not None:
@@ -118,11 +122,14 @@ class Durations:
 
     def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
-        method's, else None (nothing stored). ``fit_cached`` False (the run will make its generator's fit): a config
+        method's (its runs that loaded their fit, for a run whose fit is cached), else None (nothing stored).
+        ``fit_cached`` False (the run will make its generator's fit): a config
         whose longest run loaded its fit is costed with the longest stored fit of the same generator config on top
         (or as the method's longest run, where no such fit is stored), so ``ddpm --pretrain-on-synthetic`` that will
         fit is not costed as the 300 s of one that loads."""
         if config is None or (alike := cost_key(config)) not in self.by_config:
+            if fit_cached is True and key in self.loaded_by_method:  # a new config on a stored fit: as those runs
+                return self.loaded_by_method[key]
             return self.by_method.get(key)
         seconds = self.by_config[alike]
         if fit_cached is False and alike in self.reused_fit:
