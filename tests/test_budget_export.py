@@ -477,7 +477,9 @@ def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
     run_grid(grid, auto(seed_step=2), runner=runner)
     recorded = json.loads((runner.out / "sequential.json").read_text())
     assert (recorded["step"], recorded["planned_looks"], [lk["seeds"] for lk in recorded["looks"]]) == (2, 3, [5])
-    run_grid(grid, auto(), runner=runner)  # --workers 1 alone would give a step of 1
+    events: list = []
+    run_grid(grid, auto(), runner=runner, on_event=events.append)  # --workers 1 alone would give a step of 1
+    assert any("then 2 per round" in e.message and "(the study's recorded plan)" in e.message for e in events)
     again = json.loads((runner.out / "sequential.json").read_text())
     assert (again["step"], again["look_alpha"], len(again["looks"])) == (2, recorded["look_alpha"], 1)
     for options, phrase in [

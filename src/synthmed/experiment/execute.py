@@ -494,7 +494,7 @@ def run_grid(
     emit = on_event or (lambda event: None)
     check_targets(execution, out)
     budget = Budget(execution.time_budget) if execution.time_budget is not None else None
-    plan = None
+    plan, recorded_note = None, ""
     if execution.auto_seeds:
         workers = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
         plan = Plan(
@@ -508,7 +508,8 @@ def run_grid(
         given = frozenset(
             k for k, name in (options | {"step": "seed_step"}).items() if getattr(execution, name) is not None
         )
-        plan = recorded_plan(plan, study_plan(out, execution.resume_from), given)
+        asked, plan = plan, recorded_plan(plan, study_plan(out, execution.resume_from), given)
+        recorded_note = " (the study's recorded plan)" if plan != asked else ""
         grid.seeds = list(range(plan.start))
     specs = expand(grid)
     methods = sorted({spec.method for spec in specs})
@@ -565,7 +566,7 @@ def run_grid(
                     "info",
                     message=f"seeds until decided: {plan.start} seeds, then {plan.step} per round up to "
                     f"{plan.max_seeds}; {plan.looks} planned looks at alpha {plan.alpha:g} / {plan.looks} = "
-                    f"{plan.look_alpha:.4g}",
+                    f"{plan.look_alpha:.4g}{recorded_note}",
                 )
             )
             stop = run_until_decided(
