@@ -623,3 +623,50 @@ def test_status_prices_one_fit_per_generator_the_first_run_of_it_makes(tmp_path)
         (1, "ddpm", True): True,
         (1, "none", False): None,
     }
+
+
+def test_a_run_passed_over_while_its_fit_is_made_starts_after_it_even_when_another_run_did_not_fit(
+    tmp_path, monkeypatch
+):
+    """On a pool, ddpm --pretrain-on-synthetic comes up while ddpm is still making its fit: costed with that fit it
+    does not fit the budget, so it is passed over and looked at again once the fit is made; ``none`` (nothing
+    stored, the 10,000 s default) does not fit, which must not stop that second look."""
+    from synthmed.experiment import backends
+    from synthmed.experiment.execute import run_grid
+
+    class FitRunner(TimedRunner):
+        def fit_path(self, spec):
+            return None if spec.method == "none" else self.out / "fits" / f"{spec.seed}.pt"
+
+        def fit_cached(self, spec):
+            path = self.fit_path(spec)
+            return None if path is None else path.exists()
+
+        def compute(self, spec, on_epoch=None, on_status=None):
+            if spec.method == "ddpm" and not spec.synthesis.pretrain_on_synthetic:
+                self.fit_path(spec).parent.mkdir(exist_ok=True)
+                self.fit_path(spec).write_bytes(b"")
+            return super().compute(spec)
+
+    def eager_pool(runner, specs, on_result, workers, **_):  # every run drawn before any ends: free workers
+        drawn = list(specs)
+        for spec in drawn:
+            on_result(spec, "ok", runner.compute(spec))
+
+    monkeypatch.setattr(backends, "run_on_pool", eager_pool)
+    monkeypatch.setenv("SYNTHMED_RUN_SECONDS", "10000")
+    runner = FitRunner(tmp_path)
+    methods = [{"method": "ddpm"}, {"method": "ddpm", "pretrain_on_synthetic": [True]}]
+    with ResultStore(runner.store_path) as store:
+        for spec, seconds, cached in zip(
+            expand(Grid(datasets=["breastmnist"], seeds=[9], methods=methods)), (30, 40), (False, True)
+        ):
+            record = fake_record(runner, spec, 0.8)
+            synthetic = {"generator_cached": cached, "generator_seconds": 0.0 if cached else 25.0}
+            store.add(
+                {**record, "total_time": float(seconds), "metrics": {**record["metrics"], "synthetic": synthetic}}
+            )
+    grid = Grid(datasets=["breastmnist"], seeds=[0], methods=[*methods, {"method": "none"}])
+    outcome = run_grid(grid, Execution(workers=2, report=False, time_budget=60), runner=runner)
+    finished = [(r["method"], r["config"]["synthesis"]["pretrain_on_synthetic"]) for r in outcome.finished]
+    assert finished == [("ddpm", False), ("ddpm", True)] and outcome.budget_reached and outcome.left == 1

@@ -88,8 +88,8 @@ class Durations:
     reused_fit: set[str] = field(default_factory=set)
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
-    #: the longest stored run of each method that loaded its generator from the cache
-    loaded_by_method: dict[MethodKey, float] = field(default_factory=dict)
+    #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
+    unfitted_by_method: dict[MethodKey, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[dict]) -> Durations:
@@ -106,8 +106,9 @@ class Durations:
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
         cached, fit = generator_fit(record)
-        if cached is True:
-            self.loaded_by_method[key] = max(self.loaded_by_method.get(key, 0.0), seconds)
+        if cached is not None:
+            rest = seconds - ((fit or 0.0) if cached is False else 0.0)
+            self.unfitted_by_method[key] = max(self.unfitted_by_method.get(key, 0.0), rest)
         if record.get("config"):
             alike = cost_key(record["config"])
             if cached is False and fit is not None:
@@ -122,14 +123,14 @@ class Durations:
 
     def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
-        method's (its runs that loaded their fit, for a run whose fit is cached), else None (nothing stored).
+        method's (less the fit each made, for a run whose fit is cached), else None (nothing stored).
         ``fit_cached`` False (the run will make its generator's fit): a config
         whose longest run loaded its fit is costed with the longest stored fit of the same generator config on top
         (or as the method's longest run, where no such fit is stored), so ``ddpm --pretrain-on-synthetic`` that will
         fit is not costed as the 300 s of one that loads."""
         if config is None or (alike := cost_key(config)) not in self.by_config:
-            if fit_cached is True and key in self.loaded_by_method:  # a new config on a stored fit: as those runs
-                return self.loaded_by_method[key]
+            if fit_cached is True and key in self.unfitted_by_method:  # a new config on a stored fit: no fit to pay
+                return self.unfitted_by_method[key]
             return self.by_method.get(key)
         seconds = self.by_config[alike]
         if fit_cached is False and alike in self.reused_fit:
@@ -167,7 +168,7 @@ def _fitted(method: str, params: str) -> Any:
 
     try:
         augmenter = create_augmenter(method, **json.loads(params))
-    except SynthmedError:
+    except Exception:  # pricing only: whatever a stored record holds must not stop a command
         return [method, params]
     return augmenter.fit_config() if isinstance(augmenter, TorchGenerator) else [method, params]
 

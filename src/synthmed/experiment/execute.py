@@ -284,6 +284,7 @@ def _run_round(
     attempted: set[str] = set()  # runs this process claimed (and ran, or saw fail)
     guessed: set[str] = set()  # unfit runs whose estimate was the default: nothing stored to estimate from
     unfit: set[str] = set()  # runs the time budget could not fit
+    deferred: set[str] = set()  # runs passed over while a worker made their fit: looked at again after the pass
     running: dict[str, RunSpec] = {}  # claimed and not yet finished or failed
     with Claims(runner.store_path) as claims:
 
@@ -313,6 +314,7 @@ def _run_round(
                 run_id = runner.run_id(spec)
                 if budget is not None and estimate(spec) > budget.left():
                     if fit_in_flight(spec):  # costed with the fit a worker is making: looked at again after it
+                        deferred.add(run_id)
                         continue
                     unfit.add(run_id)
                     if method_key(spec) not in durations.by_method:
@@ -381,11 +383,16 @@ def _run_round(
         try:
             with alarm(budget.deadline if budget is not None and pooled is None else None):
                 run_all(todo)
-                # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease.
-                while not outcome.budget_reached:
+                # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease;
+                # and the runs passed over while their fit was being made, even once another run did not fit.
+                while True:
                     with ResultStore(runner.store_path) as store:
                         stored, others = store.run_ids(), store.claimed_by_others(claims.holder)
-                    left = [s for run_id, s in ids.items() if run_id not in stored | attempted | unfit]
+                    done = stored | attempted | unfit
+                    if outcome.budget_reached and not deferred - done:
+                        break
+                    looked = ids if not outcome.budget_reached else {r: ids[r] for r in deferred - done}
+                    left = [s for run_id, s in looked.items() if run_id not in done]
                     if not left:
                         break
                     if budget is not None and budget.left() <= 0:
