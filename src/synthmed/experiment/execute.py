@@ -251,32 +251,16 @@ def _run_round(
     def method_key(spec: RunSpec) -> tuple[str, str, str]:
         return runner.dataset(spec).name, spec.protocol, spec.method
 
-    fits_cached: set[str] = set()  # runs whose generator fit was found in the cache (it stays there)
-
-    def method_trains(spec: RunSpec) -> bool:
-        from synthmed.augment.base import method_class
-
-        return method_class(spec.method).trains
-
-    def fit_cached(spec: RunSpec) -> bool | None:
-        run_id = runner.run_id(spec)
-        if run_id in fits_cached:
-            return True
-        cached = runner.fit_cached(spec)
-        if cached:
-            fits_cached.add(run_id)
-        return cached
-
     def fit_in_flight(spec: RunSpec) -> bool:
         """Whether a run of this process is making the fit ``spec`` needs (it is not cached yet)."""
-        if not method_trains(spec) or fit_cached(spec) is not False:
-            return False
         path = runner.fit_path(spec)
-        return any(runner.fit_path(other) == path for other in running.values() if method_trains(other))
+        if path is None or path.exists():
+            return False
+        return any(runner.fit_path(other) == path for other in running.values())
 
     def estimate(spec: RunSpec) -> float:
         config = spec.key(runner.dataset(spec).md5)[1]
-        expected = durations.seconds(method_key(spec), config, fit_cached(spec) if method_trains(spec) else None)
+        expected = durations.seconds(method_key(spec), config, runner.fit_cached(spec))
         if expected is not None:
             return expected
         return budget.default_run_seconds if budget and budget.default_run_seconds else 0.0
@@ -512,9 +496,8 @@ def run_grid(
             **({"start": execution.min_seeds} if execution.min_seeds is not None else {}),
         )
         options = {"start": "min_seeds", "max_seeds": "max_seeds", "margin": "margin", "reference": "reference"}
-        given = frozenset(
-            k for k, name in (options | {"step": "seed_step"}).items() if getattr(execution, name) is not None
-        )
+        options["step"] = "seed_step"  # the plan's fields this command set, by the option that sets each
+        given = frozenset(field for field, name in options.items() if getattr(execution, name) is not None)
         asked, plan = plan, recorded_plan(plan, study_plan(out, execution.resume_from), given)
         recorded_note = " (the study's recorded plan)" if plan != asked else ""
         grid.seeds = list(range(plan.start))
