@@ -76,10 +76,10 @@ MethodKey = tuple[str, str, str]  # (dataset, protocol, method)
 @dataclass
 class Durations:
     """The longest stored ``total_time`` (less any wait for another worker's fit) of each config minus its seed, and
-    of each (dataset, protocol, method): what a run is expected to take. A run's own config is asked first: its method's longest run can be many times
-    longer (a curve point of 25 images per class against one of 600; ``ddpm --pretrain-on-synthetic`` reusing a
-    stored fit, 300 s, against a ``ddpm`` run that fits it, 2,300 s), and estimating every run at that leaves the
-    cores idle at the end of a step with short runs still to do."""
+    of each (dataset, protocol, method): what a run is expected to take. A run's own config is asked first: its
+    method's longest run can be many times longer (a curve point of 25 images per class against one of 600;
+    ``ddpm --pretrain-on-synthetic`` reusing a stored fit, 300 s, against a ``ddpm`` run that fits it, 2,300 s),
+    and estimating every run at that leaves the cores idle at the end of a step with short runs still to do."""
 
     by_config: dict[str, float] = field(default_factory=dict)
     by_method: dict[MethodKey, float] = field(default_factory=dict)
