@@ -74,6 +74,7 @@ def main() -> None:
     _, table = corruption_set(args.dataset)
     n_points += len(table) * len(SEVERITIES) + 1  # MedMNIST-C and its clean score
     attack_steps = sum(1 for e in EPS if e) * (PGD_STEPS + 1)  # PGD's steps and FGSM's one, per eps > 0
+    one_eps_steps = PGD_STEPS + 1  # --attack-eps: one eps > 0
     variants = {"model": model, "scoring_copy": scoring_copy(model)}
     result: dict = {}
     for name, net in variants.items():
@@ -83,6 +84,7 @@ def main() -> None:
             "forward_images_per_s": 1 / forward,
             "pgd_image_steps_per_s": 1 / gradient,
             "projected_run_s": n_points * len(x) * forward + attack_steps * attacked * gradient,
+            "projected_run_one_eps_s": n_points * len(x) * forward + one_eps_steps * attacked * gradient,
         }
     result["speedup"] = result["model"]["projected_run_s"] / result["scoring_copy"]["projected_run_s"]
     if args.full:
@@ -104,6 +106,7 @@ def main() -> None:
         "attack_images": attacked,
         "forward_passes_per_image": n_points,
         "gradient_steps_per_attacked_image": attack_steps,
+        "gradient_steps_per_attacked_image_one_eps": one_eps_steps,
         **result,
     }
     print(json.dumps(report, indent=1))

@@ -268,6 +268,23 @@ def test_robustness_takes_medmnistc_keeps_true_for_the_plain_flag_and_stays_meas
     assert result_key(plain.key("x")[1]) == result_key(bench.key("x")[1])  # the same report row
 
 
+def test_attack_eps_is_measured_only_and_needs_robustness():
+    """``--attack-eps`` changes what is scored, never the result, so its runs share the report row; alone it would
+    set nothing and is refused before anything runs; outside (0, 255] it is a one-line error."""
+    from synthmed.experiment.grid import Grid, expand, override
+    from synthmed.spec import RunSpec, coerce, result_key
+
+    curve, one = (RunSpec(dataset="breastmnist", robustness="medmnistc", attack_eps=e) for e in (None, 2.0))
+    assert result_key(curve.key("x")[1]) == result_key(one.key("x")[1])
+    specs = expand(override(Grid(datasets=["breastmnist"], seeds=[0]), {"robustness": "medmnistc", "attack_eps": 2}))
+    assert [s.attack_eps for s in specs] == [2.0]
+    with pytest.raises(SynthmedError) as err:
+        expand(override(Grid(datasets=["breastmnist"], seeds=[0]), {"attack_eps": 2}))
+    assert str(err.value) == "--attack-eps sets the attacks of --robustness: add --robustness or drop --attack-eps"
+    with pytest.raises(SynthmedError, match="--attack-eps 0"):
+        coerce("attack_eps", "0")
+
+
 def test_the_command_line_rejects_an_unknown_robustness(cli, tmp_path):
     result = cli("run", "-d", "breastmnist", "--robustness", "mnistc", "--out", str(tmp_path / "o"))
     assert result.returncode != 0 and "should be true or false or 'medmnistc'" in result.stderr

@@ -342,6 +342,29 @@ def test_robustness_table_summarises_each_method_over_seeds(toy_report):
     assert rows[1][-1] == f"{pgd_max:.3f} ± 0.000" and len(rows[1]) == len(header)
 
 
+def test_runs_attacked_at_one_eps_share_the_table_and_figure_with_whole_curves(toy_model, toy_report):
+    """``--attack-eps 2`` runs beside runs scored on the whole curve: the table and the figure keep the strengths
+    every run measured (0 and 2/255) instead of failing on the missing ones."""
+    from synthmed.metrics.robustness import shared_attack_eps
+    from synthmed.report.summary import robustness_table
+
+    model, images, labels = toy_model
+    one = robustness_report(model, images, labels, "binary-class", seed=0, eps=(0.0, 2 / 255), pgd_steps=10)
+    assert [p["eps_255"] for p in one["attacks"]["pgd"]] == [0.0, 2.0]
+    assert one["attacks"]["pgd"][1] == next(p for p in toy_report["attacks"]["pgd"] if p["eps_255"] == 2.0)
+    assert shared_attack_eps([toy_report, one]) == {"fgsm": [0.0, 2.0], "pgd": [0.0, 2.0]}
+    assert shared_attack_eps([toy_report]) == {a: [round(e * 255, 3) for e in EPS] for a in ("fgsm", "pgd")}
+    table = robustness_table(
+        {
+            "none": [{"seed": 0, "metrics": {"robustness": toy_report}}],
+            "tsynd": [{"seed": 0, "metrics": {"robustness": one}}],
+        }
+    )
+    assert table.columns[4:] == ["FGSM 2/255 ACC", "PGD 2/255 ACC"]
+    assert table.rows[0][4:] == table.rows[1][4:]  # the same model attacked the same way
+    assert robustness_plot({"none": toy_report, "tsynd": one}, "mixed").startswith(PNG)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_the_scoring_copy_predicts_as_the_model_and_leaves_it_untouched(name):
     """Folded BatchNorms and channels-last memory change outputs and input gradients by float rounding only, and

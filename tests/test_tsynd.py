@@ -237,6 +237,8 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
         "--dropout",
         "0.2",
         "--robustness",
+        "--attack-eps",
+        "2",
         "-p",
         "epochs=2",
         "-p",
@@ -273,11 +275,13 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     for r in records:
         rob = r["metrics"]["robustness"]
         assert {"clean", "perturbations", "attacks"} <= rob.keys() and r["config"]["dropout"] == 0.2
+        # --attack-eps 2: FGSM and PGD at 2/255 only (and at 0, the clean images), not on the whole curve
+        assert [[p["eps_255"] for p in rob["attacks"][a]] for a in ("fgsm", "pgd")] == [[0.0, 2.0], [0.0, 2.0]]
         with np.load(out / "runs" / r["run_id"] / "cam.npz") as cam:
             assert cam["eigengradcam"].shape == (8, 28, 28) and cam["images"].dtype == np.uint8
             assert cam["class_names"].tolist() == ["malignant", "normal, benign"]  # the panel's row labels
     report = (out / "report.md").read_text()
     assert "resnet18 dropout 0.2" in report and "Robustness and explanations" in report
     assert "FGSM and PGD (10 steps, no random start) on all of them." in report  # fewer than 300 test images
-    assert "| method | seeds | clean ACC | ACC, perturbation suite (mean) | FGSM 1/255 ACC" in report
+    assert "| clean ACC | ACC, perturbation suite (mean) | FGSM 2/255 ACC | PGD 2/255 ACC |" in report
     assert (out / "report_eigengradcam_0.png").exists() and (out / "report_robustness_0.png").exists()

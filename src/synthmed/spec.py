@@ -409,6 +409,16 @@ class RunSpec:
         help="Also score the test split under perturbations and FGSM / PGD, and save GradCAM / EigenGradCAM maps; "
         "--robustness medmnistc adds the MedMNIST-C corruptions (every corruption and severity of the dataset).",
     )
+    attack_eps: float | None = setting(
+        None,
+        section="options",
+        low=0,
+        low_open=True,
+        high=255,
+        help="With --robustness: attack (FGSM and PGD) at this one L-inf epsilon, in grey levels of 255 (2 = 2/255), "
+        "instead of the curve at 1, 2, 4 and 8/255; attacks are over half of a run's robustness scoring, and one "
+        "epsilon costs a quarter of them.",
+    )
 
     def key(self, dataset_md5: str | None) -> tuple[str, dict]:
         """The run id and the full config recorded with the run. The id hashes only fields that differ from their
@@ -665,7 +675,7 @@ def classifier_label(config: dict) -> str:
 
 #: Fields that never change a run's result: the seed (what pairs runs), what is only measured or shown besides the
 #: result, and the curve point (its runs are not rows). ``result_config`` drops them.
-NO_RESULT_FIELDS = ("seed", "report_test_selected", "robustness", "fidelity", "tstr")
+NO_RESULT_FIELDS = ("seed", "report_test_selected", "robustness", "attack_eps", "fidelity", "tstr")
 
 
 def result_config(config: dict) -> dict:

@@ -469,7 +469,7 @@ def _without_unlabelled(protocol: dict) -> dict:
 
 def _check_protocol_fields(specs: list[RunSpec]) -> None:
     """Protocol settings that the chosen protocol would ignore are refused (they would split the report into
-    identical groups)."""
+    identical groups), and so is an attack strength without the robustness scoring it sets."""
     for spec in specs:
         if spec.protocol != "fraction" and spec.fraction is not None:
             raise SynthmedError(f"--fraction applies to --protocol fraction, not {spec.protocol}")
@@ -477,6 +477,8 @@ def _check_protocol_fields(specs: list[RunSpec]) -> None:
             raise SynthmedError("the fraction protocol needs --fraction F (e.g. 0.05)")
         if spec.protocol != "lowdata" and spec.real_per_class is not None:
             raise SynthmedError(f"--real-per-class applies to --protocol lowdata, not {spec.protocol}")
+        if spec.attack_eps is not None and not spec.robustness:
+            raise SynthmedError("--attack-eps sets the attacks of --robustness: add --robustness or drop --attack-eps")
 
 
 def available_datasets(specs: list[RunSpec], data_root: str | None) -> tuple[list[RunSpec], dict[str, str]]:

@@ -287,14 +287,22 @@ class Runner:
         medmnistc`` also under the MedMNIST-C corruptions), and CAM maps of fixed test images (``cam.npz``, composed
         side by side across methods by the report). Runs after selection: the test split never selects anything."""
         from synthmed.metrics.explain import cam_maps
-        from synthmed.metrics.robustness import RUN_ATTACK_IMAGES, medmnistc_report, robustness_report
+        from synthmed.metrics.robustness import EPS, RUN_ATTACK_IMAGES, medmnistc_report, robustness_report
         from synthmed.nets.classifiers import predict
         from synthmed.spec import MEDMNISTC
         from synthmed.tensors import to_tensor
 
         test, seed = subset.test, spec.seed
+        eps = EPS if spec.attack_eps is None else (0.0, spec.attack_eps / 255)
         report = robustness_report(
-            fit.model, test.images, test.labels, data.task, fit.precision, seed=seed, attack_images=RUN_ATTACK_IMAGES
+            fit.model,
+            test.images,
+            test.labels,
+            data.task,
+            fit.precision,
+            seed=seed,
+            eps=eps,
+            attack_images=RUN_ATTACK_IMAGES,
         )
         if spec.robustness == MEDMNISTC:
             report[MEDMNISTC] = medmnistc_report(

@@ -191,6 +191,16 @@ def pgd(
     return adv
 
 
+def shared_attack_eps(reports: Sequence[dict]) -> dict[str, list[float]]:
+    """Per attack, the epsilons (``eps_255``, 0 included) that every one of ``reports`` measured, ascending: runs
+    scored with ``--attack-eps`` and runs scored on the whole curve share a table and a figure on their common
+    points."""
+    if not reports:
+        return {}
+    names = [n for n in reports[0].get("attacks", {}) if all(n in r.get("attacks", {}) for r in reports)]
+    return {n: sorted(set.intersection(*({p["eps_255"] for p in r["attacks"][n]} for r in reports))) for n in names}
+
+
 def _check_inputs(images: np.ndarray, labels: np.ndarray, task: str, precision: str) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise SynthmedError("robustness needs uint8 images shaped (N, H, W) or (N, H, W, 3); convert them first")

@@ -304,13 +304,14 @@ def robustness_plot(reports: dict[str, dict | list[dict]], title: str = "") -> b
     is their mean, the band their range). Each curve includes the clean ACC at the identity strength / eps 0.
     """
 
-    from synthmed.metrics.robustness import IDENTITY
+    from synthmed.metrics.robustness import IDENTITY, shared_attack_eps
 
     if not reports:
         raise SynthmedError("robustness_plot needs at least one report; pass {method: robustness_report(...)}")
     runs = {m: r if isinstance(r, list) else [r] for m, r in reports.items()}
     first = next(iter(runs.values()))[0]
-    panels = [("perturbations", f) for f in first["perturbations"]] + [("attacks", a) for a in first["attacks"]]
+    shared = shared_attack_eps([rep for method_runs in runs.values() for rep in method_runs])
+    panels = [("perturbations", f) for f in first["perturbations"]] + [("attacks", a) for a in shared]
     n_cols = min(4, max(1, len(panels)))
     n_rows = max(1, math.ceil(len(panels) / n_cols))
     plt = pyplot()
@@ -322,16 +323,17 @@ def robustness_plot(reports: dict[str, dict | list[dict]], title: str = "") -> b
     lowest = 1.0
     for ax, (kind, name) in zip(axes.flat, panels):
         for method, method_runs in runs.items():
-            rows = method_runs[0][kind][name]
             if kind == "attacks":
-                xs = [r["eps"] * 255 for r in rows]
+                xs: list = shared[name]
 
                 def attacked(rep: dict, n: str = name) -> list[float]:
-                    return [r["acc"] for r in rep["attacks"][n]]
+                    acc = {p["eps_255"]: p["acc"] for p in rep["attacks"][n]}
+                    return [acc[eps] for eps in shared[n]]
 
                 mean, low, high = _curve(method_runs, attacked)
                 ax.set_xlabel("eps (x/255, pixel units)", fontsize=8)
             else:
+                rows = method_runs[0][kind][name]
                 points = [(IDENTITY[name], None)] + [(r["strength"], i) for i, r in enumerate(rows)]
                 if name != "flip":
                     points.sort(key=lambda p: p[0])

@@ -449,10 +449,10 @@ def robustness_table(by_method: dict[str, list[dict]]) -> Table:
         mean, std, _ = interval(values)
         return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
 
-    first = next(iter(by_method.values()))[0]["metrics"]["robustness"]
-    attacks = [
-        (name, point["eps_255"]) for name, points in first["attacks"].items() for point in points if point["eps"] > 0
-    ]
+    from synthmed.metrics.robustness import shared_attack_eps
+
+    shared = shared_attack_eps([r["metrics"]["robustness"] for runs in by_method.values() for r in runs])
+    attacks = [(name, eps) for name, strengths in shared.items() for eps in strengths if eps > 0]
     table = Table(
         "Accuracy (mean ± std over seeds):",
         [
