@@ -670,3 +670,31 @@ def test_a_run_passed_over_while_its_fit_is_made_starts_after_it_even_when_anoth
     outcome = run_grid(grid, Execution(workers=2, report=False, time_budget=60), runner=runner)
     finished = [(r["method"], r["config"]["synthesis"]["pretrain_on_synthetic"]) for r in outcome.finished]
     assert finished == [("ddpm", False), ("ddpm", True)] and outcome.budget_reached and outcome.left == 1
+
+
+@pytest.mark.parametrize("flag, expected", [((), "shared"), (("--generator-cache", "{tmp}/mine"), "mine")])
+def test_status_reads_the_generator_cache_as_experiment_run_does(tmp_path, cli, monkeypatch, flag, expected):
+    """The fits status finds cached (and so prices without the fit) are those of the cache the run would use: the
+    flag, else the file's ``execution.cache_dir``."""
+    from conftest import write_breast_like
+
+    import synthmed.experiment.runner as runner_module
+
+    seen = []
+
+    class Recording(runner_module.Runner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.cache_dir)
+
+    monkeypatch.setattr(runner_module, "Runner", Recording)
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        f"name: s\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0]\n"
+        f"execution: {{cache_dir: {tmp_path / 'shared'}}}\n"
+    )
+    args = [a.format(tmp=tmp_path) for a in flag]
+    write_breast_like(tmp_path / "d")
+    result = cli("experiment", "status", str(path), "--no-verify", *args, root=tmp_path / "d")
+    assert result.returncode == 0, result.stderr
+    assert seen == [tmp_path / expected]

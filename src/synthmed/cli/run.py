@@ -161,10 +161,12 @@ def experiment_status(
     workers: int = typer.Option(
         0, "--workers", help="Workers the wall-time estimate assumes (default: one per CPU core).", min=0
     ),
+    cache_dir: Path | None = opt.execution_option("cache_dir"),
 ) -> None:
     """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
     pending ones should cost, from the longest stored run of each one's config, else of its method: the number to size
-    a step's --time-budget by."""
+    a step's --time-budget by. A run whose generator is fitted in the cache (--generator-cache, else the file's
+    execution.cache_dir, else OUT/cache, as `experiment run` reads it) is costed without the fit."""
     import copy
     import os
 
@@ -185,7 +187,7 @@ def experiment_status(
         )
     grid = load_grid(file)
     specs, _ = available_datasets(expand(grid), data_root)
-    cache = grid.execution.get("cache_dir")  # the file's own generator cache (a study sharing another's fits)
+    cache = cache_dir or grid.execution.get("cache_dir")  # the file's own cache: a study sharing another's fits
     runner = Runner(
         grid.out or f"runs/{grid.name}", data_root=data_root, verify=not no_verify, device="cpu", cache_dir=cache
     )
