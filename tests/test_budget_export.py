@@ -531,6 +531,9 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert durations.seconds(key, pretrain) == durations.seconds(key, pretrain, fit_cached=True) == 300
     assert durations.seconds(key, pretrain, fit_cached=False) == 1600  # 300 + the 1,300 s fit
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=False) == 1600  # its longest run fitted
+    # a seed that reuses a stored fit (BreastMNIST's 5 ddpm fits cycled over 20 seeds) does not pay that run's fit
+    assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=True) == 300  # 1,600 less its 1,300 s fit
+    assert durations.seconds(key, {"method": "ddpm", "seed": 5}) == 1600  # unknown: the longest run as it ran
     teacher = {"method": "ddpm", "seed": 5, "teacher": "hard"}  # a config nothing stored ran, on a cached fit
     assert durations.seconds(key, teacher, fit_cached=True) == 300 and durations.seconds(key, teacher) == 1600
     no_fit_seconds = {**fits, "metrics": {}}
@@ -698,3 +701,36 @@ def test_status_reads_the_generator_cache_as_experiment_run_does(tmp_path, cli, 
     result = cli("experiment", "status", str(path), "--no-verify", *args, root=tmp_path / "d")
     assert result.returncode == 0, result.stderr
     assert seen == [tmp_path / expected]
+
+
+def test_the_typical_estimate_takes_each_configs_median_run_with_fitting_runs_apart():
+    """Three conv-cvae runs (300, 400 and a 900 s one slowed by a busy machine) cost 400 typically and 900 at the
+    longest; a ddpm run that made its fit and one that loaded it are each their own median, so a seed that will
+    make its fit is still costed with it."""
+    from synthmed.experiment.budget import Durations, estimate, typical
+
+    def record(method: str, seconds: float, cached: bool | None = None, seed: int = 0) -> dict:
+        synthetic = {} if cached is None else {"synthetic": {"generator_cached": cached, "generator_seconds": 0.0}}
+        if cached is False:
+            synthetic["synthetic"]["generator_seconds"] = 1300.0
+        return {
+            "dataset": "pneumoniamnist",
+            "protocol": "lowdata",
+            "method": method,
+            "config": {"method": method, "seed": seed},
+            "total_time": seconds,
+            "metrics": synthetic,
+        }
+
+    cvae = [record("conv-cvae", t, seed=i) for i, t in enumerate((300.0, 900.0, 400.0))]
+    ddpm = [record("ddpm", 1600.0, cached=False), record("ddpm", 1500.0, cached=False, seed=1)]
+    ddpm += [record("ddpm", 320.0, cached=True, seed=2)]
+    chosen = typical(cvae + ddpm)
+    assert sorted(r["total_time"] for r in chosen) == [320.0, 400.0, 1500.0]
+    runs = [(("pneumoniamnist", "lowdata", "conv-cvae"), {"method": "conv-cvae", "seed": 9}, None)]
+    runs += [(("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, False)]
+    longest, median = estimate(runs, Durations.of(cvae + ddpm)), estimate(runs, Durations.of(chosen))
+    assert (longest.seconds, median.seconds) == (900.0 + 1600.0, 400.0 + 1500.0)
+    line = longest.line(2, median)
+    assert "take about 42 min of CPU (21 min at 2 worker(s); each run costed as the longest stored run" in line
+    assert line.endswith("; 32 min of CPU (16 min) at the median stored run of each config)")

@@ -164,15 +164,16 @@ def experiment_status(
     cache_dir: Path | None = opt.execution_option("cache_dir"),
 ) -> None:
     """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
-    pending ones should cost, from the longest stored run of each one's config, else of its method: the number to size
-    a step's --time-budget by. A run whose generator is fitted in the cache (--generator-cache, else the file's
-    execution.cache_dir, else OUT/cache, as `experiment run` reads it) is costed without the fit."""
+    pending ones should cost, from the longest stored run of each one's config, else of its method (the number to size
+    a step's --time-budget by), and from the median one (the number to plan by). A run whose generator is fitted in
+    the cache (--generator-cache, else the file's execution.cache_dir, else OUT/cache, as `experiment run` reads it)
+    is costed without the fit."""
     import copy
     import os
 
     from rich.table import Table
 
-    from synthmed.experiment.budget import estimate, stored_durations
+    from synthmed.experiment.budget import Durations, estimate, stored_timings, typical
     from synthmed.experiment.execute import planned_fits
     from synthmed.experiment.export import is_export, study_plan
     from synthmed.experiment.grid import available_datasets, expand, load_grid
@@ -207,7 +208,8 @@ def experiment_status(
     stop = study_plan(runner.out, resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
-    durations = stored_durations(runner.store_path, exported)
+    timings = stored_timings(runner.store_path, exported)
+    durations, typical_durations = Durations.of(timings), Durations.of(typical(timings))
     done = runner.done() | {r["run_id"] for r in exported}
 
     def cost_line(runs: list, prefix: str = "") -> None:
@@ -215,7 +217,8 @@ def experiment_status(
             ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], cached)
             for s, cached in planned_fits(runner, runs)
         ]
-        line = prefix + estimate(keyed, durations).line(workers or os.cpu_count() or 1)
+        longest, median = estimate(keyed, durations), estimate(keyed, typical_durations)
+        line = prefix + longest.line(workers or os.cpu_count() or 1, median)
         Console().print(line, highlight=False, soft_wrap=True, markup=False)
 
     if pending:

@@ -85,6 +85,8 @@ class Durations:
     by_method: dict[MethodKey, float] = field(default_factory=dict)
     #: configs whose longest stored run loaded its generator from the cache: it did not pay the fit
     reused_fit: set[str] = field(default_factory=set)
+    #: the fit each config's longest stored run made, where it made one: a run of it on a cached fit does not pay it
+    fit_in_longest: dict[str, float] = field(default_factory=dict)
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
@@ -119,6 +121,10 @@ class Durations:
                     self.reused_fit.add(alike)
                 else:
                     self.reused_fit.discard(alike)
+                if cached is False and fit is not None:
+                    self.fit_in_longest[alike] = fit
+                else:
+                    self.fit_in_longest.pop(alike, None)
 
     def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
@@ -126,12 +132,16 @@ class Durations:
         ``fit_cached`` False (the run will make its generator's fit): a config
         whose longest run loaded its fit is costed with the longest stored fit of the same generator config on top
         (or as the method's longest run, where no such fit is stored), so ``ddpm --pretrain-on-synthetic`` that will
-        fit is not costed as the 300 s of one that loads."""
+        fit is not costed as the 300 s of one that loads. ``fit_cached`` True: a config whose longest run made its
+        fit is costed without that fit (BreastMNIST's ddpm at a seed that reuses one of its 5 fits: 300 s, not the
+        1,750 s of the run that made it)."""
         if config is None or (alike := cost_key(config)) not in self.by_config:
             if fit_cached is True and key in self.unfitted_by_method:  # a new config on a stored fit: no fit to pay
                 return self.unfitted_by_method[key]
             return self.by_method.get(key)
         seconds = self.by_config[alike]
+        if fit_cached is True:
+            return seconds - self.fit_in_longest.get(alike, 0.0)
         if fit_cached is False and alike in self.reused_fit:
             fit = self.fits.get(fit_key(key, config))
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
@@ -182,16 +192,36 @@ def cost_key(config: dict) -> str:
     return json.dumps(rest | {"synthesis": levers}, sort_keys=True, default=str)
 
 
-def stored_durations(store_path: Path, exported: Iterable[dict] = ()) -> Durations:
-    """``Durations`` of a store (if there is one) and an export's records together."""
+def stored_timings(store_path: Path, exported: Iterable[dict] = ()) -> list[dict]:
+    """The timing records (``ResultStore.timings``) of an export and of a store, if there is one, together."""
     from synthmed.store import ResultStore
 
-    durations = Durations.of(exported)
+    records = list(exported)
     if store_path.exists():
         with ResultStore(store_path) as store:
-            for record in store.timings():
-                durations.add(record)
-    return durations
+            records += store.timings()
+    return records
+
+
+def stored_durations(store_path: Path, exported: Iterable[dict] = ()) -> Durations:
+    """``Durations`` of a store (if there is one) and an export's records together."""
+    return Durations.of(stored_timings(store_path, exported))
+
+
+def typical(records: Iterable[dict]) -> list[dict]:
+    """Of each config's stored runs, the one of median duration (the lower middle), taking the runs that made their
+    generator's fit apart from those that loaded it: ``Durations.of`` these costs a run at what its config typically
+    takes. The budget keeps the longest run, so that a step ends in time; over a study's rest that can be nearly
+    twice the typical figure, which is the one to plan sessions by."""
+    groups: dict[tuple, list[tuple[float, dict]]] = {}
+    for record in records:
+        if record.get("total_time") is None:
+            continue
+        seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
+        config = record.get("config")
+        kind = cost_key(config) if config else (record["dataset"], record["protocol"], record["method"])
+        groups.setdefault((kind, generator_fit(record)[0]), []).append((seconds, record))
+    return [sorted(runs, key=lambda run: run[0])[(len(runs) - 1) // 2][1] for runs in groups.values()]
 
 
 @dataclass(frozen=True)
@@ -203,14 +233,21 @@ class Estimate:
     known: int
     unknown: dict[str, int]  # method: pending runs that nothing stored can estimate
 
-    def line(self, workers: int) -> str:
-        """One line for ``experiment status``: CPU time, and the wall time at ``workers`` single-CPU runs."""
+    def line(self, workers: int, typical: Estimate | None = None) -> str:
+        """One line for ``experiment status``: CPU time, and the wall time at ``workers`` single-CPU runs; with
+        ``typical`` (the same runs costed from ``typical`` records), that figure beside it."""
         workers = max(workers, 1)
         text = (
             f"the {self.known} pending run(s) with a stored run of their dataset, protocol and method take about "
             f"{_spoken(self.seconds)} of CPU ({_spoken(self.seconds / workers)} at {workers} worker(s); each run "
-            "costed as the longest stored run of its config, else of its method)"
+            "costed as the longest stored run of its config, else of its method"
         )
+        if typical is not None:
+            text += (
+                f"; {_spoken(typical.seconds)} of CPU ({_spoken(typical.seconds / workers)}) at the median stored "
+                "run of each config"
+            )
+        text += ")"
         if self.unknown:
             methods = ", ".join(f"{m} ({n})" for m, n in sorted(self.unknown.items()))
             text += f"; not costed, nothing stored for them yet: {methods}"
