@@ -533,6 +533,8 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=False) == 1600  # its longest run fitted
     # a seed that reuses a stored fit (BreastMNIST's 5 ddpm fits cycled over 20 seeds) does not pay that run's fit
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=True) == 300  # 1,600 less its 1,300 s fit
+    reused = record(320, cached=True) | {"config": {"method": "ddpm", "seed": 3}}  # a loading run slower than that
+    assert Durations.of([fits, reused]).seconds(key, {"method": "ddpm", "seed": 5}, fit_cached=True) == 320
     assert durations.seconds(key, {"method": "ddpm", "seed": 5}) == 1600  # unknown: the longest run as it ran
     teacher = {"method": "ddpm", "seed": 5, "teacher": "hard"}  # a config nothing stored ran, on a cached fit
     assert durations.seconds(key, teacher, fit_cached=True) == 300 and durations.seconds(key, teacher) == 1600
@@ -730,7 +732,12 @@ def test_the_typical_estimate_takes_each_configs_median_run_with_fitting_runs_ap
     runs = [(("pneumoniamnist", "lowdata", "conv-cvae"), {"method": "conv-cvae", "seed": 9}, None)]
     runs += [(("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, False)]
     longest, median = estimate(runs, Durations.of(cvae + ddpm)), estimate(runs, Durations.of(chosen))
+    # a seed that loads a stored fit: the loading runs' median, not the fitting runs' median less their fit (200 s)
+    loads = (("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, True)
+    assert estimate([loads], Durations.of(chosen)).seconds == 320.0
+    assert estimate([loads], Durations.of(cvae + ddpm)).seconds == 320.0  # the longest of 300 (1,600 - 1,300) and 320
     assert (longest.seconds, median.seconds) == (900.0 + 1600.0, 400.0 + 1500.0)
     line = longest.line(2, median)
     assert "take about 42 min of CPU (21 min at 2 worker(s); each run costed as the longest stored run" in line
+    assert "less the fit where its fit is cached" in line
     assert line.endswith("; 32 min of CPU (16 min) at the median stored run of each config)")

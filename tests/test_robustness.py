@@ -363,6 +363,12 @@ def test_runs_attacked_at_one_eps_share_the_table_and_figure_with_whole_curves(t
     assert table.columns[4:] == ["FGSM 2/255 ACC", "PGD 2/255 ACC"]
     assert table.rows[0][4:] == table.rows[1][4:]  # the same model attacked the same way
     assert robustness_plot({"none": toy_report, "tsynd": one}, "mixed").startswith(PNG)
+    four = json.loads(json.dumps(one))  # --attack-eps 4 beside --attack-eps 2: nothing in common above 0
+    for points in four["attacks"].values():
+        points[1]["eps_255"] = 4.0
+    assert shared_attack_eps([one, four]) == {}
+    assert robustness_table({"a": [{"seed": 0, "metrics": {"robustness": r}} for r in (one, four)]}).columns[4:] == []
+    assert robustness_plot({"a": [one, four]}, "no common attack").startswith(PNG)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])

@@ -85,8 +85,9 @@ class Durations:
     by_method: dict[MethodKey, float] = field(default_factory=dict)
     #: configs whose longest stored run loaded its generator from the cache: it did not pay the fit
     reused_fit: set[str] = field(default_factory=set)
-    #: the fit each config's longest stored run made, where it made one: a run of it on a cached fit does not pay it
-    fit_in_longest: dict[str, float] = field(default_factory=dict)
+    #: the longest stored run of each config less the fit it made, over the runs that made or loaded a fit: what a
+    #: run of it on a cached fit costs
+    unfitted_by_config: dict[str, float] = field(default_factory=dict)
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
@@ -112,6 +113,9 @@ class Durations:
             self.unfitted_by_method[key] = max(self.unfitted_by_method.get(key, 0.0), rest)
         if record.get("config"):
             alike = cost_key(record["config"])
+            if cached is not None:
+                rest = seconds - ((fit or 0.0) if cached is False else 0.0)
+                self.unfitted_by_config[alike] = max(self.unfitted_by_config.get(alike, 0.0), rest)
             if cached is False and fit is not None:
                 fitted = fit_key(key, record["config"])
                 self.fits[fitted] = max(self.fits.get(fitted, 0.0), fit)
@@ -121,10 +125,6 @@ class Durations:
                     self.reused_fit.add(alike)
                 else:
                     self.reused_fit.discard(alike)
-                if cached is False and fit is not None:
-                    self.fit_in_longest[alike] = fit
-                else:
-                    self.fit_in_longest.pop(alike, None)
 
     def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
@@ -132,16 +132,16 @@ class Durations:
         ``fit_cached`` False (the run will make its generator's fit): a config
         whose longest run loaded its fit is costed with the longest stored fit of the same generator config on top
         (or as the method's longest run, where no such fit is stored), so ``ddpm --pretrain-on-synthetic`` that will
-        fit is not costed as the 300 s of one that loads. ``fit_cached`` True: a config whose longest run made its
-        fit is costed without that fit (BreastMNIST's ddpm at a seed that reuses one of its 5 fits: 300 s, not the
-        1,750 s of the run that made it)."""
+        fit is not costed as the 300 s of one that loads. ``fit_cached`` True: the longest of the config's stored
+        runs less the fit each made (BreastMNIST's ddpm at a seed that reuses one of its 5 fits: about 320 s, not the
+        1,750 s of a run that made its fit)."""
         if config is None or (alike := cost_key(config)) not in self.by_config:
             if fit_cached is True and key in self.unfitted_by_method:  # a new config on a stored fit: no fit to pay
                 return self.unfitted_by_method[key]
             return self.by_method.get(key)
         seconds = self.by_config[alike]
         if fit_cached is True:
-            return seconds - self.fit_in_longest.get(alike, 0.0)
+            return self.unfitted_by_config.get(alike, seconds)
         if fit_cached is False and alike in self.reused_fit:
             fit = self.fits.get(fit_key(key, config))
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
@@ -240,7 +240,7 @@ class Estimate:
         text = (
             f"the {self.known} pending run(s) with a stored run of their dataset, protocol and method take about "
             f"{_spoken(self.seconds)} of CPU ({_spoken(self.seconds / workers)} at {workers} worker(s); each run "
-            "costed as the longest stored run of its config, else of its method"
+            "costed as the longest stored run of its config, else of its method, less the fit where its fit is cached"
         )
         if typical is not None:
             text += (

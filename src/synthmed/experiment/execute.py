@@ -16,9 +16,10 @@ waiting, notes, looks) and the final table; the Python API calls it the same way
   arrive, so a killed driver loses only the runs in flight, and the same command later skips every stored run.
   With ``export_to``, each record is also appended to an export as it is stored (``export.append_run``).
 - **Time budget** (``budget.Budget``): no run starts whose estimated duration (``budget.Durations``: the longest
-  stored run of the same config, else of the same dataset, protocol and method, else ``budget.DEFAULT_RUN_SECONDS``)
-  exceeds the time left; at the deadline the runs in flight are abandoned (no record, no error.json, no temporary
-  file) and the outcome says ``budget_reached``.
+  stored run of the same config, else of the same dataset, protocol and method, else ``budget.DEFAULT_RUN_SECONDS``;
+  without the generator fit where the run's fit is cached, with it where the run will make it) exceeds the time
+  left; at the deadline the runs in flight are abandoned (no record, no error.json, no temporary file) and the
+  outcome says ``budget_reached``.
 """
 
 from __future__ import annotations

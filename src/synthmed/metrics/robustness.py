@@ -194,11 +194,12 @@ def pgd(
 def shared_attack_eps(reports: Sequence[dict]) -> dict[str, list[float]]:
     """Per attack, the epsilons (``eps_255``, 0 included) that every one of ``reports`` measured, ascending: runs
     scored with ``--attack-eps`` and runs scored on the whole curve share a table and a figure on their common
-    points."""
+    points. An attack with no common epsilon above 0 (runs at ``--attack-eps 2`` beside runs at 4) is left out."""
     if not reports:
         return {}
     names = [n for n in reports[0].get("attacks", {}) if all(n in r.get("attacks", {}) for r in reports)]
-    return {n: sorted(set.intersection(*({p["eps_255"] for p in r["attacks"][n]} for r in reports))) for n in names}
+    common = {n: sorted(set.intersection(*({p["eps_255"] for p in r["attacks"][n]} for r in reports))) for n in names}
+    return {n: strengths for n, strengths in common.items() if any(e > 0 for e in strengths)}
 
 
 def _check_inputs(images: np.ndarray, labels: np.ndarray, task: str, precision: str) -> None:

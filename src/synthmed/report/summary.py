@@ -443,7 +443,7 @@ def _first_grid(runs: list[dict]) -> str | None:
 
 def robustness_table(by_method: dict[str, list[dict]]) -> Table:
     """Per method (mean ± std over its runs' reports): clean ACC, ACC averaged over the whole perturbation suite,
-    and ACC under FGSM and PGD at every attack strength."""
+    and ACC under FGSM and PGD at every attack strength all the runs measured (``shared_attack_eps``)."""
 
     def cell(values: list[float]) -> str:
         mean, std, _ = interval(values)
