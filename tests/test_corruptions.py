@@ -370,3 +370,23 @@ def test_the_report_names_the_corruptions_without_effect_that_its_mean_leaves_ou
     assert "No effect at this size, so left out of the corrupted mean: motion_blur" in text
     del r["metrics"]["robustness"]["medmnistc"]["no_effect"]
     assert "No effect" not in medmnistc_blocks({"none": [r]}, "t", 0)[0].text
+
+
+def test_a_group_attacked_at_different_strengths_says_no_attack_is_shown(tmp_path):
+    """Runs at --attack-eps 2 beside runs at 4 (measured-only, so one group): no attack column and the scope line
+    says why, instead of a table of attacks only some runs made."""
+    from synthmed.report import write_report
+    from synthmed.store import ResultStore
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with ResultStore(out / "results.sqlite") as store:
+        for method, seed in (("none", 0), ("none", 1), ("flip", 0), ("flip", 1)):
+            r = record(method, seed, 0.85, 0.8)
+            r["metrics"]["robustness"] = fake_robustness(0.0, seed)
+            if seed == 1:
+                r["metrics"]["robustness"]["attacks"]["pgd"][1]["eps_255"] = 4.0
+            store.add(r)
+    write_report(out)
+    text = (out / "report.md").read_text()
+    assert "none common: no attack is shown." in text and "PGD 2/255 ACC |" not in text.split("MedMNIST-C")[0]

@@ -486,6 +486,7 @@ def robustness_sections(out: Path, records: list[dict], report: Settings | None 
     """Per group with ``--robustness`` runs: accuracy curves under perturbations and attacks (mean and range over
     seeds, one line per method) and an EigenGradCAM panel (lowest seed of each method, same test images)."""
     from synthmed.data.medmnist import medmnist_class_names
+    from synthmed.metrics.robustness import shared_attack_eps
     from synthmed.report.claims import claims_blocks
     from synthmed.report.figures import panel_from_maps, robustness_plot
     from synthmed.report.medmnistc import medmnistc_blocks
@@ -508,6 +509,8 @@ def robustness_sections(out: Path, records: list[dict], report: Settings | None 
             "no random start) on "
             + (f"a fixed class-stratified subset of {attacked} of them." if attacked < n else "all of them.")
         )
+        if not shared_attack_eps([r["metrics"]["robustness"] for r in runs]):
+            scope += " The runs were attacked at different strengths (--attack-eps), none common: no attack is shown."
         curves = robustness_plot(
             {m: [r["metrics"]["robustness"] for r in rs] for m, rs in by_method.items()}, f"robustness · {title}"
         )
