@@ -103,18 +103,16 @@ class Durations:
     def add(self, record: dict) -> None:
         if record.get("total_time") is None:
             return
-        # a run that waited for a fit another worker was making would cost its wait once more on its own
-        seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
+        seconds = run_seconds(record)
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
         cached, fit = generator_fit(record)
+        rest = seconds - ((fit or 0.0) if cached is False else 0.0)  # what the run cost besides the fit it made
         if cached is not None:
-            rest = seconds - ((fit or 0.0) if cached is False else 0.0)
             self.unfitted_by_method[key] = max(self.unfitted_by_method.get(key, 0.0), rest)
         if record.get("config"):
             alike = cost_key(record["config"])
             if cached is not None:
-                rest = seconds - ((fit or 0.0) if cached is False else 0.0)
                 self.unfitted_by_config[alike] = max(self.unfitted_by_config.get(alike, 0.0), rest)
             if cached is False and fit is not None:
                 fitted = fit_key(key, record["config"])
@@ -146,6 +144,12 @@ class Durations:
             fit = self.fits.get(fit_key(key, config))
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
         return seconds
+
+
+def run_seconds(record: dict) -> float:
+    """A stored run's ``total_time`` less any wait for a fit another worker was making (``metrics.lock_wait_s``):
+    counting the wait would cost it once more on the run's own."""
+    return float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
 
 
 def generator_fit(record: dict) -> tuple[bool | None, float | None]:
@@ -217,10 +221,9 @@ def typical(records: Iterable[dict]) -> list[dict]:
     for record in records:
         if record.get("total_time") is None:
             continue
-        seconds = float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
         config = record.get("config")
         kind = cost_key(config) if config else (record["dataset"], record["protocol"], record["method"])
-        groups.setdefault((kind, generator_fit(record)[0]), []).append((seconds, record))
+        groups.setdefault((kind, generator_fit(record)[0]), []).append((run_seconds(record), record))
     return [sorted(runs, key=lambda run: run[0])[(len(runs) - 1) // 2][1] for runs in groups.values()]
 
 
