@@ -169,6 +169,8 @@ def test_header_counts_the_precisions_of_a_study_resumed_on_another_cpu():
     runs[2]["versions"]["cpu_capability"] = "AVX2"  # the newest run's hardware is the one shown
     first, hardware, _ = header(runs)
     assert "device cpu (bf16) × 1, cpu (fp32) × 2" in first and "CPU 2 × Test CPU (AVX2 kernels)" in hardware
+    runs[2]["versions"]["bf16_kernels"] = "fp32"  # bf16 operands on fp32 kernels (no oneDNN bf16 on AVX2)
+    assert "(AVX2 kernels), bf16 convolutions and matrix products on fp32 kernels" in header(runs)[1]
 
 
 def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):

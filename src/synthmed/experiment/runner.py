@@ -34,7 +34,7 @@ from synthmed.nets.classifiers import check_classifier
 from synthmed.record import RunRecord
 from synthmed.spec import RunSpec
 from synthmed.store import ResultStore
-from synthmed.train.device import cpu_model, resolve_device
+from synthmed.train.device import bf16_kernels, cpu_model, resolve_device
 from synthmed.train.recipes import Recipe, get_recipe
 from synthmed.train.trainer import (
     FitResult,
@@ -266,7 +266,10 @@ class Runner:
         run_id, config = spec.key(data.md5)
         remove_temporaries(self.out / "runs" / run_id)  # left by an earlier attempt that was killed mid-write
         try:
-            record = self._fit_and_score(spec, data, run_id, config, on_epoch, on_status or (lambda text: None))
+            with bf16_kernels(resolve_device(self.device)) as kernels:
+                record = self._fit_and_score(spec, data, run_id, config, on_epoch, on_status or (lambda text: None))
+            if kernels is not None:
+                record["versions"]["bf16_kernels"] = kernels
         except SynthmedError as err:
             atomic_write_json(
                 self.out / "runs" / run_id / "error.json",

@@ -168,7 +168,7 @@ def _curve_sections(group: list[dict], title: str, index: int) -> list[Section]:
     return sections
 
 
-HARDWARE_KEYS = ("cpu", "cpus", "cpu_capability", "gpu", "machine", "processor", "torch_threads")
+HARDWARE_KEYS = ("cpu", "cpus", "cpu_capability", "bf16_kernels", "gpu", "machine", "processor", "torch_threads")
 
 
 def header(records: list[dict]) -> list[str]:
@@ -184,6 +184,8 @@ def header(records: list[dict]) -> list[str]:
     cpus = f"{hardware['cpus']} × {cpu}" if "cpus" in hardware else cpu  # older records lack the count and GPU
     if "cpu_capability" in hardware:
         cpus += f" ({hardware['cpu_capability']} kernels)"
+    if hardware.get("bf16_kernels") == "fp32":  # a CPU without oneDNN bf16: bf16 operands on fp32 kernels
+        cpus += ", bf16 convolutions and matrix products on fp32 kernels"
     gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
     return [
         f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
