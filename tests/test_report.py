@@ -276,6 +276,28 @@ def test_pairs_across_precisions_are_flagged_and_never_decide():
     assert not next(r for r in summarise(records + flips) if r["method"] == "flip")["comparisons"]["none"].decided
 
 
+def test_bf16_runs_pair_across_cpus_that_sum_bf16_products_in_fp32():
+    """oneDNN's bf16 kernels (AVX512, AMX) and fp32 kernels on bf16 operands (an AVX2 run naming ``bf16_kernels``)
+    differ in the order of summation only: one platform. PyTorch's reference bf16 kernels (an older AVX2 record)
+    and fp32 runs on another kernel level are not."""
+
+    def verdict(records: list[dict], flips: list[dict]) -> str:
+        return next(r for r in summarise(records + flips) if r["method"] == "flip")["comparisons"]["none"].verdict
+
+    records = [record("none", s, 0.85 + 0.01 * s, 0.8) for s in range(6)]
+    flips = [record("flip", s, 0.90 + 0.01 * s, 0.8) for s in range(6)]
+    for run in records + flips:
+        run["precision"], run["versions"] = "bf16", {**run["versions"], "cpu_capability": "AVX512"}
+    flips[1]["versions"] = {**flips[1]["versions"], "cpu_capability": "AVX2", "bf16_kernels": "fp32"}
+    assert verdict(records, flips) == "better"
+    del flips[1]["versions"]["bf16_kernels"]  # an AVX2 bf16 run of PyTorch's reference kernels
+    assert verdict(records, flips) == "undecided (mixed precision)"
+    for run in records + flips:
+        run["precision"] = "fp32"
+    flips[1]["versions"]["bf16_kernels"] = "fp32"  # names the kernels bf16 would use; the run is fp32
+    assert verdict(records, flips) == "undecided (mixed precision)"
+
+
 def test_the_baseline_is_shown_over_the_seeds_of_the_row_it_is_compared_with():
     records = [record("none", s, 0.80 + 0.02 * s, 0.8) for s in range(10)]
     records += [record("ddpm", s, 0.81 + 0.02 * s, 0.8) for s in range(5)]

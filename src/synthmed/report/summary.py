@@ -219,10 +219,21 @@ def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
     return None
 
 
+#: The kernel levels whose bf16 work is oneDNN's: products of bf16 operands summed in fp32, results rounded to bf16.
+BF16_PRODUCT_LEVELS = ("AVX512", "AMX")
+
+
 def platform(run: dict) -> tuple[str | None, str | None]:
     """What a seed's result depends on besides its config: the precision it ran at and the CPU kernel level torch
-    dispatched to (older records lack the latter). Runs pair only when these agree."""
-    return run.get("precision"), (run.get("versions") or {}).get("cpu_capability")
+    dispatched to (older records lack the latter). Runs pair only when these agree. bf16 runs whose products are
+    summed in fp32 (oneDNN's kernels on AVX512 and AMX CPUs, and fp32 kernels on the bf16 operands where a record
+    names ``bf16_kernels``) are one platform: they differ in the order of summation only, as AMX and AVX512-BF16
+    CPUs always did. An AVX2 run from before ``bf16_kernels`` (PyTorch's reference bf16 kernels) stays apart."""
+    versions = run.get("versions") or {}
+    capability = versions.get("cpu_capability")
+    if run.get("precision") == "bf16" and (versions.get("bf16_kernels") or capability in BF16_PRODUCT_LEVELS):
+        return "bf16", "bf16 products summed in fp32"
+    return run.get("precision"), capability
 
 
 def pair_runs(row: dict, reference: dict) -> tuple[list[tuple[dict, dict]], list[tuple[dict, dict]]]:
