@@ -174,3 +174,18 @@ def test_the_generator_cache_key_names_the_feature_space_fid_selection_ranks_in(
     assert a != b
     plain = generator_key(gen, data, subset, 0, None, False, "domain:reference_aaaa")  # type: ignore[arg-type]
     assert "feature_space" not in plain
+
+
+def test_a_run_pinned_to_a_precision_fits_its_ddpm_at_it_on_every_cpu():
+    """ddpm's own ``precision: auto`` resolves by CPU; a run that pins bf16 (the study files) fits and samples its
+    ddpm at bf16 everywhere, under a cache key of its own. A precision the method is given is kept, and a method
+    without the parameter is untouched."""
+    from synthmed.experiment.synthetic_set import create_generator
+
+    assert create_generator("ddpm", {}, precision="bf16").params["precision"] == "bf16"
+    assert create_generator("ddpm", {}, precision="auto").params["precision"] == "auto"
+    assert create_generator("ddpm", {"precision": "fp32"}, precision="bf16").params["precision"] == "fp32"
+    assert "precision" not in create_generator("conv-cvae", {}, precision="bf16").params
+    assert "precision" not in create_generator("flip", {}, precision="bf16").params
+    pinned, auto = (create_generator("ddpm", {}, precision=p).fit_config() for p in ("bf16", "auto"))
+    assert pinned != auto and {**pinned, "precision": "auto"} == auto

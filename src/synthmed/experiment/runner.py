@@ -168,9 +168,9 @@ class Runner:
         None where the method trains nothing, or its fit's key depends on FID tracking, known only once the run has
         begun."""
         from synthmed.augment.generative import TorchGenerator
-        from synthmed.experiment.synthetic_set import generator_path, generator_seed
+        from synthmed.experiment.synthetic_set import create_generator, generator_path, generator_seed
 
-        augmenter = create_augmenter(spec.method, **spec.method_params)
+        augmenter = create_generator(spec.method, spec.method_params, precision=spec.precision)
         if not augmenter.trains or spec.synthesis.track_fid_every:
             return None
         assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract

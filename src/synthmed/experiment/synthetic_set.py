@@ -191,6 +191,17 @@ def fit_generator(
     return augmenter, False, seconds, path
 
 
+def create_generator(method: str, params: dict, device: str = "auto", precision: str = "auto") -> Augmenter:
+    """``method``'s augmenter for a run on ``device``; a generator whose own ``precision`` is ``auto`` (ddpm) fits
+    and samples at the run's precision where the run pins one. Its ``auto`` resolves by CPU (bf16 on AVX512-BF16
+    and AMX, fp32 elsewhere), so a study pinned to bf16 would fit its ddpm at fp32 on an AVX2 machine and at bf16
+    on the others: one row, two precisions. The pinned precision is in the fit's cache key."""
+    augmenter = create_augmenter(method, **({"device": device, **params} if method_class(method).trains else params))
+    if augmenter.params.get("precision") == "auto" and precision in ("bf16", "fp32"):
+        augmenter.params["precision"] = precision
+    return augmenter
+
+
 def synthesise(
     data: Dataset,
     subset: Subset,
@@ -210,7 +221,7 @@ def synthesise(
     its reference classifier too."""
     levers.check()
     status = on_status or (lambda text: None)
-    augmenter = create_augmenter(method, **({"device": device, **params} if method_class(method).trains else params))
+    augmenter = create_generator(method, params, device, precision)
     if augmenter.kind is not Kind.SET:
         raise SynthmedError(f"method {method!r} does not generate a synthetic set ({augmenter.kind.value})")
     gen_seed = generator_seed(seed, levers)
