@@ -16,13 +16,13 @@ def test_a_convolution_and_its_gradients_are_those_of_fp32_kernels_on_bf16_opera
     torch.manual_seed(0)
     x = torch.randn(4, 3, 12, 12, requires_grad=True)
     w = torch.randn(8, 3, 3, 3, requires_grad=True)
-    with dev._Bf16OnFp32Kernels(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with dev.Bf16OnFp32Kernels(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = F.conv2d(x, w, padding=1)
     assert out.dtype == torch.bfloat16
     expected = F.conv2d(_rounded(x), _rounded(w), padding=1).to(torch.bfloat16)
     assert torch.equal(out, expected)  # summed in the same order as the fp32 kernel here: equal bit for bit
     upstream = torch.randn_like(out, dtype=torch.float32).to(torch.bfloat16)
-    with dev._Bf16OnFp32Kernels():
+    with dev.Bf16OnFp32Kernels():
         out.backward(upstream)
     x2, w2 = _rounded(x).detach().requires_grad_(), _rounded(w).detach().requires_grad_()
     F.conv2d(x2, w2, padding=1).backward(upstream.float())
@@ -34,7 +34,7 @@ def test_a_convolution_and_its_gradients_are_those_of_fp32_kernels_on_bf16_opera
 def test_matrix_products_are_rounded_fp32_products_and_fp32_work_is_untouched():
     torch.manual_seed(1)
     a, b, bias = torch.randn(5, 7), torch.randn(7, 3), torch.randn(3)
-    with dev._Bf16OnFp32Kernels():
+    with dev.Bf16OnFp32Kernels():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             linear = F.linear(a, b.T, bias)
         plain = a @ b  # no bf16 operand: the op runs as it is
@@ -51,7 +51,7 @@ def test_the_context_says_which_kernels_ran(monkeypatch):
         assert kernels == "onednn" and _get_current_dispatch_mode() is None
     monkeypatch.setattr(dev, "cpu_has_bf16_kernels", lambda: False)
     with dev.bf16_kernels(torch.device("cpu")) as kernels:
-        assert kernels == "fp32" and isinstance(_get_current_dispatch_mode(), dev._Bf16OnFp32Kernels)
+        assert kernels == "fp32" and isinstance(_get_current_dispatch_mode(), dev.Bf16OnFp32Kernels)
     assert _get_current_dispatch_mode() is None
 
 

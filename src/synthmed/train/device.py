@@ -71,7 +71,7 @@ def _down(value: Any) -> Any:
     return value.to(torch.bfloat16) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
 
 
-class _Bf16OnFp32Kernels(TorchDispatchMode):
+class Bf16OnFp32Kernels(TorchDispatchMode):
     """Convolutions and matrix products of bf16 operands run by the fp32 kernels, results rounded to bf16. A product
     of two bf16 numbers is exact in fp32 and oneDNN's bf16 kernels accumulate in fp32, so this computes what they
     do, up to the order of summation (which differs between CPUs anyway); every other op runs as it is."""
@@ -87,7 +87,7 @@ class _Bf16OnFp32Kernels(TorchDispatchMode):
 @contextlib.contextmanager
 def bf16_kernels(device: torch.device | str) -> Iterator[str | None]:
     """Run the block's bf16 work on this machine's fast kernels, and yield which: "onednn", "fp32" (a CPU without
-    oneDNN bf16: ``_Bf16OnFp32Kernels``, about as fast as fp32, where PyTorch's reference bf16 kernels are 20x
+    oneDNN bf16: ``Bf16OnFp32Kernels``, about as fast as fp32, where PyTorch's reference bf16 kernels are 20x
     slower), or None on a GPU. Wraps a whole run, backward passes included: a study that pins bf16, so that its
     paired runs never mix precisions, then runs on every CPU."""
     if torch.device(device).type != "cpu":
@@ -95,7 +95,7 @@ def bf16_kernels(device: torch.device | str) -> Iterator[str | None]:
     elif cpu_has_bf16_kernels():
         yield "onednn"
     else:
-        with _Bf16OnFp32Kernels():
+        with Bf16OnFp32Kernels():
             yield "fp32"
 
 
