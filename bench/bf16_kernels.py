@@ -49,9 +49,12 @@ def resnet_step() -> Callable[[bool], float]:
 
 def unet_step() -> Callable[[bool], float]:
     from synthmed.augment import create_augmenter
+    from synthmed.augment.generative import TorchGenerator
 
     torch.manual_seed(0)
-    unet = create_augmenter("ddpm").build(channels=1, size=28, n_classes=2)["unet"]
+    ddpm = create_augmenter("ddpm")
+    assert isinstance(ddpm, TorchGenerator)  # a generator with networks to build
+    unet = ddpm.build(channels=1, size=28, n_classes=2)["unet"]
     optimizer = torch.optim.Adam(unet.parameters(), lr=5e-4)
     x, t, c = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 1000, (BATCH,)), torch.randint(0, 3, (BATCH,))
 
