@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.grid import available_datasets, expand, load_grid
+from synthmed.experiment.grid import available_datasets, expand, load_grid, row_label, select_rows
 from synthmed.experiment.runner import Runner
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -353,3 +353,39 @@ def test_a_study_file_pins_its_precision(path):
         pytest.skip("a first-protocol study file: its committed runs keep their ids")
     _, specs = load_experiment(path)
     assert all(s.precision in ("fp32", "bf16") for s in specs), f"{path.name}: add options: {{precision: bf16}}"
+
+
+def test_rows_selects_runs_after_the_whole_grid_so_ids_stay(tmp_path):
+    """--rows keeps the ids the runs have in the whole file: here none takes tsynd's dropout from the grid."""
+    text = "name: rows\ndatasets: [breastmnist]\nmethods: [none, flip, tsynd]\nseeds: [0, 1]\nreal_curve: [25]\n"
+    grid = load_grid(write(tmp_path, text))
+    whole = {s.key("md5")[0]: s for s in expand(grid)}
+    grid.rows = ["none", "tsynd.*"]
+    picked = expand(grid)
+    assert sorted(row_label(s) for s in picked) == ["none", "none", "tsynd", "tsynd"]
+    assert all(s.key("md5")[0] in whole and s.dropout for s in picked)  # the same runs, tsynd's dropout kept
+    grid.rows = ["none .*"]  # the real-image curve's points only
+    assert [(row_label(s), s.seed) for s in expand(grid)] == [("none 25/class", 0), ("none 25/class", 1)]
+    assert {row_label(s) for s in select_rows(list(whole.values()), ["none.*"])} == {"none", "none 25/class"}
+    with pytest.raises(SynthmedError, match=r"--rows 'ddpm' matches no row of this grid; its rows: flip, none"):
+        select_rows(list(whole.values()), ["none", "ddpm"])
+    with pytest.raises(SynthmedError, match=r"--rows '\(' is no regular expression"):
+        select_rows(list(whole.values()), ["("])
+
+
+def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path):
+    path = write(
+        tmp_path,
+        f"name: pick\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none, flip]\nseeds: [0, 1]\n",
+    )
+    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+
+    def cli(*args):
+        command = [sys.executable, "-m", "synthmed", "experiment", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    status = cli("status", str(path), "--seeds", "3,4,5", "--rows", "flip")
+    assert "│ 3    │ 0    │ 3       │ 0      │" in status.stdout, status.stderr
+    refused = cli("run", str(path), "--seeds", "auto", "--max-seeds", "4", "--rows", "flip")
+    assert refused.returncode == 2 and "give the seeds (--seeds 7,8,9) or drop --rows" in refused.stderr
+    assert not (tmp_path / "out").exists()

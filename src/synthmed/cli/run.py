@@ -121,6 +121,34 @@ def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
         raise typer.Exit(1)
 
 
+ROWS_OPTION = typer.Option(
+    None,
+    "--rows",
+    rich_help_panel=opt.EXECUTION,
+    help="Only these rows of FILE: comma-separated regular expressions, each matching a row label in full as the "
+    "report writes it (ddpm, 'ddpm tstr pretrain', 'dcgan.*'; a real-image curve point is 'none 25/class'). The "
+    "runs keep the ids they have in the whole file, so one machine can take some rows and another the rest.",
+)
+
+
+def _select(grid: Any, seeds: str | None, rows: str | None) -> bool:
+    """Apply ``--seeds`` (auto, or a comma list replacing the file's seeds) and ``--rows`` to an experiment file's
+    grid; whether the seeds are auto. ``--rows`` with auto is refused: every look reads every row."""
+    from synthmed.spec import split_values
+
+    auto = seeds is not None and seeds.strip().lower() == "auto"
+    if seeds is not None and not auto:
+        grid.seeds = split_values("seed", seeds, "--seeds")
+    if rows is not None:
+        if auto:
+            raise SynthmedError(
+                "--rows runs some rows only, and --seeds auto decides on every row: give the seeds (--seeds 7,8,9) "
+                "or drop --rows"
+            )
+        grid.rows = [p.strip() for p in rows.split(",") if p.strip()]
+    return auto
+
+
 @experiment_app.command("run")
 @opt.with_parameters(opt.execution_parameters())
 def experiment_run(
@@ -130,18 +158,19 @@ def experiment_run(
         None,
         "--seeds",
         rich_help_panel=opt.EXECUTION,
-        help="auto: add seeds until decided (with --max-seeds) instead of the file's seeds.",
+        help="auto: add seeds until decided (with --max-seeds) instead of the file's seeds; or a comma list: run "
+        "these seeds instead of the file's.",
     ),
+    rows: str = ROWS_OPTION,
     **options: Any,
 ) -> None:
     """Run every run of FILE not yet in its store (killed or failed runs are redone, finished ones kept)."""
     from synthmed.experiment.execution import build
     from synthmed.experiment.grid import load_grid
 
-    if seeds is not None and seeds.strip().lower() != "auto":
-        raise SynthmedError(f"--seeds {seeds!r}: experiment run takes only --seeds auto (the file lists its seeds)")
     grid = load_grid(file)
-    execution = build(grid.execution, opt.execution_given(ctx, options), auto_seeds=seeds is not None, skip_absent=True)
+    auto = _select(grid, seeds, rows)
+    execution = build(grid.execution, opt.execution_given(ctx, options), auto_seeds=auto, skip_absent=True)
     out = opt.check_out_folder(Path(grid.out or f"runs/{grid.name}"))
     console.print(f"experiment {grid.name} -> {out}", markup=False)
     _run_and_show(grid, out, execution)
@@ -162,6 +191,8 @@ def experiment_status(
         0, "--workers", help="Workers the wall-time estimate assumes (default: one per CPU core).", min=0
     ),
     cache_dir: Path | None = opt.execution_option("cache_dir"),
+    seeds: str = typer.Option(None, "--seeds", help="A comma list: count these seeds instead of the file's."),
+    rows: str = ROWS_OPTION,
 ) -> None:
     """Done, pending and failed runs of FILE (a failed run has runs/ID/error.json and no record), and what the
     pending ones should cost, from the longest stored run of each one's config, else of its method (the number to size
@@ -187,6 +218,9 @@ def experiment_status(
             f"--resume-from {resume_from} is not a synthmed export; give a folder written by `synthmed export`"
         )
     grid = load_grid(file)
+    if seeds is not None and seeds.strip().lower() == "auto":
+        raise SynthmedError("--seeds auto: status reads a study's plan from its store; give a comma list or none")
+    _select(grid, seeds, rows)
     specs, _ = available_datasets(expand(grid), data_root)
     cache = cache_dir or grid.execution.get("cache_dir")  # the file's own cache: a study sharing another's fits
     runner = Runner(
@@ -223,7 +257,8 @@ def experiment_status(
 
     if pending:
         cost_line(pending)
-    if stop is not None and stop["reason"].startswith("in progress"):  # what the next round and the rest cost
+    if stop is not None and stop["reason"].startswith("in progress") and seeds is None and rows is None:
+        # what the next round and the rest cost
         looks = stop["looks"]
         first = looks[-1]["seeds"] + stop["step"] if looks else stop["start"]
         rounds = (("the next round", min(first, stop["max_seeds"])), ("up to --max-seeds", stop["max_seeds"]))

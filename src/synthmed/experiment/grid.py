@@ -32,7 +32,9 @@ deprecation note that names each new key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ from synthmed.spec import (
     fields,
     flag_of,
     meta,
+    method_label,
     split_values,
 )
 
@@ -159,6 +162,9 @@ class Grid:
     real_curve: list[int] = field(default_factory=list)  # real images per class of extra `none` runs (the curve)
     #: how the grid runs (``Execution`` fields, checked), which the command line overrides; no part of a run's identity
     execution: dict[str, Any] = field(default_factory=dict)
+    #: ``--rows``: only the runs whose row label (``row_label``) fully matches one of these regular expressions;
+    #: the rest of the grid still decides every run's identity (a tsynd row's dropout, for example)
+    rows: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # deprecations and defaults applied, for the user to read
 
 
@@ -450,6 +456,8 @@ def expand(grid: Grid) -> list[RunSpec]:
     if not specs:
         raise SynthmedError("the run grid is empty; give at least one dataset, method and seed")
     specs = list({repr(s): s for s in specs}.values())  # protocols differing only in what a run does not draw
+    if grid.rows:
+        specs = select_rows(specs, grid.rows)
     _check_protocol_fields(specs)
     plain = sorted({s.method for s in specs if s.unlabelled is None and s.curve_per_class is None})
     if any(p.get("unlabelled") is not None for p in grid.protocols) and plain:
@@ -460,6 +468,29 @@ def expand(grid: Grid) -> list[RunSpec]:
         if note not in grid.notes:
             grid.notes.append(note)
     return specs
+
+
+def row_label(spec: RunSpec) -> str:
+    """The report's row label of a run (``ddpm tstr pretrain``); a real-image curve point is ``none 25/class``."""
+    label = method_label(dataclasses.asdict(spec))
+    return label + (f" {spec.curve_per_class}/class" if spec.curve_per_class is not None else "")
+
+
+def select_rows(specs: list[RunSpec], patterns: list[str]) -> list[RunSpec]:
+    """The runs whose row label fully matches one of ``patterns`` (``--rows``), selected after the whole grid is
+    expanded so that the selected runs keep the ids they have in it; a pattern matching no row is refused."""
+    labels = {id(s): row_label(s) for s in specs}
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as error:
+            raise SynthmedError(f"--rows {pattern!r} is no regular expression ({error})") from None
+    for pattern, regex in zip(patterns, compiled):
+        if not any(regex.fullmatch(label) for label in labels.values()):
+            rows = ", ".join(sorted(set(labels.values())))
+            raise SynthmedError(f"--rows {pattern!r} matches no row of this grid; its rows: {rows}")
+    return [s for s in specs if any(regex.fullmatch(labels[id(s)]) for regex in compiled)]
 
 
 def _without_unlabelled(protocol: dict) -> dict:
