@@ -468,7 +468,7 @@ def test_a_killed_drivers_claims_are_dropped_at_once_on_its_machine(real_root, t
         "--seeds",
         "0",
         "--epochs",
-        "30",
+        "8",
         "--workers",
         "1",
         "--cpus-per-run",
