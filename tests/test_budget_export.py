@@ -458,6 +458,40 @@ def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path
     assert durations.by_method == {("breastmnist", spec.protocol, "none"): 290.0}
 
 
+def test_runs_stored_on_another_cpu_are_costed_at_this_ones_speed(tmp_path):
+    """Configs run on both machines give the ratio (the median over configs of their median durations); the other
+    machine's runs of any config are costed at it, from the store (which keeps each run's machine) and an export."""
+    from synthmed.experiment.budget import scaling_line, speed_factors, stored_durations, stored_timings
+
+    key = ("breastmnist", "lowdata", "dcgan")
+
+    def run(seconds: float, capability: str | None, config: str = "a", device: str = "cpu") -> dict:
+        versions = {"cpu_capability": capability, "gpu": "NVIDIA H100"} if capability else {}
+        record = dict(zip(("dataset", "protocol", "method"), key)) | {"config": {"method": "dcgan", "p": config}}
+        return record | {"total_time": seconds, "metrics": {}, "device": device, "versions": versions}
+
+    stored = [run(450, "AVX512"), run(470, "AVX512"), run(1000, "AVX2"), run(100, "AVX512", "b"), run(300, "AVX2", "b")]
+    stored += [run(600, "AVX512", "c"), run(50, None, "c"), run(10, "AVX512", "d", device="cuda")]
+    assert speed_factors(stored, "cpu AVX2") == {"cpu AVX512": pytest.approx((1000 / 460 + 3) / 2)}
+    factor = (1000 / 460 + 3) / 2
+    durations = stored_durations(tmp_path / "none.sqlite", stored, machine="cpu AVX2")
+    assert durations.seconds(key, {"method": "dcgan", "p": "c"}) == pytest.approx(600 * factor)  # run only there
+    assert durations.seconds(key, {"method": "dcgan", "p": "a"}) == pytest.approx(470 * factor)  # the longest, scaled
+    assert durations.seconds(key, {"method": "dcgan", "p": "d"}) == 10  # a GPU, paired with no CPU config: as stored
+    assert stored_durations(tmp_path / "none.sqlite", stored).seconds(key, {"method": "dcgan", "p": "c"}) == 600
+    assert speed_factors(stored, "cpu AVX512") == {"cpu AVX2": pytest.approx((460 / 1000 + 1 / 3) / 2)}
+    assert scaling_line({"cpu AVX512": factor}, "cpu AVX2").endswith("(cpu AVX2): cpu AVX512 x2.59")
+    assert scaling_line({}, "cpu AVX2") == ""
+    # a store keeps the machine of each run, so a step resumed from it is scaled alike
+    runner = TimedRunner(tmp_path)
+    spec = expand(Grid(datasets=["breastmnist"], seeds=[0], methods=[{"method": "none"}]))[0]
+    with ResultStore(runner.store_path) as store:
+        record = fake_record(runner, spec, 0.8)
+        store.add({**record, "total_time": 100.0, "device": "cpu", "versions": {"cpu_capability": "AVX2", "x": 1}})
+    timings = stored_timings(runner.store_path)
+    assert [(t["device"], t["versions"]) for t in timings] == [("cpu", {"cpu_capability": "AVX2"})]
+
+
 def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
     """Once a look is recorded the plan is the study's: a step on fewer workers keeps the recorded rounds (a
     1-worker command had re-planned a 2-worker study to more looks at a smaller alpha), and a command asking for

@@ -109,21 +109,27 @@ class ResultStore:
             self._conn.execute(f"INSERT OR IGNORE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
     def timings(self) -> list[dict]:
-        """Each stored run's dataset, protocol, method, config, ``total_time`` (where known), the seconds it waited
+        """Each stored run's dataset, protocol, method, config, ``total_time`` (where known), the machine it ran on
+        (``device``, ``versions`` with its CPU's kernel level and GPU), the seconds it waited
         for another worker's fit (``metrics["lock_wait_s"]``) and whether it made its generator's fit and in how long
         (``metrics["synthetic"]``, ``metrics["generator_fit"]``): what a time budget estimates a pending run's
         duration from."""
         rows = self._conn.execute(
-            "SELECT dataset, protocol, method, config, total_time, metrics FROM runs WHERE total_time IS NOT NULL"
+            "SELECT dataset, protocol, method, config, total_time, metrics, device, versions FROM runs "
+            "WHERE total_time IS NOT NULL"
         )
         out = []
-        for d, p, m, c, t, text in rows:  # Python's json, not SQLite's json_extract: metrics may hold NaN
+        for d, p, m, c, t, text, device, v in rows:  # Python's json, not SQLite's json_extract: metrics may hold NaN
             metrics = json.loads(text) if text else {}
             kept = {k: metrics[k] for k in ("lock_wait_s", "generator_fit") if k in metrics}
             if isinstance(metrics.get("synthetic"), dict):
                 kept["synthetic"] = {k: metrics["synthetic"].get(k) for k in ("generator_cached", "generator_seconds")}
             config = json.loads(c) if c else None
-            out.append({"dataset": d, "protocol": p, "method": m, "config": config, "total_time": t, "metrics": kept})
+            versions = {k: val for k, val in (json.loads(v) if v else {}).items() if k in ("cpu_capability", "gpu")}
+            out.append(
+                {"dataset": d, "protocol": p, "method": m, "config": config, "total_time": t, "metrics": kept}
+                | {"device": device, "versions": versions}
+            )
         return out
 
     def records(self) -> list[dict]:

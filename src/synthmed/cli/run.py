@@ -204,7 +204,15 @@ def experiment_status(
 
     from rich.table import Table
 
-    from synthmed.experiment.budget import Durations, estimate, stored_timings, typical
+    from synthmed.experiment.budget import (
+        Durations,
+        estimate,
+        machine_class,
+        scaling_line,
+        speed_factors,
+        stored_timings,
+        typical,
+    )
     from synthmed.experiment.execute import planned_fits
     from synthmed.experiment.export import is_export, study_plan
     from synthmed.experiment.grid import available_datasets, expand, load_grid
@@ -243,7 +251,11 @@ def experiment_status(
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
     timings = stored_timings(runner.store_path, exported)
-    durations, typical_durations = Durations.of(timings), Durations.of(typical(timings))
+    machine = machine_class("auto")
+    factors = speed_factors(timings, machine)
+    durations, typical_durations = Durations.of(timings, factors), Durations.of(typical(timings), factors)
+    if pending and factors:
+        Console().print(scaling_line(factors, machine), highlight=False, soft_wrap=True, markup=False)
     done = runner.done() | {r["run_id"] for r in exported}
 
     def cost_line(runs: list, prefix: str = "") -> None:

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import signal
+import statistics
 import threading
 import time
 from collections import Counter
@@ -92,10 +93,13 @@ class Durations:
     fits: dict[str, float] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
     unfitted_by_method: dict[MethodKey, float] = field(default_factory=dict)
+    #: this machine's seconds per stored second, by the ``speed_class`` of the machine a run was stored on
+    #: (``speed_factors``); a class not in it counts as this machine's speed
+    factors: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, records: Iterable[dict]) -> Durations:
-        durations = cls()
+    def of(cls, records: Iterable[dict], factors: dict[str, float] | None = None) -> Durations:
+        durations = cls(factors=dict(factors or {}))
         for record in records:
             durations.add(record)
         return durations
@@ -103,10 +107,12 @@ class Durations:
     def add(self, record: dict) -> None:
         if record.get("total_time") is None:
             return
-        seconds = run_seconds(record)
+        scale = self.factors.get(speed_class(record) or "", 1.0)
+        seconds = run_seconds(record) * scale
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
         cached, fit = generator_fit(record)
+        fit = fit * scale if fit is not None else None
         rest = seconds - ((fit or 0.0) if cached is False else 0.0)  # what the run cost besides the fit it made
         if cached is not None:
             self.unfitted_by_method[key] = max(self.unfitted_by_method.get(key, 0.0), rest)
@@ -196,6 +202,55 @@ def cost_key(config: dict) -> str:
     return json.dumps(rest | {"synthesis": levers}, sort_keys=True, default=str)
 
 
+def speed_class(record: dict) -> str | None:
+    """What a stored run's duration depends on besides its config: the GPU it ran on (``cuda NVIDIA H100 ...``), else
+    its CPU's kernel level (``cpu AVX512``); None for a record that does not say."""
+    versions = record.get("versions") or {}
+    if str(record.get("device", "cpu")).startswith("cuda"):
+        return f"cuda {versions['gpu']}" if versions.get("gpu") else None
+    return f"cpu {versions['cpu_capability']}" if versions.get("cpu_capability") else None
+
+
+def machine_class(device: str = "auto") -> str:
+    """``speed_class`` of the runs this process would make on ``device`` (auto | cpu | cuda)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return f"cuda {torch.cuda.get_device_name(0)}"
+    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
+
+
+def speed_factors(records: Iterable[dict], machine: str) -> dict[str, float]:
+    """This machine's seconds per second of each other machine class, from the configs stored on both: the median,
+    over those configs (a run that made its fit and one that loaded it taken apart), of the ratio of their median
+    durations. A study step on an AVX2 CPU runs 2-3x longer than the AVX512 runs it is costed from; costing it as
+    stored would start runs the budget cannot finish, and the reverse leaves cores idle. Classes with no config in
+    common with this machine are left out (counted at this machine's speed)."""
+    groups: dict[tuple[str, bool | None], dict[str, list[float]]] = {}
+    for record in records:
+        kind = speed_class(record)
+        if record.get("total_time") is None or not record.get("config") or kind is None:
+            continue
+        alike = (cost_key(record["config"]), generator_fit(record)[0])
+        groups.setdefault(alike, {}).setdefault(kind, []).append(run_seconds(record))
+    ratios: dict[str, list[float]] = {}
+    for by_class in groups.values():
+        if machine in by_class:
+            here = statistics.median(by_class[machine])
+            for kind, seconds in by_class.items():
+                if kind != machine and statistics.median(seconds) > 0:
+                    ratios.setdefault(kind, []).append(here / statistics.median(seconds))
+    return {kind: statistics.median(values) for kind, values in ratios.items()}
+
+
+def scaling_line(factors: dict[str, float], machine: str) -> str:
+    """How ``speed_factors`` scaled the stored runs, for ``experiment status`` ("" when it did not)."""
+    if not factors:
+        return ""
+    scaled = ", ".join(f"{kind} x{factor:.2f}" for kind, factor in sorted(factors.items()))
+    return f"runs stored on other machines costed at this one's speed ({machine}): {scaled}"
+
+
 def stored_timings(store_path: Path, exported: Iterable[dict] = ()) -> list[dict]:
     """The timing records (``ResultStore.timings``) of an export and of a store, if there is one, together."""
     from synthmed.store import ResultStore
@@ -207,9 +262,11 @@ def stored_timings(store_path: Path, exported: Iterable[dict] = ()) -> list[dict
     return records
 
 
-def stored_durations(store_path: Path, exported: Iterable[dict] = ()) -> Durations:
-    """``Durations`` of a store (if there is one) and an export's records together."""
-    return Durations.of(stored_timings(store_path, exported))
+def stored_durations(store_path: Path, exported: Iterable[dict] = (), machine: str | None = None) -> Durations:
+    """``Durations`` of a store (if there is one) and an export's records together; with ``machine`` (its
+    ``machine_class``), runs stored on other machines are scaled to its speed (``speed_factors``)."""
+    timings = stored_timings(store_path, exported)
+    return Durations.of(timings, speed_factors(timings, machine) if machine else None)
 
 
 def typical(records: Iterable[dict]) -> list[dict]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.budget import Budget, Durations, alarm, stored_durations
+from synthmed.experiment.budget import Budget, Durations, alarm, machine_class, stored_durations
 from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid
@@ -247,7 +247,7 @@ def _run_round(
     runner.store_path.parent.mkdir(parents=True, exist_ok=True)
     durations = Durations()  # the longest stored run of each config and method, for the budget
     if budget is not None:
-        durations = stored_durations(runner.store_path)
+        durations = stored_durations(runner.store_path, machine=machine_class(runner.device))
 
     def method_key(spec: RunSpec) -> tuple[str, str, str]:
         return runner.dataset(spec).name, spec.protocol, spec.method
