@@ -249,7 +249,9 @@ def experiment_status(
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
     stop = study_plan(runner.out, resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
-        Console().print(progress_line(stop), highlight=False, soft_wrap=True, markup=False)
+        picked = " and ".join(f"the {what} given" for what, given in (("seeds", seeds), ("rows", rows)) if given)
+        counted = picked or "the file's own seeds"
+        Console().print(progress_line(stop, counted), highlight=False, soft_wrap=True, markup=False)
     timings = stored_timings(runner.store_path, exported)
     machine = machine_class("auto")
     factors = speed_factors(timings, machine)

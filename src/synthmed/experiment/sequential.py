@@ -192,13 +192,13 @@ def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: st
     return stop
 
 
-def progress_line(stop: dict) -> str:
+def progress_line(stop: dict, counted: str = "the file's own seeds") -> str:
     """A ``sequential.json`` record in one line (``experiment status``): the plan, the looks so far and where it
-    stands."""
+    stands; ``counted`` says what the status table above it counted."""
     made = ", ".join(f"{lk['seeds']} ({len(lk['undecided'])} undecided)" for lk in stop["looks"])
     looks = f"at seeds {made}" if made else "none yet"
     return (
         f"--seeds auto: {stop['planned_looks']} planned looks at alpha {stop['look_alpha']:.4g}, from "
         f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}; {stop['reason']} (the counts "
-        "above are the file's own seeds)"
+        f"above are {counted})"
     )
