@@ -389,3 +389,14 @@ def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path):
     refused = cli("run", str(path), "--seeds", "auto", "--max-seeds", "4", "--rows", "flip")
     assert refused.returncode == 2 and "give the seeds (--seeds 7,8,9) or drop --rows" in refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_status_counts_the_pending_runs_a_live_process_holds(tmp_path):
+    from synthmed.cli.run import _running
+    from synthmed.store import ResultStore
+
+    path = tmp_path / "results.sqlite"
+    assert _running(path, {"a"}) == 0 and not path.exists()  # no store: nothing runs, nothing is created
+    with ResultStore(path) as store:
+        assert store.claim("a", "worker-1", lease=300) and store.claim("b", "worker-2", lease=-1)  # b's lease ended
+    assert _running(path, {"a", "b", "c"}) == 1

@@ -247,6 +247,10 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
+    running = _running(runner.store_path, ids)
+    if running:
+        line = f"{running} of the pending runs are running now (claimed by a process whose lease is live)"
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
     stop = study_plan(runner.out, resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
         picked = " and ".join(f"the {what} given" for what, given in (("seeds", seeds), ("rows", rows)) if given)
@@ -281,6 +285,16 @@ def experiment_status(
             more = runner.pending(available_datasets(expand(copy.deepcopy(grid)), data_root)[0], done)
             if more:
                 cost_line(more, f"{label} ({seeds} seeds): ")
+
+
+def _running(store_path: Path, pending: set[str]) -> int:
+    """How many of the ``pending`` run ids a live process holds a claim on (nothing is written)."""
+    from synthmed.store import ResultStore
+
+    if not store_path.exists():
+        return 0
+    with ResultStore(store_path) as store:
+        return len(pending & store.claimed_by_others(""))
 
 
 @app.command("export")
