@@ -574,3 +574,36 @@ def test_a_rerun_sweeps_the_temporaries_a_killed_attempt_left_in_its_folder(tmp_
     (run_dir / ".history.json.killed.tmp").write_text("{")
     runner.run(spec)
     assert (run_dir / "history.json").exists() and not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
+    """No terminal, no bars: a run's start, its stages and an epoch line at most every LOG_EVERY seconds."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from synthmed.cli import render
+    from synthmed.experiment.execute import Event
+
+    log = io.StringIO()
+    view = render.ProgressView(Console(file=log, width=200), "runs/x/results.sqlite")
+    clock = iter([0.0, 10.0, 70.0])
+    monkeypatch.setattr(render, "clock", lambda: next(clock))
+    with view:
+        view(Event("planned", total=1, todo=1, where="in this process"))
+        view(Event("started", "breastmnist ddpm seed 3", total=20))
+        view(Event("status", "breastmnist ddpm seed 3", message="fitting ddpm's networks"))
+        for _ in range(3):  # at 0 s (printed), 10 s (too soon), 70 s (printed)
+            view(Event("epoch", "breastmnist ddpm seed 3", row={"val_auc": 0.9}))
+    lines = re.findall(r"^\d\d:\d\d:\d\d (.*)$", log.getvalue(), flags=re.MULTILINE)
+    assert lines == [
+        "started breastmnist ddpm seed 3",
+        "breastmnist ddpm seed 3: fitting ddpm's networks",
+        "breastmnist ddpm seed 3: epoch 1 of 20, val AUC 0.900",
+        "breastmnist ddpm seed 3: epoch 3 of 20, val AUC 0.900",
+    ]
+    terminal = io.StringIO()
+    with render.ProgressView(Console(file=terminal, force_terminal=True), "s") as bars:
+        bars(Event("started", "a run", total=2))
+    assert "started a run" not in terminal.getvalue()

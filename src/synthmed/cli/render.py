@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -21,14 +22,28 @@ def done_line(label: str, record: dict) -> str:
     )
 
 
+#: Seconds between two epoch lines of one run where the output is no terminal (a log file).
+LOG_EVERY = 60.0
+clock = time.monotonic
+
+
 class ProgressView:
-    """A rich progress display: one bar for the grid, one per run in this process (epochs)."""
+    """A rich progress display: one bar for the grid, one per run in this process (epochs). Where the output is no
+    terminal (a background step writing a log), bars are not drawn, so each run's start, stages and an epoch line
+    at most every ``LOG_EVERY`` seconds are printed as timed lines instead."""
 
     def __init__(self, console: Console, store: str) -> None:
         self.console, self.store = console, store
         self.progress = Progress(*COLUMNS, console=console, transient=False)
         self.total: TaskID | None = None
         self.runs: dict[str, TaskID] = {}
+        self.plain = not console.is_terminal
+        self.logged: dict[str, float] = {}  # plain: when each run's last epoch line was printed
+
+    def log(self, text: str) -> None:
+        """A timed line, for a log file only."""
+        if self.plain:
+            self.console.print(f"{time.strftime('%H:%M:%S')} {text}", highlight=False, soft_wrap=True, markup=False)
 
     def __enter__(self) -> ProgressView:
         self.progress.__enter__()
@@ -47,17 +62,25 @@ class ProgressView:
             self.total = p.add_task("runs", total=event.todo)
         elif event.kind == "started":
             self.runs[event.label] = p.add_task(f"  {escape(event.label)}", total=event.total)
+            self.log(f"started {event.label}")
         elif event.kind == "epoch" and event.label in self.runs and event.row:
             auc = event.row["val_auc"]
             p.update(self.runs[event.label], advance=1, description=f"  {escape(event.label)} val AUC {auc:.3f}")
+            now = clock()
+            if now - self.logged.get(event.label, -LOG_EVERY) >= LOG_EVERY:
+                self.logged[event.label] = now
+                task = next(t for t in p.tasks if t.id == self.runs[event.label])
+                self.log(f"{event.label}: epoch {task.completed:.0f} of {task.total or 0:.0f}, val AUC {auc:.3f}")
         elif event.kind == "status" and event.label in self.runs:
             p.update(self.runs[event.label], description=f"  {escape(event.label)}: {escape(event.message)}")
+            self.log(f"{event.label}: {event.message}")
         elif event.kind in ("finished", "failed"):
             if event.kind == "finished" and event.record:
                 self.console.print(done_line(event.label, event.record), highlight=False, markup=False)
             else:
                 text = f"{escape(event.label)}: {escape(event.message)}"
                 self.console.print(f"[bold red]failed:[/] {text}", highlight=False, soft_wrap=True)
+            self.logged.pop(event.label, None)
             if event.label in self.runs:
                 p.update(self.runs.pop(event.label), visible=False)
             if self.total is not None:
