@@ -215,9 +215,11 @@ def machine_class(device: str = "auto") -> str:
     """``speed_class`` of the runs this process would make on ``device`` (auto | cpu | cuda)."""
     import torch
 
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        return f"cuda {torch.cuda.get_device_name(0)}"
-    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    versions = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if cuda:
+        versions["gpu"] = torch.cuda.get_device_name(0)
+    return speed_class({"device": "cuda" if cuda else "cpu", "versions": versions}) or "unknown"
 
 
 def speed_factors(records: Iterable[dict], machine: str) -> dict[str, float]:
