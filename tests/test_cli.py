@@ -75,7 +75,7 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tmp_path):
+def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tmp_path, cli):
     out = tmp_path / "gen"
     args = [
         "run",
@@ -106,7 +106,7 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
     ]
     result = synthmed(*args, root=real_root)
     assert result.returncode == 0, result.stderr
-    records = json.loads(synthmed("report", str(out), "--format", "records").stdout)
+    records = json.loads(cli("report", str(out), "--format", "records").stdout)
     cvae = sorted(
         (r for r in records if r["method"] == "cvae"), key=lambda r: r["config"]["synthesis"]["synthetic_weight"]
     )

@@ -182,7 +182,7 @@ def test_absent_datasets_are_skipped_with_the_hint(real_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_experiment_run_and_status(real_root, tmp_path):
+def test_experiment_run_and_status(real_root, tmp_path, cli):
     out = tmp_path / "out"
     path = write(
         tmp_path,
@@ -197,27 +197,22 @@ seeds: [0]
 """,
     )
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+    command = [sys.executable, "-m", "synthmed", "experiment", "run", str(path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # trains: a process
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "synthmed", "experiment", *args, str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    def experiment(*args):  # the quick commands in this process
+        return cli("experiment", *args, str(path), root=real_root)
 
-    result = cli("run")
     assert result.returncode == 0, result.stderr
     assert "skipped octmnist" in result.stderr and "1 runs, 0 already in" in result.stderr
     assert (out / "report.html").exists()
-    assert "│ 1    │ 1    │ 0       │ 0      │" in cli("status").stdout
+    assert "│ 1    │ 1    │ 0       │ 0      │" in experiment("status").stdout
     # on another machine: a fresh store, the export counts as done and costs the pending seed from its run
     export = tmp_path / "export"
-    assert subprocess.run([sys.executable, "-m", "synthmed", "export", str(out), str(export)], env=env).returncode == 0
+    assert cli("export", str(out), str(export)).returncode == 0
     text = path.read_text().replace(str(out), str(tmp_path / "elsewhere")).replace("seeds: [0]", "seeds: [0, 1]")
     path.write_text(text)
-    status = cli("status", "--resume-from", str(export), "--workers", "2")
+    status = experiment("status", "--resume-from", str(export), "--workers", "2")
     assert "│ 2    │ 1    │ 1       │ 0      │" in status.stdout, status.stderr
     assert "the 1 pending run(s) with a stored run of their dataset, protocol and method take about" in status.stdout
     assert not (tmp_path / "elsewhere" / "results.sqlite").exists()  # status imports nothing
@@ -226,7 +221,7 @@ seeds: [0]
     looks = [{"seeds": 1, "undecided": ["a"]}]
     (out / "sequential.json").write_text(json.dumps({**plan, "reason": "in progress", "seeds": 1, "looks": looks}))
     path.write_text(text.replace(str(tmp_path / "elsewhere"), str(out)).replace("seeds: [0, 1]", "seeds: [0]"))
-    status = cli("status", "--workers", "1").stdout
+    status = experiment("status", "--workers", "1").stdout
     assert "the next round (2 seeds): the 1 pending run(s)" in status, status
     assert "up to --max-seeds (3 seeds): the 2 pending run(s)" in status
 
@@ -373,20 +368,14 @@ def test_rows_selects_runs_after_the_whole_grid_so_ids_stay(tmp_path):
         select_rows(list(whole.values()), ["("])
 
 
-def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path):
+def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path, cli):
     path = write(
         tmp_path,
         f"name: pick\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none, flip]\nseeds: [0, 1]\n",
     )
-    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
-
-    def cli(*args):
-        command = [sys.executable, "-m", "synthmed", "experiment", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-    status = cli("status", str(path), "--seeds", "3,4,5", "--rows", "flip")
+    status = cli("experiment", "status", str(path), "--seeds", "3,4,5", "--rows", "flip", root=real_root)
     assert "│ 3    │ 0    │ 3       │ 0      │" in status.stdout, status.stderr
-    refused = cli("run", str(path), "--seeds", "auto", "--max-seeds", "4", "--rows", "flip")
+    refused = cli("experiment", "run", str(path), "--seeds", "auto", "--max-seeds", "4", "--rows", "flip")
     assert refused.returncode == 2 and "give the seeds (--seeds 7,8,9) or drop --rows" in refused.stderr
     assert not (tmp_path / "out").exists()
 

@@ -207,7 +207,7 @@ def test_trainer_replace_mode_keeps_only_the_last_round():
 
 
 @pytest.mark.slow
-def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
+def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path, cli):
     import json
     import os
     import subprocess
@@ -256,15 +256,7 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path):
     ]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    records = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "synthmed", "report", str(out), "--format", "records"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-    )
+    records = json.loads(cli("report", str(out), "--format", "records").stdout)
     by_method = {r["method"]: r for r in records}
     assert set(by_method) == {"tsynd"}
     for method in ("tsynd",):
