@@ -482,6 +482,8 @@ def test_runs_stored_on_another_cpu_are_costed_at_this_ones_speed(tmp_path):
     assert speed_factors(stored, "cpu AVX512") == {"cpu AVX2": pytest.approx((460 / 1000 + 1 / 3) / 2)}
     assert scaling_line({"cpu AVX512": factor}, "cpu AVX2").endswith("(cpu AVX2): cpu AVX512 x2.59")
     assert scaling_line({}, "cpu AVX2") == ""
+    zero_here = [run(0, "AVX2", "e"), run(100, "AVX512", "e")]  # a run too short to time: no ratio, not a factor 0
+    assert speed_factors(zero_here, "cpu AVX2") == {}
     # a store keeps the machine of each run, so a step resumed from it is scaled alike
     runner = TimedRunner(tmp_path)
     spec = expand(Grid(datasets=["breastmnist"], seeds=[0], methods=[{"method": "none"}]))[0]

@@ -201,6 +201,37 @@ def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_ste
     assert [lk["seeds"] for lk in other["looks"]] == [5, 7, 9, 11]  # another plan: its own looks only
 
 
+def test_the_copy_of_a_studys_looks_with_more_of_them_wins_between_an_export_and_a_store(tmp_path):
+    """An export and a run folder sync sequential.json both ways; the older copy (a --rows step begun before another
+    machine's look, a store left from an earlier session) must neither overwrite the newer looks nor hide them."""
+    runner = FakeRunner(tmp_path / "here" / "study")
+    elsewhere = FakeRunner(tmp_path / "elsewhere" / "study")  # the same study's store on another machine
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})
+    execute_round, calls = constructed({"flip": (0.0, 0.05)})
+    plan, export = Plan(max_seeds=9, step=2), tmp_path / "export"
+
+    def first_look_only(g: Grid) -> None:  # a step cut by its budget after its first look
+        if calls:
+            raise TimeoutError
+        execute_round(runner, g)
+
+    with pytest.raises(TimeoutError):
+        run_until_decided(runner, grid, plan, first_look_only)
+    export_runs(runner.out, export)
+
+    def looks(path: Path) -> list[int]:
+        return [lk["seeds"] for lk in json.loads((path / "sequential.json").read_text())["looks"]]
+
+    import_export(export, elsewhere.out)
+    run_until_decided(elsewhere, grid, plan, lambda g: execute_round(elsewhere, g), resume_from=export)
+    export_runs(elsewhere.out, export)
+    assert looks(elsewhere.out) == looks(export) == [5, 7, 9]
+    export_runs(runner.out, export)  # the older copy (one look) is not written over the newer
+    assert looks(runner.out) == [5] and looks(export) == [5, 7, 9]
+    import_export(export, runner.out)  # and the store that had it takes the newer one
+    assert looks(runner.out) == [5, 7, 9]
+
+
 def test_seeds_auto_never_exceeds_max_seeds_and_says_why(tmp_path):
     runner = FakeRunner(tmp_path)
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})

@@ -368,6 +368,27 @@ def test_rows_selects_runs_after_the_whole_grid_so_ids_stay(tmp_path):
         select_rows(list(whole.values()), ["("])
 
 
+def test_rows_takes_a_label_copied_whole_with_its_commas_and_regex_characters(tmp_path):
+    text = (
+        "name: labels\ndatasets: [breastmnist]\nseeds: [0]\nmethods: [none, flip, {method: dcgan, params: "
+        "{diffaugment: 'color,translation'}}]\n"
+    )
+    specs = expand(load_grid(write(tmp_path, text)))
+    label = "dcgan diffaugment=color,translation"
+    assert label in {row_label(s) for s in specs}
+    pieces = [*label.split(","), "none"]  # what --rows 'dcgan diffaugment=color,translation,none' splits into
+    assert sorted(row_label(s) for s in select_rows(specs, pieces)) == ["dcgan diffaugment=color,translation", "none"]
+    unlabelled = (
+        "name: plus\ndatasets: [pneumoniamnist]\nprotocols: {protocol: lowdata, unlabelled: all}\nseeds: [0]\n"
+        "methods: [none, {method: pseudo-label, teacher: hard, teacher_threshold: 0.9}]\n"
+    )
+    plus = "pseudo-label +all unlabelled teacher hard teacher≥0.9"  # as a regex, ' +' would match spaces only
+    picked = select_rows(expand(load_grid(write(tmp_path, unlabelled))), [plus])
+    assert [row_label(s) for s in picked] == [plus]
+    with pytest.raises(SynthmedError, match="matches no row"):
+        select_rows(specs, ["dcgan diffaugment=color"])  # a piece of a label is no label
+
+
 def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path, cli):
     path = write(
         tmp_path,
@@ -375,9 +396,15 @@ def test_experiment_seeds_and_rows_pick_runs_of_a_file(real_root, tmp_path, cli)
     )
     status = cli("experiment", "status", str(path), "--seeds", "3,4,5", "--rows", "flip", root=real_root)
     assert "│ 3    │ 0    │ 3       │ 0      │" in status.stdout, status.stderr
+    empty = cli("experiment", "status", str(path), "--rows", " , ")
+    assert empty.returncode == 2 and "--rows names no row" in empty.stderr
     refused = cli("experiment", "run", str(path), "--seeds", "auto", "--max-seeds", "4", "--rows", "flip")
     assert refused.returncode == 2 and "give the seeds (--seeds 7,8,9) or drop --rows" in refused.stderr
     assert not (tmp_path / "out").exists()
+    # the reference of the verdicts is a row the step leaves out (a budget of 1 s: nothing starts)
+    args = ("--rows", "flip", "--seeds", "0", "--reference", "none", "--time-budget", "1s", "--no-report")
+    step = cli("experiment", "run", str(path), *args, root=real_root)
+    assert step.returncode == 3 and "budget reached: 0 runs done, 1 left" in step.stderr, step.stderr  # 3: not all done
 
 
 def test_status_counts_the_pending_runs_a_live_process_holds(tmp_path):

@@ -126,8 +126,9 @@ ROWS_OPTION = typer.Option(
     "--rows",
     rich_help_panel=opt.EXECUTION,
     help="Only these rows of FILE: comma-separated regular expressions, each matching a row label in full as the "
-    "report writes it (ddpm, 'ddpm tstr pretrain', 'dcgan.*'; a real-image curve point is 'none 25/class'). The "
-    "runs keep the ids they have in the whole file, so one machine can take some rows and another the rest.",
+    "report writes it (ddpm, 'ddpm tstr pretrain', 'dcgan.*'; a real-image curve point is 'none 25/class'); a label "
+    "copied whole is taken as it is, its commas and regex characters included. The runs keep the ids they have in "
+    "the whole file, so one machine can take some rows and another the rest.",
 )
 
 
@@ -146,6 +147,8 @@ def _select(grid: Any, seeds: str | None, rows: str | None) -> bool:
                 "or drop --rows"
             )
         grid.rows = [p.strip() for p in rows.split(",") if p.strip()]
+        if not grid.rows:
+            raise SynthmedError("--rows names no row; give row labels or regular expressions, e.g. --rows 'ddpm.*'")
     return auto
 
 
@@ -247,7 +250,7 @@ def experiment_status(
     Console().print(table)
     for f in failed:
         console.print(f"failed {f['run_id']} {f['what']}: {f['error']}", highlight=False, soft_wrap=True, markup=False)
-    running = _running(runner.store_path, ids)
+    running = _running(runner.store_path, ids - {f["run_id"] for f in failed})  # the table's pending runs
     if running:
         line = f"{running} of the pending runs are running now (claimed by a process whose lease is live)"
         Console().print(line, highlight=False, soft_wrap=True, markup=False)
@@ -257,7 +260,7 @@ def experiment_status(
         counted = picked or "the file's own seeds"
         Console().print(progress_line(stop, counted), highlight=False, soft_wrap=True, markup=False)
     timings = stored_timings(runner.store_path, exported)
-    machine = machine_class("auto")
+    machine = machine_class(grid.execution.get("device") or "auto")  # the device `experiment run` would use
     factors = speed_factors(timings, machine)
     durations, typical_durations = Durations.of(timings, factors), Durations.of(typical(timings), factors)
     if pending and factors:

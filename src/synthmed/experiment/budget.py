@@ -237,8 +237,7 @@ def speed_factors(records: Iterable[dict], machine: str) -> dict[str, float]:
         groups.setdefault(alike, {}).setdefault(kind, []).append(run_seconds(record))
     ratios: dict[str, list[float]] = {}
     for by_class in groups.values():
-        if machine in by_class:
-            here = statistics.median(by_class[machine])
+        if machine in by_class and (here := statistics.median(by_class[machine])) > 0:
             for kind, seconds in by_class.items():
                 if kind != machine and statistics.median(seconds) > 0:
                     ratios.setdefault(kind, []).append(here / statistics.median(seconds))

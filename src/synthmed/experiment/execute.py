@@ -25,6 +25,7 @@ waiting, notes, looks) and the final table; the Python API calls it the same way
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -503,7 +504,8 @@ def run_grid(
         recorded_note = " (the study's recorded plan)" if plan != asked else ""
         grid.seeds = list(range(plan.start))
     specs = expand(grid)
-    methods = sorted({spec.method for spec in specs})
+    whole = expand(dataclasses.replace(grid, rows=[])) if grid.rows else specs  # --rows may leave the reference out
+    methods = sorted({spec.method for spec in whole})
     if execution.reference is not None and execution.reference not in methods:
         raise SynthmedError(
             f"--reference {execution.reference} names no method of the grid; choose one of {', '.join(methods)}"

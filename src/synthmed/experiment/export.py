@@ -136,7 +136,7 @@ def export_runs(run_dir: str | Path, dest: str | Path, keep: Callable[[dict], bo
         all_records = list(merged.values())
         _copy_figures(all_records, run_dir, dest)
         write_jsonl(dest / EXPORT_RECORDS, all_records)
-        if (run_dir / SEQUENTIAL_FILE).exists():
+        if _further(run_dir / SEQUENTIAL_FILE, dest / SEQUENTIAL_FILE):
             atomic_write_bytes(dest / SEQUENTIAL_FILE, (run_dir / SEQUENTIAL_FILE).read_bytes())
         return _write_marker(run_dir, dest, len(all_records), len(new))
 
@@ -236,9 +236,31 @@ def import_export(source: str | Path, out: str | Path) -> int:
                 if not (target / path.name).exists():
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(path, target / path.name)
-    if (source / SEQUENTIAL_FILE).exists() and not (out / SEQUENTIAL_FILE).exists() and same_study(source, out):
+    if _further(source / SEQUENTIAL_FILE, out / SEQUENTIAL_FILE, ties=False) and same_study(source, out):
         shutil.copyfile(source / SEQUENTIAL_FILE, out / SEQUENTIAL_FILE)
     return len(added)
+
+
+def _further(source: Path, target: Path, ties: bool = True) -> bool:
+    """Whether ``source``'s ``--seeds auto`` progress (looks, then seeds) is ahead of ``target``'s (or ties it): a
+    study's looks only grow, so the copy with more is the newer one, whichever machine made it. An export and a run
+    folder are synced both ways; without this, a machine's older copy (a `--rows` step begun before another machine's
+    look, a store left from an earlier session) would overwrite the newer one."""
+    if not source.exists():
+        return False
+    if not target.exists():
+        return True
+    ahead, behind = _progress(source), _progress(target)
+    return ahead > behind or (ties and ahead == behind)
+
+
+def _progress(path: Path) -> tuple[int, int]:
+    """(looks, seeds) of a ``sequential.json``; an unreadable one counts as no progress."""
+    try:
+        state = json.loads(path.read_text())
+        return len(state.get("looks") or []), int(state.get("seeds") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return -1, -1
 
 
 def same_study(export: Path, out: Path) -> bool:

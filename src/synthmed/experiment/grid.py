@@ -480,17 +480,28 @@ def select_rows(specs: list[RunSpec], patterns: list[str]) -> list[RunSpec]:
     """The runs whose row label fully matches one of ``patterns`` (``--rows``), selected after the whole grid is
     expanded so that the selected runs keep the ids they have in it; a pattern matching no row is refused."""
     labels = {id(s): row_label(s) for s in specs}
+    known = set(labels.values())
     compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
+    for pattern in _rejoin(patterns, known):
+        try:  # a label given as it is names its row, regex characters (+, ≥) and all
+            compiled.append(re.compile(re.escape(pattern) if pattern in known else pattern))
         except re.error as error:
             raise SynthmedError(f"--rows {pattern!r} is no regular expression ({error})") from None
-    for pattern, regex in zip(patterns, compiled):
-        if not any(regex.fullmatch(label) for label in labels.values()):
-            rows = ", ".join(sorted(set(labels.values())))
+        if not any(compiled[-1].fullmatch(label) for label in known):
+            rows = ", ".join(sorted(known))
             raise SynthmedError(f"--rows {pattern!r} matches no row of this grid; its rows: {rows}")
     return [s for s in specs if any(regex.fullmatch(labels[id(s)]) for regex in compiled)]
+
+
+def _rejoin(pieces: list[str], labels: set[str]) -> list[str]:
+    """``--rows`` split at its commas, with the pieces of a label that has commas of its own
+    (``diffaugment=color,translation,cutout``) joined back: the longest run of pieces that spells a label."""
+    patterns, i = [], 0
+    while i < len(pieces):
+        j = next((j for j in range(len(pieces), i + 1, -1) if ",".join(pieces[i:j]) in labels), i + 1)
+        patterns.append(",".join(pieces[i:j]))
+        i = j
+    return patterns
 
 
 def _without_unlabelled(protocol: dict) -> dict:
