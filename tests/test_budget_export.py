@@ -461,7 +461,7 @@ def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path
 def test_runs_stored_on_another_cpu_are_costed_at_this_ones_speed(tmp_path):
     """Configs run on both machines give the ratio (the median over configs of their median durations); the other
     machine's runs of any config are costed at it, from the store (which keeps each run's machine) and an export."""
-    from synthmed.experiment.budget import scaling_line, speed_factors, stored_durations, stored_timings
+    from synthmed.experiment.budget import scaling_line, speed_factors, stored_durations, stored_timings, typical
 
     key = ("breastmnist", "lowdata", "dcgan")
 
@@ -482,6 +482,17 @@ def test_runs_stored_on_another_cpu_are_costed_at_this_ones_speed(tmp_path):
     assert speed_factors(stored, "cpu AVX512") == {"cpu AVX2": pytest.approx((460 / 1000 + 1 / 3) / 2)}
     assert scaling_line({"cpu AVX512": factor}, "cpu AVX2").endswith("(cpu AVX2): cpu AVX512 x2.59")
     assert scaling_line({}, "cpu AVX2") == ""
+    assert scaling_line({"cpu AVX512": factor}, "cpu AVX2", stored).endswith(
+        "cpu AVX512 x2.59; not scaled, no config stored on both machines: cuda NVIDIA H100 (costed as stored)"
+    )
+    assert scaling_line({}, "cpu AVX2", [run(5, "AVX512")]) == (
+        "runs stored on other machines (cpu AVX2 here) not scaled, no config stored on both machines: cpu AVX512 "
+        "(costed as stored)"
+    )
+    # the typical run is the median of the scaled durations: AVX512 1000 s and 1100 s, AVX2 2000 s, factor 2.5
+    mixed = [run(1000, "AVX512", "m"), run(1100, "AVX512", "m"), run(2000, "AVX2", "m")]
+    [middle] = typical(mixed, {"cpu AVX512": 2.5})
+    assert middle["total_time"] == 1000  # 2,500 s here, between 2,000 and 2,750
     zero_here = [run(0, "AVX2", "e"), run(100, "AVX512", "e")]  # a run too short to time: no ratio, not a factor 0
     assert speed_factors(zero_here, "cpu AVX2") == {}
     # a store keeps the machine of each run, so a step resumed from it is scaled alike

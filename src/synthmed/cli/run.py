@@ -262,9 +262,9 @@ def experiment_status(
     timings = stored_timings(runner.store_path, exported)
     machine = machine_class(grid.execution.get("device") or "auto")  # the device `experiment run` would use
     factors = speed_factors(timings, machine)
-    durations, typical_durations = Durations.of(timings, factors), Durations.of(typical(timings), factors)
-    if pending and factors:
-        Console().print(scaling_line(factors, machine), highlight=False, soft_wrap=True, markup=False)
+    durations, typical_durations = Durations.of(timings, factors), Durations.of(typical(timings, factors), factors)
+    if pending and (line := scaling_line(factors, machine, timings)):
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
     done = runner.done() | {r["run_id"] for r in exported}
 
     def cost_line(runs: list, prefix: str = "") -> None:

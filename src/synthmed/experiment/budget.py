@@ -244,12 +244,19 @@ def speed_factors(records: Iterable[dict], machine: str) -> dict[str, float]:
     return {kind: statistics.median(values) for kind, values in ratios.items()}
 
 
-def scaling_line(factors: dict[str, float], machine: str) -> str:
-    """How ``speed_factors`` scaled the stored runs, for ``experiment status`` ("" when it did not)."""
-    if not factors:
+def scaling_line(factors: dict[str, float], machine: str, records: Iterable[dict] = ()) -> str:
+    """How ``speed_factors`` scaled the stored runs, for ``experiment status`` ("" when all ran here), naming the
+    other machines of ``records`` it could not scale (no config stored on both): their runs count as stored."""
+    others = {kind for kind in map(speed_class, records) if kind is not None and kind != machine}
+    unscaled = sorted(others - set(factors))
+    if not factors and not unscaled:
         return ""
     scaled = ", ".join(f"{kind} x{factor:.2f}" for kind, factor in sorted(factors.items()))
-    return f"runs stored on other machines costed at this one's speed ({machine}): {scaled}"
+    line = f"runs stored on other machines costed at this one's speed ({machine}): {scaled}" if factors else ""
+    if unscaled:
+        note = f"not scaled, no config stored on both machines: {', '.join(unscaled)} (costed as stored)"
+        line = f"{line}; {note}" if line else f"runs stored on other machines ({machine} here) {note}"
+    return line
 
 
 def stored_timings(store_path: Path, exported: Iterable[dict] = ()) -> list[dict]:
@@ -270,18 +277,21 @@ def stored_durations(store_path: Path, exported: Iterable[dict] = (), machine: s
     return Durations.of(timings, speed_factors(timings, machine) if machine else None)
 
 
-def typical(records: Iterable[dict]) -> list[dict]:
+def typical(records: Iterable[dict], factors: dict[str, float] | None = None) -> list[dict]:
     """Of each config's stored runs, the one of median duration (the lower middle), taking the runs that made their
     generator's fit apart from those that loaded it: ``Durations.of`` these costs a run at what its config typically
     takes. The budget keeps the longest run, so that a step ends in time; over a study's rest that can be nearly
-    twice the typical figure, which is the one to plan sessions by."""
+    twice the typical figure, which is the one to plan sessions by. With ``factors`` (``speed_factors``) the median
+    is taken over the durations scaled to this machine, as ``Durations.of`` will cost them."""
+    factors = factors or {}
     groups: dict[tuple, list[tuple[float, dict]]] = {}
     for record in records:
         if record.get("total_time") is None:
             continue
         config = record.get("config")
         kind = cost_key(config) if config else (record["dataset"], record["protocol"], record["method"])
-        groups.setdefault((kind, generator_fit(record)[0]), []).append((run_seconds(record), record))
+        scaled = run_seconds(record) * factors.get(speed_class(record) or "", 1.0)
+        groups.setdefault((kind, generator_fit(record)[0]), []).append((scaled, record))
     return [sorted(runs, key=lambda run: run[0])[(len(runs) - 1) // 2][1] for runs in groups.values()]
 
 
