@@ -627,12 +627,15 @@ def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
         view(Event("status", "breastmnist ddpm seed 3", message="fitting ddpm's networks"))
         for _ in range(3):  # at 0 s (printed), 10 s (too soon), 70 s (printed)
             view(Event("epoch", "breastmnist ddpm seed 3", row={"val_auc": 0.9}))
+        record = {"test_auc": 0.91, "test_acc": 0.8, "best_epoch": 3, "epochs_run": 20, "total_time": 1234.0}
+        view(Event("finished", "breastmnist ddpm seed 3", record=record))
     lines = re.findall(r"^\d\d:\d\d:\d\d (.*)$", log.getvalue(), flags=re.MULTILINE)
     assert lines == [
         "started breastmnist ddpm seed 3",
         "breastmnist ddpm seed 3: fitting ddpm's networks",
         "breastmnist ddpm seed 3: epoch 1 of 20, val AUC 0.900",
         "breastmnist ddpm seed 3: epoch 3 of 20, val AUC 0.900",
+        "breastmnist ddpm seed 3: test AUC 0.910 ACC 0.800 (epoch 3 of 20, 1234 s)",  # when it ended
     ]
     terminal = io.StringIO()
     with render.ProgressView(Console(file=terminal, force_terminal=True), "s") as bars:

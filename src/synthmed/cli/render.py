@@ -75,7 +75,9 @@ class ProgressView:
             p.update(self.runs[event.label], description=f"  {escape(event.label)}: {escape(event.message)}")
             self.log(f"{event.label}: {event.message}")
         elif event.kind in ("finished", "failed"):
-            if event.kind == "finished" and event.record:
+            if event.kind == "finished" and event.record and self.plain:  # timed and unwrapped, like the start
+                self.log(done_line(event.label, event.record))
+            elif event.kind == "finished" and event.record:
                 self.console.print(done_line(event.label, event.record), highlight=False, markup=False)
             else:
                 text = f"{escape(event.label)}: {escape(event.message)}"
