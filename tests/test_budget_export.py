@@ -493,6 +493,11 @@ def test_runs_stored_on_another_cpu_are_costed_at_this_ones_speed(tmp_path):
     mixed = [run(1000, "AVX512", "m"), run(1100, "AVX512", "m"), run(2000, "AVX2", "m")]
     [middle] = typical(mixed, {"cpu AVX512": 2.5})
     assert middle["total_time"] == 1000  # 2,500 s here, between 2,000 and 2,750
+    import torch
+
+    from synthmed.experiment.budget import machine_class
+
+    assert machine_class("cpu") == f"cpu {torch.backends.cpu.get_cpu_capability()}"  # as the store records its runs
     zero_here = [run(0, "AVX2", "e"), run(100, "AVX512", "e")]  # a run too short to time: no ratio, not a factor 0
     assert speed_factors(zero_here, "cpu AVX2") == {}
     # a store keeps the machine of each run, so a step resumed from it is scaled alike
