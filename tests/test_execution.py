@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -411,7 +412,8 @@ def _synthmed(args: list[str], root: Path, **env: str) -> subprocess.Popen:
 
 
 def _done_lines(stderr: str) -> list[str]:
-    return [line.split(":")[0] for line in stderr.splitlines() if ": test AUC" in line]
+    """The labels of the runs a process finished, from its log's timed result lines (``12:00:00 LABEL: test AUC``)."""
+    return re.findall(r"^(?:\d\d:\d\d:\d\d )?(.+?): test AUC", stderr, flags=re.MULTILINE)
 
 
 @pytest.mark.slow
