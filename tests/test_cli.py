@@ -53,7 +53,7 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
         "--out",
         str(out),
     ]
-    first = synthmed(*args, root=real_root)
+    first = cli(*args, root=real_root)  # in-process: the subprocess entry point is tested by the killed run below
     assert first.returncode == 0, first.stderr
     assert "--paper-style is deprecated; use --report-test-selected" in first.stderr
     assert count_records(out) == (2, 2)
@@ -172,35 +172,16 @@ def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("driver", ["run", "experiment"])
-def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, driver):
+def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, cli):
+    # an experiment file: `synthmed run` builds the same grid and runs it through the same executor and store
+    # (its resume is tested end to end above), so one driver covers the kill
     out = tmp_path / "kill"
-    args = [
-        sys.executable,
-        "-m",
-        "synthmed",
-        "run",
-        "-d",
-        "breastmnist",
-        "--real-per-class",
-        "8",
-        "-m",
-        "none",
-        "--seeds",
-        "0,1,2",
-        "--epochs",
-        "2",
-        "--out",
-        str(out),
-        "--no-report",
-    ]
-    if driver == "experiment":  # the same grid as an experiment file
-        (tmp_path / "exp.yaml").write_text(
-            f"out: {out}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0, 1, 2]\n"
-            "protocols: [{protocol: lowdata, real_per_class: 8}]\n"
-            "recipes: [{recipe: medmnist, epochs: 2}]\n"
-        )
-        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(tmp_path / "exp.yaml"), "--no-report"]
+    (tmp_path / "exp.yaml").write_text(
+        f"out: {out}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0, 1, 2]\n"
+        "protocols: [{protocol: lowdata, real_per_class: 8}]\n"
+        "recipes: [{recipe: medmnist, epochs: 2}]\n"
+    )
+    args = [sys.executable, "-m", "synthmed", "experiment", "run", str(tmp_path / "exp.yaml"), "--no-report"]
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -219,7 +200,7 @@ def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, dr
     unfinished = [d for d in (out / "runs").iterdir() if d.name not in stored] if (out / "runs").exists() else []
     for run_dir in unfinished:
         (run_dir / ".history.json.killed.tmp").write_text("{")
-    finished = synthmed(*args[3:], root=real_root)
+    finished = cli(*args[3:], root=real_root)  # resuming in-process: the kill needed the subprocess
     assert finished.returncode == 0, finished.stderr
     assert count_records(out) == (3, 3)
     assert f"{done} already in" in finished.stderr

@@ -11,7 +11,7 @@ from synthmed.audit.synthetic import FILTER_OVERSAMPLE, confidence_filter
 from synthmed.data import load_dataset, make_subset
 from synthmed.errors import SynthmedError
 from synthmed.experiment.grid import Grid, expand, override, parse_method_params
-from synthmed.experiment.synthetic_set import synthesise, synthetic_counts
+from synthmed.experiment.synthetic_set import _fit_length, synthesise, synthetic_counts
 from synthmed.spec import SyntheticLevers, coerce, method_label
 from synthmed.train.recipes import get_recipe
 from synthmed.train.trainer import TrainConfig, fine_tune_on_real, train_classifier
@@ -23,6 +23,14 @@ def test_synthetic_counts_fixed_ratio_and_balance():
     assert synthetic_counts(labels, 3, per_class=7) == {0: 7, 1: 7, 2: 7}
     assert synthetic_counts(labels, 3, ratio=0.5) == {0: 5, 1: 2, 2: 3}
     assert synthetic_counts(labels, 3, balance=True) == {0: 0, 1: 6, 2: 4}
+
+
+def test_the_fit_log_names_steps_for_a_diffusion_preset_and_epochs_when_given():
+    from synthmed.augment.diffusion import PRESETS
+
+    assert _fit_length(PRESETS["ddpm"]) == f"{PRESETS['ddpm']['steps']} steps"  # was "None epochs"
+    assert _fit_length({**PRESETS["ddpm"], "epochs": 3}) == "3 epochs"
+    assert _fit_length({"epochs": 40}) == "40 epochs" and _fit_length({}) == "the preset's length"
 
 
 def test_two_count_policies_are_refused():

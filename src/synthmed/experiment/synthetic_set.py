@@ -275,7 +275,7 @@ def synthesise(
         pool = 0 if subset.unlabelled is None else len(subset.unlabelled)
         audit = with_teacher(audit, levers.teacher, labelled, pool, None)
         return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
-    status(f"fitting {method} ({augmenter.params.get('epochs', '?')} epochs)")
+    status(f"fitting {method} ({_fit_length(augmenter.params)})")
     augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
     # a teacher-labelled set draws its counts per teacher class from more candidates (pick_per_teacher_class)
     wanted = {c: n * (TEACHER_OVERSAMPLE if teacher is not None else 1) for c, n in counts.items()}
@@ -466,3 +466,12 @@ def write_artifacts(
     atomic_write_json(audit_path, {"method": method, "dataset": data.name, "seed": seed, **report})
     written.append(audit_path)
     return written
+
+
+def _fit_length(params: dict) -> str:
+    """A fit's length for the log: diffusion presets count steps, and ``epochs`` is None unless given."""
+    if params.get("epochs") is not None:
+        return f"{params['epochs']} epochs"
+    if params.get("steps") is not None:
+        return f"{params['steps']} steps"
+    return "the preset's length"
