@@ -607,6 +607,41 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert Durations.of([made, loaded]).seconds(tsynd, entropy, fit_cached=False) == 500
 
 
+def test_a_run_far_longer_than_its_like_does_not_price_its_config():
+    """PneumoniaMNIST's ddpm with pretraining on a stored fit: 14 runs of 243-301 s and one of 1,290 s that waited
+    for another worker's fit before the wait was recorded. Scaled to a machine 2.79 times slower it priced every later
+    run at an hour, so a step with 53 minutes left started neither run of its round. Outliers (over 3 times the median
+    of at least 3 runs alike) are left out; a fitting run is not the like of a loading one."""
+    from synthmed.experiment.budget import Durations, without_outliers
+
+    key = ("pneumoniamnist", "lowdata", "ddpm")
+    pretrain = {"method": "ddpm", "seed": 20, "pretrain": True}
+
+    def record(seconds: float, cached: bool, cpu: str = "AVX512") -> dict:
+        synthetic = {"generator_cached": cached, "generator_seconds": 0.0 if cached else 4000.0}
+        return dict(zip(("dataset", "protocol", "method"), key)) | {
+            "config": {"method": "ddpm", "seed": 0, "pretrain": True},
+            "total_time": seconds,
+            "device": "cpu",
+            "versions": {"cpu_capability": cpu},
+            "metrics": {"synthetic": synthetic},
+        }
+
+    loads = [record(s, cached=True) for s in (243, 250, 254, 265, 292, 301)]
+    waited, fitted = record(1290, cached=True), record(5053, cached=False, cpu="AVX2")
+    stored = [*loads, waited, fitted]
+    assert without_outliers(stored) == [*loads, fitted]  # the fitting run is alone of its kind: kept
+    slower = Durations.of(stored, {"cpu AVX512": 2.79})
+    assert slower.seconds(key, pretrain, fit_cached=True) == pytest.approx(1053)  # the fitting run less its fit
+    assert Durations.of([*loads, waited]).seconds(key, pretrain, fit_cached=True) == 301
+    # too few alike to call one an outlier: the longest stands
+    assert Durations.of([loads[0], waited]).seconds(key, pretrain, fit_cached=True) == 1290
+    # added one by one as runs finish (a running step): kept as they come
+    growing = Durations.of(loads)
+    growing.add(waited)
+    assert growing.seconds(key, pretrain, fit_cached=True) == 1290
+
+
 def test_the_runner_knows_whether_a_runs_generator_fit_is_cached(real_root, tmp_path):
     """``fit_cached`` names the fit ``synthesise`` makes, with the generator seed a cycled --generator-seeds gives."""
     from synthmed.experiment.runner import Runner, subset_of

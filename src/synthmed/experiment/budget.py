@@ -99,8 +99,9 @@ class Durations:
 
     @classmethod
     def of(cls, records: Iterable[dict], factors: dict[str, float] | None = None) -> Durations:
+        """The durations of ``records`` less their outliers (``without_outliers``)."""
         durations = cls(factors=dict(factors or {}))
-        for record in records:
+        for record in without_outliers(records, durations.factors):
             durations.add(record)
         return durations
 
@@ -150,6 +151,34 @@ class Durations:
             fit = self.fits.get(fit_key(key, config))
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
         return seconds
+
+
+#: A stored run longer than this many times the median of its like (``without_outliers``) is not a duration to plan by.
+OUTLIER_FACTOR = 3.0
+
+
+def without_outliers(records: Iterable[dict], factors: dict[str, float] | None = None) -> list[dict]:
+    """``records`` less each run that took over ``OUTLIER_FACTOR`` times the median of its like (same config less the
+    seed, same use of a cached fit; at least 3 of them), at this machine's speed. Such a run spent its time on
+    something its like will not: older records lack ``lock_wait_s``, and one ddpm with pretraining that waited
+    1,000 s for another worker's fit (1,290 s against 243-301 s for the other 14) priced every later one at an hour
+    on a slower machine, so a step left both runs of its round undone with 53 minutes to spare."""
+    records = [r for r in records if r.get("total_time") is not None]
+    factors = factors or {}
+
+    def like(record: dict) -> str | None:
+        config = record.get("config")
+        return json.dumps([cost_key(config), generator_fit(record)[0]]) if config else None
+
+    def seconds(record: dict) -> float:
+        return run_seconds(record) * factors.get(speed_class(record) or "", 1.0)
+
+    groups: dict[str, list[float]] = {}
+    for record in records:
+        if (key := like(record)) is not None:
+            groups.setdefault(key, []).append(seconds(record))
+    medians = {key: statistics.median(values) for key, values in groups.items() if len(values) >= 3}
+    return [r for r in records if (m := medians.get(like(r) or "")) is None or seconds(r) <= OUTLIER_FACTOR * m]
 
 
 def run_seconds(record: dict) -> float:
