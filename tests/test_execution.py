@@ -643,3 +643,17 @@ def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
     with render.ProgressView(Console(file=terminal, force_terminal=True), "s") as bars:
         bars(Event("started", "a run", total=2))
     assert "started a run" not in terminal.getvalue()
+
+
+def test_a_looks_log_line_names_what_it_decided():
+    """The look at 18 seeds of PneumoniaMNIST's study decided 2 of 11 comparisons; its line named 3 undecided ones in
+    a parenthesis after "2 decided", as if they were the decided ones."""
+    from synthmed.experiment.execute import look_line
+    from synthmed.experiment.sequential import Look
+
+    line = look_line(Look(18, ["a vs none", "b vs none", "c vs none", "d vs none"], ["e vs none", "f vs none"]))
+    assert (
+        line == "look at 18 seeds: 4 verdict(s) undecided (a vs none; b vs none; c vs none...), "
+        "2 decided (e vs none; f vs none)"
+    )
+    assert look_line(Look(12, ["a vs none"], None)) == "look at 12 seeds: 1 verdict(s) undecided (a vs none)"

@@ -568,14 +568,7 @@ def run_grid(
                 plan,
                 lambda g: round_(expand(g), report=False),
                 resume_from=execution.resume_from,
-                on_look=lambda look: emit(
-                    Event(
-                        "info",
-                        message=f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) undecided"
-                        + (f", {len(look.decided)} decided" if look.decided is not None else "")
-                        + (f" ({'; '.join(look.undecided[:3])}...)" if look.undecided else ""),
-                    )
-                ),
+                on_look=lambda look: emit(Event("info", message=look_line(look))),
             )
             emit(Event("info", message=f"stopped after {stop['seeds']} seeds: {stop['reason']}"))
     if plan is not None and execution.report and runner.done():
@@ -599,3 +592,15 @@ def run_grid(
         for line in update_pages(execution.pages, execution.export_to):
             emit(Event("info", message=line))
     return total
+
+
+def look_line(look: Any) -> str:
+    """A look of ``--seeds auto`` for the log: how many comparisons are undecided (the first three named) and which
+    are decided."""
+    undecided = "; ".join(look.undecided[:3]) + ("..." if len(look.undecided) > 3 else "")
+    line = f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) undecided" + (
+        f" ({undecided})" if look.undecided else ""
+    )
+    if look.decided is not None:
+        line += f", {len(look.decided)} decided" + (f" ({'; '.join(look.decided)})" if look.decided else "")
+    return line
