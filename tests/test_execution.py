@@ -648,8 +648,7 @@ def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
 def test_a_looks_log_line_names_what_it_decided():
     """The look at 18 seeds of PneumoniaMNIST's study decided 2 of 11 comparisons; its line named 3 undecided ones in
     a parenthesis after "2 decided", as if they were the decided ones."""
-    from synthmed.experiment.execute import look_line
-    from synthmed.experiment.sequential import Look
+    from synthmed.experiment.sequential import Look, look_line
 
     line = look_line(Look(18, ["a vs none", "b vs none", "c vs none", "d vs none"], ["e vs none", "f vs none"]))
     assert (

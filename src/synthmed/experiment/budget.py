@@ -173,12 +173,13 @@ def without_outliers(records: Iterable[dict], factors: dict[str, float] | None =
     def seconds(record: dict) -> float:
         return run_seconds(record) * factors.get(speed_class(record) or "", 1.0)
 
+    timed = [(r, like(r), seconds(r)) for r in records]
     groups: dict[str, list[float]] = {}
-    for record in records:
-        if (key := like(record)) is not None:
-            groups.setdefault(key, []).append(seconds(record))
+    for _, key, took in timed:
+        if key is not None:
+            groups.setdefault(key, []).append(took)
     medians = {key: statistics.median(values) for key, values in groups.items() if len(values) >= 3}
-    return [r for r in records if (m := medians.get(like(r) or "")) is None or seconds(r) <= OUTLIER_FACTOR * m]
+    return [r for r, key, took in timed if (m := medians.get(key or "")) is None or took <= OUTLIER_FACTOR * m]
 
 
 def run_seconds(record: dict) -> float:

@@ -477,7 +477,7 @@ def run_grid(
 
     from synthmed.experiment.export import study_plan
     from synthmed.experiment.grid import available_datasets, expand
-    from synthmed.experiment.sequential import Plan, recorded_plan, run_until_decided
+    from synthmed.experiment.sequential import Plan, look_line, recorded_plan, run_until_decided
     from synthmed.report import settings_for
 
     execution = copy.deepcopy(execution or Execution())
@@ -592,15 +592,3 @@ def run_grid(
         for line in update_pages(execution.pages, execution.export_to):
             emit(Event("info", message=line))
     return total
-
-
-def look_line(look: Any) -> str:
-    """A look of ``--seeds auto`` for the log: how many comparisons are undecided (the first three named) and which
-    are decided."""
-    undecided = "; ".join(look.undecided[:3]) + ("..." if len(look.undecided) > 3 else "")
-    line = f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) undecided" + (
-        f" ({undecided})" if look.undecided else ""
-    )
-    if look.decided is not None:
-        line += f", {len(look.decided)} decided" + (f" ({'; '.join(look.decided)})" if look.decided else "")
-    return line

@@ -202,3 +202,15 @@ def progress_line(stop: dict, counted: str = "the file's own seeds") -> str:
         f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}; {stop['reason']} (the counts "
         f"above are {counted})"
     )
+
+
+def look_line(look: Look) -> str:
+    """A look of ``--seeds auto`` for the log: how many comparisons are undecided (the first three named) and which
+    are decided."""
+    undecided = "; ".join(look.undecided[:3]) + ("..." if len(look.undecided) > 3 else "")
+    line = f"look at {look.seeds} seeds: {len(look.undecided)} verdict(s) undecided" + (
+        f" ({undecided})" if look.undecided else ""
+    )
+    if look.decided is not None:
+        line += f", {len(look.decided)} decided" + (f" ({'; '.join(look.decided)})" if look.decided else "")
+    return line
