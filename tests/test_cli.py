@@ -46,7 +46,7 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
         "--seeds",
         "0",
         "--epochs",
-        "2",
+        "1",  # one epoch of the full split: epoch selection has its own tests, this one checks the flow on real data
         "--recipe",
         "chaptoukaev",
         "--paper-style",
@@ -66,7 +66,7 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
     assert {r["method"] for r in records} == {"none", "flip"}
     none = next(r for r in records if r["method"] == "none")
     assert none["n_train"] == 546 and none["n_val"] == 78 and none["n_test"] == 156
-    assert none["best_epoch"] in (1, 2) and none["test_selected_auc"] >= none["test_auc"] - 1e-12
+    assert none["best_epoch"] == 1 and none["test_selected_auc"] >= none["test_auc"] - 1e-12
     run_dir = out / "runs" / none["run_id"]
     assert len(json.loads((run_dir / "subset.json").read_text())["train"]) == 546
     again = cli(*args, root=real_root)  # in-process: resuming needs no training

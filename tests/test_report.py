@@ -10,6 +10,7 @@ import pytest
 from synthmed.report import write_report
 from synthmed.report.model import Document, Section
 from synthmed.report.render import page, table_markdown
+from synthmed.report.sections import header
 from synthmed.report.stats import interval
 from synthmed.report.summary import Settings, summarise
 from synthmed.report.tables import fraction_tables, results_table, verdict_bullets
@@ -183,6 +184,21 @@ def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):
     assert set(colours) == set(methods) and len(set(colours.values())) == len(methods)
     runs = [record(m, s, 0.8 + 0.01 * s, 0.7) for m in methods for s in range(2)]
     assert group_plot(runs, "thirteen methods").startswith(b"\x89PNG")
+
+
+def test_header_gives_the_wall_time_with_a_run_going_beside_the_compute():
+    """Two overlapping runs (10 minutes each, 5 apart) and one an hour later: 15 + 1 minutes of wall time."""
+
+    def timed(seed: int, created: str, seconds: float) -> dict:
+        return {**record("none", seed, 0.9, 0.8), "created": created, "total_time": seconds}
+
+    runs = [
+        timed(0, "2026-01-01T00:10:00+00:00", 600),
+        timed(1, "2026-01-01T00:15:00+00:00", 600),
+        timed(2, "2026-01-01T01:00:00+00:00", 60),
+    ]
+    assert header(runs)[0].startswith("3 runs · total compute 0.35 h (21.0 min) in 0.27 h of wall time · device")
+    assert "wall time" not in header([record("none", 0, 0.9, 0.8)])[0]  # a date without a time of day: no claim
 
 
 def test_report_files(tmp_path):

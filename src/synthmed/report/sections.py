@@ -4,6 +4,7 @@ that say how to read the verdicts."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from synthmed.report.formats import level_text
@@ -187,13 +188,35 @@ def header(records: list[dict]) -> list[str]:
     if hardware.get("bf16_kernels") == "fp32":  # a CPU without oneDNN bf16: bf16 operands on fp32 kernels
         cpus += ", bf16 convolutions and matrix products on fp32 kernels"
     gpu = f", GPU {hardware['gpu']}" if "gpu" in hardware else ""
+    wall = wall_seconds(records)
     return [
-        f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min) · "
-        f"device {', '.join(devices)}",
+        f"{len(records)} runs · total compute {total / 3600:.2f} h ({total / 60:.1f} min)"
+        + (f" in {wall / 3600:.2f} h of wall time" if wall else "")
+        + f" · device {', '.join(devices)}",
         f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS),
         *unlabelled_line(records),
     ]
+
+
+def wall_seconds(records: list[dict]) -> float:
+    """Wall-clock time during which at least one run was going (the union of the runs' spans, each ending at its
+    record's creation): a study run in steps over several sessions and machines is priced in hours of waiting as well
+    as in CPU hours. 0 where records lack a full timestamp (older or hand-made ones)."""
+    spans = []
+    for r in records:
+        try:
+            end = datetime.fromisoformat(r["created"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            continue
+        if "T" in r["created"] and r.get("total_time"):
+            spans.append((end - r["total_time"], end))
+    wall, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            wall += end - max(start, reach)
+            reach = end
+    return wall
 
 
 def unlabelled_line(records: list[dict]) -> list[str]:
