@@ -167,3 +167,18 @@ def test_bad_use_is_one_line_error(small, tmp_path):
     cvae.save(tmp_path / "cvae.pt")
     with pytest.raises(SynthmedError, match="holds a 'cvae' model, not a ConditionalGAN"):
         ConditionalGAN.load(tmp_path / "cvae.pt")
+
+
+def test_a_fit_reports_its_progress_where_asked_and_only_when_it_runs_long(small, monkeypatch):
+    import synthmed.augment.generative as generative
+
+    lines: list[str] = []
+    with generative.fit_progress(lines.append):
+        create_augmenter("cvae", epochs=3, device="cpu").fit(*small, seed=0)
+    assert lines == []  # a fit shorter than PROGRESS_EVERY_S says nothing
+    monkeypatch.setattr(generative, "PROGRESS_EVERY_S", 0.0)
+    with generative.fit_progress(lines.append):
+        create_augmenter("cvae", epochs=3, device="cpu").fit(*small, seed=0)
+    create_augmenter("cvae", epochs=2, device="cpu").fit(*small, seed=0)  # outside the block: nobody told
+    assert [line.split(",")[0] for line in lines] == ["epoch 1/3 (33 %)", "epoch 2/3 (67 %)", "epoch 3/3 (100 %)"]
+    assert "loss" in lines[0] and "left" in lines[0] and "so far" in lines[-1] and "left" not in lines[-1]

@@ -70,13 +70,23 @@ def breast_small(real_root):
 
 
 @pytest.mark.slow
-def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small, tmp_path):
+def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small, tmp_path, monkeypatch):
+    import synthmed.augment.generative as generative
+
+    monkeypatch.setattr(generative, "PROGRESS_EVERY_S", 0.0)  # a line after every epoch of a fit
     data, subset = breast_small
     levers = SyntheticLevers(synthetic_per_class=6, fidelity=False)
-    first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
+    said: list[str] = []
+    first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", on_status=said.append)
     assert not first.audit.generator_cached and first.generator_path.exists()
-    again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu")
+    assert [line.split(",")[0] for line in said if line.startswith("fitting cvae:")] == [
+        "fitting cvae: epoch 1/2 (50 %)",
+        "fitting cvae: epoch 2/2 (100 %)",
+    ]
+    said.clear()
+    again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", on_status=said.append)
     assert again.audit.generator_cached and again.generator_path == first.generator_path
+    assert not [line for line in said if line.startswith("fitting cvae:")]  # loaded, not fitted
     assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
     other_seed = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 1, tmp_path, device="cpu")
     assert not other_seed.audit.generator_cached and other_seed.generator_path != first.generator_path

@@ -34,7 +34,7 @@ from synthmed.audit.synthetic import FILTER_OVERSAMPLE, audit_set, filter_by_ref
 from synthmed.augment import Kind, create_augmenter, method_class
 from synthmed.augment.base import Augmenter
 from synthmed.augment.export import export_synthetic
-from synthmed.augment.generative import TorchGenerator
+from synthmed.augment.generative import TorchGenerator, fit_progress
 from synthmed.augment.pseudo_label import PseudoLabel
 from synthmed.data.dataset import Dataset
 from synthmed.data.protocol import Subset
@@ -276,7 +276,8 @@ def synthesise(
         audit = with_teacher(audit, levers.teacher, labelled, pool, None)
         return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
     status(f"fitting {method} ({_fit_length(augmenter.params)})")
-    augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
+    with fit_progress(lambda line: status(f"fitting {method}: {line}")):
+        augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
     # a teacher-labelled set draws its counts per teacher class from more candidates (pick_per_teacher_class)
     wanted = {c: n * (TEACHER_OVERSAMPLE if teacher is not None else 1) for c, n in counts.items()}
     factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
