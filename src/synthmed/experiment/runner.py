@@ -23,6 +23,7 @@ import numpy as np
 
 from synthmed.audit.synthetic import with_tstr
 from synthmed.augment import Kind, create_augmenter
+from synthmed.augment.generative import fit_progress
 from synthmed.data import Dataset, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
@@ -362,7 +363,8 @@ class Runner:
         else:
             if augmenter.trains:
                 status(f"fitting {spec.method}'s networks (cached after the first time)")
-            augmenter, cached, seconds, _ = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)
+            with fit_progress(lambda line: status(f"fitting {spec.method}: {line}")):
+                augmenter, cached, seconds, _ = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)
             if augmenter.trains:  # as a synthetic set's audit records it: what a time budget costs a fit by
                 generator_fit = {"cached": cached, "seconds": round(seconds, 1)}
         recipe = recipe_of(spec)
