@@ -764,6 +764,42 @@ def test_a_run_passed_over_while_its_fit_is_made_starts_after_it_even_when_anoth
     assert finished == [("ddpm", False), ("ddpm", True)] and outcome.budget_reached and outcome.left == 1
 
 
+def test_a_run_left_out_for_its_fit_starts_once_another_run_of_the_step_has_made_that_fit(tmp_path, monkeypatch):
+    """ddpm of a seed comes up first, costed with the fit nobody is making yet (100 s) against a 60 s budget, and
+    is left out; ddpm --pretrain-on-synthetic of the seed (50 s with its fit) starts and makes the fit; ddpm, now
+    10 s on the cached fit, is looked at again and runs. A session's step stopped here with 53 minutes left and
+    ddpm's 25-minute run on its cached fit undone."""
+    from synthmed.experiment.execute import run_grid
+
+    class FitRunner(TimedRunner):
+        def fit_path(self, spec):
+            return self.out / "fits" / f"{spec.seed}.pt"
+
+        def fit_cached(self, spec):
+            return self.fit_path(spec).exists()
+
+        def compute(self, spec, on_epoch=None, on_status=None):
+            self.fit_path(spec).parent.mkdir(exist_ok=True)
+            self.fit_path(spec).write_bytes(b"")  # whichever run comes first makes the fit
+            return super().compute(spec)
+
+    runner = FitRunner(tmp_path)
+    methods = [{"method": "ddpm"}, {"method": "ddpm", "pretrain_on_synthetic": [True]}]
+    with ResultStore(runner.store_path) as store:
+        stored = expand(Grid(datasets=["breastmnist"], seeds=[9], methods=methods))
+        for spec, seconds, fit in zip(stored, (100.0, 50.0), (90.0, 40.0)):
+            record = fake_record(runner, spec, 0.8)
+            synthetic = {"generator_cached": False, "generator_seconds": fit}
+            store.add({**record, "total_time": seconds, "metrics": {**record["metrics"], "synthetic": synthetic}})
+    outcome = run_grid(
+        Grid(datasets=["breastmnist"], seeds=[0], methods=methods),
+        Execution(workers=1, report=False, time_budget=60),
+        runner=runner,
+    )
+    finished = [r["config"]["synthesis"]["pretrain_on_synthetic"] for r in outcome.finished]
+    assert finished == [True, False] and not outcome.budget_reached and outcome.left == 0
+
+
 @pytest.mark.parametrize("flag, expected", [((), "shared"), (("--generator-cache", "{tmp}/mine"), "mine")])
 def test_status_reads_the_generator_cache_as_experiment_run_does(tmp_path, cli, monkeypatch, flag, expected):
     """The fits status finds cached (and so prices without the fit) are those of the cache the run would use: the

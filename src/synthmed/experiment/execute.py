@@ -271,6 +271,9 @@ def _run_round(
     guessed: set[str] = set()  # unfit runs whose estimate was the default: nothing stored to estimate from
     unfit: set[str] = set()  # runs the time budget could not fit
     deferred: set[str] = set()  # runs passed over while a worker made their fit: looked at again after the pass
+    # unfit runs costed with a fit nobody was making yet: looked at again once a run of this step has made it (ddpm
+    # of a seed, judged first and costed with its fit, then ddpm --pretrain-on-synthetic of the seed makes that fit)
+    unfit_fitting: dict[str, RunSpec] = {}
     running: dict[str, RunSpec] = {}  # claimed and not yet finished or failed
     with Claims(runner.store_path) as claims:
 
@@ -303,6 +306,8 @@ def _run_round(
                         deferred.add(run_id)
                         continue
                     unfit.add(run_id)
+                    if runner.fit_cached(spec) is False:
+                        unfit_fitting[run_id] = spec
                     if method_key(spec) not in durations.by_method:
                         guessed.add(run_id)
                     outcome.budget_reached = True
@@ -372,6 +377,14 @@ def _run_round(
                 # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease;
                 # and the runs passed over while their fit was being made, even once another run did not fit.
                 while True:
+                    fitted = [run_id for run_id, spec in unfit_fitting.items() if runner.fit_cached(spec)]
+                    for run_id in fitted:  # its fit is cached now: costed again without it
+                        del unfit_fitting[run_id]
+                        unfit.discard(run_id)
+                        guessed.discard(run_id)
+                        deferred.add(run_id)
+                    if fitted:
+                        outcome.budget_reached = bool(unfit)
                     with ResultStore(runner.store_path) as store:
                         stored, others = store.run_ids(), store.claimed_by_others(claims.holder)
                     done = stored | attempted | unfit
