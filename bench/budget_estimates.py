@@ -3,7 +3,8 @@ its speed (``synthmed.experiment.budget.speed_factors``), measured on the commit
 
 Each run of an export is left out in turn and costed as a step on its own machine would cost it: from the export's
 other runs (the longest of its config, else of its method, less the fit where its own fit was cached), once as
-stored and once scaled to its machine's speed. The ratio actual / estimate says how far off each is; above 1 the
+stored, once scaled to its machine's speed, and once scaled with each config that has runs alike on the run's
+machine costed by those alone (``measured_here``). The ratio actual / estimate says how far off each is; above 1 the
 budget would have started a run it could not finish in time. Results go to bench/results/budget_estimates.json.
 
     .venv/bin/python bench/budget_estimates.py [--exports results/breastmnist-lowdata-lownoise,...]
@@ -23,9 +24,9 @@ from synthmed.store import read_jsonl
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ratios(records: list[dict], scaled: bool) -> dict[str, list[float]]:
+def ratios(records: list[dict], scaled: bool, here: bool = False) -> dict[str, list[float]]:
     """Per machine class, actual / estimated seconds of each run left out in turn (runs nothing else prices are
-    skipped)."""
+    skipped); ``here``: a config with runs alike on the run's machine is costed by those alone (``measured_here``)."""
     out: dict[str, list[float]] = {}
     for index, record in enumerate(records):
         kind = speed_class(record)
@@ -34,7 +35,8 @@ def ratios(records: list[dict], scaled: bool) -> dict[str, list[float]]:
         others = records[:index] + records[index + 1 :]
         factors = speed_factors(others, kind) if scaled else {}
         key = (record["dataset"], record["protocol"], record["method"])
-        expected = Durations.of(others, factors).seconds(key, record["config"], generator_fit(record)[0])
+        durations = Durations.of(others, factors, kind if here else None)
+        expected = durations.seconds(key, record["config"], generator_fit(record)[0])
         if expected:
             out.setdefault(kind, []).append(run_seconds(record) / expected)
     return out
@@ -63,8 +65,12 @@ def main() -> None:
         records = read_jsonl(ROOT / name / "records.jsonl")
         classes = sorted({speed_class(r) or "unknown" for r in records})
         entry: dict = {"runs": len(records), "machine_classes": classes}
-        for label, scaled in (("as_stored", False), ("scaled_to_the_machine", True)):
-            entry[label] = {kind: summary(values) for kind, values in sorted(ratios(records, scaled).items())}
+        for label, scaled, here in (
+            ("as_stored", False, False),
+            ("scaled_to_the_machine", True, False),
+            ("scaled_and_measured_here", True, True),
+        ):
+            entry[label] = {kind: summary(values) for kind, values in sorted(ratios(records, scaled, here).items())}
         result["exports"][name] = entry
         print(name, entry)
     atomic_write_json(args.out, result)

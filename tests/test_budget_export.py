@@ -642,6 +642,35 @@ def test_a_run_far_longer_than_its_like_does_not_price_its_config():
     assert growing.seconds(key, pretrain, fit_cached=True) == 1290
 
 
+def test_a_config_measured_on_this_machine_is_costed_by_its_runs_here_alone():
+    """ddpm making its fit: AVX512 runs of 1,600-2,300 s scaled by 3.67 priced it at 8,445 s on an AVX2 machine where
+    its runs took 4,883-5,263 s. With two or more runs alike here, those alone cost it; a config with one run here
+    (or none) is still costed from every machine's runs, scaled."""
+    from synthmed.experiment.budget import Durations, measured_here
+
+    key = ("pneumoniamnist", "lowdata", "ddpm")
+
+    def record(seconds: float, cpu: str, config: str = "ddpm") -> dict:
+        return dict(zip(("dataset", "protocol", "method"), key)) | {
+            "config": {"method": "ddpm", "seed": 0, "variant": config},
+            "total_time": seconds,
+            "device": "cpu",
+            "versions": {"cpu_capability": cpu},
+            "metrics": {"synthetic": {"generator_cached": False, "generator_seconds": seconds - 1000}},
+        }
+
+    ddpm = [record(s, "AVX512") for s in (1604, 1851, 2303)] + [record(s, "AVX2") for s in (4883, 5022, 5263)]
+    other = [record(2000, "AVX512", "other"), record(5000, "AVX2", "other")]
+    factors = {"cpu AVX512": 3.67}
+    assert measured_here([*ddpm, *other], "cpu AVX2") == [*ddpm[3:], *other]
+    here, everywhere = Durations.of([*ddpm, *other], factors, "cpu AVX2"), Durations.of([*ddpm, *other], factors)
+    config = {"method": "ddpm", "seed": 5, "variant": "ddpm"}
+    assert here.seconds(key, config, fit_cached=False) == 5263
+    assert everywhere.seconds(key, config, fit_cached=False) == pytest.approx(2303 * 3.67)
+    # one run here is not enough to go by: the scaled AVX512 run still counts
+    assert here.seconds(key, config | {"variant": "other"}, fit_cached=False) == pytest.approx(2000 * 3.67)
+
+
 def test_the_runner_knows_whether_a_runs_generator_fit_is_cached(real_root, tmp_path):
     """``fit_cached`` names the fit ``synthesise`` makes, with the generator seed a cycled --generator-seeds gives."""
     from synthmed.experiment.runner import Runner, subset_of

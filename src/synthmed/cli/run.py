@@ -211,6 +211,7 @@ def experiment_status(
         Durations,
         estimate,
         machine_class,
+        measured_here,
         scaling_line,
         speed_factors,
         stored_timings,
@@ -262,7 +263,8 @@ def experiment_status(
     timings = stored_timings(runner.store_path, exported)
     machine = machine_class(grid.execution.get("device") or "auto")  # the device `experiment run` would use
     factors = speed_factors(timings, machine)
-    durations, typical_durations = Durations.of(timings, factors), Durations.of(typical(timings, factors), factors)
+    durations = Durations.of(timings, factors, machine)
+    typical_durations = Durations.of(typical(measured_here(timings, machine), factors), factors)
     if pending and (line := scaling_line(factors, machine, timings)):
         Console().print(line, highlight=False, soft_wrap=True, markup=False)
     done = runner.done() | {r["run_id"] for r in exported}

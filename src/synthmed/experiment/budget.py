@@ -98,10 +98,14 @@ class Durations:
     factors: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, records: Iterable[dict], factors: dict[str, float] | None = None) -> Durations:
-        """The durations of ``records`` less their outliers (``without_outliers``)."""
+    def of(
+        cls, records: Iterable[dict], factors: dict[str, float] | None = None, machine: str | None = None
+    ) -> Durations:
+        """The durations of ``records`` less their outliers (``without_outliers``) and, with ``machine`` (its
+        ``machine_class``), less the other machines' runs of configs measured here (``measured_here``)."""
         durations = cls(factors=dict(factors or {}))
-        for record in without_outliers(records, durations.factors):
+        kept = without_outliers(records, durations.factors)
+        for record in measured_here(kept, machine) if machine else kept:
             durations.add(record)
         return durations
 
@@ -180,6 +184,26 @@ def without_outliers(records: Iterable[dict], factors: dict[str, float] | None =
             groups.setdefault(key, []).append(took)
     medians = {key: statistics.median(values) for key, values in groups.items() if len(values) >= 3}
     return [r for r, key, took in timed if (m := medians.get(key or "")) is None or took <= OUTLIER_FACTOR * m]
+
+
+#: Runs of a config on this machine from which its cost is read from them alone (``measured_here``).
+HERE_MIN = 2
+
+
+def measured_here(records: Iterable[dict], machine: str) -> list[dict]:
+    """``records`` less, in each set of runs alike (same config less the seed, same use of a cached fit) with at
+    least ``HERE_MIN`` runs on ``machine``, the runs of other machines. A speed factor is one median over all
+    configs, and it fits some poorly: on an AVX2 machine (factor 3.7 from AVX512, pulled up by short runs) ddpm's
+    longest AVX512 run that made its fit was costed at 8,400 s where its three runs here took 4,900-5,300, and a
+    step left it out with two hours to go."""
+    records = list(records)
+
+    def like(record: dict) -> str | None:
+        config = record.get("config")
+        return json.dumps([cost_key(config), generator_fit(record)[0]]) if config else None
+
+    here = Counter(like(r) for r in records if speed_class(r) == machine)
+    return [r for r in records if speed_class(r) == machine or here[like(r)] < HERE_MIN or like(r) is None]
 
 
 def run_seconds(record: dict) -> float:
@@ -304,7 +328,7 @@ def stored_durations(store_path: Path, exported: Iterable[dict] = (), machine: s
     """``Durations`` of a store (if there is one) and an export's records together; with ``machine`` (its
     ``machine_class``), runs stored on other machines are scaled to its speed (``speed_factors``)."""
     timings = stored_timings(store_path, exported)
-    return Durations.of(timings, speed_factors(timings, machine) if machine else None)
+    return Durations.of(timings, speed_factors(timings, machine) if machine else None, machine)
 
 
 def typical(records: Iterable[dict], factors: dict[str, float] | None = None) -> list[dict]:
