@@ -79,14 +79,16 @@ def test_generator_cache_reuses_the_fit_and_reproduces_the_samples(breast_small,
     said: list[str] = []
     first = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", on_status=said.append)
     assert not first.audit.generator_cached and first.generator_path.exists()
-    assert [line.split(",")[0] for line in said if line.startswith("fitting cvae:")] == [
+    assert [line.split(",")[0] for line in said if line.startswith("fitting cvae")] == [
+        "fitting cvae (2 epochs)",
         "fitting cvae: epoch 1/2 (50 %)",
         "fitting cvae: epoch 2/2 (100 %)",
     ]
     said.clear()
     again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", on_status=said.append)
     assert again.audit.generator_cached and again.generator_path == first.generator_path
-    assert not [line for line in said if line.startswith("fitting cvae:")]  # loaded, not fitted
+    assert not [line for line in said if line.startswith("fitting cvae")]  # loaded, not fitted, and says so
+    assert "cvae: its fit loaded from the cache" in said
     assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
     other_seed = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 1, tmp_path, device="cpu")
     assert not other_seed.audit.generator_cached and other_seed.generator_path != first.generator_path

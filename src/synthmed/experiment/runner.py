@@ -361,10 +361,18 @@ class Runner:
                 f"{data.name} {spec.protocol} · {spec.method} · seed {spec.seed}",
             )
         else:
-            if augmenter.trains:
-                status(f"fitting {spec.method}'s networks (cached after the first time)")
+            fitting = f"fitting {spec.method}'s networks (cached after the first time)"
             with fit_progress(lambda line: status(f"fitting {spec.method}: {line}")):
-                augmenter, cached, seconds, _ = fit_generator(augmenter, data, subset, spec.seed, self.cache_dir)
+                augmenter, cached, seconds, _ = fit_generator(
+                    augmenter,
+                    data,
+                    subset,
+                    spec.seed,
+                    self.cache_dir,
+                    on_fit=(lambda: status(fitting)) if augmenter.trains else None,
+                )
+            if cached:
+                status(f"{spec.method}: its networks loaded from the cache")
             if augmenter.trains:  # as a synthetic set's audit records it: what a time budget costs a fit by
                 generator_fit = {"cached": cached, "seconds": round(seconds, 1)}
         recipe = recipe_of(spec)

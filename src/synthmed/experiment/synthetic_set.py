@@ -163,10 +163,14 @@ def fit_generator(
     seed: int,
     cache_dir: str | Path,
     monitor: FidTracker | None = None,
+    on_fit: Callable[[], None] | None = None,
 ) -> tuple[Augmenter, bool, float, Path | None]:
     """Fit ``augmenter`` on the real training subset, or reload the cached fit when the method declares that it
-    trains networks. Returns (augmenter, cached, fit seconds, cache path)."""
+    trains networks. ``on_fit`` is called as a fit starts (not when one is loaded). Returns (augmenter, cached, fit
+    seconds, cache path)."""
     if not augmenter.trains:
+        if on_fit is not None:
+            on_fit()
         return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
     assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
     path = generator_path(augmenter, data, subset, seed, cache_dir, monitor)
@@ -178,6 +182,8 @@ def fit_generator(
             if augmenter.fit_params is not None:  # a variant's fit: this run's own settings for what follows it
                 loaded.name, loaded.params = augmenter.name, dict(augmenter.params)
             return loaded, True, 0.0, path
+        if on_fit is not None:
+            on_fit()
         start = time.perf_counter()
         unlabelled = seen_unlabelled(augmenter, subset)
         if unlabelled is not None:
@@ -275,9 +281,18 @@ def synthesise(
         pool = 0 if subset.unlabelled is None else len(subset.unlabelled)
         audit = with_teacher(audit, levers.teacher, labelled, pool, None)
         return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
-    status(f"fitting {method} ({_fit_length(augmenter.params)})")
     with fit_progress(lambda line: status(f"fitting {method}: {line}")):
-        augmenter, cached, seconds, path = fit_generator(augmenter, data, subset, gen_seed, cache_dir, monitor)
+        augmenter, cached, seconds, path = fit_generator(
+            augmenter,
+            data,
+            subset,
+            gen_seed,
+            cache_dir,
+            monitor,
+            on_fit=lambda: status(f"fitting {method} ({_fit_length(augmenter.params)})"),
+        )
+    if cached:
+        status(f"{method}: its fit loaded from the cache")
     # a teacher-labelled set draws its counts per teacher class from more candidates (pick_per_teacher_class)
     wanted = {c: n * (TEACHER_OVERSAMPLE if teacher is not None else 1) for c, n in counts.items()}
     factor = FILTER_OVERSAMPLE if levers.min_confidence is not None else 1
