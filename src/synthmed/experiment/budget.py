@@ -170,14 +170,10 @@ def without_outliers(records: Iterable[dict], factors: dict[str, float] | None =
     records = [r for r in records if r.get("total_time") is not None]
     factors = factors or {}
 
-    def like(record: dict) -> str | None:
-        config = record.get("config")
-        return json.dumps([cost_key(config), generator_fit(record)[0]]) if config else None
-
     def seconds(record: dict) -> float:
         return run_seconds(record) * factors.get(speed_class(record) or "", 1.0)
 
-    timed = [(r, like(r), seconds(r)) for r in records]
+    timed = [(r, _alike(r), seconds(r)) for r in records]
     groups: dict[str, list[float]] = {}
     for _, key, took in timed:
         if key is not None:
@@ -196,14 +192,16 @@ def measured_here(records: Iterable[dict], machine: str) -> list[dict]:
     configs, and it fits some poorly: on an AVX2 machine (factor 3.7 from AVX512, pulled up by short runs) ddpm's
     longest AVX512 run that made its fit was costed at 8,400 s where its three runs here took 4,900-5,300, and a
     step left it out with two hours to go."""
-    records = list(records)
+    keyed = [(r, _alike(r), speed_class(r) == machine) for r in records]
+    here = Counter(key for _, key, local in keyed if local)
+    return [r for r, key, local in keyed if local or key is None or here[key] < HERE_MIN]
 
-    def like(record: dict) -> str | None:
-        config = record.get("config")
-        return json.dumps([cost_key(config), generator_fit(record)[0]]) if config else None
 
-    here = Counter(like(r) for r in records if speed_class(r) == machine)
-    return [r for r in records if speed_class(r) == machine or here[like(r)] < HERE_MIN or like(r) is None]
+def _alike(record: dict) -> str | None:
+    """What runs cost alike by (``without_outliers``, ``measured_here``): the config less the seed and whether the
+    run loaded its generator's fit; None for a record without a config."""
+    config = record.get("config")
+    return json.dumps([cost_key(config), generator_fit(record)[0]]) if config else None
 
 
 def run_seconds(record: dict) -> float:
