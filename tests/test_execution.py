@@ -656,3 +656,12 @@ def test_a_looks_log_line_names_what_it_decided():
         "2 decided (e vs none; f vs none)"
     )
     assert look_line(Look(12, ["a vs none"], None)) == "look at 12 seeds: 1 verdict(s) undecided (a vs none)"
+
+
+def test_a_run_label_names_the_protocol_when_it_has_settings_so_a_curve_point_is_not_read_as_none():
+    from synthmed.experiment.execute import run_label
+    from synthmed.spec import RunSpec
+
+    assert run_label(RunSpec(dataset="breastmnist", method="cvae", seed=2)) == "breastmnist cvae seed 2"
+    curve_point = RunSpec(dataset="pneumoniamnist", method="none", real_per_class=300, seed=18)
+    assert run_label(curve_point) == "pneumoniamnist lowdata 300/class none seed 18"

@@ -40,7 +40,7 @@ from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid
 from synthmed.experiment.runner import Runner
-from synthmed.spec import RunSpec, method_label
+from synthmed.spec import RunSpec, method_label, protocol_label
 from synthmed.store import ResultStore
 
 
@@ -76,13 +76,19 @@ class Outcome:
 
 
 def run_label(spec: RunSpec) -> str:
-    """``breastmnist cvae weight 0.5 seed 2``: what a person reads in progress lines and failures."""
+    """``breastmnist cvae weight 0.5 seed 2``: what a person reads in progress lines and failures; the protocol when
+    it has settings (``pneumoniamnist lowdata 300/class none seed 18``), so a curve point's run is not read as the
+    grid's ``none``."""
     config = {
         "method": spec.method,
         "method_params": spec.method_params,
         "synthesis": {k: getattr(spec.synthesis, k) for k in spec.synthesis.__dataclass_fields__},
     }
-    return f"{spec.dataset} {method_label(config)} seed {spec.seed}"
+    protocol = protocol_label(
+        {k: getattr(spec, k) for k in ("protocol", "real_per_class", "fraction", "stratified", "size")}
+    )
+    where = f"{spec.dataset} {protocol}" if protocol != spec.protocol else spec.dataset
+    return f"{where} {method_label(config)} seed {spec.seed}"
 
 
 def default_workers(device: str, runs: int, cpus_per_run: int = 1) -> int:
