@@ -484,7 +484,7 @@ def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_
     )
     _, stderr = taker.communicate(timeout=300)
     assert taker.returncode == 0, stderr
-    assert _done_lines(stderr) == ["breastmnist none seed 0"] and time.time() - started > 3.5
+    assert _done_lines(stderr) == ["breastmnist lowdata 20/class none seed 0"] and time.time() - started > 3.5
 
 
 @pytest.mark.slow
@@ -526,7 +526,7 @@ def test_a_killed_drivers_claims_are_dropped_at_once_on_its_machine(real_root, t
     taker = _synthmed(args, real_root)
     _, stderr = taker.communicate(timeout=240)  # far less than the 300 s lease
     assert taker.returncode == 0, stderr
-    assert _done_lines(stderr) == ["breastmnist none seed 0"]
+    assert _done_lines(stderr) == ["breastmnist lowdata 20/class none seed 0"]
 
 
 SLEEPY_WORKER = """
