@@ -411,8 +411,9 @@ def test_a_grids_export_takes_its_own_runs_and_the_curve_not_another_studys_impo
     ]
 
 
-def test_time_blocked_on_a_cache_lock_is_counted(tmp_path):
-    """A run that waits for a fit another worker is making learns how long it waited (its record keeps it apart)."""
+def test_time_blocked_on_a_cache_lock_is_counted_and_said(tmp_path):
+    """A run that waits for a fit another worker is making learns how long it waited (its record keeps it apart),
+    and says that it waits (``on_wait``, once) instead of showing what it did last; a free lock says nothing."""
     import threading
     import time
 
@@ -428,14 +429,15 @@ def test_time_blocked_on_a_cache_lock_is_counted(tmp_path):
     thread = threading.Thread(target=holder)
     thread.start()
     held.wait()
-    before = lock_wait_seconds()
-    with file_lock(tmp_path / "fit.lock"):
+    before, said = lock_wait_seconds(), []
+    with file_lock(tmp_path / "fit.lock", on_wait=lambda: said.append("waiting")):
         waited = lock_wait_seconds() - before
     thread.join()
-    assert 0.3 < waited < 5
+    assert 0.3 < waited < 5 and said == ["waiting"]
     before = lock_wait_seconds()
-    with file_lock(tmp_path / "fit.lock"):
+    with file_lock(tmp_path / "fit.lock", on_wait=lambda: said.append("waiting")):
         assert lock_wait_seconds() - before < 0.3  # a free lock costs nothing
+    assert said == ["waiting"]
 
 
 def test_a_runs_wait_for_another_workers_fit_is_not_counted_as_its_cost(tmp_path):

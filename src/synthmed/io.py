@@ -16,7 +16,7 @@ import math
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +124,12 @@ def lock_wait_seconds() -> float:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
+def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if absent) for the block: processes that need one cache entry
-    at the same moment fit it once, the others wait and then load it. POSIX ``flock``; where the platform has none
-    (Windows), the block runs unlocked. The time spent blocked is counted (``lock_wait_seconds``)."""
+    at the same moment fit it once, the others wait and then load it. ``on_wait`` is called once before blocking,
+    only when another holder has the lock (so a progress line can say the run waits, not what it did last). POSIX
+    ``flock``; where the platform has none (Windows), the block runs unlocked. The time spent blocked is counted
+    (``lock_wait_seconds``)."""
     import time
 
     path = Path(path)
@@ -139,7 +141,12 @@ def file_lock(path: str | Path) -> Iterator[None]:
             yield
             return
         start = time.perf_counter()
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         _LOCK_WAIT[0] += time.perf_counter() - start
         try:
             yield

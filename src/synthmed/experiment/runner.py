@@ -370,6 +370,7 @@ class Runner:
                     spec.seed,
                     self.cache_dir,
                     on_fit=(lambda: status(fitting)) if augmenter.trains else None,
+                    on_wait=lambda: status(f"{spec.method}: waiting for its networks, which another run is fitting"),
                 )
             if cached:
                 status(f"{spec.method}: its networks loaded from the cache")

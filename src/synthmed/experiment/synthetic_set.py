@@ -164,19 +164,19 @@ def fit_generator(
     cache_dir: str | Path,
     monitor: FidTracker | None = None,
     on_fit: Callable[[], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> tuple[Augmenter, bool, float, Path | None]:
     """Fit ``augmenter`` on the real training subset, or reload the cached fit when the method declares that it
-    trains networks. ``on_fit`` is called as a fit starts (not when one is loaded). Returns (augmenter, cached, fit
-    seconds, cache path)."""
+    trains networks. ``on_fit`` is called as a fit starts (not when one is loaded), ``on_wait`` when another process
+    is making this fit and the run waits to load it. Returns (augmenter, cached, fit seconds, cache path)."""
     if not augmenter.trains:
         if on_fit is not None:
             on_fit()
         return augmenter.fit(subset.train.images, subset.train.labels, seed=seed), False, 0.0, None
     assert isinstance(augmenter, TorchGenerator)  # ``trains`` declares the saved-weights contract of TorchGenerator
     path = generator_path(augmenter, data, subset, seed, cache_dir, monitor)
-    with file_lock(
-        Path(cache_dir) / ".locks" / f"{path.stem}.lock"
-    ):  # one fit when several runs need this generator at once
+    lock = Path(cache_dir) / ".locks" / f"{path.stem}.lock"
+    with file_lock(lock, on_wait):  # one fit when several runs need this generator at once
         if path.exists():
             loaded = TorchGenerator.load(path, device=augmenter.params.get("device", "auto"))
             if augmenter.fit_params is not None:  # a variant's fit: this run's own settings for what follows it
@@ -290,6 +290,7 @@ def synthesise(
             cache_dir,
             monitor,
             on_fit=lambda: status(f"fitting {method} ({_fit_length(augmenter.params)})"),
+            on_wait=lambda: status(f"{method}: waiting for its fit, which another run is making"),
         )
     if cached:
         status(f"{method}: its fit loaded from the cache")
