@@ -36,8 +36,10 @@ def breast_copy(real_root, tmp_path) -> Path:
 
 @pytest.fixture
 def cli(monkeypatch, capsys):
-    """``synthmed ARGS`` in this process: error paths and quick commands without an interpreter and torch
-    start-up per call (a subprocess stays for runs that train, kills and resumes)."""
+    """``synthmed ARGS`` in this process: without an interpreter and torch start-up per call (seconds on a busy
+    2-core machine), for error paths, quick commands and runs alike. A subprocess stays where a test needs a
+    process of its own: to kill it, to run two at once, for Ray, and for the ``python -m synthmed`` entry point
+    (the CLI's killed run). A command given ``--cpus-per-run`` sets this process's torch threads: restore them."""
     from synthmed.cli import main
 
     def invoke(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:

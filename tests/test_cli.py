@@ -16,15 +16,6 @@ import pytest
 from conftest import write_breast_like
 
 
-def synthmed(*args: str, root: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNTHMED_OFFLINE": "1"}
-    if root is not None:
-        env["SYNTHMED_DATA"] = str(root)
-    return subprocess.run(
-        [sys.executable, "-m", "synthmed", *args], env=env, capture_output=True, text=True, timeout=600, **kwargs
-    )
-
-
 def count_records(out: Path) -> tuple[int, int]:
     """(records, distinct run ids); (0, 0) while the store is being created by another process."""
     with sqlite3.connect(out / "results.sqlite", timeout=30) as conn:
@@ -50,6 +41,10 @@ def test_end_to_end_breastmnist_run_resume_and_report(real_root, tmp_path, cli):
         "--recipe",
         "chaptoukaev",
         "--paper-style",
+        # the two runs one after the other in this process: a pool's spawned workers each import torch, about a
+        # quarter of this test's time on a busy 2-core machine (the pool backend has its own test in test_grid.py)
+        "--workers",
+        "1",
         "--out",
         str(out),
     ]
@@ -101,10 +96,12 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
         "fp32",
         "--track-fid-every",
         "1",
+        "--workers",  # in this process, one run after another: no spawned workers that each import torch
+        "1",
         "--out",
         str(out),
     ]
-    result = synthmed(*args, root=real_root)
+    result = cli(*args, root=real_root)
     assert result.returncode == 0, result.stderr
     records = json.loads(cli("report", str(out), "--format", "records").stdout)
     cvae = sorted(
@@ -140,7 +137,7 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
 
 
 @pytest.mark.slow
-def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_path):
+def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_path, cli):
     out = tmp_path / "fail"
     args = [
         "run",
@@ -159,10 +156,12 @@ def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_pat
         "-p",
         "lr=1e6",
         "--no-fidelity",
+        "--workers",  # in this process, one run after another: no spawned workers that each import torch
+        "1",
         "--out",
         str(out),
     ]
-    result = synthmed(*args, root=real_root)
+    result = cli(*args, root=real_root)
     assert result.returncode == 1 and "failed:" in result.stderr and "lower the learning rate" in result.stderr
     assert count_records(out) == (1, 1)  # the none run finished and is kept
     errors = list((out / "runs").glob("*/error.json"))
@@ -174,7 +173,9 @@ def test_a_failing_generator_is_recorded_and_the_grid_goes_on(real_root, tmp_pat
 @pytest.mark.slow
 def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, cli):
     # an experiment file: `synthmed run` builds the same grid and runs it through the same executor and store
-    # (its resume is tested end to end above), so one driver covers the kill
+    # (its resume is tested end to end above), so one driver covers the kill. One worker, in the driver's process,
+    # killed and resumed: a pool's spawned workers each import torch (two per command cost this test 35 of its 58 s);
+    # that the workers of a killed driver exit is tested in test_execution.py
     out = tmp_path / "kill"
     (tmp_path / "exp.yaml").write_text(
         f"out: {out}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0, 1, 2]\n"
@@ -182,6 +183,7 @@ def test_killed_run_leaves_no_partial_record_and_resumes(real_root, tmp_path, cl
         "recipes: [{recipe: medmnist, epochs: 2}]\n"
     )
     args = [sys.executable, "-m", "synthmed", "experiment", "run", str(tmp_path / "exp.yaml"), "--no-report"]
+    args += ["--workers", "1"]
     env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -368,6 +370,8 @@ def test_own_npz_dataset_runs_generates_and_scores_and_tsynd_gets_its_dropout(re
         "fp32",
         "--classes",
         "malignant,benign",
+        "--workers",  # in this process, one run after another: no spawned workers that each import torch
+        "1",
         "--out",
         str(out),
     )

@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -139,13 +136,11 @@ def test_plots_are_valid_pngs(breast, noise):
 
 
 @pytest.mark.slow
-def test_generate_end_to_end(real_root, tmp_path):
-    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
+def test_generate_end_to_end(real_root, tmp_path, cli):
+    """In this process (the `python -m synthmed` entry point is tested by the CLI's killed run): two interpreters,
+    each importing torch, were most of this test's time."""
     out = tmp_path / "synthetic" / "cvae.npz"
     base = [
-        sys.executable,
-        "-m",
-        "synthmed",
         "generate",
         "--dataset",
         "breastmnist",
@@ -160,9 +155,7 @@ def test_generate_end_to_end(real_root, tmp_path):
         "--device",
         "cpu",
     ]
-    result = subprocess.run(
-        [*base, "--method", "cvae", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = cli(*base, "--method", "cvae", "--out", str(out), root=real_root)
     assert result.returncode == 0, result.stderr
     with np.load(out, allow_pickle=False) as archive:
         assert archive["train_images"].shape == (10, 28, 28) and archive["train_images"].dtype == np.uint8
@@ -177,13 +170,7 @@ def test_generate_end_to_end(real_root, tmp_path):
     assert report["losses"]["epochs"] == 2 and not report["losses"]["flagged"]
     assert report["reconstructions_by_design"] is False and len(report["memorisation"]["ratio"]) == 10
     assert report["flags"] == meta["audit_flags"] and len(report["collapse"]["per_class"]) == 2
-    refused = subprocess.run(
-        [*base, "--method", "flip", "--out", str(tmp_path / "flip.npz")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = cli(*base, "--method", "flip", "--out", str(tmp_path / "flip.npz"), root=real_root)
     assert refused.returncode == 2 and "does not generate images" in refused.stderr
     assert not (tmp_path / "flip.npz").exists()
 

@@ -196,13 +196,11 @@ recipes: [{{recipe: medmnist, epochs: 1}}]
 seeds: [0]
 """,
     )
-    env = {**os.environ, "SYNTHMED_DATA": str(real_root), "SYNTHMED_OFFLINE": "1"}
-    command = [sys.executable, "-m", "synthmed", "experiment", "run", str(path)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # trains: a process
 
-    def experiment(*args):  # the quick commands in this process
+    def experiment(*args):  # in this process: `python -m synthmed experiment run` is tested by the CLI's killed run
         return cli("experiment", *args, str(path), root=real_root)
 
+    result = experiment("run")
     assert result.returncode == 0, result.stderr
     assert "skipped octmnist" in result.stderr and "1 runs, 0 already in" in result.stderr
     assert (out / "report.html").exists()
@@ -227,22 +225,25 @@ seeds: [0]
 
 
 @pytest.mark.slow
-def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root, tmp_path, monkeypatch):
+def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root, tmp_path, monkeypatch, cli):
+    """Two runs (a pool of two workers takes two: with one run, ``--workers 2`` runs it in the driver's process),
+    each at one CPU thread on every backend, so their records are equal to the last bit."""
     pytest.importorskip("ray")
     pytest.importorskip("mlflow")
+    import torch
+
     from synthmed.report.records import load_records
 
     def experiment(out: Path) -> Path:
         path = tmp_path / f"{out.name}.yaml"
         path.write_text(
             f"out: {out}\ndatasets: [breastmnist]\nprotocols: [{{protocol: lowdata, real_per_class: 8}}]\n"
-            "methods: [none]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0]\n"
+            "methods: [none]\nrecipes: [{recipe: medmnist, epochs: 1}]\nseeds: [0, 1]\n"
             "options: {precision: fp32}\n"
         )
         return path
 
     env = {
-        **os.environ,
         "SYNTHMED_DATA": str(real_root),
         "SYNTHMED_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
@@ -250,21 +251,54 @@ def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root
         "HOME": str(tmp_path),
         "MLFLOW_ALLOW_FILE_STORE": "true",
     }
-    records = {}
-    extra = {
-        "local": ["--mlflow", (tmp_path / "mlruns").as_uri()],
-        "ray": ["--backend", "ray"],
-        "pool": ["--workers", "2"],
-    }
-    for backend, options in extra.items():
-        out = tmp_path / backend
-        args = [sys.executable, "-m", "synthmed", "experiment", "run", str(experiment(out)), "--no-report", *options]
-        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    for key, value in env.items():  # this process's (the local and pool drivers) and so the pool's workers'
+        monkeypatch.setenv(key, value)
+    from synthmed.experiment import backends
+
+    # two workers whatever this machine's cores and free memory (a pool bounded to one runs in the driver)
+    monkeypatch.setattr(backends, "pool_plan", lambda workers, threads: (workers, None))
+
+    records: dict[str, dict] = {}
+
+    def check(backend: str, result: subprocess.CompletedProcess) -> None:
         assert result.returncode == 0, result.stderr
-        assert ("mlflow: 1 run(s) logged" in result.stderr) == (backend == "local")
-        records[backend] = {r["run_id"]: r for r in load_records(out)}
+        assert ("mlflow: 2 run(s) logged" in result.stderr) == (backend == "local")
+        where = {"local": "(in this process)", "ray": "(ray backend", "pool": "(2 worker processes"}[backend]
+        assert where in result.stderr, result.stderr
+        records[backend] = {r["run_id"]: r for r in load_records(tmp_path / backend)}
+
+    def args(backend: str, *options: str) -> list[str]:
+        return ["experiment", "run", str(experiment(tmp_path / backend)), "--no-report", *options]
+
+    # Ray in a process of its own (its local instance never starts in the test process), started first: about half
+    # of its time is waiting for its servers, which the local and pool runs fill
+    ray = subprocess.Popen(
+        [sys.executable, "-m", "synthmed", *args("ray", "--backend", "ray")],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # local and pool drive from this process (no interpreter and torch start-up each); the local runs at one
+        # thread, as the pool's and Ray's workers do (--cpus-per-run 1), and the thread count is restored after
+        threads = torch.get_num_threads()
+        try:
+            in_order = cli(
+                *args("local", "--mlflow", (tmp_path / "mlruns").as_uri(), "--workers", "1", "--cpus-per-run", "1")
+            )
+        finally:
+            torch.set_num_threads(threads)
+        check("local", in_order)
+        check("pool", cli(*args("pool", "--workers", "2")))
+        stdout, stderr = ray.communicate(timeout=600)
+    finally:
+        if ray.poll() is None:
+            ray.kill()
+            ray.communicate()
+    check("ray", subprocess.CompletedProcess(ray.args, ray.returncode, stdout, stderr))
     for backend in ("ray", "pool"):
-        assert records[backend].keys() == records["local"].keys() and len(records[backend]) == 1
+        assert records[backend].keys() == records["local"].keys() and len(records[backend]) == 2
         for run_id, local in records["local"].items():
             remote = records[backend][run_id]
             assert remote["test_auc"] == pytest.approx(local["test_auc"], abs=1e-9)
@@ -272,12 +306,12 @@ def test_ray_and_pool_backends_write_the_same_records_as_the_local_one(real_root
             assert (tmp_path / backend / "runs" / run_id / "subset.json").exists()
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-
     client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
-    [logged] = client.search_runs([client.get_experiment_by_name("local").experiment_id])
-    assert logged.data.tags["synthmed.run_id"] in records["local"]
-    assert logged.data.metrics["test_auc"] == pytest.approx(next(iter(records["local"].values()))["test_auc"])
+    logged = client.search_runs([client.get_experiment_by_name("local").experiment_id])
+    assert {run.data.tags["synthmed.run_id"] for run in logged} == records["local"].keys()
+    for run in logged:
+        local = records["local"][run.data.tags["synthmed.run_id"]]
+        assert run.data.metrics["test_auc"] == pytest.approx(local["test_auc"])
 
 
 def test_pool_size_is_bounded_by_cores_and_memory():

@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing.managers import SyncManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.runner import Runner
 from synthmed.spec import RunSpec
+
+if TYPE_CHECKING:  # imported where a run computes: a pool's queue manager and idle workers never load torch
+    from synthmed.experiment.runner import Runner
 
 #: how often a pool worker checks that its driver is still alive (seconds)
 DRIVER_CHECK_SECONDS = 1.0
@@ -43,6 +45,8 @@ def remote_compute(settings: dict, spec: RunSpec, threads: int, events: Any = No
     """One run in a worker process: ("ok", record) or ("failed", message); nothing touches the store. ``events``
     (a queue) receives the run's progress."""
     import torch
+
+    from synthmed.experiment.runner import Runner
 
     torch.set_num_threads(threads)
     send = events.put if events is not None else (lambda item: None)
