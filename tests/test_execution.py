@@ -595,6 +595,23 @@ def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
     assert not any(_alive(pid) for pid in children), "a process of the pool outlived its killed driver"
 
 
+def test_a_run_that_fails_in_a_pool_worker_comes_back_as_its_message(tmp_path):
+    """A pool worker returns ("failed", message) for a run that raises a SynthmedError (a diverging generator, a
+    missing file), and the driver records it as in its own process. Called here directly: the CLI's grid with a
+    failing generator runs in one process, and a pool's spawned workers would each import torch."""
+    import torch
+
+    from synthmed.experiment.backends import remote_compute
+    from synthmed.spec import RunSpec
+
+    runner = Runner(tmp_path / "out", data_root=str(tmp_path / "empty"), download=False)
+    sent: list[tuple] = []
+    events = SimpleNamespace(put=sent.append)
+    status, message = remote_compute(runner.settings(), RunSpec("breastmnist"), torch.get_num_threads(), events)
+    assert status == "failed" and "breastmnist.npz not found" in str(message)
+    assert [kind for kind, *_ in sent] == ["started"]
+
+
 def test_a_rerun_sweeps_the_temporaries_a_killed_attempt_left_in_its_folder(tmp_path):
     """SIGKILL between an atomic write's write and rename leaves ``.NAME.xxxx.tmp``; the next attempt at the same
     run (which holds its claim, so no live writer shares the folder) removes it."""
