@@ -84,9 +84,7 @@ def run_label(spec: RunSpec) -> str:
         "method_params": spec.method_params,
         "synthesis": {k: getattr(spec.synthesis, k) for k in spec.synthesis.__dataclass_fields__},
     }
-    protocol = protocol_label(
-        {k: getattr(spec, k) for k in ("protocol", "real_per_class", "fraction", "stratified", "size")}
-    )
+    protocol = protocol_label(vars(spec))
     where = f"{spec.dataset} {protocol}" if protocol != spec.protocol else spec.dataset
     return f"{where} {method_label(config)} seed {spec.seed}"
 
