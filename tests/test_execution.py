@@ -678,10 +678,14 @@ def test_a_looks_log_line_names_what_it_decided():
     assert look_line(Look(12, ["a vs none"], None)) == "look at 12 seeds: 1 verdict(s) undecided (a vs none)"
 
 
-def test_a_run_label_names_the_protocol_when_it_has_settings_so_a_curve_point_is_not_read_as_none():
+def test_a_run_label_tells_apart_runs_that_differ_a_curve_point_a_protocol_setting_and_pretraining():
     from synthmed.experiment.execute import run_label
-    from synthmed.spec import RunSpec
+    from synthmed.spec import RunSpec, SyntheticLevers
 
     assert run_label(RunSpec(dataset="breastmnist", method="cvae", seed=2)) == "breastmnist cvae seed 2"
-    curve_point = RunSpec(dataset="pneumoniamnist", method="none", real_per_class=300, seed=18)
-    assert run_label(curve_point) == "pneumoniamnist lowdata 300/class none seed 18"
+    curve_point = RunSpec(dataset="pneumoniamnist", method="none", curve_per_class=300, seed=18)
+    assert run_label(curve_point) == "pneumoniamnist none 300/class seed 18"
+    smaller_subset = RunSpec(dataset="pneumoniamnist", method="none", real_per_class=50, seed=18)
+    assert run_label(smaller_subset) == "pneumoniamnist lowdata 50/class none seed 18"
+    pretrained = RunSpec(dataset="breastmnist", method="ddpm", synthesis=SyntheticLevers(pretrain_on_synthetic=True))
+    assert run_label(pretrained) == "breastmnist ddpm pretrain seed 0"

@@ -38,9 +38,9 @@ from synthmed.errors import SynthmedError
 from synthmed.experiment.budget import Budget, Durations, alarm, machine_class, stored_durations
 from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
-from synthmed.experiment.grid import Grid
+from synthmed.experiment.grid import Grid, row_label
 from synthmed.experiment.runner import Runner
-from synthmed.spec import RunSpec, method_label, protocol_label
+from synthmed.spec import RunSpec, protocol_label
 from synthmed.store import ResultStore
 
 
@@ -76,17 +76,12 @@ class Outcome:
 
 
 def run_label(spec: RunSpec) -> str:
-    """``breastmnist cvae weight 0.5 seed 2``: what a person reads in progress lines and failures; the protocol when
-    it has settings (``pneumoniamnist lowdata 300/class none seed 18``), so a curve point's run is not read as the
-    grid's ``none``."""
-    config = {
-        "method": spec.method,
-        "method_params": spec.method_params,
-        "synthesis": {k: getattr(spec.synthesis, k) for k in spec.synthesis.__dataclass_fields__},
-    }
+    """``breastmnist cvae weight 0.5 seed 2``: what a person reads in progress lines and failures, with the row label
+    of the report (``ddpm tstr pretrain``, a real-image curve point's ``none 300/class``) and the protocol when it
+    has settings (``pneumoniamnist lowdata 50/class``), so two runs that differ are never printed alike."""
     protocol = protocol_label(vars(spec))
     where = f"{spec.dataset} {protocol}" if protocol != spec.protocol else spec.dataset
-    return f"{where} {method_label(config)} seed {spec.seed}"
+    return f"{where} {row_label(spec)} seed {spec.seed}"
 
 
 def default_workers(device: str, runs: int, cpus_per_run: int = 1) -> int:
