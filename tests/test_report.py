@@ -186,6 +186,22 @@ def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):
     assert group_plot(runs, "thirteen methods").startswith(b"\x89PNG")
 
 
+def test_a_group_with_long_row_labels_keeps_its_axes():
+    """A TSynD row's label with its levers, rotated unwrapped, took the whole figure: matplotlib collapsed the
+    axes to nothing and warned. Labels are wrapped and the figure grows by them."""
+    import warnings
+
+    from synthmed.report.figures import group_plot
+
+    long = {"method_params": {"target": "mutual_information", "latent_steps": 20, "step_size": 0.05}}
+    runs = [
+        record(m, s, 0.8 + 0.01 * s, 0.7, **(long if m != "none" else {})) for m in ("none", "tsynd") for s in (0, 1)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert group_plot(runs, "a long label").startswith(b"\x89PNG")
+
+
 def test_header_gives_the_wall_time_with_a_run_going_beside_the_compute():
     """Two overlapping runs (10 minutes each, 5 apart) and one an hour later: 15 + 1 minutes of wall time."""
 

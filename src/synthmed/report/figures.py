@@ -491,10 +491,14 @@ def group_plot(records: list[dict], title: str) -> bytes:
     records = [{**r, "method": method_label(r["config"])} for r in records]
     methods = list(dict.fromkeys(r["method"] for r in sorted(records, key=lambda r: r["method"] != "none")))
     colours = method_colours(methods)
+    # Row labels stand upright, wrapped, and the figure grows by their length: a long one (a TSynD row with its
+    # levers) rotated unwrapped took the whole figure, and the layout collapsed the axes to nothing.
+    ticks = [textwrap.fill(method, 28) for method in methods]
+    tick_height = 0.05 * max(len(line) for tick in ticks for line in tick.splitlines())
     fig, axes = plt.subplots(
         1,
         3,
-        figsize=(max(9.0, 5 + 1.6 * len(methods)), 3.4),
+        figsize=(max(9.0, 5 + 1.6 * len(methods)), 2.6 + tick_height),
         constrained_layout=True,
         gridspec_kw={"width_ratios": [1, 1, 1.6]},
     )
@@ -509,7 +513,7 @@ def group_plot(records: list[dict], title: str) -> bytes:
                 s=14,
                 zorder=3,
             )
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set_xticks(range(len(methods)), ticks, rotation=90, fontsize=7)
         ax.set_ylim(max(0.0, min(r[metric] for r in records) - 0.05), 1.0)
         ax.set_title(metric.replace("_", " "))
         ax.grid(axis="y", alpha=0.3)
