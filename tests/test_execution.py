@@ -465,6 +465,33 @@ def test_two_processes_on_one_folder_run_each_run_once(real_root, tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
 
 
+def test_no_wait_for_others_ends_at_once_and_leaves_the_held_run_and_the_look_to_its_holder(real_root, tmp_path, cli):
+    """A lane whose last run another lane holds sat idle for minutes waiting for it (and for the --seeds auto look
+    the holder makes anyway); --no-wait-for-others ends it, the claim and the study's plan untouched."""
+    from synthmed.spec import RunSpec
+
+    out = tmp_path / "shared"
+    spec = RunSpec("breastmnist", real_per_class=8, epochs=1)
+    run_id = Runner(out, data_root=str(real_root)).run_id(spec)
+    with ResultStore(out / "results.sqlite") as store:
+        assert store.claim(run_id, "other-host:4242:busy", lease=600)
+    grid = ["run", "-d", "breastmnist", "--real-per-class", "8", "-m", "none", "--epochs", "1", "--out", str(out)]
+    started = time.time()
+    lane = cli(*grid, "--seeds", "0", "--no-wait-for-others", "--no-report", root=real_root)
+    assert lane.returncode == 0, lane.stderr
+    assert "1 run(s) left to the processes that hold them" in lane.stdout + lane.stderr
+    assert time.time() - started < 30
+    with ResultStore(out / "results.sqlite") as store:
+        assert store.run_ids() == set() and run_id in store.claimed_by_others("")
+    auto = ["--seeds", "auto", "--min-seeds", "2", "--max-seeds", "4", "--workers", "1", "--no-wait-for-others"]
+    lane = cli(*grid, *auto, root=real_root)  # runs seed 1, leaves seed 0 and the look at 2 seeds to its holder
+    assert lane.returncode == 0, lane.stderr
+    assert "look at 2 seeds" not in lane.stdout + lane.stderr
+    assert json.loads((out / "sequential.json").read_text())["looks"] == []  # the plan recorded, no look made
+    with ResultStore(out / "results.sqlite") as store:
+        assert len(store.run_ids()) == 1
+
+
 @pytest.mark.slow
 def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_root, tmp_path, cli, monkeypatch):
     """Another machine's process claimed the run and went silent: this one waits for the lease, then runs it (in this
@@ -482,6 +509,7 @@ def test_a_claim_that_is_not_renewed_is_taken_over_after_its_lease_expires(real_
     taker = cli(*args, "--no-report", "--out", str(out), root=real_root)
     assert taker.returncode == 0, taker.stderr
     assert _done_lines(taker.stderr) == ["breastmnist lowdata 8/class none seed 0"] and time.time() - started > 3.5
+    assert "waiting: 1 run(s) held by other processes (breastmnist lowdata 8/class none seed 0)" in taker.stderr
 
 
 @pytest.mark.slow
@@ -630,7 +658,8 @@ def test_a_rerun_sweeps_the_temporaries_a_killed_attempt_left_in_its_folder(tmp_
 
 
 def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
-    """No terminal, no bars: a run's start, its stages and an epoch line at most every LOG_EVERY seconds."""
+    """No terminal, no bars: a run's start, its stages, an epoch line at most every LOG_EVERY seconds, and what it
+    waits for once (a lane's log was silent for minutes while it waited on another lane's run)."""
     import io
     import re
 
@@ -651,6 +680,8 @@ def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
             view(Event("epoch", "breastmnist ddpm seed 3", row={"val_auc": 0.9}))
         record = {"test_auc": 0.91, "test_acc": 0.8, "best_epoch": 3, "epochs_run": 20, "total_time": 1234.0}
         view(Event("finished", "breastmnist ddpm seed 3", record=record))
+        for _ in range(2):  # polled again and again: said once
+            view(Event("waiting", message="1 run(s) held by other processes (breastmnist none seed 4)"))
     lines = re.findall(r"^\d\d:\d\d:\d\d (.*)$", log.getvalue(), flags=re.MULTILINE)
     assert lines == [
         "started breastmnist ddpm seed 3",
@@ -658,6 +689,7 @@ def test_a_step_writing_to_a_log_file_prints_timed_progress_lines(monkeypatch):
         "breastmnist ddpm seed 3: epoch 1 of 20, val AUC 0.900",
         "breastmnist ddpm seed 3: epoch 3 of 20, val AUC 0.900",
         "breastmnist ddpm seed 3: test AUC 0.910 ACC 0.800 (epoch 3 of 20, 1234 s)",  # when it ended
+        "waiting: 1 run(s) held by other processes (breastmnist none seed 4)",
     ]
     terminal = io.StringIO()
     with render.ProgressView(Console(file=terminal, force_terminal=True), "s") as bars:

@@ -39,6 +39,7 @@ class ProgressView:
         self.runs: dict[str, TaskID] = {}
         self.plain = not console.is_terminal
         self.logged: dict[str, float] = {}  # plain: when each run's last epoch line was printed
+        self.waiting = ""  # plain: the last waiting message printed
 
     def log(self, text: str) -> None:
         """A timed line, for a log file only."""
@@ -90,6 +91,9 @@ class ProgressView:
         elif event.kind == "waiting":
             if self.total is not None:
                 p.update(self.total, description=f"runs ({escape(event.message)})")
+            if event.message != self.waiting:  # a log says when waiting starts or what it waits for changes
+                self.waiting = event.message
+                self.log(f"waiting: {event.message}")
         elif event.kind == "imported":
             self.console.print(f"imported {event.message}", highlight=False, soft_wrap=True, markup=False)
         elif event.kind == "report":

@@ -117,6 +117,13 @@ def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(BUDGET_EXIT)
+    if outcome.left_to_others:
+        console.print(
+            f"{outcome.left_to_others} run(s) left to the processes that hold them (--no-wait-for-others): they "
+            f"finish them and make the --seeds auto look; {outcome.done} runs of the grid done",
+            highlight=False,
+            soft_wrap=True,
+        )
     if outcome.failed:
         raise typer.Exit(1)
 

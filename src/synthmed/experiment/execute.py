@@ -71,6 +71,7 @@ class Outcome:
     report: list[Path] = field(default_factory=list)
     mlflow_logged: int | None = None
     budget_reached: bool = False  # a run did not fit the time budget, or its deadline came
+    left_to_others: int = 0  # runs other processes held when this one ended without waiting (--no-wait-for-others)
     done: int = 0  # runs of the grid in the store at the end
     left: int = 0  # runs of the grid not in the store at the end
 
@@ -400,7 +401,11 @@ def _run_round(
                     if free:
                         run_all(free)
                         continue
-                    emit(Event("waiting", message=f"{len(left)} run(s) held by other processes"))
+                    if not execution.wait_for_others:
+                        outcome.left_to_others = len(left)
+                        break
+                    held = ", ".join(run_label(spec) for spec in left[:3]) + (", ..." if len(left) > 3 else "")
+                    emit(Event("waiting", message=f"{len(left)} run(s) held by other processes ({held})"))
                     time.sleep(min(claims.lease / 4, POLL_SECONDS))
                     claims.drop_dead_holders()
         except Abandoned:  # the deadline came: the runs in flight leave no record, error.json or temporary file
@@ -425,7 +430,7 @@ def _run_round(
             )
         emit(Event("budget", message=f"{outcome.done} runs done, {outcome.left} left"))
     if not stored:
-        if outcome.budget_reached:
+        if outcome.budget_reached or outcome.left_to_others:
             return outcome
         raise SynthmedError(
             f"every run failed; the first: {outcome.failed[0]}" if outcome.failed else "no run finished"
@@ -450,8 +455,9 @@ def _run_round(
     return outcome
 
 
-class _BudgetReached(Exception):
-    """A round of --seeds auto ended at the time budget: no further round starts."""
+class _Stopped(Exception):
+    """A round of --seeds auto ended at the time budget, or left runs to other processes: no look, no further
+    round."""
 
 
 def check_targets(execution: Execution, out: Path) -> None:
@@ -558,11 +564,13 @@ def run_grid(
         total.by_others += outcome.by_others
         total.report, total.mlflow_logged = outcome.report or total.report, outcome.mlflow_logged
         total.done, total.left = outcome.done, outcome.left
+        total.left_to_others = outcome.left_to_others
         if outcome.budget_reached:
             total.budget_reached = True
-            raise _BudgetReached()
+        if outcome.budget_reached or outcome.left_to_others:  # no look on a round this process did not see end
+            raise _Stopped()
 
-    with contextlib.suppress(_BudgetReached):
+    with contextlib.suppress(_Stopped):
         if plan is None:
             round_(specs, execution.report)
         else:

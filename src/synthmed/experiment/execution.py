@@ -120,6 +120,12 @@ class Execution:
         "1 hour); runs in flight at the end are abandoned without a record, and the command exits with status 3; "
         "run it again to continue.",
     )
+    wait_for_others: bool = knob(
+        True,
+        help="When only runs other processes hold are left, wait for them (taking over any whose holder stops); "
+        "--no-wait-for-others ends instead and leaves them, and a --seeds auto look, to their holders, so a lane's "
+        "next command starts at once.",
+    )
     export_to: Path | None = knob(
         None,
         metavar="DIR",
