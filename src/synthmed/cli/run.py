@@ -119,8 +119,8 @@ def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
         raise typer.Exit(BUDGET_EXIT)
     if outcome.left_to_others:
         console.print(
-            f"{outcome.left_to_others} run(s) left to the processes that hold them (--no-wait-for-others): they "
-            f"finish them and make the --seeds auto look; {outcome.done} runs of the grid done",
+            f"{outcome.left_to_others} run(s) left to the processes that hold them (--no-wait-for-others; they "
+            f"finish them, and make any --seeds auto look); {outcome.done} runs of the grid done",
             highlight=False,
             soft_wrap=True,
         )
