@@ -367,7 +367,8 @@ def test_status_costs_pending_runs_by_the_longest_stored_run_and_names_what_it_c
     assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "pretrain": True}) == 250
     assert durations.seconds(ddpm, {"method": "ddpm", "seed": 7, "batch_size": 128}) == 1600
     dcgan = ("pneumoniamnist", "lowdata", "dcgan")
-    runs = [(ddpm, {"method": "ddpm", "seed": 3}, None), (ddpm, None, None), (none, None, None), (dcgan, None, None)]
+    runs = [(ddpm, {"method": "ddpm", "seed": 3}, None, None), (ddpm, None, None, None), (none, None, None, None)]
+    runs += [(dcgan, None, None, None)]
     cost = estimate(runs, durations)
     assert (cost.seconds, cost.known, cost.unknown) == (3400, 3, {"dcgan": 1})
     line = cost.line(workers=2)
@@ -697,6 +698,56 @@ def test_the_runner_knows_whether_a_runs_generator_fit_is_cached(real_root, tmp_
     assert runner.fit_cached(expand(grid(5))[0]) is True and runner.fit_cached(expand(grid(4))[0]) is False  # cycled
 
 
+def test_a_reference_classifier_is_costed_apart_and_only_for_a_run_that_will_train_it():
+    """A ddpm run that trained its reference (600 s) and made its fit (1,300 s) in 2,200 s: a run that loads both
+    costs 300 s, one that loads the fit and trains the reference 900 s, one that makes both 2,200 s; a new machine
+    trains one reference per generator seed that the stored runs had loaded."""
+    from synthmed.experiment.budget import Durations, estimate, run_seconds
+
+    key = ("breastmnist", "lowdata", "ddpm")
+    config = {"method": "ddpm", "seed": 0, "synthesis": {"fidelity_epochs": 20}}
+
+    def record(seconds: float, fit: bool, reference: bool, seed: int = 0) -> dict:
+        synthetic = {"generator_cached": not fit, "generator_seconds": 1300.0 if fit else 0.0}
+        synthetic |= {"reference_cached": not reference} | ({"reference_seconds": 600.0} if reference else {})
+        made = config | {"seed": seed}
+        return {**dict(zip(("dataset", "protocol", "method"), key)), "config": made, "total_time": seconds} | {
+            "metrics": {"synthetic": synthetic}
+        }
+
+    both, loads = record(2200.0, fit=True, reference=True), record(310.0, fit=False, reference=False, seed=5)
+    assert run_seconds(both) == 1600.0 and run_seconds(loads) == 310.0
+    durations = Durations.of([both, loads])
+    assert durations.seconds(key, config, fit_cached=True, reference_cached=True) == 310.0
+    assert durations.seconds(key, config, fit_cached=True, reference_cached=False) == 910.0
+    assert durations.seconds(key, config, fit_cached=False, reference_cached=False) == 2200.0
+    assert durations.seconds(key, config, fit_cached=False, reference_cached=None) == 1600.0  # needs none
+    # a reference of other epochs, or of another dataset, is not priced by this one's
+    other = config | {"synthesis": {"fidelity_epochs": 30}}
+    assert durations.seconds(key, other, fit_cached=False, reference_cached=False) == 1600.0
+    assert estimate([(key, config, True, False), (key, config, True, True)], durations).seconds == 910.0 + 310.0
+
+
+def test_the_runner_knows_whether_a_runs_reference_classifier_is_cached(real_root, tmp_path):
+    """``reference_cached`` names the file ``reference_classifier`` writes, with the cycled generator seed; a run
+    without a synthetic set, or without an audit that reads a reference, needs none."""
+    from synthmed.audit.reference import reference_path
+    from synthmed.experiment.runner import Runner, subset_of
+
+    runner = Runner(tmp_path / "study", Execution(data_root=str(real_root)))
+    methods = [{"method": "cvae", "fidelity": [True]}, {"method": "cvae", "fidelity": [False]}, {"method": "none"}]
+    grid = override(Grid(datasets=["breastmnist"], seeds=[5], methods=methods), {"generator_seeds": "2"})
+    audited, unaudited, none = expand(grid)
+    assert runner.reference_cached(none) is None and runner.reference_cached(unaudited) is None
+    assert runner.reference_cached(audited) is False
+    data = runner.dataset(audited)
+    path = reference_path(data, subset_of(audited, data), 1, runner.cache_dir, audited.synthesis.fidelity_epochs)
+    assert runner.reference_path(audited) == path  # generator seed 5 mod 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    assert runner.reference_cached(audited) is True
+
+
 def test_a_budget_leaves_out_a_run_that_would_make_its_fit_and_starts_the_one_that_loads_it(tmp_path, monkeypatch):
     """Pretraining on ddpm's images took 0.5 s where it loaded a stored fit and the fit 900 s: under a 60 s budget
     the run whose fit is cached starts, the one that would make its fit does not."""
@@ -742,7 +793,7 @@ def test_status_prices_one_fit_per_generator_the_first_run_of_it_makes(tmp_path)
     (tmp_path / "fits" / "0.pt").write_bytes(b"")
     methods = [{"method": "ddpm"}, {"method": "ddpm", "pretrain_on_synthetic": [True]}, {"method": "none"}]
     planned = planned_fits(runner, expand(Grid(datasets=["breastmnist"], seeds=[0, 1], methods=methods)))
-    states = {(s.seed, s.method, s.synthesis.pretrain_on_synthetic): cached for s, cached in planned}
+    states = {(s.seed, s.method, s.synthesis.pretrain_on_synthetic): cached for s, cached, _ in planned}
     assert states == {
         (0, "ddpm", True): True,
         (0, "ddpm", False): True,
@@ -888,11 +939,11 @@ def test_the_typical_estimate_takes_each_configs_median_run_with_fitting_runs_ap
     ddpm += [record("ddpm", 320.0, cached=True, seed=2)]
     chosen = typical(cvae + ddpm)
     assert sorted(r["total_time"] for r in chosen) == [320.0, 400.0, 1500.0]
-    runs = [(("pneumoniamnist", "lowdata", "conv-cvae"), {"method": "conv-cvae", "seed": 9}, None)]
-    runs += [(("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, False)]
+    runs = [(("pneumoniamnist", "lowdata", "conv-cvae"), {"method": "conv-cvae", "seed": 9}, None, None)]
+    runs += [(("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, False, None)]
     longest, median = estimate(runs, Durations.of(cvae + ddpm)), estimate(runs, Durations.of(chosen))
     # a seed that loads a stored fit: the loading runs' median, not the fitting runs' median less their fit (200 s)
-    loads = (("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, True)
+    loads = (("pneumoniamnist", "lowdata", "ddpm"), {"method": "ddpm", "seed": 9}, True, None)
     assert estimate([loads], Durations.of(chosen)).seconds == 320.0
     assert estimate([loads], Durations.of(cvae + ddpm)).seconds == 320.0  # the longest of 300 (1,600 - 1,300) and 320
     assert (longest.seconds, median.seconds) == (900.0 + 1600.0, 400.0 + 1500.0)

@@ -36,6 +36,10 @@ class FakeRunner(Runner):
     def validate(self, specs):
         """Nothing to check: there is no data behind the MD5."""
 
+    def reference_path(self, spec):
+        """No reference classifier: there is no subset to train one on."""
+        return None
+
 
 def fake_record(runner: Runner, spec, auc: float) -> dict:
     run_id, config = spec.key("fake")

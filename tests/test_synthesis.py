@@ -108,6 +108,10 @@ def test_confidence_filter_and_fidelity_use_the_reference_classifier(breast_smal
     assert result.audit.details["fidelity"]["accuracy"] == 1.0
     assert 0.0 <= info["candidate_fidelity"] <= 1.0
     assert result.audit.kept_share == info["kept_share"] and result.audit.fidelity == 1.0
+    # the run says it trained its reference and how long it took (a time budget costs the next such run by it)
+    assert result.audit.reference_cached is False and result.audit.reference_seconds > 0
+    again = synthesise(data, subset, "cvae", {"epochs": 2}, levers, 0, tmp_path, device="cpu", precision="fp32")
+    assert again.audit.reference_cached is True and again.audit.reference_seconds is None
 
 
 @pytest.mark.slow

@@ -199,6 +199,12 @@ class SyntheticLevers:
         "comma list sweeps.",
     )
 
+    @property
+    def needs_reference(self) -> bool:
+        """Whether a generative run trains (or loads) a reference classifier: its fidelity audit, confidence filter
+        and FID tracking read one."""
+        return bool(self.fidelity or self.min_confidence is not None or self.track_fid_every)
+
     def check(self) -> None:
         """Refuse two count policies or two generator-seed rules at once (bounds are checked when a value is
         read)."""

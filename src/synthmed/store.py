@@ -110,10 +110,10 @@ class ResultStore:
 
     def timings(self) -> list[dict]:
         """Each stored run's dataset, protocol, method, config, ``total_time`` (where known), the machine it ran on
-        (``device``, ``versions`` with its CPU's kernel level and GPU), the seconds it waited
-        for another worker's fit (``metrics["lock_wait_s"]``) and whether it made its generator's fit and in how long
-        (``metrics["synthetic"]``, ``metrics["generator_fit"]``): what a time budget estimates a pending run's
-        duration from."""
+        (``device``, ``versions`` with its CPU's kernel level and GPU), the seconds it waited for another worker's
+        fit (``metrics["lock_wait_s"]``) and whether it made its generator's fit and its reference classifier and in
+        how long (``metrics["synthetic"]``, ``metrics["generator_fit"]``): what a time budget estimates a pending
+        run's duration from."""
         rows = self._conn.execute(
             "SELECT dataset, protocol, method, config, total_time, metrics, device, versions FROM runs "
             "WHERE total_time IS NOT NULL"
@@ -123,7 +123,8 @@ class ResultStore:
             metrics = json.loads(text) if text else {}
             kept = {k: metrics[k] for k in ("lock_wait_s", "generator_fit") if k in metrics}
             if isinstance(metrics.get("synthetic"), dict):
-                kept["synthetic"] = {k: metrics["synthetic"].get(k) for k in ("generator_cached", "generator_seconds")}
+                made = ("generator_cached", "generator_seconds", "reference_cached", "reference_seconds")
+                kept["synthetic"] = {k: metrics["synthetic"][k] for k in made if k in metrics["synthetic"]}
             config = json.loads(c) if c else None
             versions = {k: val for k, val in (json.loads(v) if v else {}).items() if k in ("cpu_capability", "gpu")}
             out.append(

@@ -128,6 +128,13 @@ def reference_key(data: Dataset, subset: Subset, seed: int, epochs: int) -> dict
     } | ({"batch_size": batch} if batch != recipe_batch else {})
 
 
+def reference_path(data: Dataset, subset: Subset, seed: int, cache_dir: str | Path, epochs: int) -> Path:
+    """Where the cache keeps the reference classifier of (data, subset, seed, epochs): a time budget asks whether a
+    run will train it."""
+    digest = hashlib.sha256(json.dumps(reference_key(data, subset, seed, epochs), sort_keys=True).encode())
+    return Path(cache_dir) / f"reference_{digest.hexdigest()[:16]}.pt"
+
+
 def reference_classifier(
     data: Dataset,
     subset: Subset,
@@ -140,8 +147,7 @@ def reference_classifier(
 ) -> ReferenceClassifier:
     """The cached reference classifier of (data, subset, seed, epochs), trained on the real subset if absent."""
     key = reference_key(data, subset, seed, epochs)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"reference_{digest}.pt"
+    path = reference_path(data, subset, seed, cache_dir, epochs)
     channels = data.n_channels
     with file_lock(Path(cache_dir) / ".locks" / f"{path.stem}.lock"):  # trained once when several runs need it at once
         if path.exists():

@@ -278,8 +278,8 @@ def experiment_status(
 
     def cost_line(runs: list, prefix: str = "") -> None:
         keyed = [
-            ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], cached)
-            for s, cached in planned_fits(runner, runs)
+            ((runner.dataset(s).name, s.protocol, s.method), s.key(runner.dataset(s).md5)[1], fit, reference)
+            for s, fit, reference in planned_fits(runner, runs)
         ]
         longest, median = estimate(keyed, durations), estimate(keyed, typical_durations)
         line = prefix + longest.line(workers or os.cpu_count() or 1, median)

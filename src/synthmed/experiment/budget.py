@@ -93,6 +93,9 @@ class Durations:
     fits: dict[str, float] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
     unfitted_by_method: dict[MethodKey, float] = field(default_factory=dict)
+    #: the longest stored training of each reference classifier config (``reference_cost_key``), from the runs that
+    #: trained theirs: every other figure here is a run's time less that training, added back where a run will train
+    references: dict[str, float] = field(default_factory=dict)
     #: this machine's seconds per stored second, by the ``speed_class`` of the machine a run was stored on
     #: (``speed_factors``); a class not in it counts as this machine's speed
     factors: dict[str, float] = field(default_factory=dict)
@@ -116,6 +119,9 @@ class Durations:
         seconds = run_seconds(record) * scale
         key = (record["dataset"], record["protocol"], record["method"])
         self.by_method[key] = max(self.by_method.get(key, 0.0), seconds)
+        if (trained := reference_trained(record)) and record.get("config"):
+            alike_reference = reference_cost_key(key, record["config"])
+            self.references[alike_reference] = max(self.references.get(alike_reference, 0.0), trained * scale)
         cached, fit = generator_fit(record)
         fit = fit * scale if fit is not None else None
         rest = seconds - ((fit or 0.0) if cached is False else 0.0)  # what the run cost besides the fit it made
@@ -135,7 +141,21 @@ class Durations:
                 else:
                     self.reused_fit.discard(alike)
 
-    def seconds(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
+    def seconds(
+        self,
+        key: MethodKey,
+        config: dict | None = None,
+        fit_cached: bool | None = None,
+        reference_cached: bool | None = None,
+    ) -> float | None:
+        """``run_cost`` with, for a run that will train its reference classifier (``reference_cached`` False), the
+        longest stored training of a reference like it on top (none stored: nothing added)."""
+        seconds = self.run_cost(key, config, fit_cached)
+        if seconds is not None and reference_cached is False and config is not None:
+            seconds += self.references.get(reference_cost_key(key, config), 0.0)
+        return seconds
+
+    def run_cost(self, key: MethodKey, config: dict | None = None, fit_cached: bool | None = None) -> float | None:
         """The expected duration of a run of ``key`` with ``config``: its config's longest stored run, else its
         method's (less the fit each made, for a run whose fit is cached), else None (nothing stored).
         ``fit_cached`` False (the run will make its generator's fit): a config
@@ -206,8 +226,26 @@ def _alike(record: dict) -> str | None:
 
 def run_seconds(record: dict) -> float:
     """A stored run's ``total_time`` less any wait for a fit another worker was making (``metrics.lock_wait_s``):
-    counting the wait would cost it once more on the run's own."""
-    return float(record["total_time"]) - float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
+    counting the wait would cost it once more on the run's own; and less the reference classifier it trained
+    (``reference_trained``), costed apart since a run on another machine, or later on this one, may load it."""
+    waited = float((record.get("metrics") or {}).get("lock_wait_s", 0.0))
+    return float(record["total_time"]) - waited - reference_trained(record)
+
+
+def reference_trained(record: dict) -> float:
+    """The seconds a stored run spent training its reference classifier (0 where it loaded it, or its record, older
+    than the field, does not say)."""
+    made = (record.get("metrics") or {}).get("synthetic") or {}
+    return float(made.get("reference_seconds") or 0.0) if made.get("reference_cached") is False else 0.0
+
+
+def reference_cost_key(key: MethodKey, config: dict) -> str:
+    """What a reference classifier's training costs alike by: dataset, protocol, the subset's size settings and the
+    reference's epochs and precision (not the method, nor the seed)."""
+    sized = ("size", "fraction", "real_per_class", "curve_per_class", "stratified", "precision")
+    fields = {name: config.get(name) for name in sized}
+    epochs = (config.get("synthesis") or {}).get("fidelity_epochs")
+    return json.dumps([key[0], key[1], fields, epochs], sort_keys=True, default=str)
 
 
 def generator_fit(record: dict) -> tuple[bool | None, float | None]:
@@ -377,12 +415,12 @@ class Estimate:
         return text
 
 
-def estimate(runs: Iterable[tuple[MethodKey, dict | None, bool | None]], durations: Durations) -> Estimate:
-    """Cost the runs, each named by its (dataset, protocol, method), config and whether its generator fit is cached
-    (``Durations.seconds``), with ``durations``."""
+def estimate(runs: Iterable[tuple[MethodKey, dict | None, bool | None, bool | None]], durations: Durations) -> Estimate:
+    """Cost the runs, each named by its (dataset, protocol, method), config and whether its generator fit and its
+    reference classifier are cached (``Durations.seconds``), with ``durations``."""
     seconds, known, unknown = 0.0, 0, Counter[str]()
-    for key, config, fit_cached in runs:
-        expected = durations.seconds(key, config, fit_cached)
+    for key, config, fit_cached, reference_cached in runs:
+        expected = durations.seconds(key, config, fit_cached, reference_cached)
         if expected is not None:
             seconds, known = seconds + expected, known + 1
         else:

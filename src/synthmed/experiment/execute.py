@@ -153,16 +153,18 @@ def schedule(specs: list[RunSpec]) -> list[RunSpec]:
     return [spec for _, _, spec in sorted(now, key=lambda item: item[:2])]
 
 
-def planned_fits(runner: Runner, specs: list[RunSpec]) -> list[tuple[RunSpec, bool | None]]:
-    """The runs in the order they start (``schedule``), each with whether its generator fit will be cached when it
-    starts (None: it trains nothing): cached now, or made by an earlier run of the list (``ddpm`` of a seed makes
-    the fit that ``ddpm --pretrain-on-synthetic`` of that seed loads). What ``experiment status`` prices."""
+def planned_fits(runner: Runner, specs: list[RunSpec]) -> list[tuple[RunSpec, bool | None, bool | None]]:
+    """The runs in the order they start (``schedule``), each with whether its generator fit and its reference
+    classifier will be cached when it starts (None: it trains none): cached now, or made by an earlier run of the
+    list (``ddpm`` of a seed makes the fit that ``ddpm --pretrain-on-synthetic`` of that seed loads). What
+    ``experiment status`` prices."""
     made: set = set()
-    planned: list[tuple[RunSpec, bool | None]] = []
+    planned: list[tuple[RunSpec, bool | None, bool | None]] = []
     for spec in schedule(specs):
-        path = runner.fit_path(spec)
-        planned.append((spec, None if path is None else path in made or path.exists()))
-        made.add(path)
+        fit, reference = runner.fit_path(spec), runner.reference_path(spec)
+        cached = [None if path is None else path in made or path.exists() for path in (fit, reference)]
+        planned.append((spec, cached[0], cached[1]))
+        made |= {fit, reference}
     return planned
 
 
@@ -262,7 +264,7 @@ def _run_round(
 
     def estimate(spec: RunSpec) -> float:
         config = spec.key(runner.dataset(spec).md5)[1]
-        expected = durations.seconds(method_key(spec), config, runner.fit_cached(spec))
+        expected = durations.seconds(method_key(spec), config, runner.fit_cached(spec), runner.reference_cached(spec))
         if expected is not None:
             return expected
         return budget.default_run_seconds if budget and budget.default_run_seconds else 0.0

@@ -245,13 +245,18 @@ def synthesise(
             )
         )
     reference = extractor = monitor = None
-    if levers.fidelity or levers.min_confidence is not None or levers.track_fid_every:
+    made_reference: dict = {}  # whether the run loaded its reference and how long training it took: a budget's cost
+    if levers.needs_reference:
         from synthmed.audit.reference import reference_classifier
 
         status("reference classifier (cached after the first time)")
+        started = time.perf_counter()
         reference = reference_classifier(
             data, subset, gen_seed, cache_dir, levers.fidelity_epochs, device, precision, on_epoch=on_reference_epoch
         )
+        made_reference = {"reference_cached": reference.cached}
+        if not reference.cached:
+            made_reference["reference_seconds"] = time.perf_counter() - started
         extractor = DomainFeatures(
             reference.model,
             name=f"domain:{data.name} reference ResNet-18 trained on this "
@@ -278,6 +283,7 @@ def synthesise(
         images, targets = augmenter.sample(counts, seed=gen_seed)
         labels = targets.argmax(1) if targets.ndim == 2 else targets
         audit = _audit(images, labels, counts, subset, augmenter, levers, reference, extractor, data, None, gen_seed)
+        audit = dataclasses.replace(audit, **made_reference)
         pool = 0 if subset.unlabelled is None else len(subset.unlabelled)
         audit = with_teacher(audit, levers.teacher, labelled, pool, None)
         return SyntheticSet(images, labels, augmenter, counts, audit, None, targets)
@@ -320,7 +326,7 @@ def synthesise(
     report = _audit(
         images, labels, counts, subset, augmenter, levers, reference, extractor, data, filter_info, gen_seed
     )
-    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds)
+    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds, **made_reference)
     if relabelled is None:
         return SyntheticSet(images, labels, augmenter, counts, report, path)
     report = with_teacher(report, str(levers.teacher), relabelled, given, intended, picked)
