@@ -949,5 +949,5 @@ def test_the_typical_estimate_takes_each_configs_median_run_with_fitting_runs_ap
     assert (longest.seconds, median.seconds) == (900.0 + 1600.0, 400.0 + 1500.0)
     line = longest.line(2, median)
     assert "take about 42 min of CPU (21 min at 2 worker(s); each run costed as the longest stored run" in line
-    assert "less the fit where its fit is cached" in line
+    assert "less the fit and the fidelity reference where they are cached" in line
     assert line.endswith("; 32 min of CPU (16 min) at the median stored run of each config)")

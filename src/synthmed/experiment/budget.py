@@ -401,7 +401,8 @@ class Estimate:
         text = (
             f"the {self.known} pending run(s) with a stored run of their dataset, protocol and method take about "
             f"{_spoken(self.seconds)} of CPU ({_spoken(self.seconds / workers)} at {workers} worker(s); each run "
-            "costed as the longest stored run of its config, else of its method, less the fit where its fit is cached"
+            "costed as the longest stored run of its config, else of its method, less the fit and the fidelity "
+            "reference where they are cached"
         )
         if typical is not None:
             text += (
