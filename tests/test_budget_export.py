@@ -158,6 +158,24 @@ def test_a_pool_abandons_its_runs_at_the_deadline(tmp_path, monkeypatch):
             os.kill(pid, 0)
 
 
+def test_a_pool_with_no_run_to_make_starts_no_process(monkeypatch):
+    """Every run done or held by another process: no worker pool and no event queue's manager process is started
+    (a lane whose runs the other lane holds ends at once)."""
+    from types import SimpleNamespace
+
+    from synthmed.experiment import backends
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a process was started for no run")
+
+    monkeypatch.setattr(backends, "SyncManager", refuse)
+    monkeypatch.setattr(backends, "ProcessPoolExecutor", refuse)
+    results: list = []
+    backends.run_on_pool(SimpleNamespace(settings=dict), iter([]), lambda *r: results.append(r), workers=2,
+                         on_progress=lambda *event: None)  # fmt: skip
+    assert results == []
+
+
 def test_the_command_line_says_budget_reached_and_exits_3(tmp_path, cli, monkeypatch):
     from conftest import write_breast_like
 

@@ -13,6 +13,7 @@ every node.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -212,6 +213,11 @@ def run_on_pool(
     only when a worker is free, and call ``on_result`` in the driver as each finishes. ``compute`` is replaceable
     for bench/scheduler.py. At ``deadline`` (a ``time.monotonic()`` value) the runs in flight are abandoned: their
     workers get SIGTERM (then SIGKILL), no result is reported for them, and ``Abandoned`` is raised."""
+    source: Iterator[RunSpec] = iter(specs)
+    first = next(source, None)  # claims the first run, as filling the pool would
+    if first is None:  # every run is done or held by another process: no pool, no event queue to start
+        return
+    source = itertools.chain([first], source)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no forked torch state
     manager = None
     if on_progress is not None:
@@ -221,7 +227,6 @@ def run_on_pool(
     relay = threading.Thread(target=_relay, args=(events, on_progress), daemon=True) if events is not None else None
     if relay is not None:
         relay.start()
-    source: Iterator[RunSpec] = iter(specs)
     try:
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_exit_with_driver, initargs=(os.getpid(),)
