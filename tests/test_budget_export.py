@@ -579,12 +579,18 @@ def test_a_resumed_seeds_auto_study_keeps_its_recorded_plan(tmp_path):
     assert (wide["margin"], wide["start"], wide["step"], len(wide["looks"])) == (0.02, 5, 2, 1)
 
 
-def test_a_plan_with_no_look_yet_may_change():
+def test_a_plan_with_no_look_yet_changes_only_where_the_command_says_so():
+    """Before the first look a given option replaces the recorded plan's; one the command left out keeps it: a lane
+    of one worker (step 1 from --workers) on a study planned with 2 per round once made the first look of an
+    11-look plan instead of the recorded 6-look one."""
     from synthmed.experiment.sequential import Plan, recorded_plan
 
     requested = Plan(max_seeds=20, step=1, start=10)
+    recorded = {"step": 2, "max_seeds": 30, "start": 10, "looks": []}
     assert recorded_plan(requested, None) == requested
-    assert recorded_plan(requested, {"step": 2, "max_seeds": 30, "looks": []}) == requested
+    assert recorded_plan(requested, recorded, given=frozenset({"max_seeds", "step"})) == requested
+    kept = recorded_plan(requested, recorded)  # only --max-seeds given: the recorded step stays
+    assert (kept.step, kept.max_seeds, kept.looks) == (2, 20, 6)
 
 
 def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():

@@ -85,16 +85,19 @@ def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[st
 
 
 def recorded_plan(requested: Plan, recorded: dict | None, given: frozenset[str] = frozenset({"max_seeds"})) -> Plan:
-    """The plan a study goes on with: once a look is recorded, its own. Changing the plan after a look would change
-    the alpha of the looks already made (a plan's looks share alpha), so the fields the command left out
-    (``given`` names those it set: ``start``, ``max_seeds``, ``margin``, ``reference``, ``step``) are the
-    recorded ones (a step that came from ``--workers``, a command on fewer workers, included), and a set field
-    that differs from the record is refused."""
-    if recorded is None or not recorded.get("looks"):
+    """The plan a study goes on with: the recorded one, for every field the command left out (``given`` names those
+    it set: ``start``, ``max_seeds``, ``margin``, ``reference``, ``step``), so a step that came from ``--workers``
+    (a lane of one worker on a study planned on two) does not change the plan. Before the first look a set field
+    replaces the recorded one; once a look is recorded, changing the plan would change the alpha of the looks
+    already made (a plan's looks share alpha), so a set field that differs from the record is refused."""
+    if recorded is None:
         return requested
-    wanted = _plan_fields(requested)
     names = {"start": "--min-seeds", "max_seeds": "--max-seeds", "margin": "--margin", "reference": "--reference"}
     names |= {"step": "--seed-step"}
+    kept = {k: recorded[k] for k in names if k not in given and k in recorded}
+    if not recorded.get("looks"):
+        return dataclasses.replace(requested, **kept)
+    wanted = _plan_fields(requested)
     differ = [
         f"{flag} {wanted[k]} (recorded: {recorded.get(k)})"
         for k, flag in names.items()
@@ -106,7 +109,6 @@ def recorded_plan(requested: Plan, recorded: dict | None, given: frozenset[str] 
             f"this study's --seeds auto plan is recorded with looks at {looks} seeds; this command asks for "
             f"{'; '.join(differ)}: give the recorded options (a new plan needs a new output folder)"
         )
-    kept = {k: recorded[k] for k in names if k not in given and k in recorded}
     return dataclasses.replace(requested, **kept)
 
 
