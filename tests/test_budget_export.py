@@ -56,6 +56,40 @@ def test_a_bad_duration_is_one_error(text):
         parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("10:52", 4320),
+        ("9:40:30", 30),
+        ("23:59:59", 14 * 3600 + 20 * 60 - 1),
+        ("2026-12-08T09:40", 24 * 3600),
+        ("2026-12-07 11:00", 4800),
+        ("2026-12-07T11:40+01:00", 3600),  # an offset given: 10:40 UTC
+    ],
+)
+def test_a_time_budget_can_end_at_a_clock_time(text, seconds):
+    from datetime import datetime, timezone
+
+    from synthmed.experiment.execution import parse_duration
+
+    now = datetime(2026, 12, 7, 9, 40, 0, tzinfo=timezone.utc)  # a time without an offset is in now's zone
+    assert parse_duration(text, now=now) == seconds
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("9:39", "has passed"), ("2026-12-07T09:00", "has passed"), ("25:00", "give a clock time"), ("9:7", "clock")],
+)
+def test_a_clock_time_past_or_malformed_is_one_error(text, message):
+    from datetime import datetime, timezone
+
+    from synthmed.experiment.execution import parse_duration
+
+    now = datetime(2026, 12, 7, 9, 40, 0, tzinfo=timezone.utc)
+    with pytest.raises(SynthmedError, match=f"--time-budget '{text}'.*{message}"):
+        parse_duration(text, now=now)
+
+
 # ---- time budgets -----------------------------------------------------------------------------------------------
 
 
@@ -199,6 +233,7 @@ def test_the_command_line_says_budget_reached_and_exits_3(tmp_path, cli, monkeyp
     "args, phrase",
     [
         (["--time-budget", "soon"], "--time-budget 'soon': give a duration such as 2h30m"),
+        (["--time-budget", "00:00"], "--time-budget '00:00' has passed"),
         (["--pages", "README.md"], "--pages regenerates tables from an export: give --export-to DIR too"),
         (["--export-to", "{tmp}/notexport"], "exists and is not a synthmed export"),
         (["--export-to", "{tmp}/out"], "is the run folder itself"),

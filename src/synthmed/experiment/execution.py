@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,9 @@ class Execution:
     time_budget: float | None = knob(
         None,
         parse="duration",
-        metavar="DURATION",
-        help="End by this time from now (2h30m, 90m, 45s or seconds): no run starts that the budget cannot fit "
+        metavar="DURATION|HH:MM",
+        help="End by this time from now (2h30m, 90m, 45s or seconds), or by a clock time (10:52 today in local "
+        "time, or 2026-12-07T10:52): no run starts that the budget cannot fit "
         "(estimated from the store's runs of the same config, else of the same dataset, protocol and method, else "
         "1 hour); runs in flight at the end are abandoned without a record, and the command exits with status 3; "
         "run it again to continue.",
@@ -181,10 +183,13 @@ def public_fields() -> list[str]:
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?")
 
 
-def parse_duration(text: str | float | None, flag: str = "--time-budget") -> float | None:
-    """Seconds of ``2h30m``, ``90m``, ``45s``, ``1h``, ``3600`` (plain seconds); None for None."""
+def parse_duration(text: str | float | None, flag: str = "--time-budget", now: datetime | None = None) -> float | None:
+    """Seconds of ``2h30m``, ``90m``, ``45s``, ``1h``, ``3600`` (plain seconds), or until a clock time (``until``);
+    None for None."""
     if text is None:
         return None
+    if ":" in str(text):
+        return until(str(text), flag, now)
     compact = str(text).strip().lower().replace(" ", "")
     match = _DURATION.fullmatch(compact)
     if not compact or match is None or not any(match.groupdict().values()):
@@ -192,6 +197,33 @@ def parse_duration(text: str | float | None, flag: str = "--time-budget") -> flo
     seconds = sum(float(match[unit] or 0) * scale for unit, scale in (("h", 3600), ("m", 60), ("s", 1)))
     if not seconds > 0:
         raise SynthmedError(f"{flag} {text!r} must be longer than 0 seconds")
+    return seconds
+
+
+def until(text: str, flag: str = "--time-budget", now: datetime | None = None) -> float:
+    """Seconds from ``now`` to a clock time: ``10:52`` or ``10:52:30`` today, or a date and time (``2026-12-07T10:52``,
+    an offset such as ``+01:00`` or ``Z`` allowed), in the machine's local time unless an offset is given. A lane of
+    several commands that must all end by one moment (a job's end, a session's) gives each the same time instead of
+    working out what is left. A time already past is an error: a command started after its lane's end runs nothing."""
+    now = now or datetime.now().astimezone()
+    compact = text.strip().replace(" ", "T")
+    try:
+        if clock := re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", compact):
+            hour, minute, second = (int(part or 0) for part in clock.groups())
+            moment = datetime.combine(now.date(), time(hour, minute, second), tzinfo=now.tzinfo)
+        else:
+            moment = datetime.fromisoformat(compact)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+    except ValueError:
+        raise SynthmedError(
+            f"{flag} {text!r}: give a clock time such as 10:52 (today, local time) or 2026-12-07T10:52, or a "
+            "duration such as 2h30m"
+        ) from None
+    seconds = (moment - now).total_seconds()
+    if not seconds > 0:
+        raise SynthmedError(
+            f"{flag} {text!r} has passed (it is {now:%Y-%m-%d %H:%M:%S}); give a later time or a duration"
+        )
     return seconds
 
 
