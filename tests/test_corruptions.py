@@ -390,3 +390,23 @@ def test_a_group_attacked_at_different_strengths_says_no_attack_is_shown(tmp_pat
     write_report(out)
     text = (out / "report.md").read_text()
     assert "none common: no attack is shown." in text and "PGD 2/255 ACC |" not in text.split("MedMNIST-C")[0]
+
+
+def test_a_claim_decided_at_an_earlier_look_keeps_that_looks_comparison():
+    """Mutual information is ahead of entropy on seeds 0-4 and far behind on 5-7: on all eight seeds the claim is
+    undecided, but a look at 5 seeds decided it, so the report keeps the 5-seed comparison, marked."""
+    from synthmed.report.claims import claim_comparisons, claims_blocks
+
+    noise = [0.001, -0.002, 0.0, 0.002, -0.001, 0.001, 0.0, -0.001]
+    by_method: dict[str, list[dict]] = {"tsynd": [], "tsynd uncertainty=entropy": []}
+    for seed, jitter in enumerate(noise):
+        ahead = 0.03 + jitter if seed < 5 else -0.06 + jitter
+        by_method["tsynd"].append(record("tsynd", seed, 0.85 + ahead, 0.8))
+        entropy = record("tsynd", seed, 0.85, 0.8, method_params={"uncertainty": "entropy"})
+        by_method["tsynd uncertainty=entropy"].append(entropy)
+    afresh = claim_comparisons(by_method)["clean test AUC"][0]
+    assert afresh.n == 8 and afresh.verdict == "undecided" and afresh.decided_at is None
+    decided = {"mutual information > entropy (clean test AUC)": 5}
+    kept = claim_comparisons(by_method, decided=decided)["clean test AUC"][0]
+    assert (kept.n, kept.verdict, kept.decided_at) == (5, "better", 5)
+    assert "holds, n=5 (decided at 5 seeds)" in claims_blocks(by_method, decided=decided)[0].rows[0][1]

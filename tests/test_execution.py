@@ -102,7 +102,7 @@ def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):
     execute_round, calls = constructed({"flip": (0.05, 0.002)})
     stop = run_until_decided(runner, grid, Plan(max_seeds=9, step=2), lambda g: execute_round(runner, g))
     # no verdict is decided below 5 seeds, so the first look comes at 5 (looks at 5, 7, 9)
-    assert calls == [[0, 1, 2, 3, 4]] and stop["seeds"] == 5 and "decided at 5 seeds" in stop["reason"]
+    assert calls == [[0, 1, 2, 3, 4]] and stop["seeds"] == 5 and "decided by 5 seeds" in stop["reason"]
     assert stop["planned_looks"] == 3 and stop["look_alpha"] == pytest.approx(0.05 / 3)
     report = summary_json(tmp_path)
     assert report["groups"][0]["rows"][1]["comparisons"]["none"]["verdict"] == "better"
@@ -127,17 +127,62 @@ def test_seeds_auto_goes_on_while_a_verdict_against_the_copies_is_undecided(tmp_
     )
 
 
-def test_the_seeds_a_verdict_needed_are_those_from_which_on_every_look_decided_it():
+def test_the_seeds_a_verdict_needed_are_those_of_the_first_look_that_decided_it():
     from synthmed.report.summary import decided_at
 
     looks = [
         {"seeds": 10, "undecided": ["b", "c"], "decided": ["a"]},
-        {"seeds": 12, "undecided": ["a", "c"], "decided": ["b"]},  # a undecided again: its first decision did not hold
+        {"seeds": 12, "undecided": ["a", "c"], "decided": ["b"]},  # a look before decisions were carried
         {"seeds": 14, "undecided": ["c"], "decided": ["a", "b"]},
     ]
-    assert decided_at(["a", "b", "c", "other study's"], looks) == {"a": 14, "b": 12, "c": None}
+    assert decided_at(["a", "b", "c", "other study's"], looks) == {"a": 10, "b": 12, "c": None}
     legacy = [{"seeds": 10, "undecided": ["c"]}, {"seeds": 12, "undecided": []}]  # before "decided" was recorded
     assert decided_at(["a", "c"], legacy) == {"a": 10, "c": 12}
+
+
+def drifting(decide_at: int):
+    """An ``execute_round`` whose ``flip`` is far better than none on the first ``decide_at`` seeds and far worse
+    after, so that all the seeds together leave it undecided; ``oversample`` stays noise around none."""
+    rng = np.random.default_rng(0)
+
+    def execute_round(runner: Runner, grid: Grid) -> None:
+        with ResultStore(runner.store_path) as store:
+            for spec in expand(grid):
+                if store.has(runner.run_id(spec)):
+                    continue
+                base = 0.85 + 0.01 * np.sin(spec.seed)
+                auc = base
+                if spec.method == "flip":
+                    auc += (0.05 if spec.seed < decide_at else -0.08) + 0.002 * rng.standard_normal()
+                elif spec.method == "oversample":
+                    auc += 0.03 * rng.standard_normal()
+                store.add(fake_record(runner, spec, auc))
+
+    return execute_round
+
+
+def test_a_verdict_decided_at_one_look_is_kept_at_the_next_and_the_report_shows_that_looks_numbers(tmp_path):
+    """flip vs none is decided better at the 5-seed look; the 7-seed look would undo it on all seeds (two far worse
+    seeds), but a decision is kept: the stop rule waits only for the others, and the report shows the 5-seed
+    comparison, marked, while a report at another margin judges all the seeds afresh."""
+    from synthmed.report import settings_for
+
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"]), {"method": "none,oversample,flip"})
+    stop = run_until_decided(runner, grid, Plan(max_seeds=7, step=2), lambda g: drifting(5)(runner, g))
+    first, second = stop["looks"]
+    name = next(name for name in first["decided"] if name.endswith("flip vs none"))
+    assert name in first["decided"] and name in second["decided"] and name not in second["undecided"]
+    flip = next(row for row in summary_json(tmp_path)["groups"][0]["rows"] if row["method"] == "flip")
+    kept = flip["comparisons"]["none"]
+    assert kept["verdict"] == "better" and kept["decided_at"] == 5 and kept["pairs"] == 5 and kept["mean"] > 0.04
+    assert flip["n"] == 7  # the row itself is over every seed
+    afresh = summary_json(tmp_path, dataclasses.replace(settings_for(tmp_path), decided_at=()))
+    flip = next(row for row in afresh["groups"][0]["rows"] if row["method"] == "flip")
+    assert flip["comparisons"]["none"]["pairs"] == 7 and flip["comparisons"]["none"]["verdict"] != "better"
+    assert settings_for(tmp_path, margin=0.02).decided_at == ()  # the looks decided at 0.01, not this margin
+    report = Path(write_report(tmp_path)[0]).read_text()
+    assert "decided at 5 seeds" in report and "decided at the look after 5 seeds and kept" in report
 
 
 def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):

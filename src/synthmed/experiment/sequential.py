@@ -6,7 +6,8 @@ Rule (written to ``sequential.json`` and the report's notes): the first look com
 later look after ``step`` more (one per worker); with ``looks`` planned looks up to N seeds, every look, and every
 interval of the final report, uses alpha / looks (Bonferroni over the planned looks). Looking as often as planned
 therefore keeps the chance of a wrong verdict at most alpha, however early the rule stops. Verdicts are those of
-``synthmed.report.stats.compare`` at the margin.
+``synthmed.report.stats.compare`` at the margin. A comparison decided at one look stays decided (``carried``): the
+study waits only for those no look has decided yet, and the report shows the numbers of the look that decided it.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[st
     return [name for name, c in named if not c.decided], [name for name, c in named if c.decided]
 
 
+def carried(look: Look, earlier: list[Look]) -> Look:
+    """``look`` with every comparison an earlier look decided kept decided: a decision is made once, at the first
+    look whose interval crosses its boundary, and later seeds do not undo it (the report shows that look's numbers
+    for it), so a verdict cannot come and go from one look to the next."""
+    before = [name for lk in earlier for name in lk.decided or []]
+    decided = list(dict.fromkeys([*(look.decided or []), *before]))
+    return Look(look.seeds, [name for name in look.undecided if name not in decided], decided)
+
+
 def recorded_plan(requested: Plan, recorded: dict | None, given: frozenset[str] = frozenset({"max_seeds"})) -> Plan:
     """The plan a study goes on with: the recorded one, for every field the command left out (``given`` names those
     it set: ``start``, ``max_seeds``, ``margin``, ``reference``, ``step``), so a step that came from ``--workers``
@@ -139,12 +149,12 @@ def run_until_decided(
     while True:
         grid.seeds = list(range(seeds))
         execute_round(grid)
-        look = Look(seeds, *verdicts(runner, grid, plan))
+        look = carried(Look(seeds, *verdicts(runner, grid, plan)), looks)
         looks.append(look)
         if on_look:
             on_look(look)
         if not look.undecided:
-            reason = f"every verdict (against none and the second reference) was decided at {seeds} seeds"
+            reason = f"every verdict (against none and the second reference) was decided by {seeds} seeds"
             break
         if seeds >= plan.max_seeds:
             reason = f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) still undecided"

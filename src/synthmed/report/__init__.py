@@ -87,7 +87,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     from synthmed.report.claims import claims_json
     from synthmed.report.records import load_records
     from synthmed.report.sections import header
-    from synthmed.report.summary import by_group, family_text, group_title, summarise
+    from synthmed.report.summary import by_group, family_text, group_decisions, group_title, summarise
 
     settings = settings or settings_for(out)
     records = load_records(out)
@@ -99,7 +99,8 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     groups = []
     for key, group in by_group(rows).items():
         first = group[0]["runs"][0]
-        claims = claims_json({row["method"]: row["runs"] for row in group}, settings.margin, settings.alpha)
+        by_method = {row["method"]: row["runs"] for row in group}
+        claims = claims_json(by_method, settings.margin, settings.alpha, group_decisions(settings, key))
         groups.append(
             {
                 "title": group_title(key),
@@ -175,16 +176,25 @@ def sequential_stop(out: str | Path) -> dict | None:
 def settings_for(
     out: str | Path, margin: float | None = None, reference: str | None = None, select_levers: str = "val_auc"
 ) -> Settings:
-    """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given."""
+    """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given, and the
+    decisions its looks made (kept where the report decides as the looks did: at their margin and reference)."""
+    from synthmed.report.summary import DEFAULT_REFERENCE, looks_decided
+
     stop = sequential_stop(out)
     if stop is None:
         return Settings(margin=0.01 if margin is None else margin, reference=reference, select_levers=select_levers)
+    margin = stop["margin"] if margin is None else margin
+    reference = reference or stop.get("reference")
+    as_looked = margin == stop["margin"] and (reference or DEFAULT_REFERENCE) == (
+        stop.get("reference") or DEFAULT_REFERENCE
+    )
     return Settings(
-        margin=stop["margin"] if margin is None else margin,
+        margin=margin,
         alpha=stop["look_alpha"],
-        reference=reference or stop.get("reference"),
+        reference=reference,
         looks=stop["planned_looks"],
         select_levers=select_levers,
+        decided_at=looks_decided(stop["looks"]) if as_looked else (),
     )
 
 

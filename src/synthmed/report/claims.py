@@ -10,6 +10,7 @@ strength; the claims of one metric are one Holm family. A claim *holds* where th
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from synthmed.report.medmnistc import TABLE_PGD_EPS_255, medmnistc_columns
 from synthmed.report.model import Paragraph, Table
@@ -58,13 +59,32 @@ def present_claims(by_method: dict[str, list[dict]]) -> list[tuple[str, str, str
 
 
 def claim_comparisons(
-    by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05
+    by_method: dict[str, list[dict]],
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    decided: Mapping[str, int | None] | None = None,
 ) -> dict[str, list[Comparison]]:
     """Per metric, the Holm-adjusted comparison of each claim whose two rows are both present (paired by seed on one
     platform, and undecided where some seeds ran on another, as every comparison of the report), at the report's
     margin and alpha (which ``--seeds auto`` divides by its looks); an empty mapping where no claim's rows are. The
     claims of a metric are a family of their own, apart from the results table's, so "TSynD > none" on clean AUC
-    may read differently from its row there."""
+    may read differently from its row there. ``decided``: "claim (metric)" to the seeds of the look that first
+    decided it; such a claim keeps that look's comparison (made again on its seeds), as the results table does."""
+    out = _claim_comparisons(by_method, margin, alpha)
+    for i, (claim, _, _) in enumerate(present_claims(by_method)):
+        for metric, comparisons in out.items():
+            seeds = (decided or {}).get(f"{claim} ({metric})")
+            if seeds is None or all(r["seed"] < seeds for runs in by_method.values() for r in runs):
+                continue
+            then = _claim_comparisons(
+                {m: [r for r in runs if r["seed"] < seeds] for m, runs in by_method.items()}, margin, alpha
+            )[metric][i]
+            if then.decided:
+                comparisons[i] = dataclasses.replace(then, decided_at=seeds)
+    return out
+
+
+def _claim_comparisons(by_method: dict[str, list[dict]], margin: float, alpha: float) -> dict[str, list[Comparison]]:
     present = present_claims(by_method)
     if not present:
         return {}
@@ -86,13 +106,19 @@ def claim_cell(c: dict) -> str:
     reading), or the difference alone for one seed."""
     if c["n"] < 2:
         return "–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)"
-    return f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}"
+    cell = f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}"
+    return cell + (f" (decided at {c['decided_at']} seeds)" if c.get("decided_at") is not None else "")
 
 
-def claims_blocks(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> list:
+def claims_blocks(
+    by_method: dict[str, list[dict]],
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    decided: Mapping[str, int | None] | None = None,
+) -> list:
     """The report's answer to TSynD's claims: a table of each claim's paired difference, interval and reading per
     metric, and the rule; nothing where the group holds no pair of the claims' rows."""
-    claims = claims_json(by_method, margin, alpha)
+    claims = claims_json(by_method, margin, alpha, decided)
     if not claims:
         return []
     table = Table(
@@ -112,10 +138,15 @@ def claims_blocks(by_method: dict[str, list[dict]], margin: float = 0.01, alpha:
     return [table, rule]
 
 
-def claims_json(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> list[dict]:
+def claims_json(
+    by_method: dict[str, list[dict]],
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    decided: Mapping[str, int | None] | None = None,
+) -> list[dict]:
     """The claims as data (``synthmed report --format json``): per claim, its rows and per metric the comparison
     with its reading; empty where the group holds no pair of the claims' rows."""
-    comparisons = claim_comparisons(by_method, margin, alpha)
+    comparisons = claim_comparisons(by_method, margin, alpha, decided)
     out = []
     for i, (claim, ahead, behind) in enumerate(present_claims(by_method)):
         per_metric = {}

@@ -30,6 +30,8 @@ def fmt_comparison(c: Comparison | None) -> str:
     notes = [f"Holm p {c.p_holm:.2g}"] if c.p_holm is not None else []
     if c.unit != "seeds":
         notes.append(f"n = {c.n} {c.unit}")
+    if c.decided_at is not None:
+        notes.append(f"decided at {c.decided_at} seeds")
     text = f"{c.mean:+.3f} [{max(-1.0, c.t_low):+.3f}, {min(1.0, c.t_high):+.3f}] {c.verdict}"
     if notes and text.endswith(")"):  # "undecided (n < 5)": one parenthesis for both
         return f"{text[:-1]}; {'; '.join(notes)})"

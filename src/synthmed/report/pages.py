@@ -154,7 +154,8 @@ def mean_std(summary: dict | None, key: str, digits: int = 3, percent: bool = Fa
 def difference(comparison: dict | None) -> str:
     """``+0.008 [+0.001, +0.015] undecided (Holm p 0.33)``: the unadjusted interval, the verdict its Holm-adjusted
     one decided (bold when better or worse), the adjusted p where the unadjusted interval excludes 0 (where the two
-    could disagree), and the units where seeds share generator fits."""
+    could disagree), the units where seeds share generator fits, and the seeds of the look that decided it where
+    that look came before the last seed (the numbers are then that look's)."""
     if not comparison:
         return ""
     verdict = comparison["verdict"]
@@ -167,9 +168,11 @@ def difference(comparison: dict | None) -> str:
     notes = []
     p_holm = _num(comparison.get("p_holm"))
     if p_holm is not None and (low > 0 or high < 0):
-        notes.append(f"Holm p {p_holm:.2f}")
+        notes.append(f"Holm p {p_holm:.2f}" if p_holm >= 0.01 else f"Holm p {p_holm:.2g}")
     if comparison.get("unit", "seeds") != "seeds":
         notes.append(f"n = {comparison['n']} {comparison['unit']}")
+    if comparison.get("decided_at") is not None:
+        notes.append(f"decided at {comparison['decided_at']} seeds")
     if notes and text.endswith(")"):  # "undecided (n < 5)": one parenthesis for both
         text = f"{text[:-1]}; {'; '.join(notes)})"
     elif notes:

@@ -321,7 +321,10 @@ def notes_section(
             f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
             "verdict (each row against none and the second reference). To keep the overall error rate at "
             f"{alpha:g} over the {looks} planned looks, each look (and every interval in this report) uses alpha "
-            f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). "
+            f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). A verdict decided at a look is kept: "
+            'later seeds do not re-decide it, and it shows the numbers of that look, marked "decided at N seeds" '
+            "(where the report decides at the looks' margin and reference); every other comparison is judged on "
+            "all its seeds. "
         )
         made = [lk["seeds"] for lk in stop["looks"]]
         if stop["reason"].startswith("in progress"):  # a step ended by its budget: the study goes on

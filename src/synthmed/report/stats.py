@@ -281,6 +281,9 @@ class Comparison:
     #: how ``mde`` and ``units_for_equivalence`` are priced: "" (alpha), "holm" (the comparison's Holm levels) or
     #: "bonferroni" (alpha / m of a family it is not in yet: too few units or blocked)
     priced_at: str = ""
+    #: the seeds of the ``--seeds auto`` look that decided it, where that look came before the last seed: a
+    #: decision is kept once made, so every number here is that look's (None: decided, or not, on all the seeds)
+    decided_at: int | None = None
 
     @property
     def decided(self) -> bool:
@@ -321,6 +324,8 @@ class Comparison:
             text += f"; not decided: {self.blocked}"
         elif self.n < MIN_PAIRS:
             text += f"; not decided below {MIN_PAIRS} {self.unit}"
+        if self.decided_at is not None:
+            text += f"; decided at the look after {self.decided_at} seeds and kept (later seeds do not re-decide it)"
         if self.intervals_disagree:
             text += f"; the bootstrap interval [{_num(self.boot_low)}, {_num(self.boot_high)}] disagrees"
         if not self.decided and math.isfinite(self.mde):

@@ -48,13 +48,16 @@ DEFAULT_REFERENCE = "oversample"
 class Settings:
     """How the report decides: the equivalence margin (AUC), the error rate of each interval, and the second
     reference besides ``none``. ``alpha`` is already divided by the planned looks when seeds were added until
-    decided (``looks`` says how many). ``select_levers``: the rule that picks each method's headline row."""
+    decided (``looks`` says how many). ``select_levers``: the rule that picks each method's headline row.
+    ``decided_at``: the comparisons the looks judged, by name, each with the seeds of the look that first decided
+    it (None: undecided at every look); a decision is kept, so such a comparison shows that look's numbers."""
 
     margin: float = 0.01
     alpha: float = 0.05
     reference: str | None = None
     looks: int = 1
     select_levers: str = "val_auc"  # how the headline table picks among a method's variants ("none": shows all)
+    decided_at: tuple[tuple[str, int | None], ...] = ()
 
     def references(self) -> list[str]:
         return ["none", self.reference or DEFAULT_REFERENCE]
@@ -81,6 +84,7 @@ def summarise(records: list[dict], settings: Settings | None = None) -> list[dic
         _name_rows(group)
     rows.sort(key=lambda row: (row["group"], row["method"] != "none", row["method"], row["key"]))
     _compare_all(rows, settings)
+    _keep_decisions(rows, settings)
     for key, group in by_group(rows).items():
         if key in curves:
             _real_equivalents(group, curves[key])
@@ -302,6 +306,50 @@ def _compare_all(rows: list[dict], settings: Settings) -> None:
         row.setdefault("comparisons", {})[reference] = adjusted
 
 
+def _keep_decisions(rows: list[dict], settings: Settings) -> None:
+    """A comparison an earlier look of ``--seeds auto`` decided keeps that look's verdict: it is made again on the
+    seeds of that look (the runs of every row the looks judged, so within the look's Holm family) and marked
+    ``decided_at``. Judging every comparison afresh on all the seeds would let a verdict come and go between looks
+    (worse at 14 seeds, undecided at 16), which group sequential practice does not do: a boundary crossed stays
+    crossed, and the Bonferroni split over the planned looks already pays for stopping at any of them."""
+    decided = dict(settings.decided_at)
+    if not decided:
+        return
+    judged: list[tuple[dict, str, dict]] = []  # (row, reference, reference row) of each comparison a look judged
+    for key, group in by_group(rows).items():
+        for row in group:
+            for reference in row.get("comparisons") or {}:
+                ref = reference_row(row, group, reference)
+                if ref is not None and f"{group_title(key)}: {row['method']} vs {reference}" in decided:
+                    judged.append((row, reference, ref))
+    runs = {r["run_id"]: r for row, _, ref in judged for r in row["runs"] + ref["runs"]}.values()
+    plain = dataclasses.replace(settings, decided_at=())
+    at_look: dict[int, dict[str, Comparison]] = {}
+    for row, reference, ref in judged:
+        name = f"{group_title(row['group'])}: {row['method']} vs {reference}"
+        seeds = decided[name]
+        if seeds is None or max(row["seeds"] + ref["seeds"]) < seeds:  # undecided, or decided on every seed here
+            continue
+        if seeds not in at_look:
+            at_look[seeds] = comparison_names(summarise([r for r in runs if r["seed"] < seeds], plain))
+        then = at_look[seeds].get(name)
+        if then is not None and then.decided:  # else the folder no longer holds what the look saw: all seeds judge
+            row["comparisons"][reference] = dataclasses.replace(then, decided_at=seeds)
+
+
+def looks_decided(looks: list[dict]) -> tuple[tuple[str, int | None], ...]:
+    """``Settings.decided_at`` of a study's looks (``sequential.json``): every comparison they judged, with the seeds
+    of the look that first decided it."""
+    judged = [name for look in looks for name in look["undecided"] + (look.get("decided") or [])]
+    return tuple(decided_at(list(dict.fromkeys(judged)), looks).items())
+
+
+def group_decisions(settings: Settings, key: tuple) -> dict[str, int | None]:
+    """``settings.decided_at`` of one group, by the name within it ("flip vs none", "claim (metric)")."""
+    prefix = f"{group_title(key)}: "
+    return {name[len(prefix) :]: seeds for name, seeds in settings.decided_at if name.startswith(prefix)}
+
+
 def comparison_names(rows: list[dict]) -> dict[str, Comparison]:
     """Each comparison of the rows by its name, "group title: method vs reference": how ``--seeds auto`` lists the
     verdicts still undecided at each look."""
@@ -313,20 +361,23 @@ def comparison_names(rows: list[dict]) -> dict[str, Comparison]:
 
 
 def decided_at(names: list[str], looks: list[dict]) -> dict[str, int | None]:
-    """The seeds at which each named comparison the looks judged was decided for good: the first look from which on
-    it is decided at every look (None: undecided at the last look). A look that kept only its undecided list (before
-    ``decided`` was recorded) counts every comparison not on it as decided; comparisons no look judged (rows of
-    another study in the same folder) are left out."""
+    """The seeds of the first look that decided each named comparison the looks judged (None: undecided at every
+    look); a decision is kept from then on. A look that kept only its undecided list (before ``decided`` was
+    recorded) counts every comparison not on it as decided; comparisons no look judged (rows of another study in
+    the same folder) are left out."""
     out: dict[str, int | None] = {}
     for name in names:
         judged = [lk for lk in looks if name in lk["undecided"] or name in (lk.get("decided") or [])]
         if not judged and all(lk.get("decided") is not None for lk in looks):
             continue
-        out[name] = None
-        for look in reversed(looks):
-            if name in look["undecided"]:
-                break
-            out[name] = look["seeds"]
+        out[name] = next(
+            (
+                lk["seeds"]
+                for lk in looks
+                if name in (lk.get("decided") or []) or (lk.get("decided") is None and name not in lk["undecided"])
+            ),
+            None,
+        )
     return out
 
 
@@ -532,7 +583,7 @@ def robustness_sections(out: Path, records: list[dict], report: Settings | None 
                 robustness_table(by_method),
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
                 *medmnistc_blocks(by_method, title, index),
-                *claims_blocks(by_method, decide.margin, decide.alpha),
+                *claims_blocks(by_method, decide.margin, decide.alpha, group_decisions(decide, key)),
             ],
         )
         columns: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []

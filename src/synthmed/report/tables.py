@@ -355,6 +355,7 @@ COMPARISON_PARTS = (
     "unit",
     "reference_mean",
     "verdict",
+    "decided_at",
 )
 
 
