@@ -173,6 +173,9 @@ def test_a_verdict_decided_at_one_look_is_kept_at_the_next_and_the_report_shows_
     first, second = stop["looks"]
     name = next(name for name in first["decided"] if name.endswith("flip vs none"))
     assert name in first["decided"] and name in second["decided"] and name not in second["undecided"]
+    assert "decided: flip vs none (at 5)" in progress_line(stop)
+    recorded_before_carrying = {**stop, "looks": [first, {**second, "undecided": [*second["undecided"], name]}]}
+    assert f"7 ({len(second['undecided'])} undecided)" in progress_line(recorded_before_carrying)
     flip = next(row for row in summary_json(tmp_path)["groups"][0]["rows"] if row["method"] == "flip")
     kept = flip["comparisons"]["none"]
     assert kept["verdict"] == "better" and kept["decided_at"] == 5 and kept["pairs"] == 5 and kept["mean"] > 0.04

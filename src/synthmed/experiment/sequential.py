@@ -207,12 +207,22 @@ def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: st
 def progress_line(stop: dict, counted: str = "the file's own seeds") -> str:
     """A ``sequential.json`` record in one line (``experiment status``): the plan, the looks so far and where it
     stands; ``counted`` says what the status table above it counted."""
-    made = ", ".join(f"{lk['seeds']} ({len(lk['undecided'])} undecided)" for lk in stop["looks"])
+    from synthmed.report.summary import decided_at
+
+    judged = [name for look in stop["looks"] for name in look["undecided"] + (look.get("decided") or [])]
+    first = decided_at(list(dict.fromkeys(judged)), stop["looks"])
+
+    def undecided(look: dict) -> int:  # a decision is kept: a look recorded before that still counts it decided
+        return sum(1 for name in look["undecided"] if first.get(name) is None or first[name] > look["seeds"])
+
+    made = ", ".join(f"{lk['seeds']} ({undecided(lk)} undecided)" for lk in stop["looks"])
     looks = f"at seeds {made}" if made else "none yet"
+    decided = "; ".join(f"{name.split(': ', 1)[-1]} (at {seeds})" for name, seeds in first.items() if seeds)
     return (
         f"--seeds auto: {stop['planned_looks']} planned looks at alpha {stop['look_alpha']:.4g}, from "
-        f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}; {stop['reason']} (the counts "
-        f"above are {counted})"
+        f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}"
+        + (f"; decided: {decided}" if decided else "")
+        + f"; {stop['reason']} (the counts above are {counted})"
     )
 
 
