@@ -248,3 +248,31 @@ def test_a_curve_size_beyond_the_pool_is_refused_before_anything_runs(toy_root, 
     with pytest.raises(SynthmedError, match="--real-curve 11 is more than class .* give at most 10"):
         runner.validate(specs)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_kept_decision_prices_its_worth_on_the_seeds_of_the_look_that_decided_it():
+    """flip is ahead of none on seeds 0-4 and behind on 5-6; a look at 5 seeds decided it: its verdict, and the worth
+    beside it, are those of seeds 0-4, not a worth from all seven seeds shown as decided."""
+    import dataclasses
+
+    from test_report import record
+
+    from synthmed.report.summary import Settings, group_title, summarise
+
+    records = []
+    for seed in range(7):
+        records.append(record("none", seed, 0.92 + 0.002 * seed, 0.8))
+        records += [record("none", seed, auc, 0.8, curve_per_class=n) for n, auc in ((100, 0.90), (300, 0.96))]
+        ahead = 0.02 + 0.001 * (seed % 2) if seed < 5 else -0.05
+        records.append(record("flip", seed, 0.92 + 0.002 * seed + ahead, 0.8))
+    for r in records:
+        r["dataset"] = r["config"]["dataset"] = "pneumoniamnist"
+    afresh = next(r for r in summarise(records) if r["method"] == "flip")
+    assert afresh["real_equivalent"]["seeds"] == 7 and afresh["comparisons"]["none"].verdict == "undecided"
+    name = f"{group_title(afresh['group'])}: flip vs none"
+    kept = next(r for r in summarise(records, Settings(decided_at=((name, 5),))) if r["method"] == "flip")
+    versus = kept["comparisons"]["none"]
+    assert (versus.verdict, versus.decided_at, versus.pairs) == ("better", 5, 5)
+    assert kept["real_equivalent"]["seeds"] == 5 and kept["real_equivalent"]["point"] > 0
+    assert kept["real_equivalent"]["decided"]
+    assert dataclasses.replace(versus, decided_at=None) != afresh["comparisons"]["none"]

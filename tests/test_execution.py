@@ -184,8 +184,34 @@ def test_a_verdict_decided_at_one_look_is_kept_at_the_next_and_the_report_shows_
     flip = next(row for row in afresh["groups"][0]["rows"] if row["method"] == "flip")
     assert flip["comparisons"]["none"]["pairs"] == 7 and flip["comparisons"]["none"]["verdict"] != "better"
     assert settings_for(tmp_path, margin=0.02).decided_at == ()  # the looks decided at 0.01, not this margin
+    assert settings_for(tmp_path, reference="flip").decided_at == ()  # nor against this reference
+    assert settings_for(tmp_path, reference="oversample").decided_at != ()  # the default, named
+    from synthmed.report.records import load_records
+    from synthmed.report.summary import summarise
+
+    rows = summarise(load_records(tmp_path), settings_for(tmp_path))
+    flip = next(row for row in rows if row["method"] == "flip")
+    assert flip["acc_diffs"]["none"][3] == 5  # the Δ ACC beside a kept verdict is over the same seeds
     report = Path(write_report(tmp_path)[0]).read_text()
     assert "decided at 5 seeds" in report and "decided at the look after 5 seeds and kept" in report
+    assert "not by this folder's records" not in report
+    # a look that recorded a decision the folder's records do not make on its seeds: judged on all, and said so
+    noisy = next(name for name in first["undecided"] if name.endswith("oversample vs none"))
+    first["decided"].append(noisy)
+    first["undecided"].remove(noisy)
+    (tmp_path / "sequential.json").write_text(json.dumps(stop))
+    report = Path(write_report(tmp_path)[0]).read_text()
+    assert "not by this folder's records of that look's seeds, so judged here on all the seeds: oversample vs none" in (
+        report
+    )
+
+
+def test_a_look_recorded_before_decisions_were_listed_carries_what_it_left_off_its_undecided_list():
+    from synthmed.experiment.sequential import Look, carried
+
+    legacy = Look(10, ["b"], None)  # "a" was judged and decided at 10; only the undecided list was recorded
+    now = carried(Look(12, ["a", "b"], ["c"]), [legacy])
+    assert now.undecided == ["b"] and now.decided == ["c", "a"]
 
 
 def test_seeds_auto_goes_on_while_one_of_tsynds_claims_is_undecided(tmp_path):

@@ -89,7 +89,12 @@ def carried(look: Look, earlier: list[Look]) -> Look:
     """``look`` with every comparison an earlier look decided kept decided: a decision is made once, at the first
     look whose interval crosses its boundary, and later seeds do not undo it (the report shows that look's numbers
     for it), so a verdict cannot come and go from one look to the next."""
-    before = [name for lk in earlier for name in lk.decided or []]
+    judged = [*look.undecided, *(look.decided or [])]
+    before = [  # a look recorded before ``decided`` was: every comparison not on its undecided list was decided
+        name
+        for lk in earlier
+        for name in (lk.decided if lk.decided is not None else [n for n in judged if n not in lk.undecided])
+    ]
     decided = list(dict.fromkeys([*(look.decided or []), *before]))
     return Look(look.seeds, [name for name in look.undecided if name not in decided], decided)
 
@@ -217,7 +222,10 @@ def progress_line(stop: dict, counted: str = "the file's own seeds") -> str:
 
     made = ", ".join(f"{lk['seeds']} ({undecided(lk)} undecided)" for lk in stop["looks"])
     looks = f"at seeds {made}" if made else "none yet"
-    decided = "; ".join(f"{name.split(': ', 1)[-1]} (at {seeds})" for name, seeds in first.items() if seeds)
+    single = len({name.split(": ", 1)[0] for name in first}) == 1  # one group: its title left out
+    decided = "; ".join(
+        f"{name.split(': ', 1)[-1] if single else name} (at {seeds})" for name, seeds in first.items() if seeds
+    )
     return (
         f"--seeds auto: {stop['planned_looks']} planned looks at alpha {stop['look_alpha']:.4g}, from "
         f"{stop['start']} to {stop['max_seeds']} seeds; looks so far: {looks}"

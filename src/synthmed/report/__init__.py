@@ -134,7 +134,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
             | ({"tsynd_claims": claims} if claims else {})
         )
     return {
-        "settings": dataclasses.asdict(settings),
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "decided_at"},  # on each comparison
         "family": family_text(rows),
         "sequential": sequential_stop(out),
         "header": header(records),

@@ -71,14 +71,17 @@ def claim_comparisons(
     may read differently from its row there. ``decided``: "claim (metric)" to the seeds of the look that first
     decided it; such a claim keeps that look's comparison (made again on its seeds), as the results table does."""
     out = _claim_comparisons(by_method, margin, alpha)
+    last = max((r["seed"] for runs in by_method.values() for r in runs), default=-1)
+    at_look: dict[int, dict[str, list[Comparison]]] = {}
     for i, (claim, _, _) in enumerate(present_claims(by_method)):
         for metric, comparisons in out.items():
             seeds = (decided or {}).get(f"{claim} ({metric})")
-            if seeds is None or all(r["seed"] < seeds for runs in by_method.values() for r in runs):
+            if seeds is None or seeds > last:  # undecided, or decided on every seed here
                 continue
-            then = _claim_comparisons(
-                {m: [r for r in runs if r["seed"] < seeds] for m, runs in by_method.items()}, margin, alpha
-            )[metric][i]
+            if seeds not in at_look:
+                kept = {m: [r for r in runs if r["seed"] < seeds] for m, runs in by_method.items()}
+                at_look[seeds] = _claim_comparisons(kept, margin, alpha)
+            then = at_look[seeds][metric][i]
             if then.decided:
                 comparisons[i] = dataclasses.replace(then, decided_at=seeds)
     return out

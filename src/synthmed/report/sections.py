@@ -281,14 +281,26 @@ NOTES = [
 ]
 
 
-def seeds_needed_text(rows: list[dict], looks: list[dict]) -> str:
+def seeds_needed_text(rows: list[dict], looks: list[dict], kept: bool = True) -> str:
     """How many seeds each verdict (a row against a reference, a TSynD claim) needed under the looks, grouped by that
-    count: the answer to "how many seeds did this comparison take" (group titles left out where there is one)."""
+    count: the answer to "how many seeds did this comparison take" (group titles left out where there is one); with
+    ``kept`` (the report keeps the looks' decisions), also those the folder's records no longer decide on the seeds
+    of their look, which the report judged on all its seeds instead."""
+    compared = comparison_names(rows)
     judged = [name for look in looks for name in look["undecided"] + (look.get("decided") or [])]
-    needed = decided_at(list(dict.fromkeys([*comparison_names(rows), *judged])), looks)
+    needed = decided_at(list(dict.fromkeys([*compared, *judged])), looks)
     if not needed:
         return ""
     single = len({name.split(": ", 1)[0] for name in needed}) == 1
+    redone = [
+        name if not single else name.split(": ", 1)[1]
+        for name, seeds in needed.items()
+        if kept
+        and seeds is not None
+        and name in compared
+        and compared[name].decided_at is None
+        and compared[name].pairs > seeds
+    ]
     by_seeds: dict[int | None, list[str]] = defaultdict(list)
     for name, seeds in needed.items():
         by_seeds[seeds].append(name.split(": ", 1)[1] if single else name)
@@ -298,6 +310,11 @@ def seeds_needed_text(rows: list[dict], looks: list[dict]) -> str:
     ]
     if None in by_seeds:
         parts.append(f"undecided at the last look ({looks[-1]['seeds']} seeds): {', '.join(by_seeds[None])}")
+    if redone:
+        parts.append(
+            "decided at a look, but not by this folder's records of that look's seeds, so judged here on all the "
+            f"seeds: {', '.join(redone)}"
+        )
     return "Seeds each verdict needed: " + "; ".join(parts) + "."
 
 
@@ -334,7 +351,7 @@ def notes_section(
         else:
             text += f"It stopped after {stop['seeds']} seeds: {stop['reason']}."
         if made and rows is not None:
-            text += " " + seeds_needed_text(rows, stop["looks"])
+            text += " " + seeds_needed_text(rows, stop["looks"], bool(settings.decided_at))
             text = text.rstrip()
         items.insert(1, text)
     return Section("Notes", [Bullets(items)])

@@ -187,6 +187,8 @@ def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> 
     for row in group:
         versus = (row.get("comparisons") or {}).get("none")
         pairs, _ = pair_runs(row, none)
+        if versus is not None and versus.decided_at is not None:  # a kept decision: priced on the seeds of its look
+            pairs = [(r, ref) for r, ref in pairs if r["seed"] < versus.decided_at]
         if row is none or versus is None or versus.blocked or len(pairs) < 2:
             continue  # pairs across precisions are no pairs, here either
         row["curve"] = dict(curve)
@@ -309,32 +311,48 @@ def _compare_all(rows: list[dict], settings: Settings) -> None:
 def _keep_decisions(rows: list[dict], settings: Settings) -> None:
     """A comparison an earlier look of ``--seeds auto`` decided keeps that look's verdict: it is made again on the
     seeds of that look (the runs of every row the looks judged, so within the look's Holm family) and marked
-    ``decided_at``. Judging every comparison afresh on all the seeds would let a verdict come and go between looks
-    (worse at 14 seeds, undecided at 16), which group sequential practice does not do: a boundary crossed stays
-    crossed, and the Bonferroni split over the planned looks already pays for stopping at any of them."""
+    ``decided_at``, with the Δ ACC beside it from the same seeds (the worth follows, ``_real_equivalents``). Judging
+    every comparison afresh on all the seeds would let a verdict come and go between looks (worse at 14 seeds,
+    undecided at 16), which group sequential practice does not do: a boundary crossed stays crossed, and the
+    Bonferroni split over the planned looks already pays for stopping at any of them. Where the folder no longer
+    holds what the look saw (the comparison is not decided on those seeds), all the seeds judge it and the notes
+    say so (``sections.seeds_needed_text``)."""
     decided = dict(settings.decided_at)
     if not decided:
         return
-    judged: list[tuple[dict, str, dict]] = []  # (row, reference, reference row) of each comparison a look judged
+    judged: list[tuple[str, dict, str, dict]] = []  # (name, row, reference, reference row) of each judged comparison
     for key, group in by_group(rows).items():
         for row in group:
             for reference in row.get("comparisons") or {}:
+                name = f"{group_title(key)}: {row['method']} vs {reference}"
                 ref = reference_row(row, group, reference)
-                if ref is not None and f"{group_title(key)}: {row['method']} vs {reference}" in decided:
-                    judged.append((row, reference, ref))
-    runs = {r["run_id"]: r for row, _, ref in judged for r in row["runs"] + ref["runs"]}.values()
+                if ref is not None and name in decided:
+                    judged.append((name, row, reference, ref))
+    runs = list({r["run_id"]: r for _, row, _, ref in judged for r in row["runs"] + ref["runs"]}.values())
+    last = max((r["seed"] for r in runs), default=-1)
     plain = dataclasses.replace(settings, decided_at=())
-    at_look: dict[int, dict[str, Comparison]] = {}
-    for row, reference, ref in judged:
-        name = f"{group_title(row['group'])}: {row['method']} vs {reference}"
+    at_look: dict[int, dict[str, tuple[dict, str]]] = {}
+    for name, row, reference, ref in judged:
         seeds = decided[name]
-        if seeds is None or max(row["seeds"] + ref["seeds"]) < seeds:  # undecided, or decided on every seed here
+        if seeds is None or seeds > last:  # undecided, or decided at the look on every seed the folder holds
             continue
         if seeds not in at_look:
-            at_look[seeds] = comparison_names(summarise([r for r in runs if r["seed"] < seeds], plain))
-        then = at_look[seeds].get(name)
-        if then is not None and then.decided:  # else the folder no longer holds what the look saw: all seeds judge
-            row["comparisons"][reference] = dataclasses.replace(then, decided_at=seeds)
+            then_rows = summarise([r for r in runs if r["seed"] < seeds], plain)
+            at_look[seeds] = {
+                f"{group_title(then['group'])}: {then['method']} vs {k}": (then, k)
+                for then in then_rows
+                for k in then.get("comparisons") or {}
+            }
+        then, k = at_look[seeds].get(name, ({}, reference))
+        comparison = (then.get("comparisons") or {}).get(k)
+        if comparison is None or not comparison.decided:
+            continue
+        row["comparisons"][reference] = dataclasses.replace(comparison, decided_at=seeds)
+        base = ref["base_method"]
+        for part in ("acc_diffs", "mixed"):
+            row.setdefault(part, {}).pop(base, None)
+            if base in (then.get(part) or {}):
+                row[part][base] = then[part][base]
 
 
 def looks_decided(looks: list[dict]) -> tuple[tuple[str, int | None], ...]:
