@@ -168,7 +168,7 @@ def difference(comparison: dict | None) -> str:
     notes = []
     p_holm = _num(comparison.get("p_holm"))
     if p_holm is not None and (low > 0 or high < 0):
-        notes.append(f"Holm p {p_holm:.2f}" if p_holm >= 0.01 else f"Holm p {p_holm:.2g}")
+        notes.append(f"Holm p {p_holm:.2f}" if p_holm >= 0.1 else f"Holm p {p_holm:.2g}")
     if comparison.get("unit", "seeds") != "seeds":
         notes.append(f"n = {comparison['n']} {comparison['unit']}")
     if comparison.get("decided_at") is not None:
