@@ -212,10 +212,9 @@ def _write(runner: Runner, plan: Plan, seeds: int, looks: list[Look], reason: st
 def progress_line(stop: dict, counted: str = "the file's own seeds") -> str:
     """A ``sequential.json`` record in one line (``experiment status``): the plan, the looks so far and where it
     stands; ``counted`` says what the status table above it counted."""
-    from synthmed.report.summary import decided_at
+    from synthmed.report.summary import looks_decided
 
-    judged = [name for look in stop["looks"] for name in look["undecided"] + (look.get("decided") or [])]
-    first = decided_at(list(dict.fromkeys(judged)), stop["looks"])
+    first = dict(looks_decided(stop["looks"]))
 
     def undecided(look: dict) -> int:  # a decision is kept: a look recorded before that still counts it decided
         return sum(1 for name in look["undecided"] if first.get(name) is None or first[name] > look["seeds"])
