@@ -410,3 +410,28 @@ def test_a_claim_decided_at_an_earlier_look_keeps_that_looks_comparison():
     kept = claim_comparisons(by_method, decided=decided)["clean test AUC"][0]
     assert (kept.n, kept.verdict, kept.decided_at) == (5, "better", 5)
     assert "holds, n=5 (decided at 5 seeds)" in claims_blocks(by_method, decided=decided)[0].rows[0][1]
+
+
+def test_seeds_sharing_a_generator_fit_are_one_unit_in_the_medmnistc_table_and_the_claims():
+    """Six seeds over two generator fits are two units, not six: the robustness Δ and TSynD's claims average the
+    seeds of a fit first, as the results table does, so no verdict is read off seeds that are not independent."""
+    from synthmed.report.claims import claims_blocks
+    from synthmed.report.medmnistc import medmnistc_table
+    from synthmed.report.summary import fit_units
+
+    shared = {"synthesis": {"generator_seeds": 2}}
+    by_method: dict[str, list[dict]] = {"none": [], "oversample": [], "tsynd": []}
+    for seed in range(6):
+        for label, shift, config in (("none", 0.0, {}), ("oversample", 0.0, {}), ("tsynd", 0.05, shared)):
+            r = record(label, seed, 0.85 + shift, 0.8, **config)
+            r["metrics"]["robustness"] = fake_robustness(shift + 0.001 * (seed % 3), seed)
+            by_method[label].append(r)
+    row = next(row for row in medmnistc_table(by_method).rows if row[0] == "tsynd")
+    assert all("n = 2 generator fits" in cell and "undecided (n < 5" in cell for cell in row[-4:]), row
+    claims = claims_blocks(by_method)[0]
+    assert all("n=2 generator fits" in cell and "undecided" in cell for cell in claims.rows[0][1:]), claims.rows
+    pairs = list(zip(by_method["tsynd"], by_method["none"]))
+    assert fit_units(pairs) == [0, 1, 0, 1, 0, 1] and fit_units(pairs[:1]) == [0]
+    both = [(r, dict(b, config=dict(b["config"], synthesis={"generator_seeds": 3}))) for r, b in pairs]
+    assert len(set(fit_units(both))) == 1  # seeds 0 and 3 share the reference's fit: everything is linked
+    assert fit_units(list(zip(by_method["none"], by_method["oversample"]))) is None

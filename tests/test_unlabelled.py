@@ -71,10 +71,11 @@ def test_yaml_and_command_line_set_it_on_the_protocols(tmp_path):
     assert {s.unlabelled for s in expand(override(grid, {"unlabelled": "500"}))} == {500}
 
 
-def test_only_the_runs_that_read_unlabelled_images_draw_them_and_they_pair_with_the_plain_rows(tmp_path):
+def test_only_the_runs_that_read_unlabelled_images_draw_them_and_they_pair_with_the_plain_rows(tmp_path, real_root):
     """none, copies and a generator without -p use_unlabelled read no unlabelled image: their runs are the plain
     runs (same ids, so a study without --unlabelled shares them), a note says so, and every row keeps the protocol
-    of the labelled images, so the rows that read them are compared with the same none."""
+    of the labelled images, so the rows that read them are compared with the same none (run ids read the data:
+    ``real_root`` skips the test without it)."""
     from synthmed.experiment.grid import expand, load_grid
     from synthmed.experiment.runner import Runner
 

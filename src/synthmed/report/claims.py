@@ -24,7 +24,7 @@ from synthmed.report.stats import (
     adjust,
     compare,
 )
-from synthmed.report.summary import pair_run_lists
+from synthmed.report.summary import paired_units
 
 #: (claim, the row it says is ahead, the row it says is behind), by method label
 TSYND_CLAIMS = (
@@ -95,21 +95,22 @@ def _claim_comparisons(by_method: dict[str, list[dict]], margin: float, alpha: f
     for title, figure in METRICS:
         comparisons = []
         for _, ahead, behind in present:
-            pairs, mixed = pair_run_lists(by_method[ahead], by_method[behind])
-            values = [(figure(r), figure(b)) for r, b in pairs]
-            diffs = [a - b for a, b in values if a is not None and b is not None]
+            diffs, units, mixed = paired_units(by_method[ahead], by_method[behind], figure)
             blocked = "mixed precision" if mixed else ""
-            comparisons.append(compare(diffs, ahead, behind, title, margin=margin, alpha=alpha, blocked=blocked))
+            comparisons.append(
+                compare(diffs, ahead, behind, title, margin=margin, alpha=alpha, clusters=units, blocked=blocked)
+            )
         out[title] = adjust(comparisons)
     return out
 
 
 def claim_cell(c: dict) -> str:
     """One claim on one metric: ``+0.010 [+0.004, +0.016] holds, n=8`` (``c``: a comparison as data, with its
-    reading), or the difference alone for one seed."""
+    reading; ``n=4 generator fits`` where seeds share fits), or the difference alone for one seed."""
     if c["n"] < 2:
         return "–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)"
-    cell = f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}"
+    units = "" if c["unit"] == "seeds" else f" {c['unit']}"
+    cell = f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}{units}"
     return cell + (f" (decided at {c['decided_at']} seeds)" if c.get("decided_at") is not None else "")
 
 

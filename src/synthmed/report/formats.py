@@ -27,7 +27,8 @@ def fmt_comparison(c: Comparison | None) -> str:
         return c.verdict if c.blocked else ""
     if c.n < 2:
         return f"{c.mean:+.3f} (n={c.n}) {c.verdict}"
-    notes = [f"Holm p {c.p_holm:.2g}"] if c.p_holm is not None else []
+    holm = "Holm p" if c.family > 1 else "p"  # a family of one: its adjusted p is its p
+    notes = [f"{holm} {c.p_holm:.2g}"] if c.p_holm is not None else []
     if c.unit != "seeds":
         notes.append(f"n = {c.n} {c.unit}")
     if c.decided_at is not None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from synthmed.report.formats import fmt_comparison, level_text
 from synthmed.report.model import Figure, Paragraph, Table
 from synthmed.report.stats import compare, interval
-from synthmed.report.summary import pair_run_lists
+from synthmed.report.summary import paired_units
 from synthmed.spec import classifier_label, method_label, protocol_label
 
 #: The PGD strength the MedMNIST-C table shows beside the corruptions (x/255 pixel units; the one the TSynD results
@@ -71,26 +72,26 @@ def robustness_rows(records: list[dict]) -> tuple[list[str], list[list]]:
     return [*labels, *MEDMNISTC_COLUMNS], rows
 
 
-def _delta_cell(runs: list[dict], reference: list[dict], column: str, method: str, ref: str) -> str:
+def _delta_cell(
+    runs: list[dict], reference: list[dict], column: str, method: str, ref: str, margin: float, alpha: float
+) -> str:
     """``+0.012 [-0.004, +0.028] better``: ``column`` of ``runs`` minus the reference's, paired by seed where both
-    ran on the same platform (undecided where some seeds did not), as a family of one (the results table's Holm
-    adjustment does not cover these)."""
+    ran on the same platform (undecided where some seeds did not), over generator fits where seeds share one (as
+    the results table), at the report's margin and level, as a family of one (the results table's Holm adjustment
+    does not cover these)."""
 
     def value(run: dict) -> float | None:
         return medmnistc_columns(run["metrics"]["robustness"])[column]
 
-    pairs, mixed = pair_run_lists(runs, reference)
-    values = [(value(r), value(b)) for r, b in pairs]
-    diffs = [mine - theirs for mine, theirs in values if mine is not None and theirs is not None]
+    diffs, units, mixed = paired_units(runs, reference, value)
     if not diffs:
         return ""
-    c = compare(diffs, method, ref, column, blocked="mixed precision" if mixed else "")
-    if c.n < 2:
-        return f"{c.mean:+.3f} ({c.verdict}, 1 seed)"
-    return f"{c.mean:+.3f} [{c.t_low:+.3f}, {c.t_high:+.3f}] {c.verdict}"
+    blocked = "mixed precision" if mixed else ""
+    c = compare(diffs, method, ref, column, margin=margin, alpha=alpha, clusters=units, blocked=blocked)
+    return fmt_comparison(c)
 
 
-def medmnistc_table(by_method: dict[str, list[dict]]) -> Table:
+def medmnistc_table(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> Table:
     """Per method (mean ± std over seeds): clean AUC, AUC under MedMNIST-C (mean over corruptions and severities),
     the worst corruption, the relative drop, PGD ACC, and paired differences with ``none`` and ``oversample``."""
 
@@ -104,8 +105,9 @@ def medmnistc_table(by_method: dict[str, list[dict]]) -> Table:
     }
     eps = f"{TABLE_PGD_EPS_255:g}/255"
     table = Table(
-        "MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a 95 % interval, each "
-        "comparison a family of one with a ±0.01 margin):",
+        f"MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a {level_text(alpha)} % "
+        f"interval, over generator fits where seeds share one, each comparison a family of one with a ±{margin:g} "
+        "margin):",
         [
             "method",
             "seeds",
@@ -122,7 +124,9 @@ def medmnistc_table(by_method: dict[str, list[dict]]) -> Table:
         cols = [medmnistc_columns(r["metrics"]["robustness"]) for r in runs]
         worst = Counter(c["worst_corruption"] for c in cols).most_common(1)[0][0]
         deltas = [
-            "" if ref_runs is None or ref_runs is runs else _delta_cell(runs, ref_runs, column, method, ref)
+            ""
+            if ref_runs is None or ref_runs is runs
+            else _delta_cell(runs, ref_runs, column, method, ref, margin, alpha)
             for column in ("corrupted_auc", "pgd_acc")
             for ref, ref_runs in refs.items()
         ]
@@ -141,8 +145,11 @@ def medmnistc_table(by_method: dict[str, list[dict]]) -> Table:
     return table
 
 
-def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -> list:
-    """The MedMNIST-C part of a robustness section (empty when no run of it was measured with the benchmark)."""
+def medmnistc_blocks(
+    by_method: dict[str, list[dict]], title: str, index: int, margin: float = 0.01, alpha: float = 0.05
+) -> list:
+    """The MedMNIST-C part of a robustness section (empty when no run of it was measured with the benchmark), its
+    differences at the report's ``margin`` and ``alpha``."""
     from synthmed.report.figures import severity_plot
 
     bench = {m: [r for r in rs if r["metrics"]["robustness"].get("medmnistc")] for m, rs in by_method.items()}
@@ -174,6 +181,6 @@ def medmnistc_blocks(by_method: dict[str, list[dict]], title: str, index: int) -
     )
     return [
         Paragraph(text),
-        medmnistc_table(bench),
+        medmnistc_table(bench, margin, alpha),
         Figure(f"report_medmnistc_{index}.png", curves, f"MedMNIST-C · {title}"),
     ]

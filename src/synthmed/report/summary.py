@@ -260,6 +260,45 @@ def pair_run_lists(runs: list[dict], reference: list[dict]) -> tuple[list[tuple[
     return pairs, mixed
 
 
+def fit_units(pairs: list[tuple[dict, dict]]) -> list[int] | None:
+    """The unit each paired seed belongs to: seeds whose synthetic sets came from one generator fit, of either run,
+    are not independent, so seeds linked through shared fits form one unit (its differences are averaged before
+    the interval); None where every seed fitted its own generator (every seed its own unit)."""
+    fits = [(generator_fit(r["config"], r["seed"]), generator_fit(b["config"], b["seed"])) for r, b in pairs]
+    if all(mine is None and theirs is None for mine, theirs in fits):
+        return None
+    parent = list(range(len(pairs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, int], int] = {}
+    for i, (mine, theirs) in enumerate(fits):
+        for side, fit in (("run", mine), ("reference", theirs)):
+            if fit is not None:
+                parent[root(i)] = root(first.setdefault((side, fit), i))
+    return [root(i) for i in range(len(pairs))]
+
+
+def paired_units(
+    runs: list[dict], reference: list[dict], figure: Callable[[dict], float | None]
+) -> tuple[list[float], list[int] | None, bool]:
+    """(differences, units, mixed): ``figure`` of each run minus its reference's on the same seed and platform
+    (seeds where either lacks the figure left out), the unit of each difference (``fit_units``), and whether some
+    seeds ran on another platform (which blocks any decision)."""
+    pairs, mixed = pair_run_lists(runs, reference)
+    diffs: list[float] = []
+    kept: list[tuple[dict, dict]] = []
+    for r, b in pairs:
+        mine, theirs = figure(r), figure(b)
+        if mine is not None and theirs is not None:
+            diffs.append(mine - theirs)
+            kept.append((r, b))
+    return diffs, fit_units(kept), bool(mixed)
+
+
 def paired(row: dict, reference: dict, metric: str) -> list[float]:
     """``metric`` of ``row`` minus that of ``reference``, once per seed both ran on the same platform."""
     return [r[metric] - ref[metric] for r, ref in pair_runs(row, reference)[0]]
@@ -269,8 +308,7 @@ def _comparison(row: dict, ref: dict, settings: Settings) -> Comparison:
     """``row`` against ``ref`` on test AUC: same-platform pairs only, averaged within shared generator fits, blocked
     from any decision where some seeds ran on another platform; the reference's mean over the same seeds."""
     pairs, mixed = pair_runs(row, ref)
-    fits = [generator_fit(r["config"], r["seed"]) for r, _ in pairs]
-    clusters = None if all(f is None for f in fits) else fits
+    clusters = fit_units(pairs)
     comparison = compare(
         [r["test_auc"] - b["test_auc"] for r, b in pairs],
         row["method"],
@@ -600,7 +638,7 @@ def robustness_sections(out: Path, records: list[dict], report: Settings | None 
                 Paragraph(scope),
                 robustness_table(by_method),
                 Figure(f"report_robustness_{index}.png", curves, "robustness"),
-                *medmnistc_blocks(by_method, title, index),
+                *medmnistc_blocks(by_method, title, index, decide.margin, decide.alpha),
                 *claims_blocks(by_method, decide.margin, decide.alpha, group_decisions(decide, key)),
             ],
         )
