@@ -358,6 +358,11 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert lines[2].startswith("| claim | clean test AUC | MedMNIST-C AUC (mean) | PGD 2/255 ACC |")
     assert lines[4].startswith("| mutual information > entropy (`tsynd` − `tsynd uncertainty=entropy`) | +0.010")
     assert "holds, n=8" in lines[4] and len(lines) == 6
+    from synthmed.report.pages import NOT_YET
+
+    page.write_text("# none yet\n<!-- study_table out --claims --methods=nothing.* -->\n<!-- /study_table -->\n")
+    update_pages([page])
+    assert page.read_text().splitlines()[2] == NOT_YET.strip()  # a claim no setting ran: said, not a bare header
 
 
 def test_the_report_names_the_corruptions_without_effect_that_its_mean_leaves_out():

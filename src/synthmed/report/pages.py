@@ -35,6 +35,8 @@ BLOCK = re.compile(r"(<!-- study_table(?P<args>(?: [^>]*?)?) -->\n)(?P<body>.*?)
 OPEN, CLOSE = re.compile(r"<!-- study_table\b"), "<!-- /study_table -->"
 #: What marks a page's repository root, which the blocks' export folders are relative to.
 ROOT_MARKER = "pyproject.toml"
+#: A block whose rows no export holds yet (a TSynD claim before both its rows ran).
+NOT_YET = "*Not yet: no setting has exported runs of every row this table compares; it appears as the steps export.*\n"
 
 WORTH_COLUMN = "worth in real images per class [95 % CI]"
 
@@ -369,6 +371,8 @@ def page_text(page: Path, default: Path | None = None, summaries: Summaries | No
             rows = render([summaries(f, block.margin) for f in block.folders], block)
         except SynthmedError as error:
             raise SynthmedError(f"{page}: {error}") from None
+        if not rows.rows:  # a claim whose two rows no setting has run yet: say so rather than show a bare header
+            return match[1] + NOT_YET + match[4]
         return match[1] + "\n".join(table_markdown(rows)) + match[4]
 
     return BLOCK.sub(table, text)
