@@ -193,8 +193,8 @@ def _real_equivalents(group: list[dict], curve: dict[int, dict[int, float]]) -> 
             continue  # pairs across precisions are no pairs, here either
         row["curve"] = dict(curve)
         diffs = {r["seed"]: r["test_auc"] - ref["test_auc"] for r, ref in pairs}
-        fits = {r["seed"]: generator_fit(r["config"], r["seed"]) for r, _ in pairs}
-        clusters = None if all(v is None for v in fits.values()) else fits
+        units = fit_units(pairs)
+        clusters = None if units is None else {r["seed"]: unit for (r, _), unit in zip(pairs, units)}
         worth = real_equivalent(dict(curve), diffs, anchor, clusters)
         if worth is not None:
             worth["decided"] = versus.decided and versus.verdict != EQUIVALENT
@@ -297,11 +297,6 @@ def paired_units(
             diffs.append(mine - theirs)
             kept.append((r, b))
     return diffs, fit_units(kept), bool(mixed)
-
-
-def paired(row: dict, reference: dict, metric: str) -> list[float]:
-    """``metric`` of ``row`` minus that of ``reference``, once per seed both ran on the same platform."""
-    return [r[metric] - ref[metric] for r, ref in pair_runs(row, reference)[0]]
 
 
 def _comparison(row: dict, ref: dict, settings: Settings) -> Comparison:
