@@ -125,8 +125,28 @@ def test_generative_rows_are_also_compared_with_oversample_at_the_same_policy():
     assert "oversample" not in rows["none"].get("comparisons", {})  # the mirror of oversample vs none, not repeated
     table = results_table([rows[m] for m in ("none", "dcgan balance")], settings=Settings())
     assert any(c.startswith("Δ AUC vs oversample") for c in table.columns)
-    other = summarise(records, Settings(reference="flip"))
-    assert "oversample" not in next(r for r in other if r["method"] == "dcgan balance")["comparisons"]
+
+
+def test_a_third_reference_adds_a_comparison_and_keeps_the_copies():
+    """``--reference flip`` (for a study, ``pseudo-label``): every row meets none, the copies and flip, each once
+    (none and the copies are not compared with flip again: their comparisons with it are flip's), all in one Holm
+    family; the table has a Δ column per reference."""
+    base = [0.80, 0.82, 0.84, 0.83, 0.81]
+    records = grid_of({"oversample": [0.01] * 5, "flip": [0.02, 0.01, 0.02, 0.03, 0.02]}, base)
+    records += grid_of({"dcgan": [0.03, 0.04, 0.03, 0.05, 0.04]}, base)[5:]
+    settings = Settings(reference="flip")
+    rows = {r["method"]: r for r in summarise(records, settings)}
+    assert set(rows["dcgan"]["comparisons"]) == {"none", "oversample", "flip"}
+    assert rows["dcgan"]["comparisons"]["flip"].mean == pytest.approx(0.018)
+    assert set(rows["flip"]["comparisons"]) == {"none", "oversample"}
+    assert set(rows["oversample"]["comparisons"]) == {"none"} and "comparisons" not in rows["none"]
+    assert {c.family for r in rows.values() for c in (r.get("comparisons") or {}).values()} == {6}
+    columns = results_table(list(rows.values()), settings=settings).columns
+    assert [c.split(" [")[0] for c in columns if c.startswith("Δ AUC")] == [
+        "Δ AUC vs none",
+        "Δ AUC vs oversample",
+        "Δ AUC vs flip",
+    ]
 
 
 def test_published_numbers_only_for_the_papers_setting():

@@ -126,6 +126,18 @@ def test_a_block_is_laid_out_by_the_reports_table_renderer():
     assert study_table([summary], Block(folders=(), methods=("none",))).rows == []
 
 
+def test_a_block_with_a_third_reference_adds_its_column(cli, repo):
+    """``--reference flip`` in a block: a Δ column against flip after the copies' (empty here: no copies ran)."""
+    page = repo / "docs" / "page.md"
+    page.write_text(PAGE.format(args="results/x --no-setting --reference flip"))
+    assert cli("report", ".", "--pages", str(page)).returncode == 0
+    header = page.read_text().splitlines()[2]
+    assert "| Δ AUC vs oversample [95 % CI], verdict (Holm) | Δ AUC vs flip [95 % CI], verdict (Holm) |" in header
+    summary = {"groups": [{"title": "t", "rows": [ROW]}], "settings": {"reference": "pseudo-label"}}
+    synthetic = study_table([summary], Block(folders=(), synthetic=True)).columns
+    assert "Holm-adjusted p vs none / oversample / pseudo-label" in synthetic
+
+
 def test_the_interval_columns_say_the_level_the_exports_report_at():
     """A --seeds auto study reports at the looks' split alpha (0.05 / 6 for the low-noise study): its page says so."""
     looks = {"groups": [{"title": "t", "rows": [ROW]}], "settings": {"alpha": 0.05 / 6}}

@@ -349,7 +349,8 @@ def test_reference_pseudo_label_pairs_each_row_with_the_control_of_its_teacher()
     assert reference_row(row("ddpm", "teacher hard teacher≥0.9"), group, "pseudo-label") is hard
     assert reference_row(row("ddpm", "teacher soft"), group, "pseudo-label") is soft
     assert reference_row(everything, group, "pseudo-label") is hard
-    assert Settings(reference="pseudo-label").references() == ["none", "pseudo-label"]
+    assert Settings(reference="pseudo-label").references() == ["none", "oversample", "pseudo-label"]
+    assert Settings(reference="oversample").references() == Settings().references() == ["none", "oversample"]
 
 
 def test_the_whole_pool_variant_is_labelled_by_what_it_adds_not_by_a_count_policy():

@@ -30,8 +30,8 @@ def report_cmd(
     reference: str = typer.Option(
         None,
         "--reference",
-        help="A second reference every method is compared with "
-        "besides none (default: oversample at the same policy, where the grid holds it).",
+        help="A third reference every method is also compared with, besides none and the count-matched "
+        "oversample control at the same policy (e.g. pseudo-label).",
     ),
     select_levers: str = typer.Option(
         "val_auc",

@@ -32,7 +32,7 @@ RUN_OPTIONS = opt.schema_parameters(
         "seed": opt.Override(
             default="0,1,2",
             help="Comma-separated seeds, or auto: add seeds in rounds (one per "
-            "worker) until every verdict (against none and the second reference) is decided or --max-seeds ran.",
+            "worker) until every verdict (against none, the copies and any --reference) is decided or --max-seeds ran.",
         ),
     },
 )

@@ -106,8 +106,8 @@ class Execution:
     margin: float | None = knob(None, low=0, help="Equivalence margin of the verdicts, in AUC (default 0.01).")
     reference: str | None = knob(
         None,
-        help="A second reference every method is compared with besides none (default: the count-matched "
-        "oversample control at the same policy, where the grid holds it).",
+        help="A third reference every method is also compared with, besides none and the count-matched oversample "
+        "control at the same policy (e.g. pseudo-label: the unlabelled real images).",
     )
     resume_from: Path | None = knob(
         None, help="An export (`synthmed export`) whose runs are imported first and so not run again."

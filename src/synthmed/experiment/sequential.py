@@ -1,5 +1,5 @@
 """Seeds until decided (``--seeds auto --max-seeds N``): run a grid's seeds in rounds until every verdict of the
-report (each row against ``none`` and against the second reference, the copies by default, and TSynD's claims where
+report (each row against ``none``, the copies and any third ``--reference``, and TSynD's claims where
 the grid holds their rows) is decided, or N seeds are done.
 
 Rule (written to ``sequential.json`` and the report's notes): the first look comes after ``start`` seeds, each
@@ -65,9 +65,9 @@ class Look:
 
 
 def verdicts(runner: Runner, grid: Grid, plan: Plan) -> tuple[list[str], list[str]]:
-    """The comparisons of the grid's rows (against ``none`` and the second reference) and of TSynD's claims where the
-    grid holds their rows, at the look's alpha, as "group: method vs reference" and "group: claim (metric)": those
-    still undecided, and those decided."""
+    """The comparisons of the grid's rows (against ``none``, the copies and any third reference) and of TSynD's claims
+    where the grid holds their rows, at the look's alpha, as "group: method vs reference" and "group: claim (metric)":
+    those still undecided, and those decided."""
     from synthmed.report.claims import claim_comparisons, present_claims
     from synthmed.report.records import load_records
     from synthmed.report.summary import Settings, by_group, comparison_names, group_title, summarise
@@ -159,7 +159,7 @@ def run_until_decided(
         if on_look:
             on_look(look)
         if not look.undecided:
-            reason = f"every verdict (against none and the second reference) was decided by {seeds} seeds"
+            reason = f"every verdict (against none, the copies and any third reference) was decided by {seeds} seeds"
             break
         if seeds >= plan.max_seeds:
             reason = f"--max-seeds {plan.max_seeds} reached with {len(look.undecided)} verdict(s) still undecided"

@@ -41,6 +41,13 @@ NOT_YET = "*Not yet: no setting has exported runs of every row this table compar
 WORTH_COLUMN = "worth in real images per class [95 % CI]"
 
 
+def references(summaries: list[dict]) -> list[str]:
+    """The references the exports' reports compare with: ``none``, the copies, and a third where a block's
+    ``--reference`` (or the looks of ``--seeds auto``) named one."""
+    named = [summary.get("settings", {}).get("reference") for summary in summaries]
+    return list(dict.fromkeys(["none", "oversample", *[r for r in named if r not in (None, "none", "oversample")]]))
+
+
 def auc_columns(summaries: list[dict]) -> list[str]:
     """The AUC columns, their Δ intervals labelled with the level the exports' reports use (95 %, or the looks'
     split level of a ``--seeds auto`` study, e.g. 99.17 %); the worth's Fieller interval is always 95 %."""
@@ -51,8 +58,7 @@ def auc_columns(summaries: list[dict]) -> list[str]:
     return [
         "test AUC",
         "none on the same seeds",
-        f"Δ AUC vs none [{ci}], verdict (Holm)",
-        f"Δ AUC vs oversample [{ci}], verdict (Holm)",
+        *[f"Δ AUC vs {reference} [{ci}], verdict (Holm)" for reference in references(summaries)],
         WORTH_COLUMN,
     ]
 
@@ -61,7 +67,7 @@ def auc_columns(summaries: list[dict]) -> list[str]:
 GLANCE_COLUMNS = ["TSTR test AUC", "memorised (pixels)"]
 SYNTHETIC_COLUMNS = [
     "test ACC",
-    "Holm-adjusted p vs none / oversample",
+    "Holm-adjusted p vs none / oversample",  # and the third reference where a block names one
     "TSTR test AUC",
     "class fidelity (the reference on real images)",
     "FID (in-domain)",
@@ -85,6 +91,9 @@ def _block_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-setting", action="store_true", help="Leave out the setting column (one setting).")
     parser.add_argument("--methods", help="Only these rows: comma-separated regular expressions on the row label.")
     parser.add_argument(
+        "--reference", help="A third reference besides none and the copies (pseudo-label), as `synthmed report` has it."
+    )
+    parser.add_argument(
         "--headline",
         action="store_true",
         help="The at-a-glance table: only each method's variant with the best val AUC, plus TSTR AUC and the "
@@ -107,6 +116,7 @@ class Block:
     methods: tuple[str, ...] = ()
     headline: bool = False
     claims: bool = False
+    reference: str | None = None
 
 
 def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
@@ -130,7 +140,14 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
         except re.error as error:
             raise SynthmedError(f"{args!r}: --methods {pattern!r} is no regular expression ({error})") from None
     return Block(
-        tuple(folders), parsed.margin, parsed.synthetic, parsed.no_setting, methods, parsed.headline, parsed.claims
+        tuple(folders),
+        parsed.margin,
+        parsed.synthetic,
+        parsed.no_setting,
+        methods,
+        parsed.headline,
+        parsed.claims,
+        parsed.reference,
     )
 
 
@@ -202,30 +219,31 @@ def _priced(row: dict) -> bool:
     return isinstance((row.get("real_equivalent") or {}).get("point"), (int, float))
 
 
-def auc_cells(row: dict) -> list[str]:
+def auc_cells(row: dict, compared: list[str]) -> list[str]:
+    """Test AUC, none's on the same seeds, the Δ against each of ``compared`` and the worth."""
     comparisons = row.get("comparisons") or {}
     baseline = row.get("real_equivalent") or {}
     same_seeds = _num((comparisons.get("none") or {}).get("reference_mean"))
     return [
         mean_std(row, "test_auc"),
         "" if same_seeds is None else f"{same_seeds:.3f}",
-        difference(comparisons.get("none")),
-        difference(next((c for k, c in comparisons.items() if k != "none"), None)),
+        *[difference(comparisons.get(reference)) for reference in compared],
         f"0 (the baseline: {baseline['anchor']} per class)"
         if row["method"] == "none" and baseline
         else worth(row.get("real_equivalent")),
     ]
 
 
-def glance_cells(row: dict) -> list[str]:
+def glance_cells(row: dict, compared: list[str]) -> list[str]:
     """The AUC columns, then TSTR AUC and the memorised share of the synthetic images (empty for other rows)."""
     syn = row.get("synthetic") or {}
-    return [*auc_cells(row), mean_std(syn, "tstr_auc"), mean_std(syn, "memorised", 1, True)]
+    return [*auc_cells(row, compared), mean_std(syn, "tstr_auc"), mean_std(syn, "memorised", 1, True)]
 
 
-def synthetic_cells(row: dict) -> list[str]:
+def synthetic_cells(row: dict, compared: list[str]) -> list[str]:
     comparisons = row.get("comparisons") or {}
-    holm = " / ".join("–" if _num(c.get("p_holm")) is None else f"{c['p_holm']:.2f}" for c in comparisons.values())
+    found = [comparisons[k] for k in compared if k in comparisons]
+    holm = " / ".join("–" if _num(c.get("p_holm")) is None else f"{c['p_holm']:.2f}" for c in found)
     syn = row.get("synthetic") or {}
     memorised = ""
     if syn:
@@ -254,15 +272,16 @@ def synthetic_cells(row: dict) -> list[str]:
 
 
 def study_table(summaries: list[dict], block: Block) -> Table:
-    """The table of a block from the ``summary_json`` of each of its folders: one row per (setting, method), with
-    test AUC, the paired differences to ``none`` and the second reference and the worth in real images (the worth
-    column only where a curve prices a row); with ``headline`` (the at-a-glance table) only each method's best variant,
-    plus TSTR and the memorised share where a row has them; or with ``synthetic`` the ACC, Holm p-values and the
-    synthetic-set audit."""
-    row_cells: Callable[[dict], list[str]] = auc_cells
-    cells = auc_columns(summaries)
+    """The table of a block from the ``summary_json`` of each of its folders: one row per (setting, method), with test
+    AUC, the paired differences to ``none``, the copies and a third reference where one is named, and the worth in real
+    images (the worth column only where a curve prices a row); with ``headline`` (the at-a-glance table) only each
+    method's best variant, plus TSTR and the memorised share where a row has them; or with ``synthetic`` the ACC, Holm
+    p-values and the synthetic-set audit."""
+    row_cells: Callable[[dict, list[str]], list[str]] = auc_cells
+    cells, compared = auc_columns(summaries), references(summaries)
     if block.synthetic:
-        row_cells, cells = synthetic_cells, SYNTHETIC_COLUMNS
+        holm = f"Holm-adjusted p vs {' / '.join(compared)}"
+        row_cells, cells = synthetic_cells, [holm if c.startswith("Holm") else c for c in SYNTHETIC_COLUMNS]
     elif block.headline:
         row_cells, cells = glance_cells, cells + GLANCE_COLUMNS
     columns = ["method", "seeds", *cells]
@@ -279,7 +298,7 @@ def study_table(summaries: list[dict], block: Block) -> Table:
                     continue
                 lead = [f"`{row['method']}`", str(row["n"])]
                 setting = [] if block.no_setting else [group["title"]]
-                table.rows.append([*setting, *lead, *row_cells(row)])
+                table.rows.append([*setting, *lead, *row_cells(row, compared)])
                 priced = priced or _priced(row)
     if block.synthetic:
         return table
@@ -342,17 +361,17 @@ def check_page(page: Path) -> str:
 
 
 class Summaries:
-    """``summary_json`` of each (folder, margin), computed once however many blocks and pages read it."""
+    """``summary_json`` of each (folder, margin, reference), computed once however many blocks and pages read it."""
 
     def __init__(self) -> None:
-        self.done: dict[tuple[Path, float | None], dict] = {}
+        self.done: dict[tuple[Path, float | None, str | None], dict] = {}
 
-    def __call__(self, folder: Path, margin: float | None) -> dict:
+    def __call__(self, folder: Path, margin: float | None, reference: str | None = None) -> dict:
         from synthmed.report import settings_for, summary_json
 
-        key = (folder.resolve(), margin)
+        key = (folder.resolve(), margin, reference)
         if key not in self.done:
-            self.done[key] = summary_json(folder, settings_for(folder, margin))
+            self.done[key] = summary_json(folder, settings_for(folder, margin, reference))
         return self.done[key]
 
 
@@ -368,7 +387,7 @@ def page_text(page: Path, default: Path | None = None, summaries: Summaries | No
         try:
             block = parse_block(match["args"], root, default)
             render = claims_table if block.claims else study_table
-            rows = render([summaries(f, block.margin) for f in block.folders], block)
+            rows = render([summaries(f, block.margin, block.reference) for f in block.folders], block)
         except SynthmedError as error:
             raise SynthmedError(f"{page}: {error}") from None
         if not rows.rows:  # a claim whose two rows no setting has run yet: say so rather than show a bare header

@@ -336,7 +336,7 @@ def notes_section(
         rounds = f"rounds of {stop['step']} from {stop['start']} up to at most {stop['max_seeds']}"
         text = (
             f"Seeds until decided (--seeds auto): seeds were run in {rounds}, looking after each round at every "
-            "verdict (each row against none and the second reference). To keep the overall error rate at "
+            "verdict (each row against none, the copies and any third reference). To keep the overall error rate at "
             f"{alpha:g} over the {looks} planned looks, each look (and every interval in this report) uses alpha "
             f"{alpha:g} / {looks} = {stop['look_alpha']:.4g} (Bonferroni). A verdict decided at a look is kept: "
             'later seeds do not re-decide it, and it shows the numbers of that look, marked "decided at N seeds" '

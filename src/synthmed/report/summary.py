@@ -3,8 +3,9 @@ report's tables and ``sections`` its sections (``formats`` writes the numbers); 
 
 A *group* is (dataset, protocol with its parameters, classifier with its dropout, recipe); within it, a *row* is a
 method with its levers and hyper-parameters. Per row: mean ± std over seeds and a 95 % t-interval of test AUC and
-ACC; its comparison with ``none`` and with a second reference (``--reference``, by default the count-matched
-``oversample`` control at the same sampling policy where the group holds it), paired by seed, with a verdict
+ACC; its comparisons with ``none``, with the count-matched ``oversample`` control at the same sampling policy where
+the group holds it, and with a third reference where ``--reference`` names one (``pseudo-label``: the unlabelled real
+images a generator's row competes with), paired by seed, with a verdict
 against a margin (``synthmed.report.stats``); the optimistic test-selected figure when runs used
 ``--report-test-selected``; the published numbers of the implemented papers where the setting matches; and the
 audit of its synthetic sets. ``synthmed.report.render`` turns the tables into Markdown, HTML, CSV and the terminal.
@@ -40,17 +41,19 @@ from synthmed.spec import (
     result_key,
 )
 
-#: The count-matched control every generative row is also compared with, where the group holds it.
+#: The count-matched control every row is also compared with, where the group holds it.
 DEFAULT_REFERENCE = "oversample"
+#: The references every report compares with; ``--reference`` naming one of them adds nothing.
+BUILT_IN = ("none", DEFAULT_REFERENCE)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How the report decides: the equivalence margin (AUC), the error rate of each interval, and the second
-    reference besides ``none``. ``alpha`` is already divided by the planned looks when seeds were added until
-    decided (``looks`` says how many). ``select_levers``: the rule that picks each method's headline row.
-    ``decided_at``: the comparisons the looks judged, by name, each with the seeds of the look that first decided
-    it (None: undecided at every look); a decision is kept, so such a comparison shows that look's numbers."""
+    """How the report decides: the equivalence margin (AUC), the error rate of each interval, and a reference compared
+    besides ``none`` and the copies (``--reference``). ``alpha`` is already divided by the planned looks when seeds were
+    added until decided (``looks`` says how many). ``select_levers``: the rule that picks each method's headline row.
+    ``decided_at``: the comparisons the looks judged, by name, each with the seeds of the look that first decided it
+    (None: undecided at every look); a decision is kept, so such a comparison shows that look's numbers."""
 
     margin: float = 0.01
     alpha: float = 0.05
@@ -60,7 +63,9 @@ class Settings:
     decided_at: tuple[tuple[str, int | None], ...] = ()
 
     def references(self) -> list[str]:
-        return ["none", self.reference or DEFAULT_REFERENCE]
+        """``none``, the copies, and ``reference`` where it names a third: a control a study adds (``pseudo-label``)
+        does not replace the copies every verdict is also judged against."""
+        return ["none", DEFAULT_REFERENCE] + ([self.reference] if self.reference not in (None, *BUILT_IN) else [])
 
 
 def group_key(record: dict) -> tuple[str, str, str, str]:
@@ -439,8 +444,8 @@ def family_text(rows: list[dict]) -> str:
     few = sum(1 for c in comparisons if not c.eligible and not c.blocked)
     blocked = sum(1 for c in comparisons if c.blocked)
     return (
-        f"Holm family: the {inside} comparisons of test AUC in this report (every group, against none and the "
-        f"second reference) with at least {MIN_PAIRS} paired units on one precision; {few} with fewer "
+        f"Holm family: the {inside} comparisons of test AUC in this report (every group, against none, the copies "
+        f"and any other reference) with at least {MIN_PAIRS} paired units on one precision; {few} with fewer "
         f"units and {blocked} whose pairs mix precisions or CPU kernel levels are outside it and undecided."
     )
 

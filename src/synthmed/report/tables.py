@@ -29,12 +29,12 @@ from synthmed.spec import (
 
 
 def results_table(rows: list[dict], caption: str = "", settings: Settings | None = None) -> Table:
-    """The main table of a group: scores, the comparisons with ``none`` and the second reference (Δ AUC with its
-    t-interval and verdict at the margin), the detectable difference, the test-selected and published figures."""
+    """The main table of a group: scores, the comparisons with ``none`` and each other reference the rows meet (Δ AUC
+    with its t-interval and verdict at the margin), the detectable difference, the test-selected and published
+    figures."""
     settings = settings or Settings()
     level = level_text(settings.alpha)
-    second = settings.references()[1]
-    has_second = any(second in (row.get("comparisons") or {}) for row in rows)
+    others = [r for r in settings.references()[1:] if any(r in (row.get("comparisons") or {}) for row in rows)]
     columns = [
         "method",
         "seeds",
@@ -45,8 +45,7 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
         f"Δ AUC vs none [{level} % CI, unadjusted], verdict (Holm, ±{settings.margin:g})",
         f"Δ ACC vs none [{level} % CI]",
     ]
-    if has_second:
-        columns.append(f"Δ AUC vs {second} [{level} % CI, unadjusted], verdict (Holm)")
+    columns += [f"Δ AUC vs {other} [{level} % CI, unadjusted], verdict (Holm)" for other in others]
     has_curve = any(row.get("real_equivalent") for row in rows)
     if has_curve:
         columns.append("worth in real images per class (95 % Fieller)")
@@ -77,8 +76,7 @@ def results_table(rows: list[dict], caption: str = "", settings: Settings | None
             fmt_comparison(none),
             fmt_diff((row.get("acc_diffs") or {}).get("none")),
         ]
-        if has_second:
-            cells.append(fmt_comparison(comparisons.get(second)))
+        cells += [fmt_comparison(comparisons.get(other)) for other in others]
         if has_curve:
             worth = row.get("real_equivalent")
             cells.append("" if worth is None or row["method"] == "none" else worth["text"])
@@ -98,7 +96,7 @@ TERMINAL_COLUMNS = ["method", "seeds", "test AUC (mean ± std [95 % CI])", "Δ A
 
 def terminal_table(table: Table) -> Table:
     """The results table's columns for the terminal: each column of ``TERMINAL_COLUMNS`` found by its name or, for
-    the Δ columns, by the start of its name (the second reference's only if present)."""
+    the Δ columns, by the start of its name (each other reference's where present)."""
     names = []
     for wanted in TERMINAL_COLUMNS:
         names += [
