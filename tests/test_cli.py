@@ -128,9 +128,14 @@ def test_generative_run_saves_audits_and_reports_the_synthetic_set(real_root, tm
             assert (run_dir / name).stat().st_size > 0, name
     # the second lever setting reused the first one's generator and reference classifier
     assert [r["metrics"]["synthetic"]["generator_cached"] for r in cvae].count(True) == 1
+    assert (
+        len({(r["metrics"]["synthetic"]["generator_key"], r["metrics"]["synthetic"]["generator_digest"]) for r in cvae})
+        == 1
+    )
     assert len(list((out / "cache" / "generators").iterdir())) == 1
     report = (out / "report.md").read_text()
     assert "Synthetic data: class fidelity, memorisation, collapse" in report and "cvae 6/class weight 0.5" in report
+    assert "generator fits: 1 served 2 runs, each with one set of weights in all its runs" in report
     assert report.count("synthetic_grid.png") == 2 and report.count("synthetic_tsne.png") == 2
     assert "FID / KID against the real training images (in-domain features, mean over seeds) during generator" in report
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3

@@ -54,6 +54,11 @@ def test_save_load_reproduces_samples_byte_for_byte(fitted, tmp_path):
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
     assert not np.array_equal(before[0], loaded.sample(COUNTS, seed=4)[0])
     assert type(fitted).load(tmp_path / "model.pt").sample(COUNTS, seed=3)[0].tobytes() == before[0].tobytes()
+    # the digest a record keeps of the weights: the same for the loaded copy, another for other weights
+    assert loaded.weights_digest() == fitted.weights_digest() and len(fitted.weights_digest()) == 16
+    with torch.no_grad():
+        next(iter(loaded.nets_.values())).parameters().__next__().add_(1e-3)
+    assert loaded.weights_digest() != fitted.weights_digest()
 
 
 def test_same_seed_same_model(fitted, small):

@@ -194,6 +194,38 @@ def test_header_counts_the_precisions_of_a_study_resumed_on_another_cpu():
     assert "(AVX2 kernels), bf16 convolutions and matrix products on fp32 kernels" in header(runs)[1]
 
 
+def test_the_header_says_whether_runs_sharing_a_fit_got_the_same_weights():
+    """A teacher-labelled ddpm row reuses the plain row's fit by its cache key; made again on another machine the
+    fit may differ, and the header says so. TSynD's networks (``metrics.generator_fit``) are checked alike."""
+    from synthmed.report.sections import shared_fits_line
+
+    def used(method: str, seed: int, key: str, digest: str, field: str = "synthetic") -> dict:
+        run = record(method, seed, 0.9, 0.8)
+        fit = (
+            {"generator_key": key, "generator_digest": digest}
+            if field == "synthetic"
+            else {"key": key, "digest": digest}
+        )
+        run["metrics"] = {**run.get("metrics", {}), field: fit}
+        return run
+
+    runs = [used("ddpm", 0, "ddpm_a", "1"), used("ddpm teacher", 0, "ddpm_a", "1"), used("ddpm", 1, "ddpm_b", "2")]
+    runs += [
+        used("tsynd", 0, "tsynd_a", "3", "generator_fit"),
+        used("random-latent", 0, "tsynd_a", "3", "generator_fit"),
+    ]
+    assert shared_fits_line(runs) == [
+        "generator fits: 2 served 4 runs, each with one set of weights in all its runs (weights digest)"
+    ]
+    assert shared_fits_line(runs) == header(runs)[-1:]
+    runs.append(used("ddpm teacher", 1, "ddpm_b", "9"))  # refitted elsewhere: other weights
+    assert shared_fits_line(runs) == [
+        "generator fits made again with other weights (the runs that share them used different fits): "
+        "ddpm_b (2 versions)"
+    ]
+    assert shared_fits_line([record("none", 0, 0.9, 0.8)]) == []  # nothing shared: nothing said
+
+
 def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):
     """tab10 has ten colours; a ratio sweep beside the controls makes more rows than that (the PneumoniaMNIST
     low-data study has 13)."""

@@ -257,6 +257,8 @@ def test_tsynd_runs_end_to_end_with_robustness_and_cam_panels(tmp_path, cli):
         # one round, after epoch 1 of 2 (none after the last epoch: nothing would train on it); 25 % of 20 images
         assert [r["epoch"] for r in rounds] == [1] and all(r["n"] == 5 for r in rounds)
         assert by_method[method]["n_synthetic"] == 5
+        fit = by_method[method]["metrics"]["generator_fit"]  # which networks it used: cache key and weights digest
+        assert fit["key"].startswith("tsynd") and len(fit["digest"]) == 16 and fit["cached"] is False
     for r in records:
         rob = r["metrics"]["robustness"]
         assert {"clean", "perturbations", "attacks"} <= rob.keys() and r["config"]["dropout"] == 0.2

@@ -207,6 +207,8 @@ class SyntheticAudit(_Typed):
     reconstructions_by_design: bool | None = _field()
     generator_cached: bool | None = _field()
     generator_seconds: float | None = _field()
+    generator_key: str | None = _field(omit_none=True)
+    generator_digest: str | None = _field(omit_none=True)
     reference_cached: bool | None = _field(omit_none=True)
     reference_seconds: float | None = _field(omit_none=True)
     tstr_auc: float | None = _field(omit_none=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import hashlib
 import math
 import numbers
 import time
@@ -492,6 +493,16 @@ class TorchGenerator(Augmenter):
             "extra": self.extra_state(),
         }
         save_torch(path, payload)
+
+    def weights_digest(self) -> str:
+        """A short sha256 of the fitted weights (every net's tensors, by name): runs that share one fit by its cache
+        key can be checked to have used the same weights, wherever and however often the fit was made."""
+        digest = hashlib.sha256()
+        for name, net in sorted(self._fitted().items()):
+            for key, tensor in sorted(net.state_dict().items()):
+                digest.update(f"{name}.{key}".encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> TorchGenerator:

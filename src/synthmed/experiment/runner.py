@@ -28,7 +28,13 @@ from synthmed.data import Dataset, Subset, load_dataset, make_subset
 from synthmed.data.flips import label_preserving_flips
 from synthmed.errors import SynthmedError
 from synthmed.experiment.execution import Execution
-from synthmed.experiment.synthetic_set import fit_generator, synthesise, synthetic_only_set, write_artifacts
+from synthmed.experiment.synthetic_set import (
+    fit_generator,
+    fit_identity,
+    synthesise,
+    synthetic_only_set,
+    write_artifacts,
+)
 from synthmed.experiment.teacher import check_teacher
 from synthmed.io import atomic_write_bytes, atomic_write_json, lock_wait_seconds, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
@@ -383,7 +389,7 @@ class Runner:
         else:
             fitting = f"fitting {spec.method}'s networks (cached after the first time)"
             with fit_progress(lambda line: status(f"fitting {spec.method}: {line}")):
-                augmenter, cached, seconds, _ = fit_generator(
+                augmenter, cached, seconds, path = fit_generator(
                     augmenter,
                     data,
                     subset,
@@ -395,7 +401,8 @@ class Runner:
             if cached:
                 status(f"{spec.method}: its networks loaded from the cache")
             if augmenter.trains:  # as a synthetic set's audit records it: what a time budget costs a fit by
-                generator_fit = {"cached": cached, "seconds": round(seconds, 1)}
+                key, digest = fit_identity(augmenter, path) or (None, None)
+                generator_fit = {"cached": cached, "seconds": round(seconds, 1), "key": key, "digest": digest}
         recipe = recipe_of(spec)
         train_config = TrainConfig(
             recipe,

@@ -197,6 +197,15 @@ def fit_generator(
     return augmenter, False, seconds, path
 
 
+def fit_identity(augmenter: Augmenter, path: Path | None) -> tuple[str, str] | None:
+    """(cache key, weights digest) of a cached fit: which fit a run used, and whether the weights it got are the ones
+    every other run of that key got (a fit made again on another machine may differ); None for a method that trains
+    nothing."""
+    if path is None or not isinstance(augmenter, TorchGenerator):
+        return None
+    return path.stem, augmenter.weights_digest()
+
+
 def create_generator(method: str, params: dict, device: str = "auto", precision: str = "auto") -> Augmenter:
     """``method``'s augmenter for a run on ``device``; a generator whose own ``precision`` is ``auto`` (ddpm) fits
     and samples at the run's precision where the run pins one. Its ``auto`` resolves by CPU (bf16 on AVX512-BF16
@@ -326,7 +335,15 @@ def synthesise(
     report = _audit(
         images, labels, counts, subset, augmenter, levers, reference, extractor, data, filter_info, gen_seed
     )
-    report = dataclasses.replace(report, generator_cached=cached, generator_seconds=seconds, **made_reference)
+    key, digest = fit_identity(augmenter, path) or (None, None)
+    report = dataclasses.replace(
+        report,
+        generator_cached=cached,
+        generator_seconds=seconds,
+        generator_key=key,
+        generator_digest=digest,
+        **made_reference,
+    )
     if relabelled is None:
         return SyntheticSet(images, labels, augmenter, counts, report, path)
     report = with_teacher(report, str(levers.teacher), relabelled, given, intended, picked)

@@ -196,6 +196,7 @@ def header(records: list[dict]) -> list[str]:
         f"hardware: CPU {cpus}{gpu}, {hardware.get('torch_threads', '?')} torch threads per run",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in HARDWARE_KEYS),
         *unlabelled_line(records),
+        *shared_fits_line(records),
     ]
 
 
@@ -217,6 +218,42 @@ def wall_seconds(records: list[dict]) -> float:
             wall += end - max(start, reach)
             reach = end
     return wall
+
+
+def fit_identity(record: dict) -> tuple[str, str] | None:
+    """(cache key, weights digest) of the generator fit a run used, where its record keeps them (runs from before
+    they were recorded, and methods that train nothing, have none)."""
+    metrics = record.get("metrics") or {}
+    synthetic, fit = metrics.get("synthetic") or {}, metrics.get("generator_fit") or {}
+    key = synthetic.get("generator_key") or fit.get("key")
+    digest = synthetic.get("generator_digest") or fit.get("digest")
+    return (key, digest) if key and digest else None
+
+
+def shared_fits_line(records: list[dict]) -> list[str]:
+    """Whether the runs that share a generator fit by its cache key (a teacher-labelled row and the plain row of one
+    ddpm fit, TSynD's three rounds of one autoencoder) got the same weights: a fit made again on another machine may
+    differ, and the rows would then compare two fits, not two uses of one. Nothing where no run shares a fit."""
+    digests: dict[str, set[str]] = defaultdict(set)
+    runs: Counter[str] = Counter()
+    for record in records:
+        if (identity := fit_identity(record)) is not None:
+            digests[identity[0]].add(identity[1])
+            runs[identity[0]] += 1
+    shared = [key for key, n in runs.items() if n > 1]
+    if not shared:
+        return []
+    differ = sorted(key for key in shared if len(digests[key]) > 1)
+    if not differ:
+        return [
+            f"generator fits: {len(shared)} served {sum(runs[k] for k in shared)} runs, each with one set of "
+            "weights in all its runs (weights digest)"
+        ]
+    listed = ", ".join(f"{key} ({len(digests[key])} versions)" for key in differ[:5])
+    more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+    return [
+        f"generator fits made again with other weights (the runs that share them used different fits): {listed}{more}"
+    ]
 
 
 def unlabelled_line(records: list[dict]) -> list[str]:
@@ -246,8 +283,9 @@ def unlabelled_line(records: list[dict]) -> list[str]:
 NOTES = [
     "Test figures are of the epoch selected on validation only (highest validation AUC; ties broken by the "
     "lowest validation loss); the test split is scored once per run.",
-    "Δ columns pair each run with the run of the reference (`none`, or the count-matched `oversample` control at "
-    "the same sampling policy) on the same seed, and only where both ran at the same precision and CPU kernel level; "
+    "Δ columns pair each run with the run of the reference (`none`, the count-matched `oversample` control at "
+    "the same sampling policy, or a third --reference) on the same seed, and only where both ran at the same "
+    "precision and CPU kernel level; "
     "a comparison whose seeds mix them is marked 'undecided (mixed precision)' and shows the same-platform pairs "
     "alone. Where seeds share a generator fit (--generator-seeds K), their differences are averaged within each fit "
     "and the interval is over fits (n = generator fits). Verdicts on test AUC are decided on Holm-adjusted "
