@@ -184,8 +184,9 @@ def test_a_verdict_decided_at_one_look_is_kept_at_the_next_and_the_report_shows_
     flip = next(row for row in afresh["groups"][0]["rows"] if row["method"] == "flip")
     assert flip["comparisons"]["none"]["pairs"] == 7 and flip["comparisons"]["none"]["verdict"] != "better"
     assert settings_for(tmp_path, margin=0.02).decided_at == ()  # the looks decided at 0.01, not this margin
-    assert settings_for(tmp_path, reference="flip").decided_at == ()  # nor against this reference
-    assert settings_for(tmp_path, reference="oversample").decided_at != ()  # the default, named
+    assert settings_for(tmp_path, reference="flip").decided_at == ()  # a third reference: a larger Holm family
+    assert settings_for(tmp_path, reference="oversample").decided_at != ()  # the copies, named: the same comparisons
+    assert settings_for(tmp_path, reference="none").decided_at != ()
     from synthmed.report.records import load_records
     from synthmed.report.summary import summarise
 

@@ -224,6 +224,12 @@ def test_the_header_says_whether_runs_sharing_a_fit_got_the_same_weights():
         "ddpm_b (2 versions)"
     ]
     assert shared_fits_line([record("none", 0, 0.9, 0.8)]) == []  # nothing shared: nothing said
+    older = record("ddpm", 1, 0.9, 0.8)  # imported from an export made before digests were kept
+    older["metrics"] = {"synthetic": {"generator_cached": False, "generator_seconds": 1300.0}}
+    assert shared_fits_line([*runs[:2], older]) == [
+        "generator fits: 1 served 2 runs, each with one set of weights in all its runs (weights digest); 1 runs that "
+        "used a fit recorded no digest (made before digests were kept): not checked"
+    ]
 
 
 def test_a_group_of_more_than_ten_methods_is_drawn(tmp_path):

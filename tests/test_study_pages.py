@@ -16,10 +16,10 @@ from synthmed.report.render import table_markdown
 from synthmed.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The README and every study page that holds a table block (study-tsynd2024.md has none yet).
+#: The README and every results page that holds a table block.
 PAGES = [
     p
-    for p in [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("study*.md"))]
+    for p in [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
     if "<!-- study_table" in p.read_text()
 ]
 PAGE = "prose before\n<!-- study_table {args} -->\nold\n<!-- /study_table -->\nprose after\n"
@@ -133,9 +133,18 @@ def test_a_block_with_a_third_reference_adds_its_column(cli, repo):
     assert cli("report", ".", "--pages", str(page)).returncode == 0
     header = page.read_text().splitlines()[2]
     assert "| Δ AUC vs oversample [95 % CI], verdict (Holm) | Δ AUC vs flip [95 % CI], verdict (Holm) |" in header
-    summary = {"groups": [{"title": "t", "rows": [ROW]}], "settings": {"reference": "pseudo-label"}}
-    synthetic = study_table([summary], Block(folders=(), synthetic=True)).columns
-    assert "Holm-adjusted p vs none / oversample / pseudo-label" in synthetic
+    # a row that meets none and the third reference but no copies: each figure stays under its own reference
+    control = {**ROW["comparisons"]["none"], "mean": 0.02, "t_low": 0.01, "t_high": 0.03, "p_holm": 0.01}
+    row = {**ROW, "comparisons": {"none": ROW["comparisons"]["none"], "pseudo-label": control}}
+    summary = {"groups": [{"title": "t", "rows": [row]}], "settings": {"reference": "pseudo-label"}}
+    table = study_table([summary], Block(folders=(), no_setting=True))
+    cells = dict(zip(table.columns, table.rows[0]))
+    assert cells["Δ AUC vs oversample [95 % CI], verdict (Holm)"] == ""
+    assert cells["Δ AUC vs pseudo-label [95 % CI], verdict (Holm)"] == "+0.020 [+0.010, +0.030] undecided (Holm p 0.01)"
+    synthetic = study_table([summary], Block(folders=(), synthetic=True))
+    assert dict(zip(synthetic.columns, synthetic.rows[0]))["Holm-adjusted p vs none / oversample / pseudo-label"] == (
+        "0.50 / – / 0.01"
+    )
 
 
 def test_the_interval_columns_say_the_level_the_exports_report_at():

@@ -495,13 +495,23 @@ class TorchGenerator(Augmenter):
         save_torch(path, payload)
 
     def weights_digest(self) -> str:
-        """A short sha256 of the fitted weights (every net's tensors, by name): runs that share one fit by its cache
-        key can be checked to have used the same weights, wherever and however often the fit was made."""
+        """A short sha256 of the fit: every net's tensors and the arrays of ``extra_state`` that sampling uses
+        (BAGAN's class statistics, TSynD's source images), by name. Runs that share one fit by its cache key can be
+        checked to have used the same one, wherever and however often it was made."""
+        named: dict[str, Any] = {
+            f"{name}.{key}": tensor for name, net in self._fitted().items() for key, tensor in net.state_dict().items()
+        }
+        named |= {f"extra.{key}": value for key, value in self.extra_state().items()}
         digest = hashlib.sha256()
-        for name, net in sorted(self._fitted().items()):
-            for key, tensor in sorted(net.state_dict().items()):
-                digest.update(f"{name}.{key}".encode())
-                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        for key, value in sorted(named.items()):
+            if isinstance(value, torch.Tensor):
+                data = value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+            elif isinstance(value, np.ndarray):
+                data = np.ascontiguousarray(value).tobytes()
+            else:  # a history or other record of the fit, not what sampling reads
+                continue
+            digest.update(key.encode())
+            digest.update(data)
         return digest.hexdigest()[:16]
 
     @classmethod

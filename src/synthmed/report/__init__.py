@@ -178,15 +178,16 @@ def settings_for(
 ) -> Settings:
     """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given, and the
     decisions its looks made (kept where the report decides as the looks did: at their margin and reference)."""
-    from synthmed.report.summary import DEFAULT_REFERENCE, looks_decided
+    from synthmed.report.summary import looks_decided
 
     stop = sequential_stop(out)
     if stop is None:
         return Settings(margin=0.01 if margin is None else margin, reference=reference, select_levers=select_levers)
     margin = stop["margin"] if margin is None else margin
     reference = reference or stop.get("reference")
-    as_looked = margin == stop["margin"] and (reference or DEFAULT_REFERENCE) == (
-        stop.get("reference") or DEFAULT_REFERENCE
+    # the looks' decisions hold where the report judges the same comparisons (the same references) at their margin
+    as_looked = margin == stop["margin"] and (
+        Settings(reference=reference).references() == Settings(reference=stop.get("reference")).references()
     )
     return Settings(
         margin=margin,

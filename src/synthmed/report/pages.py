@@ -242,8 +242,9 @@ def glance_cells(row: dict, compared: list[str]) -> list[str]:
 
 def synthetic_cells(row: dict, compared: list[str]) -> list[str]:
     comparisons = row.get("comparisons") or {}
-    found = [comparisons[k] for k in compared if k in comparisons]
+    found = [comparisons.get(k) or {} for k in compared]  # a reference the row does not meet keeps its place: "–"
     holm = " / ".join("–" if _num(c.get("p_holm")) is None else f"{c['p_holm']:.2f}" for c in found)
+    holm = holm if comparisons else ""  # none itself
     syn = row.get("synthetic") or {}
     memorised = ""
     if syn:

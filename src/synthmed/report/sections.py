@@ -236,24 +236,37 @@ def shared_fits_line(records: list[dict]) -> list[str]:
     differ, and the rows would then compare two fits, not two uses of one. Nothing where no run shares a fit."""
     digests: dict[str, set[str]] = defaultdict(set)
     runs: Counter[str] = Counter()
+    unchecked = 0  # runs that used a fit but recorded no digest (made before digests were kept)
     for record in records:
         if (identity := fit_identity(record)) is not None:
             digests[identity[0]].add(identity[1])
             runs[identity[0]] += 1
+        elif used_a_fit(record):
+            unchecked += 1
     shared = [key for key, n in runs.items() if n > 1]
-    if not shared:
-        return []
     differ = sorted(key for key in shared if len(digests[key]) > 1)
-    if not differ:
-        return [
-            f"generator fits: {len(shared)} served {sum(runs[k] for k in shared)} runs, each with one set of "
-            "weights in all its runs (weights digest)"
-        ]
-    listed = ", ".join(f"{key} ({len(digests[key])} versions)" for key in differ[:5])
-    more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
-    return [
-        f"generator fits made again with other weights (the runs that share them used different fits): {listed}{more}"
-    ]
+    if differ:
+        listed = ", ".join(f"{key} ({len(digests[key])} versions)" for key in differ[:5])
+        more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
+        text = "generator fits made again with other weights (the runs that share them used different fits): "
+        text += listed + more
+    elif shared:
+        served = sum(runs[k] for k in shared)
+        text = f"generator fits: {len(shared)} served {served} runs, each with one set of weights in all its runs"
+        text += " (weights digest)"
+    else:
+        return []
+    if unchecked:  # e.g. rows imported from an older export whose fits a teacher-labelled row reuses
+        text += f"; {unchecked} runs that used a fit recorded no digest (made before digests were kept): not checked"
+    return [text]
+
+
+def used_a_fit(record: dict) -> bool:
+    """Whether a run used a trained generator (made or loaded), whatever its record keeps of it."""
+    metrics = record.get("metrics") or {}
+    synthetic = metrics.get("synthetic") or {}
+    made = synthetic.get("generator_cached") is True or (synthetic.get("generator_seconds") or 0) > 0
+    return made or bool(metrics.get("generator_fit"))
 
 
 def unlabelled_line(records: list[dict]) -> list[str]:
