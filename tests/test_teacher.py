@@ -129,6 +129,24 @@ def test_pseudo_label_all_adds_the_whole_pool_minus_the_dropped(tmp_path, fixed_
     assert audit.teacher_kept_share == pytest.approx(confident.mean())
 
 
+def test_the_audit_of_a_pseudo_label_set_points_at_the_unlabelled_images_it_copied(tmp_path, fixed_teacher):
+    """Its images are unlabelled pool images, so each one's nearest real image is itself, past the labelled subset in
+    the images memorisation measured against: the side-car names its pool index (a PneumoniaMNIST run once failed
+    here, indexing the 300 labelled images with an unlabelled image's place)."""
+    import json
+
+    from synthmed.experiment.synthetic_set import write_artifacts
+
+    data = toy()
+    subset = subset_of(data)
+    result = synthesise(data, subset, "pseudo-label", {"count": "all"}, LEVERS, 0, tmp_path, "cpu")
+    write_artifacts(tmp_path / "synthetic", result, data, subset, 0, "toy")
+    closest = json.loads((tmp_path / "synthetic_audit.json").read_text())["memorisation"]["closest"]
+    assert closest and all(pair["train"] >= len(subset.train_indices) for pair in closest)
+    for pair in closest:
+        assert np.array_equal(data.train.images[pair["train_pool_index"]], result.images[pair["synthetic"]])
+
+
 # ------------------------------------------------------------------------------------ a generator's images
 
 

@@ -496,11 +496,16 @@ def write_artifacts(
         path = Path(f"{stem}_{name}.png")
         atomic_write_bytes(path, png)
         written.append(path)
+    seen = subset.train_indices  # the pool indices of the images memorisation was measured against, in its order
+    if seen_unlabelled(synthesis.augmenter, subset) is not None:
+        assert subset.unlabelled_indices is not None  # drawn with the images
+        seen = np.concatenate([seen, subset.unlabelled_indices])
     for pair in report["memorisation"]["closest"]:
-        pair["train_pool_index"] = int(subset.train_indices[pair["train"]])
+        pair["train_pool_index"] = int(seen[pair["train"]])
     report["indices"] = (
-        "memorisation 'nearest' and 'train' index the training subset (side-car subset.train); "
-        "'synthetic' indexes the npz's train_images; 'train_pool_index' is the pool index"
+        "memorisation 'nearest' and 'train' index the images it was measured against: the training subset "
+        "(side-car subset.train), then the unlabelled images the method read (subset.unlabelled); 'synthetic' "
+        "indexes the npz's train_images; 'train_pool_index' is the pool index"
     )
     audit_path = Path(f"{stem}_audit.json")
     atomic_write_json(audit_path, {"method": method, "dataset": data.name, "seed": seed, **report})
