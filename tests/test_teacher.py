@@ -235,6 +235,39 @@ def test_agreement_round_trips_through_the_record_an_export_and_the_report(tmp_p
     assert math.isnan(plain["teacher"][0])
 
 
+@pytest.mark.parametrize("teacher, params", [("hard", {}), ("soft", {"count": "all"})])
+def test_a_pseudo_label_run_goes_through_the_runner_an_export_and_the_report(tmp_path, monkeypatch, teacher, params):
+    """The control end to end, as issue 29's study runs it: drawn unlabelled images, the teacher's labels, the
+    classifier on both, the artifacts (its closest pairs in the unlabelled pool), the record, the export and the
+    report against none, the copies and pseudo-label."""
+    from synthmed.experiment import runner as runner_module
+    from synthmed.experiment.export import export_runs
+    from synthmed.experiment.runner import Runner
+    from synthmed.report import settings_for, summary_json, write_report
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
+    runner = Runner(tmp_path / "out", device="cpu")
+    levers = dataclasses.replace(LEVERS, teacher=teacher, teacher_threshold=0.7)
+    specs = [
+        RunSpec("toy", real_per_class=8, method=method, method_params=p, epochs=1, precision="fp32", **extra)
+        for method, p, extra in [
+            ("none", {}, {}),
+            ("pseudo-label", params, {"unlabelled": "all", "synthesis": levers}),
+        ]
+    ]
+    runner.validate(specs)
+    control = [runner.run(spec) for spec in specs][-1]
+    assert control["n_synthetic"] > 0 and control["metrics"]["synthetic"]["teacher"] == teacher
+    assert control["metrics"]["unlabelled"]["images"] == len(subset_of(data).unlabelled)
+    export_runs(tmp_path / "out", tmp_path / "export")
+    summary = summary_json(tmp_path / "export", settings_for(tmp_path / "export", reference="pseudo-label"))
+    rows = {row["base_method"]: row for row in summary["groups"][0]["rows"]}
+    assert set(rows) == {"none", "pseudo-label"} and "none" in rows["pseudo-label"]["comparisons"]
+    assert any(path.name == "report.md" for path in write_report(tmp_path / "export"))
+
+
 def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch, toy_generator):
     """With --teacher, the classifier of the synthetic images alone (TSTR, and the pretraining) learns the labels
     the run adds them with: the teacher's probabilities, not the generator's intended classes."""
