@@ -408,6 +408,14 @@ def seen_images(augmenter: Augmenter, subset: Subset) -> np.ndarray:
     return subset.train.images if unlabelled is None else np.concatenate([subset.train.images, unlabelled])
 
 
+def seen_pool_indices(augmenter: Augmenter, subset: Subset) -> np.ndarray:
+    """The pool indices of ``seen_images``, in its order."""
+    if seen_unlabelled(augmenter, subset) is None:
+        return subset.train_indices
+    assert subset.unlabelled_indices is not None  # drawn with the images
+    return np.concatenate([subset.train_indices, subset.unlabelled_indices])
+
+
 def seen_unlabelled(augmenter: Augmenter, subset: Subset) -> np.ndarray | None:
     """The unlabelled images a run's method reads (``reads_unlabelled``: a generator with ``-p use_unlabelled=true``
     learns from them, pseudo-label adds them), else None: the images only, never their labels."""
@@ -496,10 +504,7 @@ def write_artifacts(
         path = Path(f"{stem}_{name}.png")
         atomic_write_bytes(path, png)
         written.append(path)
-    seen = subset.train_indices  # the pool indices of the images memorisation was measured against, in its order
-    if seen_unlabelled(synthesis.augmenter, subset) is not None:
-        assert subset.unlabelled_indices is not None  # drawn with the images
-        seen = np.concatenate([seen, subset.unlabelled_indices])
+    seen = seen_pool_indices(synthesis.augmenter, subset)
     for pair in report["memorisation"]["closest"]:
         pair["train_pool_index"] = int(seen[pair["train"]])
     report["indices"] = (

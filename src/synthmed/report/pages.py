@@ -42,10 +42,12 @@ WORTH_COLUMN = "worth in real images per class [95 % CI]"
 
 
 def references(summaries: list[dict]) -> list[str]:
-    """The references the exports' reports compare with: ``none``, the copies, and a third where a block's
-    ``--reference`` (or the looks of ``--seeds auto``) named one."""
-    named = [summary.get("settings", {}).get("reference") for summary in summaries]
-    return list(dict.fromkeys(["none", "oversample", *[r for r in named if r not in (None, "none", "oversample")]]))
+    """The references the exports' reports compare with (``Settings.references`` of each): ``none``, the copies,
+    and a third where a block's ``--reference`` (or the looks of ``--seeds auto``) named one."""
+    from synthmed.report.summary import Settings
+
+    named = [summary.get("settings", {}).get("reference") for summary in summaries] or [None]
+    return list(dict.fromkeys(r for reference in named for r in Settings(reference=reference).references()))
 
 
 def auc_columns(summaries: list[dict]) -> list[str]:

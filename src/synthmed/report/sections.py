@@ -220,7 +220,7 @@ def wall_seconds(records: list[dict]) -> float:
     return wall
 
 
-def fit_identity(record: dict) -> tuple[str, str] | None:
+def recorded_fit(record: dict) -> tuple[str, str] | None:
     """(cache key, weights digest) of the generator fit a run used, where its record keeps them (runs from before
     they were recorded, and methods that train nothing, have none)."""
     metrics = record.get("metrics") or {}
@@ -238,7 +238,7 @@ def shared_fits_line(records: list[dict]) -> list[str]:
     runs: Counter[str] = Counter()
     unchecked = 0  # runs that used a fit but recorded no digest (made before digests were kept)
     for record in records:
-        if (identity := fit_identity(record)) is not None:
+        if (identity := recorded_fit(record)) is not None:
             digests[identity[0]].add(identity[1])
             runs[identity[0]] += 1
         elif used_a_fit(record):
