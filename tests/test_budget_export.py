@@ -1010,3 +1010,31 @@ def test_the_typical_estimate_takes_each_configs_median_run_with_fitting_runs_ap
     assert "take about 42 min of CPU (21 min at 2 worker(s); each run costed as the longest stored run" in line
     assert "less the fit and the fidelity reference where they are cached" in line
     assert line.endswith("; 32 min of CPU (16 min) at the median stored run of each config)")
+
+
+def test_the_reference_a_study_named_stays_with_its_runs_and_export_so_a_report_needs_no_flag(tmp_path):
+    """A grid run with a third reference (the unlabelled study's ``execution.reference: pseudo-label``) records it
+    beside its runs and in its export; ``synthmed report`` of either, a step without the option, and a new machine's
+    store resumed from the export judge against it unasked; a flag still wins, and a command without one keeps it."""
+    from synthmed.experiment.execute import run_grid
+    from synthmed.experiment.export import import_export
+    from synthmed.report import SETTINGS_FILE, settings_for
+
+    runner = TimedRunner(tmp_path / "study")
+    named = Execution(workers=1, report=False, export_to=tmp_path / "exp", reference="flip", margin=0.02)
+    run_grid(_grid("none,oversample,flip", [0, 1]), named, runner=runner)
+    for folder in (runner.out, tmp_path / "exp"):
+        settings = settings_for(folder)
+        assert (settings.reference, settings.margin) == ("flip", 0.02)
+        assert settings.references() == ["none", "oversample", "flip"]
+    assert settings_for(runner.out, reference="oversample", margin=0.01).references() == ["none", "oversample"]
+    run_grid(_grid("none,oversample,flip", [0, 1, 2]), Execution(workers=1, report=False), runner=runner)
+    assert settings_for(runner.out).reference == "flip"  # a step that names no reference keeps the study's
+    elsewhere = tmp_path / "new-machine" / "study"  # the same study's store on another machine: its name
+    elsewhere.mkdir(parents=True)
+    import_export(tmp_path / "exp", elsewhere)
+    assert (elsewhere / SETTINGS_FILE).exists() and settings_for(elsewhere).reference == "flip"
+    other = tmp_path / "other-study"  # another study importing these runs as controls keeps its own settings
+    other.mkdir()
+    import_export(tmp_path / "exp", other)
+    assert not (other / SETTINGS_FILE).exists() and settings_for(other).reference is None

@@ -25,13 +25,15 @@ def report_cmd(
         "record, on stdout).",
     ),
     margin: float = typer.Option(
-        None, "--margin", help="Equivalence margin of the verdicts, in AUC (default 0.01, or what --seeds auto used)."
+        None,
+        "--margin",
+        help="Equivalence margin of the verdicts, in AUC (default: what the study's commands used, else 0.01).",
     ),
     reference: str = typer.Option(
         None,
         "--reference",
         help="A third reference every method is also compared with, besides none and the count-matched "
-        "oversample control at the same policy (e.g. pseudo-label).",
+        "oversample control at the same policy (e.g. pseudo-label; default: the one the study's commands named).",
     ),
     select_levers: str = typer.Option(
         "val_auc",

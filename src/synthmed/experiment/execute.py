@@ -498,7 +498,7 @@ def run_grid(
     from synthmed.experiment.export import study_plan
     from synthmed.experiment.grid import available_datasets, expand
     from synthmed.experiment.sequential import Plan, look_line, recorded_plan, run_until_decided
-    from synthmed.report import settings_for
+    from synthmed.report import record_settings, settings_for
 
     execution = copy.deepcopy(execution or Execution())
     execution.check()
@@ -541,6 +541,7 @@ def run_grid(
         grid.datasets = [d for d in grid.datasets if d not in skipped]
     runner = runner or Runner(out, execution)
     runner.validate(specs)
+    record_settings(out, execution.margin, execution.reference)  # a later `synthmed report OUT` judges as this did
 
     def settings() -> Any:  # read when a report is written: after the import of --resume-from, with its looks
         return settings_for(out, execution.margin, execution.reference)

@@ -3,7 +3,8 @@
 ``export_runs(RUN_DIR, DEST)`` writes DEST/records.jsonl (one record per run, sorted, with its per-epoch history),
 the small artifacts the report draws (for the lowest seed of every table row: the synthetic image grid, t-SNE and
 FID-over-epochs figures; for robustness runs the CAM maps as base64 text), ``sequential.json`` when seeds were
-added until decided, and ``export.json`` (what it is, from where, how many runs, bytes). No SQLite file, no
+added until decided, ``report_settings.json`` when the study's commands named a margin or reference, and
+``export.json`` (what it is, from where, how many runs, bytes). No SQLite file, no
 weights, no synthetic npz. Exporting into an existing export merges: runs already there are kept.
 
 ``synthmed report DEST`` reads an export like a run folder; ``import_export(DEST, OUT)`` (``--resume-from DEST``)
@@ -30,7 +31,7 @@ from typing import Any
 from synthmed.errors import SynthmedError
 from synthmed.io import atomic_write_bytes, atomic_write_json, file_lock, remove_temporaries
 from synthmed.record import RunRecord
-from synthmed.report import SEQUENTIAL_FILE
+from synthmed.report import SEQUENTIAL_FILE, SETTINGS_FILE
 from synthmed.report.records import EXPORT_RECORDS, load_records
 from synthmed.store import ResultStore, read_jsonl, write_jsonl
 
@@ -138,7 +139,15 @@ def export_runs(run_dir: str | Path, dest: str | Path, keep: Callable[[dict], bo
         write_jsonl(dest / EXPORT_RECORDS, all_records)
         if _further(run_dir / SEQUENTIAL_FILE, dest / SEQUENTIAL_FILE):
             atomic_write_bytes(dest / SEQUENTIAL_FILE, (run_dir / SEQUENTIAL_FILE).read_bytes())
+        _copy_settings(run_dir, dest)
         return _write_marker(run_dir, dest, len(all_records), len(new))
+
+
+def _copy_settings(run_dir: Path, dest: Path) -> None:
+    """The run folder's recorded report settings (``SETTINGS_FILE``) into the export, where they differ."""
+    source, target = run_dir / SETTINGS_FILE, dest / SETTINGS_FILE
+    if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
+        atomic_write_bytes(target, source.read_bytes())
 
 
 def start_export(dest: str | Path) -> None:
@@ -165,6 +174,7 @@ def append_run(run_dir: str | Path, dest: str | Path, run_id: str) -> bool:
             records.append(store.record(run_id))
         _copy_figures(records, run_dir, dest)
         write_jsonl(dest / EXPORT_RECORDS, records)
+        _copy_settings(run_dir, dest)
         _write_marker(run_dir, dest, len(records), 1)
     return True
 
@@ -238,6 +248,8 @@ def import_export(source: str | Path, out: str | Path) -> int:
                     shutil.copyfile(path, target / path.name)
     if _further(source / SEQUENTIAL_FILE, out / SEQUENTIAL_FILE, ties=False) and same_study(source, out):
         shutil.copyfile(source / SEQUENTIAL_FILE, out / SEQUENTIAL_FILE)
+    if (source / SETTINGS_FILE).exists() and not (out / SETTINGS_FILE).exists() and same_study(source, out):
+        shutil.copyfile(source / SETTINGS_FILE, out / SETTINGS_FILE)
     return len(added)
 
 

@@ -163,6 +163,9 @@ def _plain(summary: dict | None) -> dict | None:
 
 
 SEQUENTIAL_FILE = "sequential.json"
+#: The margin and third reference a study's commands named (``execution.margin`` / ``execution.reference``), kept
+#: beside its runs and exports so that a later ``synthmed report`` (or a page) judges as the study did unasked.
+SETTINGS_FILE = "report_settings.json"
 
 
 def sequential_stop(out: str | Path) -> dict | None:
@@ -173,18 +176,38 @@ def sequential_stop(out: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def recorded_settings(out: str | Path) -> dict:
+    """The margin and reference the study's commands named (``SETTINGS_FILE``; {} when none did)."""
+    import json
+
+    path = Path(out) / SETTINGS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_settings(out: str | Path, margin: float | None = None, reference: str | None = None) -> None:
+    """Keep the margin and reference a command named beside the study's runs (those it left out stay as recorded)."""
+    from synthmed.io import atomic_write_json
+
+    given = {k: v for k, v in (("margin", margin), ("reference", reference)) if v is not None}
+    if given and {**recorded_settings(out), **given} != recorded_settings(out):
+        atomic_write_json(Path(out) / SETTINGS_FILE, {**recorded_settings(out), **given})
+
+
 def settings_for(
     out: str | Path, margin: float | None = None, reference: str | None = None, select_levers: str = "val_auc"
 ) -> Settings:
-    """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, unless given, and the
-    decisions its looks made (kept where the report decides as the looks did: at their margin and reference)."""
+    """The report settings of a folder: the margin and alpha split that ``--seeds auto`` used, else the margin and
+    reference the study's commands named (``recorded_settings``), unless given, and the decisions its looks made
+    (kept where the report decides as the looks did: at their margin and reference)."""
     from synthmed.report.summary import looks_decided
 
-    stop = sequential_stop(out)
+    stop, recorded = sequential_stop(out), recorded_settings(out)
     if stop is None:
-        return Settings(margin=0.01 if margin is None else margin, reference=reference, select_levers=select_levers)
+        margin = recorded.get("margin", 0.01) if margin is None else margin
+        reference = reference or recorded.get("reference")
+        return Settings(margin=margin, reference=reference, select_levers=select_levers)
     margin = stop["margin"] if margin is None else margin
-    reference = reference or stop.get("reference")
+    reference = reference or stop.get("reference") or recorded.get("reference")
     # the looks' decisions hold where the report judges the same comparisons (the same references) at their margin
     as_looked = margin == stop["margin"] and (
         Settings(reference=reference).references() == Settings(reference=stop.get("reference")).references()
@@ -199,4 +222,13 @@ def settings_for(
     )
 
 
-__all__ = ["Settings", "build_document", "settings_for", "summary_json", "terminal_tables", "write_report"]
+__all__ = [
+    "Settings",
+    "build_document",
+    "record_settings",
+    "recorded_settings",
+    "settings_for",
+    "summary_json",
+    "terminal_tables",
+    "write_report",
+]
