@@ -268,6 +268,52 @@ def test_a_pseudo_label_run_goes_through_the_runner_an_export_and_the_report(tmp
     assert any(path.name == "report.md" for path in write_report(tmp_path / "export"))
 
 
+def test_a_ddpm_fit_on_unlabelled_images_serves_its_own_and_the_teachers_labels_end_to_end(tmp_path, monkeypatch):
+    """Issue 29's generative rows as its study runs them: ddpm with -p use_unlabelled=true and TSTR, without and with
+    the teacher, through the runner, the export and the report against pseudo-label. One fit serves both labelings
+    (the same cache key and weights digest), the record counts the unlabelled images drawn, TSTR is measured, and the
+    teacher row is compared with none, the copies and pseudo-label."""
+    pytest.importorskip("monai")
+    from synthmed.experiment import runner as runner_module
+    from synthmed.experiment.export import export_runs
+    from synthmed.experiment.runner import Runner
+    from synthmed.report import settings_for, summary_json
+
+    data = toy()
+    monkeypatch.setattr(Runner, "dataset", lambda self, spec: data)
+    monkeypatch.setattr(runner_module, "synthesise", _with_fixed_teacher(synthesise))
+    runner = Runner(tmp_path / "out", device="cpu")
+    tiny = {"channels": (8, 16, 16), "attention": (False, False, False), "norm_groups": 8, "head_channels": 8}
+    ddpm = {**tiny, "batch_size": 16, "ddim_steps": 2, "steps": 3, "use_unlabelled": True}
+    plain = dataclasses.replace(LEVERS, teacher=None, tstr=True)
+    taught = dataclasses.replace(LEVERS, teacher="hard", teacher_threshold=0.7, tstr=True)
+    specs = [
+        RunSpec("toy", real_per_class=8, method=method, method_params=p, epochs=1, precision="fp32", **extra)
+        for method, p, extra in [
+            ("none", {}, {}),
+            ("oversample", {}, {"synthesis": plain}),
+            ("pseudo-label", {}, {"unlabelled": "all", "synthesis": taught}),
+            ("ddpm", ddpm, {"unlabelled": "all", "synthesis": plain}),
+            ("ddpm", ddpm, {"unlabelled": "all", "synthesis": taught}),
+        ]
+    ]
+    runner.validate(specs)
+    *_, own, relabelled = [runner.run(spec) for spec in specs]
+    fits = [r["metrics"]["synthetic"] for r in (own, relabelled)]
+    assert (
+        fits[0]["generator_key"] == fits[1]["generator_key"]
+        and fits[0]["generator_digest"] == fits[1]["generator_digest"]
+    )
+    assert "teacher" not in fits[0] and fits[1]["teacher"] == "hard"
+    assert all(r["metrics"]["unlabelled"]["images"] == len(subset_of(data).unlabelled) for r in (own, relabelled))
+    assert all(0 <= r["metrics"]["synthetic"]["tstr_auc"] <= 1 for r in (own, relabelled))
+    export_runs(tmp_path / "out", tmp_path / "export")
+    summary = summary_json(tmp_path / "export", settings_for(tmp_path / "export", reference="pseudo-label"))
+    rows = {row["method"]: row for row in summary["groups"][0]["rows"]}
+    teacher_row = next(row for label, row in rows.items() if label.startswith("ddpm") and "teacher" in label)
+    assert {"none", "oversample", "pseudo-label"} <= set(teacher_row["comparisons"])
+
+
 def test_tstr_and_pretraining_train_on_the_teachers_labels(tmp_path, monkeypatch, toy_generator):
     """With --teacher, the classifier of the synthetic images alone (TSTR, and the pretraining) learns the labels
     the run adds them with: the teacher's probabilities, not the generator's intended classes."""
