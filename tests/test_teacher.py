@@ -446,6 +446,17 @@ def test_reference_pseudo_label_pairs_each_row_with_the_control_of_its_teacher()
     assert reference_row(row("ddpm", "teacher hard teacher≥0.9"), group, "pseudo-label") is hard
     assert reference_row(row("ddpm", "teacher soft"), group, "pseudo-label") is soft
     assert reference_row(everything, group, "pseudo-label") is hard
+    # a row with its own labels meets the threshold validation picks, wherever the group lists it
+    low, high = (
+        {**row("pseudo-label", f"teacher hard teacher≥{t}"), "teacher": f"hard ≥{t}", "val_auc": (v, 0.0, 0.0)}
+        for t, v in ((0.7, 0.91), (0.9, 0.93))
+    )
+    plain = {**row("ddpm"), "teacher": "", "val_auc": (0.9, 0.0, 0.0)}
+    assert reference_row(plain, [row("none"), low, high], "pseudo-label") is high
+    assert (
+        reference_row(plain, [row("none"), high, {**low, "val_auc": (0.95, 0.0, 0.0)}], "pseudo-label")["levers"]
+        == (low["levers"])
+    )
     assert Settings(reference="pseudo-label").references() == ["none", "oversample", "pseudo-label"]
     assert Settings(reference="oversample").references() == Settings().references() == ["none", "oversample"]
 

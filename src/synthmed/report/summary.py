@@ -219,8 +219,11 @@ def reference_row(row: dict, group: list[dict], reference: str) -> dict | None:
     """The row ``row`` is compared with: ``reference`` at the same levers if the group holds it, else at the same
     sampling policy and teacher (``ddpm --tstr --teacher hard --teacher-threshold 0.9`` meets ``pseudo-label`` at
     that teacher and threshold), else at the same sampling policy (``--balance`` with ``--select-generator fid``
-    meets ``oversample --balance``), else plain ``reference``; never the row itself."""
+    meets ``oversample --balance``), else plain ``reference``; never the row itself. Where several fit equally (a
+    generator with its own labels meets pseudo-label at two thresholds), the one with the best mean validation AUC:
+    the variant a user would pick, never the first listed."""
     candidates = [r for r in group if r["base_method"] == reference and not r["params"]]
+    candidates.sort(key=lambda r: -r["val_auc"][0] if "val_auc" in r and not math.isnan(r["val_auc"][0]) else math.inf)
     same_levers = [r for r in candidates if r["levers"] == row["levers"]]
     same_policy = [r for r in candidates if r["policy"] == row["policy"]]
     same_teacher = [r for r in same_policy if r.get("teacher", "") == row.get("teacher", "")]
