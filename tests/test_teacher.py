@@ -261,11 +261,25 @@ def test_a_pseudo_label_run_goes_through_the_runner_an_export_and_the_report(tmp
     control = [runner.run(spec) for spec in specs][-1]
     assert control["n_synthetic"] > 0 and control["metrics"]["synthetic"]["teacher"] == teacher
     assert control["metrics"]["unlabelled"]["images"] == len(subset_of(data).unlabelled)
+    # the audit after training: what the teacher kept, and how often its label was the hidden true class
+    subset = subset_of(data)
+    probs = brightness_probs(subset.unlabelled)
+    keep = probs.max(1) >= 0.7
+    truth = np.asarray(subset.unlabelled_audit)[keep]
+    kept = control["metrics"]["unlabelled"]["teacher_kept"]
+    assert kept["images"] == keep.sum() and sum(kept["per_class"].values()) == keep.sum()
+    assert kept["per_class"] == {"a": int((truth == 0).sum()), "b": int((truth == 1).sum())}
+    assert kept["teacher_right"] == pytest.approx(np.mean(probs.argmax(1)[keep] == truth))
+    assert 0 < kept["teacher_right"] < 1  # the graded background fools the brightness teacher on some images
     export_runs(tmp_path / "out", tmp_path / "export")
     summary = summary_json(tmp_path / "export", settings_for(tmp_path / "export", reference="pseudo-label"))
     rows = {row["base_method"]: row for row in summary["groups"][0]["rows"]}
     assert set(rows) == {"none", "pseudo-label"} and "none" in rows["pseudo-label"]["comparisons"]
-    assert any(path.name == "report.md" for path in write_report(tmp_path / "export"))
+    report = next(path for path in write_report(tmp_path / "export") if path.name == "report.md").read_text()
+    assert (
+        f"pseudo-label's teacher {teacher} teacher≥0.7: kept {keep.sum()} unlabelled images per run (1 run)" in report
+    )
+    assert f"its label was the true class for {kept['teacher_right']:.1%}" in report
 
 
 def test_a_ddpm_fit_on_unlabelled_images_serves_its_own_and_the_teachers_labels_end_to_end(tmp_path, monkeypatch):

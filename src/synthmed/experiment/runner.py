@@ -35,7 +35,7 @@ from synthmed.experiment.synthetic_set import (
     synthetic_only_set,
     write_artifacts,
 )
-from synthmed.experiment.teacher import check_teacher
+from synthmed.experiment.teacher import check_teacher, kept_truth
 from synthmed.io import atomic_write_bytes, atomic_write_json, lock_wait_seconds, remove_temporaries, save_checkpoint
 from synthmed.nets.classifiers import check_classifier
 from synthmed.record import RunRecord
@@ -492,6 +492,9 @@ class Runner:
                 "images": len(subset.unlabelled),
                 "per_class": {name: n for name, n in zip(data.class_names, balance)},
             } | ({"unknown": subset.unlabelled_unknown} if subset.unlabelled_unknown else {})
+            kept = kept_truth(subset, synthesis.audit, data.class_names) if synthesis is not None else None
+            if kept is not None:  # pseudo-label: what its teacher kept, and how often its label was the true class
+                metrics["unlabelled"]["teacher_kept"] = kept
         if (waited := lock_wait_seconds() - waited) >= 1:  # for a fit another worker was making: not this run's cost
             metrics["lock_wait_s"] = round(waited, 1)
         selected = spec.report_test_selected

@@ -148,3 +148,23 @@ def with_teacher(
         teacher_kept_share=len(labelled.kept) / given if given else None,
         details=details,
     )
+
+
+def kept_truth(subset: Subset, audit: SyntheticAudit, class_names: list[str]) -> dict | None:
+    """The audit, after training, of the unlabelled real images a teacher kept (``pseudo-label``): their true classes
+    and the share the teacher labelled right. Reads the hidden labels (``Subset.unlabelled_audit``) that no training
+    code reads; None where the set holds no unlabelled real images, or none of the kept has a known class."""
+    teacher = (audit.details or {}).get("teacher")
+    if teacher is None or teacher.get("intended_class") is not None or subset.unlabelled_audit is None:
+        return None  # a generator's images (intended classes, no true ones) or no unlabelled images
+    truth = np.asarray(subset.unlabelled_audit)[np.asarray(teacher["kept"], dtype=np.int64)]
+    given = np.asarray(teacher["teacher_class"])
+    known = truth >= 0  # -1: a dataset's own unlabelled image, class unknown
+    if truth.ndim != 1 or not known.any():
+        return None
+    counts = np.bincount(truth[known], minlength=len(class_names))
+    return {
+        "images": int(known.sum()),
+        "per_class": {name: int(n) for name, n in zip(class_names, counts)},
+        "teacher_right": float(np.mean(given[known] == truth[known])),
+    }

@@ -7,6 +7,8 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from synthmed.report.formats import level_text
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.stats import MIN_PAIRS
@@ -21,7 +23,9 @@ from synthmed.report.summary import (
 )
 from synthmed.report.tables import fid_over_epochs_table, results_table, synthetic_table, verdict_bullets
 from synthmed.spec import (
+    TEACHER_FIELDS,
     lever_parts,
+    policy_parts,
 )
 
 FIGURE_CAPTIONS = {
@@ -289,8 +293,33 @@ def unlabelled_line(records: list[dict]) -> list[str]:
     count = str(images[0]) if len(images) == 1 else f"{images[0]}-{images[-1]}"
     return [
         f"unlabelled images: {count} per run in {len(drawn)} runs, labels hidden from training; their true "
-        f"classes (audit only): {shares}"
+        f"classes (audit only): {shares}",
+        *teacher_kept_lines(records),
     ]
+
+
+def teacher_kept_lines(records: list[dict]) -> list[str]:
+    """Per teacher (labels and threshold), what it kept of the unlabelled real images a pseudo-label run adds and
+    how often its label was their true class (audit only): why adding all of them can cost accuracy."""
+    kept: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        audit = (r.get("metrics") or {}).get("unlabelled", {}).get("teacher_kept")
+        if audit:
+            kept[" ".join(policy_parts(r["config"], TEACHER_FIELDS))].append(audit)
+    lines = []
+    for teacher, audits in sorted(kept.items()):
+        per_class: Counter[str] = Counter()
+        for a in audits:
+            per_class.update(a["per_class"])
+        total = sum(per_class.values())
+        shares = ", ".join(f"{name} {n / total:.0%}" for name, n in per_class.items()) if total else ""
+        right = [a["teacher_right"] for a in audits]
+        lines.append(
+            f"pseudo-label's {teacher}: kept {total / len(audits):.0f} unlabelled images per run "
+            f"({len(audits)} run{'s' if len(audits) > 1 else ''}), true classes {shares}; its label was the true "
+            f"class for {np.mean(right):.1%} of them (range {min(right):.1%}-{max(right):.1%}; audit only)"
+        )
+    return lines
 
 
 NOTES = [
