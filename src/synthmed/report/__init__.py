@@ -188,9 +188,10 @@ def record_settings(out: str | Path, margin: float | None = None, reference: str
     """Keep the margin and reference a command named beside the study's runs (those it left out stay as recorded)."""
     from synthmed.io import atomic_write_json
 
-    given = {k: v for k, v in (("margin", margin), ("reference", reference)) if v is not None}
-    if given and {**recorded_settings(out), **given} != recorded_settings(out):
-        atomic_write_json(Path(out) / SETTINGS_FILE, {**recorded_settings(out), **given})
+    recorded = recorded_settings(out)
+    merged = recorded | {k: v for k, v in (("margin", margin), ("reference", reference)) if v is not None}
+    if merged != recorded:
+        atomic_write_json(Path(out) / SETTINGS_FILE, merged)
 
 
 def settings_for(

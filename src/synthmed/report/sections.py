@@ -7,8 +7,6 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from synthmed.report.formats import level_text
 from synthmed.report.model import Bullets, Figure, Paragraph, Section, Table
 from synthmed.report.stats import MIN_PAIRS
@@ -317,7 +315,7 @@ def teacher_kept_lines(records: list[dict]) -> list[str]:
         lines.append(
             f"pseudo-label's {teacher}: kept {total / len(audits):.0f} unlabelled images per run "
             f"({len(audits)} run{'s' if len(audits) > 1 else ''}), true classes {shares}; its label was the true "
-            f"class for {np.mean(right):.1%} of them (range {min(right):.1%}-{max(right):.1%}; audit only)"
+            f"class for {sum(right) / len(right):.1%} of them (range {min(right):.1%}-{max(right):.1%}; audit only)"
         )
     return lines
 
