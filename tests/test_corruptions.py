@@ -415,6 +415,10 @@ def test_a_claim_decided_at_an_earlier_look_keeps_that_looks_comparison():
     kept = claim_comparisons(by_method, decided=decided)["clean test AUC"][0]
     assert (kept.n, kept.verdict, kept.decided_at) == (5, "better", 5)
     assert "holds, n=5 (decided at 5 seeds)" in claims_blocks(by_method, decided=decided)[0].rows[0][1]
+    assert "could detect" not in claims_blocks(by_method, decided=decided)[0].rows[0][1]
+    # undecided on all eight seeds: the cell says how large a difference those seeds could have seen
+    cell = claims_blocks(by_method)[0].rows[0][1]
+    assert cell.endswith(f"undecided, n=8; could detect {afresh.mde:.3f}") and 0 < afresh.mde < 1, cell
 
 
 def test_seeds_sharing_a_generator_fit_are_one_unit_in_the_medmnistc_table_and_the_claims():

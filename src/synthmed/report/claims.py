@@ -10,6 +10,7 @@ strength; the claims of one metric are one Holm family. A claim *holds* where th
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 from synthmed.report.medmnistc import TABLE_PGD_EPS_255, medmnistc_columns
@@ -17,6 +18,7 @@ from synthmed.report.model import Paragraph, Table
 from synthmed.report.stats import (
     BETTER,
     BETTER_WITHIN,
+    DECIDED,
     EQUIVALENT,
     WORSE,
     WORSE_WITHIN,
@@ -106,12 +108,18 @@ def _claim_comparisons(by_method: dict[str, list[dict]], margin: float, alpha: f
 
 def claim_cell(c: dict) -> str:
     """One claim on one metric: ``+0.010 [+0.004, +0.016] holds, n=8`` (``c``: a comparison as data, with its
-    reading; ``n=4 generator fits`` where seeds share fits), or the difference alone for one seed."""
+    reading; ``n=4 generator fits`` where seeds share fits), or the difference alone for one seed. An undecided
+    claim adds what its seeds could detect (``; could detect 0.021``): undecided is then an answer with a size."""
     if c["n"] < 2:
         return "–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)"
     units = "" if c["unit"] == "seeds" else f" {c['unit']}"
     cell = f"{c['mean']:+.3f} [{c['t_low']:+.3f}, {c['t_high']:+.3f}] {c['reading']}, n={c['n']}{units}"
-    return cell + (f" (decided at {c['decided_at']} seeds)" if c.get("decided_at") is not None else "")
+    if c.get("decided_at") is not None:
+        return cell + f" (decided at {c['decided_at']} seeds)"
+    mde = c.get("mde", math.nan)
+    if c["verdict"] not in DECIDED and isinstance(mde, float) and math.isfinite(mde):
+        cell += f"; could detect {mde:.3f}"
+    return cell
 
 
 def claims_blocks(
@@ -136,7 +144,8 @@ def claims_blocks(
     rule = Paragraph(
         "A claim holds where its first row is better than the second at the Holm-adjusted level, is contradicted "
         "where it is worse, and finds no difference where the two are equivalent within the margin; otherwise the "
-        "seeds leave it undecided. Each metric's claims are a family of their own, apart from the results table's. "
+        "seeds leave it undecided, and the cell gives the smallest true difference its seeds could detect with 80 % "
+        "power at its Holm level. Each metric's claims are a family of their own, apart from the results table's. "
         "The corrupted and attacked test images are only scored, never used for selection."
     )
     return [table, rule]
