@@ -358,6 +358,16 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
     assert lines[2].startswith("| claim | clean test AUC | MedMNIST-C AUC (mean) | PGD 2/255 ACC |")
     assert lines[4].startswith("| mutual information > entropy (`tsynd` − `tsynd uncertainty=entropy`) | +0.010")
     assert "holds, n=8" in lines[4] and len(lines) == 6
+    # the robustness table on a page: the report's rows, from the same data (summary_json's "robustness")
+    assert sorted(row["method"] for row in group["robustness"]) == sorted(by_method)
+    page.write_text("# R\n<!-- study_table out --no-setting --robustness --methods=tsynd -->\n<!-- /study_table -->\n")
+    update_pages([page])
+    lines = page.read_text().splitlines()
+    assert lines[2].startswith("| method | seeds | clean AUC | MedMNIST-C AUC (mean) | worst corruption (AUC) |")
+    from synthmed.report.medmnistc import medmnistc_table
+
+    report_row = next(row for row in medmnistc_table(by_method).rows if row[0] == "tsynd")
+    assert lines[4] == "| " + " | ".join(["`tsynd`", "8", *report_row[2:]]) + " |" and len(lines) == 6
     from synthmed.report.pages import NOT_YET
 
     page.write_text("# none yet\n<!-- study_table out --claims --methods=nothing.* -->\n<!-- /study_table -->\n")

@@ -85,6 +85,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     import dataclasses
 
     from synthmed.report.claims import claims_json
+    from synthmed.report.medmnistc import medmnistc_json
     from synthmed.report.records import load_records
     from synthmed.report.sections import header
     from synthmed.report.summary import by_group, family_text, group_decisions, group_title, summarise
@@ -101,6 +102,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
         first = group[0]["runs"][0]
         by_method = {row["method"]: row["runs"] for row in group}
         claims = claims_json(by_method, settings.margin, settings.alpha, group_decisions(settings, key))
+        robustness = medmnistc_json(by_method, settings.margin, settings.alpha)
         groups.append(
             {
                 "title": group_title(key),
@@ -132,6 +134,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
                 ],
             }
             | ({"tsynd_claims": claims} if claims else {})
+            | ({"robustness": robustness} if robustness else {})
         )
     return {
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "decided_at"},  # on each comparison

@@ -3,12 +3,13 @@ with paired differences against ``none`` and ``oversample``, and the AUC-against
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
 from synthmed.report.formats import fmt_comparison, level_text
 from synthmed.report.model import Figure, Paragraph, Table
-from synthmed.report.stats import compare, interval
+from synthmed.report.stats import Comparison, compare, interval
 from synthmed.report.summary import paired_units
 from synthmed.spec import classifier_label, method_label, protocol_label
 
@@ -72,76 +73,112 @@ def robustness_rows(records: list[dict]) -> tuple[list[str], list[list]]:
     return [*labels, *MEDMNISTC_COLUMNS], rows
 
 
-def _delta_cell(
+def _delta(
     runs: list[dict], reference: list[dict], column: str, method: str, ref: str, margin: float, alpha: float
-) -> str:
-    """``+0.012 [-0.004, +0.028] better``: ``column`` of ``runs`` minus the reference's, paired by seed where both
-    ran on the same platform (undecided where some seeds did not), over generator fits where seeds share one (as
-    the results table), at the report's margin and level, as a family of one (the results table's Holm adjustment
-    does not cover these)."""
+) -> Comparison | None:
+    """``column`` of ``runs`` minus the reference's, paired by seed where both ran on the same platform (undecided
+    where some seeds did not), over generator fits where seeds share one (as the results table), at the report's
+    margin and level, as a family of one (the results table's Holm adjustment does not cover these)."""
 
     def value(run: dict) -> float | None:
         return medmnistc_columns(run["metrics"]["robustness"])[column]
 
     diffs, units, mixed = paired_units(runs, reference, value)
     if not diffs:
-        return ""
+        return None
     blocked = "mixed precision" if mixed else ""
-    c = compare(diffs, method, ref, column, margin=margin, alpha=alpha, clusters=units, blocked=blocked)
-    return fmt_comparison(c)
+    return compare(diffs, method, ref, column, margin=margin, alpha=alpha, clusters=units, blocked=blocked)
+
+
+#: The table's paired differences: (the heading's figure, the run column it reads)
+DELTAS = (("MedMNIST-C AUC", "corrupted_auc"), (f"PGD {TABLE_PGD_EPS_255:g}/255 ACC", "pgd_acc"))
+REFERENCES = ("none", "oversample")
+
+
+def medmnistc_json(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> list[dict]:
+    """The MedMNIST-C table as data (``synthmed report --format json``: ``robustness``; a page's ``study_table
+    --robustness``), one entry per method whose runs were scored on the benchmark: its seeds, mean and std of the
+    clean AUC, the corrupted mean AUC, the relative drop and PGD ACC, its most frequent worst corruption, and per
+    figure of ``DELTAS`` its paired comparison with each of ``REFERENCES`` (as data)."""
+    bench = {
+        m: [r for r in rs if (r["metrics"].get("robustness") or {}).get("medmnistc")] for m, rs in by_method.items()
+    }
+    bench = {m: rs for m, rs in bench.items() if rs}
+    refs = {name: next((rs for rs in bench.values() if rs[0]["method"] == name), None) for name in REFERENCES}
+
+    def stats(values: list) -> dict:
+        mean, std, _ = interval([v for v in values if v is not None])
+        return {"mean": mean, "std": std}
+
+    out = []
+    for method, runs in bench.items():
+        cols = [medmnistc_columns(r["metrics"]["robustness"]) for r in runs]
+        deltas: dict[str, dict[str, dict]] = {}
+        for title, column in DELTAS:
+            for ref, ref_runs in refs.items():
+                c = (
+                    None
+                    if ref_runs is None or ref_runs is runs
+                    else _delta(runs, ref_runs, column, method, ref, margin, alpha)
+                )
+                if c is not None:
+                    deltas.setdefault(title, {})[ref] = dataclasses.asdict(c)
+        out.append(
+            {
+                "method": method,
+                "seeds": [r["seed"] for r in runs],
+                **{
+                    k: stats([c[k] for c in cols])
+                    for k in ("clean_auc", "corrupted_auc", "worst_auc", "drop_auc", "pgd_acc")
+                },
+                "worst_corruption": Counter(c["worst_corruption"] for c in cols).most_common(1)[0][0],
+                "deltas": deltas,
+            }
+        )
+    return out
+
+
+def medmnistc_columns_titles(alpha: float = 0.05, margin: float = 0.01) -> tuple[str, list[str]]:
+    """The table's caption and column titles (after ``method`` and ``seeds``)."""
+    caption = (
+        f"MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a {level_text(alpha)} % "
+        f"interval, over generator fits where seeds share one, each comparison a family of one with a ±{margin:g} "
+        "margin):"
+    )
+    eps = f"{TABLE_PGD_EPS_255:g}/255"
+    columns = ["clean AUC", "MedMNIST-C AUC (mean)", "worst corruption (AUC)", "relative AUC drop", f"PGD {eps} ACC"]
+    return caption, columns + [f"Δ {title} vs {ref}" for title, _ in DELTAS for ref in REFERENCES]
+
+
+def medmnistc_cells(row: dict) -> list[str]:
+    """The cells of one entry of ``medmnistc_json`` after its method and seeds, as ``medmnistc_columns_titles``."""
+
+    def cell(stat: dict) -> str:
+        mean, std = stat["mean"], stat["std"]
+        return "" if not math.isfinite(mean) else f"{mean:.3f}" + ("" if not math.isfinite(std) else f" ± {std:.3f}")
+
+    deltas = [
+        fmt_comparison(Comparison(**c)) if (c := row["deltas"].get(title, {}).get(ref)) else ""
+        for title, _ in DELTAS
+        for ref in REFERENCES
+    ]
+    return [
+        cell(row["clean_auc"]),
+        cell(row["corrupted_auc"]),
+        f"{row['worst_corruption']} ({cell(row['worst_auc'])})",
+        cell(row["drop_auc"]),
+        cell(row["pgd_acc"]),
+        *deltas,
+    ]
 
 
 def medmnistc_table(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> Table:
     """Per method (mean ± std over seeds): clean AUC, AUC under MedMNIST-C (mean over corruptions and severities),
     the worst corruption, the relative drop, PGD ACC, and paired differences with ``none`` and ``oversample``."""
-
-    def cell(values: list) -> str:
-        mean, std, _ = interval([v for v in values if v is not None])
-        return "" if math.isnan(mean) else f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
-
-    refs = {
-        name: next((rs for rs in by_method.values() if rs[0]["method"] == name), None)
-        for name in ("none", "oversample")
-    }
-    eps = f"{TABLE_PGD_EPS_255:g}/255"
-    table = Table(
-        f"MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a {level_text(alpha)} % "
-        f"interval, over generator fits where seeds share one, each comparison a family of one with a ±{margin:g} "
-        "margin):",
-        [
-            "method",
-            "seeds",
-            "clean AUC",
-            "MedMNIST-C AUC (mean)",
-            "worst corruption (AUC)",
-            "relative AUC drop",
-            f"PGD {eps} ACC",
-            *[f"Δ MedMNIST-C AUC vs {ref}" for ref in refs],
-            *[f"Δ PGD {eps} ACC vs {ref}" for ref in refs],
-        ],
-    )
-    for method, runs in by_method.items():
-        cols = [medmnistc_columns(r["metrics"]["robustness"]) for r in runs]
-        worst = Counter(c["worst_corruption"] for c in cols).most_common(1)[0][0]
-        deltas = [
-            ""
-            if ref_runs is None or ref_runs is runs
-            else _delta_cell(runs, ref_runs, column, method, ref, margin, alpha)
-            for column in ("corrupted_auc", "pgd_acc")
-            for ref, ref_runs in refs.items()
-        ]
-        table.rows.append(
-            [
-                method,
-                ",".join(str(r["seed"]) for r in runs),
-                cell([c["clean_auc"] for c in cols]),
-                cell([c["corrupted_auc"] for c in cols]),
-                f"{worst} ({cell([c['worst_auc'] for c in cols])})",
-                cell([c["drop_auc"] for c in cols]),
-                cell([c["pgd_acc"] for c in cols]),
-                *deltas,
-            ]
-        )
+    caption, columns = medmnistc_columns_titles(alpha, margin)
+    table = Table(caption, ["method", "seeds", *columns])
+    for row in medmnistc_json(by_method, margin, alpha):
+        table.rows.append([row["method"], ",".join(map(str, row["seeds"])), *medmnistc_cells(row)])
     return table
 
 

@@ -104,6 +104,11 @@ def _block_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--claims", action="store_true", help="TSynD's claims instead of the rows (--methods: claims by name)."
     )
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="The MedMNIST-C and PGD table of the runs scored with --robustness medmnistc instead of the rows.",
+    )
     return parser
 
 
@@ -119,6 +124,7 @@ class Block:
     headline: bool = False
     claims: bool = False
     reference: str | None = None
+    robustness: bool = False
 
 
 def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
@@ -150,6 +156,7 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
         parsed.headline,
         parsed.claims,
         parsed.reference,
+        parsed.robustness,
     )
 
 
@@ -336,6 +343,29 @@ def claims_table(summaries: list[dict], block: Block) -> Table:
     return table
 
 
+def robustness_table(summaries: list[dict], block: Block) -> Table:
+    """The MedMNIST-C and PGD table of a block's folders (``--robustness``; ``--methods`` picks rows): per setting and
+    method, the report's robustness table (``synthmed.report.medmnistc``), from the same data."""
+    from synthmed.report.medmnistc import medmnistc_cells, medmnistc_columns_titles
+
+    margin = (summaries[0]["settings"] if summaries else {}).get("margin", 0.01)
+    alpha = (summaries[0]["settings"] if summaries else {}).get("alpha", 0.05)
+    _, titles = medmnistc_columns_titles(alpha, margin)
+    columns = ["method", "seeds", *titles]
+    if not block.no_setting:
+        columns.insert(0, "setting")
+    wanted = [re.compile(p) for p in block.methods]
+    table = Table("", columns)
+    for summary in summaries:
+        for group in summary["groups"]:
+            for row in group.get("robustness", []):
+                if wanted and not any(p.fullmatch(row["method"]) for p in wanted):
+                    continue
+                cells = [f"`{row['method']}`", str(len(row["seeds"])), *medmnistc_cells(row)]
+                table.rows.append(([] if block.no_setting else [group["title"]]) + cells)
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------- pages
 
 
@@ -389,7 +419,7 @@ def page_text(page: Path, default: Path | None = None, summaries: Summaries | No
     def table(match: re.Match[str]) -> str:
         try:
             block = parse_block(match["args"], root, default)
-            render = claims_table if block.claims else study_table
+            render = claims_table if block.claims else robustness_table if block.robustness else study_table
             rows = render([summaries(f, block.margin, block.reference) for f in block.folders], block)
         except SynthmedError as error:
             raise SynthmedError(f"{page}: {error}") from None
