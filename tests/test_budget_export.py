@@ -3,6 +3,7 @@ memory the kernel reports as available."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -1038,3 +1039,59 @@ def test_the_reference_a_study_named_stays_with_its_runs_and_export_so_a_report_
     other.mkdir()
     import_export(tmp_path / "exp", other)
     assert not (other / SETTINGS_FILE).exists() and settings_for(other).reference is None
+
+
+# ---- stop on request ----------------------------------------------------------------------------------------------
+
+
+class StoppingRunner(TimedRunner):
+    """Its first run asks the step to stop, as `synthmed experiment stop` from another shell would meanwhile."""
+
+    def compute(self, spec, on_epoch=None, on_status=None):
+        from synthmed.experiment.budget import request_stop
+
+        time.sleep(0.05)  # the request comes after the command started, as it does from another shell
+        request_stop(self.out)
+        return super().compute(spec, on_epoch, on_status)
+
+
+def test_a_stop_request_lets_the_run_in_flight_finish_and_starts_no_other(tmp_path):
+    """The run in flight when the stop comes is finished, stored and exported; no other starts; a command started
+    after the request is not stopped by it and does the rest."""
+    from synthmed.experiment.execute import run_grid
+
+    out, export = tmp_path / "out", tmp_path / "export"
+    events: list = []
+    execution = Execution(workers=1, report=False, export_to=export)
+    outcome = run_grid(_grid("none", [0, 1, 2]), execution, runner=StoppingRunner(out), on_event=events.append)
+    assert outcome.stopped and not outcome.budget_reached and not outcome.failed
+    assert [r["seed"] for r in outcome.finished] == [0] and (outcome.done, outcome.left) == (1, 2)
+    assert [r["seed"] for r in read_jsonl(export / "records.jsonl")] == [0]
+    assert any(e.kind == "info" and e.message.startswith("stop requested") for e in events)
+    with ResultStore(out / "results.sqlite") as store:
+        assert not store.holders()  # no claim left behind
+    again = run_grid(_grid("none", [0, 1, 2]), execution, runner=TimedRunner(out))
+    assert not again.stopped and (again.done, again.left) == (3, 0)
+
+
+def test_a_stopped_seeds_auto_step_makes_no_look(tmp_path):
+    """A round cut by a stop request is not a round this process saw end: no look is made on it."""
+    from synthmed.experiment.execute import run_grid
+
+    out = tmp_path / "out"
+    execution = Execution(workers=1, report=False, auto_seeds=True, min_seeds=5, max_seeds=7, seed_step=2)
+    outcome = run_grid(_grid("none,flip", [0]), execution, runner=StoppingRunner(out))
+    assert outcome.stopped and outcome.done == 1
+    assert not (out / "sequential.json").exists() or not json.loads((out / "sequential.json").read_text())["looks"]
+
+
+def test_experiment_stop_asks_the_files_run_folder_and_refuses_a_folder_that_is_not_there(tmp_path, cli):
+    path = tmp_path / "study.yaml"
+    path.write_text(f"name: s\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0]\n")
+    result = cli("experiment", "stop", str(path), root=tmp_path)
+    assert result.returncode == 2 and "is not a run folder: nothing runs there to stop" in result.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    result = cli("experiment", "stop", str(path), root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stop requested" in result.stdout + result.stderr and (tmp_path / "out" / "stop").is_file()

@@ -36,8 +36,8 @@ RUN_OPTIONS = opt.schema_parameters(
         ),
     },
 )
-#: The exit status of a command whose --time-budget ended before every run of its grid was stored (0: all done,
-#: 1: a run failed, 2: a user error, 130: interrupted).
+#: The exit status of a command whose --time-budget ended, or that was asked to stop (`synthmed experiment stop`),
+#: before every run of its grid was stored (0: all done, 1: a run failed, 2: a user error, 130: interrupted).
 BUDGET_EXIT = 3
 
 
@@ -110,6 +110,13 @@ def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
             "running the same command again retries them)",
             highlight=False,
         )
+    if outcome.stopped:
+        console.print(
+            f"stopped on request: {outcome.done} runs done, {outcome.left} left; run the same command to continue",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(BUDGET_EXIT)
     if outcome.budget_reached:
         console.print(
             f"budget reached: {outcome.done} runs done, {outcome.left} left; run the same command to continue",
@@ -184,6 +191,26 @@ def experiment_run(
     out = opt.check_out_folder(Path(grid.out or f"runs/{grid.name}"))
     console.print(f"experiment {grid.name} -> {out}", markup=False)
     _run_and_show(grid, out, execution)
+
+
+@experiment_app.command("stop")
+def experiment_stop(
+    file: Path = typer.Argument(..., help="Experiment YAML whose running commands should stop."),
+) -> None:
+    """Ask every `experiment run` of FILE running now to finish the runs it has in flight, store and export them, and
+    start no other (its exit status is then 3, as at the end of a time budget); a command started later runs as
+    usual. For handing the machine back, or putting another study first, without losing a run."""
+    from synthmed.experiment.budget import request_stop
+    from synthmed.experiment.grid import load_grid
+
+    grid = load_grid(file)
+    path = request_stop(Path(grid.out or f"runs/{grid.name}"))
+    console.print(
+        f"stop requested ({path}): the runs of {grid.name} in flight finish and are stored; no new run starts",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @experiment_app.command("status")

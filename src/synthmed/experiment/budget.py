@@ -1,6 +1,8 @@
 """A time budget for a step of a study (``--time-budget``): no run starts whose estimated duration exceeds the time
 left, and at the deadline the runs in flight are abandoned (``Abandoned`` raised where the run computes, or the
-pool's workers stopped), so a step ends on its own with every finished run stored."""
+pool's workers stopped), so a step ends on its own with every finished run stored. And a stop request
+(``synthmed experiment stop``): the steps running on a run folder start no new run and end once their runs in flight
+are stored, so a machine can be handed back or a study re-prioritised without losing a run."""
 
 from __future__ import annotations
 
@@ -24,6 +26,30 @@ from synthmed.errors import SynthmedError
 #: method: conservative (the slowest stored study run, a ddpm on 2 CPU cores, took 66 minutes).
 #: ``SYNTHMED_RUN_SECONDS`` overrides it.
 DEFAULT_RUN_SECONDS = 3600.0
+
+
+#: The file in a run folder that asks the steps running on it to stop (``synthmed experiment stop``).
+STOP_FILE = "stop"
+
+
+def request_stop(out: Path) -> Path:
+    """Ask every step running on the run folder ``out`` to finish its runs in flight and start no other; a step that
+    starts later is not affected (the request is older than it). Returns the request's path."""
+    from synthmed.io import atomic_write_text
+
+    if not out.is_dir():
+        raise SynthmedError(f"{out} is not a run folder: nothing runs there to stop")
+    path = out / STOP_FILE
+    atomic_write_text(path, time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    return path
+
+
+def stop_requested(out: Path, since: float) -> bool:
+    """Whether a stop was requested for ``out`` at or after ``since`` (a ``time.time()``: when the step started)."""
+    try:
+        return (out / STOP_FILE).stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
 
 
 @dataclass

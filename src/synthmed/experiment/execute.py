@@ -20,6 +20,9 @@ waiting, notes, looks) and the final table; the Python API calls it the same way
   without the generator fit where the run's fit is cached, with it where the run will make it) exceeds the time
   left; at the deadline the runs in flight are abandoned (no record, no error.json, no temporary file) and the
   outcome says ``budget_reached``.
+- **Stop on request** (``budget.request_stop``, ``synthmed experiment stop``): a command started before the request
+  starts no further run, lets its runs in flight finish and be stored, and ends (``stopped``): the graceful end a
+  deadline cannot give, for handing a machine back or putting another study first.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from synthmed.errors import SynthmedError
-from synthmed.experiment.budget import Budget, Durations, alarm, machine_class, stored_durations
+from synthmed.experiment.budget import (
+    STOP_FILE,
+    Budget,
+    Durations,
+    alarm,
+    machine_class,
+    stop_requested,
+    stored_durations,
+)
 from synthmed.experiment.claims import POLL_SECONDS, Claims
 from synthmed.experiment.execution import Execution
 from synthmed.experiment.grid import Grid, row_label
@@ -71,6 +82,7 @@ class Outcome:
     report: list[Path] = field(default_factory=list)
     mlflow_logged: int | None = None
     budget_reached: bool = False  # a run did not fit the time budget, or its deadline came
+    stopped: bool = False  # a stop was requested (``synthmed experiment stop``): no run started after it
     left_to_others: int = 0  # runs other processes held when this one ended without waiting (--no-wait-for-others)
     done: int = 0  # runs of the grid in the store at the end
     left: int = 0  # runs of the grid not in the store at the end
@@ -194,10 +206,12 @@ def _run_round(
     report_settings: Callable[[], Any],
     name: str,
     resume_from: Path | None,
+    since: float = 0.0,
 ) -> Outcome:
     """Run the specs not yet in the store (a failed run is reported and the grid goes on), then write the report
     and mirror the store to MLflow. ``resume_from``: an export whose runs are imported first (and so skipped).
     ``budget``: start only the runs it fits, abandon those in flight at its end (``Outcome.budget_reached``).
+    ``since`` (a ``time.time()``): a stop requested after it starts no further run (``Outcome.stopped``).
     ``execution.export_to``: an export each finished run is appended to as it is stored, synchronised with the
     store first and last, with its own report at the end. Raises when every run failed."""
     from synthmed.experiment.backends import Abandoned
@@ -302,6 +316,9 @@ def _run_round(
             """The candidates this process wins the claim on, claimed one by one as a worker frees up; under a
             budget, only those whose estimated duration fits the time left."""
             for spec in candidates:
+                if stop_requested(runner.out, since):
+                    outcome.stopped = True
+                    return
                 run_id = runner.run_id(spec)
                 if budget is not None and estimate(spec) > budget.left():
                     if fit_in_flight(spec):  # costed with the fit a worker is making: looked at again after it
@@ -378,7 +395,7 @@ def _run_round(
                 run_all(todo)
                 # Runs other processes hold: wait for them, and take over any whose holder stopped renewing its lease;
                 # and the runs passed over while their fit was being made, even once another run did not fit.
-                while True:
+                while not outcome.stopped:
                     fitted = [run_id for run_id, spec in unfit_fitting.items() if runner.fit_cached(spec)]
                     for run_id in fitted:  # its fit is cached now: costed again without it
                         del unfit_fitting[run_id]
@@ -431,8 +448,10 @@ def _run_round(
                 )
             )
         emit(Event("budget", message=f"{outcome.done} runs done, {outcome.left} left"))
+    if outcome.stopped:
+        emit(Event("info", message=f"stop requested ({runner.out / STOP_FILE}): no run started after it"))
     if not stored:
-        if outcome.budget_reached or outcome.left_to_others:
+        if outcome.budget_reached or outcome.stopped or outcome.left_to_others:
             return outcome
         raise SynthmedError(
             f"every run failed; the first: {outcome.failed[0]}" if outcome.failed else "no run finished"
@@ -458,8 +477,8 @@ def _run_round(
 
 
 class _Stopped(Exception):
-    """A round of --seeds auto ended at the time budget, or left runs to other processes: no look, no further
-    round."""
+    """A round of --seeds auto ended at the time budget or on a stop request, or left runs to other processes: no
+    look, no further round."""
 
 
 def check_targets(execution: Execution, out: Path) -> None:
@@ -507,6 +526,7 @@ def run_grid(
     emit = on_event or (lambda event: None)
     check_targets(execution, out)
     budget = Budget(execution.time_budget) if execution.time_budget is not None else None
+    since = time.time()  # a stop requested from now on ends this command; an older one does not
     plan, recorded_note = None, ""
     if execution.auto_seeds:
         workers = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
@@ -560,6 +580,7 @@ def run_grid(
             report_settings=settings,
             name=grid.name,
             resume_from=resume.pop() if resume else None,
+            since=since,
         )
         total.finished += outcome.finished
         total.failed += outcome.failed
@@ -570,7 +591,8 @@ def run_grid(
         total.left_to_others = outcome.left_to_others
         if outcome.budget_reached:
             total.budget_reached = True
-        if outcome.budget_reached or outcome.left_to_others:  # no look on a round this process did not see end
+        total.stopped = total.stopped or outcome.stopped
+        if outcome.budget_reached or outcome.stopped or outcome.left_to_others:  # no look on a round not seen end
             raise _Stopped()
 
     with contextlib.suppress(_Stopped):
