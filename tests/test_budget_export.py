@@ -1085,6 +1085,32 @@ def test_a_stopped_seeds_auto_step_makes_no_look(tmp_path):
     assert not (out / "sequential.json").exists() or not json.loads((out / "sequential.json").read_text())["looks"]
 
 
+def test_a_command_waiting_on_another_processs_run_ends_at_a_stop(tmp_path):
+    """Seed 1 is held by another command: this one runs seed 0, then waits; the stop ends the wait at once (it has
+    nothing in flight), leaving seed 1 to its holder."""
+    import threading
+
+    from synthmed.experiment.budget import request_stop
+    from synthmed.experiment.claims import Claims
+    from synthmed.experiment.execute import run_grid
+
+    out = tmp_path / "out"
+    out.mkdir()
+    runner, grid = TimedRunner(out), _grid("none", [0, 1])
+    ended: dict = {}
+    with Claims(out / "results.sqlite", lease=60) as other:
+        assert other.take(runner.run_id(expand(grid)[1]))
+        execution = Execution(workers=1, report=False)
+        command = threading.Thread(target=lambda: ended.setdefault("outcome", run_grid(grid, execution, runner=runner)))
+        command.start()
+        time.sleep(1.0)
+        request_stop(out)
+        command.join(timeout=15)
+        assert not command.is_alive(), "the waiting command did not see the stop"
+    outcome = ended["outcome"]
+    assert outcome.stopped and [r["seed"] for r in outcome.finished] == [0] and (outcome.done, outcome.left) == (1, 1)
+
+
 def test_experiment_stop_asks_the_files_run_folder_and_refuses_a_folder_that_is_not_there(tmp_path, cli):
     path = tmp_path / "study.yaml"
     path.write_text(f"name: s\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0]\n")

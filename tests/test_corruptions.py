@@ -368,6 +368,13 @@ def test_the_report_answers_tsynds_claims_one_by_one_on_clean_corrupted_and_atta
 
     report_row = next(row for row in medmnistc_table(by_method).rows if row[0] == "tsynd")
     assert lines[4] == "| " + " | ".join(["`tsynd`", "8", *report_row[2:]]) + " |" and len(lines) == 6
+    from synthmed.report.medmnistc import medmnistc_cells
+
+    # read back from `synthmed report --format json`, where a missing figure (one seed's std, no PGD) is null
+    one = {"method": "x", "seeds": [0], "worst_corruption": "blur", "deltas": {}}
+    one |= {k: {"mean": 0.5, "std": None} for k in ("clean_auc", "corrupted_auc", "worst_auc", "drop_auc")}
+    assert medmnistc_cells(one | {"pgd_acc": {"mean": None, "std": None}})[:5] == ["0.500", "0.500", "blur (0.500)",
+                                                                                   "0.500", ""]  # fmt: skip
     from synthmed.report.pages import NOT_YET
 
     page.write_text("# none yet\n<!-- study_table out --claims --methods=nothing.* -->\n<!-- /study_table -->\n")
@@ -429,6 +436,9 @@ def test_a_claim_decided_at_an_earlier_look_keeps_that_looks_comparison():
     # undecided on all eight seeds: the cell says how large a difference those seeds could have seen
     cell = claims_blocks(by_method)[0].rows[0][1]
     assert cell.endswith(f"undecided, n=8; could detect {afresh.mde:.3f}") and 0 < afresh.mde < 1, cell
+    # below 5 seeds no difference could decide it: no size is promised
+    few = {m: runs[:3] for m, runs in by_method.items()}
+    assert claims_blocks(few)[0].rows[0][1].endswith("undecided (n < 5), n=3")
 
 
 def test_seeds_sharing_a_generator_fit_are_one_unit_in_the_medmnistc_table_and_the_claims():

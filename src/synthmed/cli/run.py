@@ -92,8 +92,8 @@ def run(
 
 
 def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
-    """Run a grid with progress bars, then print the tables; exit status 3 when the time budget ended before the
-    grid was done, else 1 when a run failed."""
+    """Run a grid with progress bars, then print the tables; exit status 3 when the time budget ended or a stop was
+    requested before the grid was done, else 1 when a run failed."""
     from synthmed.cli.render import ProgressView
     from synthmed.experiment.execute import run_grid
     from synthmed.report import settings_for, terminal_tables
@@ -110,7 +110,7 @@ def _run_and_show(grid: Any, out: Path, execution: Execution) -> None:
             "running the same command again retries them)",
             highlight=False,
         )
-    if outcome.stopped:
+    if outcome.stopped and outcome.left:
         console.print(
             f"stopped on request: {outcome.done} runs done, {outcome.left} left; run the same command to continue",
             highlight=False,

@@ -44,12 +44,24 @@ def request_stop(out: Path) -> Path:
     return path
 
 
-def stop_requested(out: Path, since: float) -> bool:
-    """Whether a stop was requested for ``out`` at or after ``since`` (a ``time.time()``: when the step started)."""
+StopMarker = tuple[int, int] | None  # (inode, mtime in ns) of a run folder's stop request, None without one
+
+
+def stop_marker(out: Path) -> StopMarker:
+    """The identity of ``out``'s stop request as it is now: a command records it when it starts, and a request
+    made later is a new file (``request_stop`` renames a fresh one into place), so it differs. Comparing identities,
+    not the file's time with this machine's clock, holds on a shared file system whose clock is not ours."""
     try:
-        return (out / STOP_FILE).stat().st_mtime >= since
+        stat = (out / STOP_FILE).stat()
     except FileNotFoundError:
-        return False
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def stop_requested(out: Path, before: StopMarker) -> bool:
+    """Whether a stop was requested for ``out`` since its request's identity was ``before``."""
+    now = stop_marker(out)
+    return now is not None and now != before
 
 
 @dataclass

@@ -42,8 +42,10 @@ from synthmed.experiment.budget import (
     STOP_FILE,
     Budget,
     Durations,
+    StopMarker,
     alarm,
     machine_class,
+    stop_marker,
     stop_requested,
     stored_durations,
 )
@@ -206,12 +208,13 @@ def _run_round(
     report_settings: Callable[[], Any],
     name: str,
     resume_from: Path | None,
-    since: float = 0.0,
+    stop_before: StopMarker = None,
 ) -> Outcome:
     """Run the specs not yet in the store (a failed run is reported and the grid goes on), then write the report
     and mirror the store to MLflow. ``resume_from``: an export whose runs are imported first (and so skipped).
     ``budget``: start only the runs it fits, abandon those in flight at its end (``Outcome.budget_reached``).
-    ``since`` (a ``time.time()``): a stop requested after it starts no further run (``Outcome.stopped``).
+    ``stop_before``: the stop request's identity when the command started; a request made since starts no
+    further run (``Outcome.stopped``), and ends a wait for runs other processes hold.
     ``execution.export_to``: an export each finished run is appended to as it is stored, synchronised with the
     store first and last, with its own report at the end. Raises when every run failed."""
     from synthmed.experiment.backends import Abandoned
@@ -316,7 +319,7 @@ def _run_round(
             """The candidates this process wins the claim on, claimed one by one as a worker frees up; under a
             budget, only those whose estimated duration fits the time left."""
             for spec in candidates:
-                if stop_requested(runner.out, since):
+                if stop_requested(runner.out, stop_before):
                     outcome.stopped = True
                     return
                 run_id = runner.run_id(spec)
@@ -423,6 +426,9 @@ def _run_round(
                     if not execution.wait_for_others:
                         outcome.left_to_others = len(left)
                         break
+                    if stop_requested(runner.out, stop_before):  # waiting on others' runs: nothing in flight here
+                        outcome.stopped = True
+                        break
                     held = ", ".join(run_label(spec) for spec in left[:3]) + (", ..." if len(left) > 3 else "")
                     emit(Event("waiting", message=f"{len(left)} run(s) held by other processes ({held})"))
                     time.sleep(min(claims.lease / 4, POLL_SECONDS))
@@ -526,7 +532,7 @@ def run_grid(
     emit = on_event or (lambda event: None)
     check_targets(execution, out)
     budget = Budget(execution.time_budget) if execution.time_budget is not None else None
-    since = time.time()  # a stop requested from now on ends this command; an older one does not
+    stop_before = stop_marker(out)  # a stop requested from now on ends this command; an older one does not
     plan, recorded_note = None, ""
     if execution.auto_seeds:
         workers = execution.workers or default_workers(execution.device, 2, execution.cpus_per_run or 1)
@@ -580,7 +586,7 @@ def run_grid(
             report_settings=settings,
             name=grid.name,
             resume_from=resume.pop() if resume else None,
-            since=since,
+            stop_before=stop_before,
         )
         total.finished += outcome.finished
         total.failed += outcome.failed

@@ -18,8 +18,8 @@ from synthmed.report.model import Paragraph, Table
 from synthmed.report.stats import (
     BETTER,
     BETTER_WITHIN,
-    DECIDED,
     EQUIVALENT,
+    UNDECIDED,
     WORSE,
     WORSE_WITHIN,
     Comparison,
@@ -109,7 +109,8 @@ def _claim_comparisons(by_method: dict[str, list[dict]], margin: float, alpha: f
 def claim_cell(c: dict) -> str:
     """One claim on one metric: ``+0.010 [+0.004, +0.016] holds, n=8`` (``c``: a comparison as data, with its
     reading; ``n=4 generator fits`` where seeds share fits), or the difference alone for one seed. An undecided
-    claim adds what its seeds could detect (``; could detect 0.021``): undecided is then an answer with a size."""
+    claim of its Holm family adds what its seeds could detect (``; could detect 0.021``): undecided is then an answer
+    with a size. Not one outside the family (too few units, mixed precision): no effect size could decide it."""
     if c["n"] < 2:
         return "–" if c["n"] == 0 else f"{c['mean']:+.3f} (1 seed)"
     units = "" if c["unit"] == "seeds" else f" {c['unit']}"
@@ -117,7 +118,7 @@ def claim_cell(c: dict) -> str:
     if c.get("decided_at") is not None:
         return cell + f" (decided at {c['decided_at']} seeds)"
     mde = c.get("mde", math.nan)
-    if c["verdict"] not in DECIDED and isinstance(mde, float) and math.isfinite(mde):
+    if c["verdict"] == UNDECIDED and isinstance(mde, float) and math.isfinite(mde):  # in its Holm family
         cell += f"; could detect {mde:.3f}"
     return cell
 

@@ -153,9 +153,12 @@ def medmnistc_columns_titles(alpha: float = 0.05, margin: float = 0.01) -> tuple
 def medmnistc_cells(row: dict) -> list[str]:
     """The cells of one entry of ``medmnistc_json`` after its method and seeds, as ``medmnistc_columns_titles``."""
 
+    def finite(value: float | None) -> bool:  # --format json writes a missing figure (NaN) as null
+        return value is not None and math.isfinite(value)
+
     def cell(stat: dict) -> str:
         mean, std = stat["mean"], stat["std"]
-        return "" if not math.isfinite(mean) else f"{mean:.3f}" + ("" if not math.isfinite(std) else f" ± {std:.3f}")
+        return "" if not finite(mean) else f"{mean:.3f}" + (f" ± {std:.3f}" if finite(std) else "")
 
     deltas = [
         fmt_comparison(Comparison(**c)) if (c := row["deltas"].get(title, {}).get(ref)) else ""
