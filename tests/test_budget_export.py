@@ -1112,6 +1112,8 @@ def test_a_command_waiting_on_another_processs_run_ends_at_a_stop(tmp_path):
 
 
 def test_experiment_stop_asks_the_files_run_folder_and_refuses_a_folder_that_is_not_there(tmp_path, cli):
+    from conftest import write_breast_like
+
     path = tmp_path / "study.yaml"
     path.write_text(f"name: s\nout: {tmp_path / 'out'}\ndatasets: [breastmnist]\nmethods: [none]\nseeds: [0]\n")
     result = cli("experiment", "stop", str(path), root=tmp_path)
@@ -1121,3 +1123,6 @@ def test_experiment_stop_asks_the_files_run_folder_and_refuses_a_folder_that_is_
     result = cli("experiment", "stop", str(path), root=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stop requested" in result.stdout + result.stderr and (tmp_path / "out" / "stop").is_file()
+    write_breast_like(tmp_path / "d")
+    result = cli("experiment", "status", str(path), "--no-verify", root=tmp_path / "d")
+    assert result.returncode == 0 and "last stop request: 20" in result.stdout, result.stderr  # its date

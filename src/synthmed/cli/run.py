@@ -242,6 +242,7 @@ def experiment_status(
     from rich.table import Table
 
     from synthmed.experiment.budget import (
+        STOP_FILE,
         Durations,
         estimate,
         machine_class,
@@ -288,6 +289,10 @@ def experiment_status(
     running = _running(runner.store_path, ids - {f["run_id"] for f in failed})  # the table's pending runs
     if running:
         line = f"{running} of the pending runs are running now (claimed by a process whose lease is live)"
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
+    if (request := runner.out / STOP_FILE).is_file():
+        when = request.read_text(encoding="utf-8").strip()
+        line = f"last stop request: {when} (commands started before it end after their runs in flight)"
         Console().print(line, highlight=False, soft_wrap=True, markup=False)
     stop = study_plan(runner.out, resume_from)
     if stop is not None:  # a --seeds auto study: its plan and looks so far, the store's, else its export's
