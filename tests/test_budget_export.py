@@ -1126,3 +1126,56 @@ def test_experiment_stop_asks_the_files_run_folder_and_refuses_a_folder_that_is_
     write_breast_like(tmp_path / "d")
     result = cli("experiment", "status", str(path), "--no-verify", root=tmp_path / "d")
     assert result.returncode == 0 and "last stop request: 20" in result.stdout, result.stderr  # its date
+
+
+def test_ray_draws_runs_as_the_cluster_has_room_so_a_stop_is_seen(monkeypatch):
+    """With room for two tasks, Ray has at most two runs drawn (claimed) at a time, and a source that ends (as a
+    stop request ends `claimed`) leaves the rest undrawn; the capacity counts CPUs per run, and GPUs for CUDA."""
+    import types
+
+    from synthmed.experiment.backends import ray_capacity, run_on_ray
+
+    in_flight, most = [], [0]
+
+    class Ref:
+        def __init__(self, spec):
+            self.spec = spec
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: True
+    fake.cluster_resources = lambda: {"CPU": 4.0}
+    fake.exceptions = types.SimpleNamespace(RayError=RuntimeError)
+
+    def remote(**options):
+        def wrap(compute):
+            def submit(settings, spec, cpus):
+                in_flight.append(spec)
+                most[0] = max(most[0], len(in_flight))
+                return Ref(spec)
+
+            return types.SimpleNamespace(remote=submit)
+
+        return wrap
+
+    def wait(refs, num_returns):
+        in_flight.remove(refs[0].spec)
+        return [refs[0]], refs[1:]
+
+    fake.remote, fake.wait, fake.get = remote, wait, lambda ref: ("ok", {"run": ref.spec})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    drawn: list[int] = []
+
+    def source():
+        for spec in range(6):
+            if spec == 4:  # a stop request: claimed() returns
+                return
+            drawn.append(spec)
+            yield spec
+
+    results: list = []
+    runner = types.SimpleNamespace(device="cpu", settings=dict)
+    run_on_ray(runner, source(), lambda spec, *r: results.append((spec, len(drawn))), cpus_per_run=2)
+    assert most[0] == 2 and drawn == [0, 1, 2, 3] and [r[0] for r in results] == [0, 1, 2, 3]
+    assert results[0][1] == 2  # when the first run came back, only two had been drawn
+    assert ray_capacity({"CPU": 16.0, "GPU": 1.0}, 4, gpu=True) == 1 and ray_capacity({"CPU": 16.0}, 4, False) == 4
+    assert ray_capacity({"CPU": 2.0}, 8, gpu=False) == 1  # a run larger than any node still starts

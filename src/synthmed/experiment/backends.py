@@ -260,6 +260,15 @@ def run_on_pool(
             manager.shutdown()
 
 
+def ray_capacity(resources: dict, cpus_per_run: int, gpu: bool) -> int:
+    """How many runs of ``cpus_per_run`` CPUs (and one GPU each where ``gpu``) the cluster's ``resources`` hold at
+    once; at least one, so a run larger than any node still starts (Ray then waits for room)."""
+    room = int(resources.get("CPU", 1) // max(cpus_per_run, 1))
+    if gpu:
+        room = min(room, int(resources.get("GPU", 1)))
+    return max(room, 1)
+
+
 def run_on_ray(
     runner: Runner,
     specs: Iterable[RunSpec],
@@ -270,7 +279,9 @@ def run_on_ray(
     compute: Callable = remote_compute,
 ) -> None:
     """Run ``specs`` as Ray tasks (a local instance unless ``address`` is ``auto`` or ``ray://...``) and call
-    ``on_result(spec, "ok" | "failed", record | message)`` in the driver as each finishes."""
+    ``on_result(spec, "ok" | "failed", record | message)`` in the driver as each finishes. ``specs`` is drawn as
+    the cluster has room, as many tasks in flight as its CPUs (and GPUs for CUDA runs) hold, not all at once: each
+    spec drawn is a run claimed, so the runs left stay free for other processes and a stop request is seen."""
     try:
         import ray
     except ImportError:
@@ -283,8 +294,17 @@ def run_on_ray(
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
     try:
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if runner.device == "cuda" else 0, max_retries=0)(compute)
-        pending = {task.remote(runner.settings(), spec, cpus_per_run): spec for spec in specs}
+        gpu = runner.device == "cuda"
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if gpu else 0, max_retries=0)(compute)
+        room = ray_capacity(ray.cluster_resources(), cpus_per_run, gpu)
+        source = iter(specs)
+        pending: dict[Any, RunSpec] = {}  # Ray's object reference -> its spec
+
+        def fill() -> None:
+            while len(pending) < room and (spec := next(source, None)) is not None:
+                pending[task.remote(runner.settings(), spec, cpus_per_run)] = spec
+
+        fill()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             spec = pending.pop(done[0])
@@ -293,6 +313,7 @@ def run_on_ray(
             except ray.exceptions.RayError as err:  # a worker crashed (e.g. out of memory)
                 status, payload = "failed", f"ray task failed: {str(err).splitlines()[0]}"
             on_result(spec, status, payload)
+            fill()
     finally:
         if started_here:
             ray.shutdown()
