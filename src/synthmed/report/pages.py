@@ -321,26 +321,39 @@ def study_table(summaries: list[dict], block: Block) -> Table:
     return table.select(kept)
 
 
+def _entries_table(
+    summaries: list[dict],
+    block: Block,
+    columns: list[str],
+    entries: Callable[[dict], list[dict]],
+    name: Callable[[dict], str],
+    cells: Callable[[dict], list[str]],
+) -> Table:
+    """One row per entry of each group (``entries(group)``) whose ``name`` ``--methods`` matches, after the setting
+    column unless ``--no-setting``: the layout of the claims and robustness blocks."""
+    wanted = [re.compile(p) for p in block.methods]
+    table = Table("", columns if block.no_setting else ["setting", *columns])
+    for summary in summaries:
+        for group in summary["groups"]:
+            for entry in entries(group):
+                if wanted and not any(p.fullmatch(name(entry)) for p in wanted):
+                    continue
+                table.rows.append(([] if block.no_setting else [group["title"]]) + cells(entry))
+    return table
+
+
 def claims_table(summaries: list[dict], block: Block) -> Table:
     """TSynD's claims of a block's folders (``--claims``; ``--methods`` picks claims by name): per setting and claim,
     each metric's paired difference, unadjusted interval, reading at its Holm level and seeds, as the report's
     robustness section gives them (``synthmed.report.claims``)."""
     from synthmed.report.claims import METRICS, claim_cell
 
+    def cells(claim: dict) -> list[str]:
+        label = f"{claim['claim']} (`{claim['ahead']}` − `{claim['behind']}`)"
+        return [label, *[claim_cell(claim["metrics"][title]) for title, _ in METRICS]]
+
     columns = ["claim", *[title for title, _ in METRICS]]
-    if not block.no_setting:
-        columns.insert(0, "setting")
-    wanted = [re.compile(p) for p in block.methods]
-    table = Table("", columns)
-    for summary in summaries:
-        for group in summary["groups"]:
-            for claim in group.get("tsynd_claims", []):
-                if wanted and not any(p.fullmatch(claim["claim"]) for p in wanted):
-                    continue
-                label = f"{claim['claim']} (`{claim['ahead']}` − `{claim['behind']}`)"
-                cells = [label, *[claim_cell(claim["metrics"][title]) for title, _ in METRICS]]
-                table.rows.append(([] if block.no_setting else [group["title"]]) + cells)
-    return table
+    return _entries_table(summaries, block, columns, lambda g: g.get("tsynd_claims", []), lambda c: c["claim"], cells)
 
 
 def robustness_table(summaries: list[dict], block: Block) -> Table:
@@ -348,22 +361,11 @@ def robustness_table(summaries: list[dict], block: Block) -> Table:
     method, the report's robustness table (``synthmed.report.medmnistc``), from the same data."""
     from synthmed.report.medmnistc import medmnistc_cells, medmnistc_columns_titles
 
-    margin = (summaries[0]["settings"] if summaries else {}).get("margin", 0.01)
-    alpha = (summaries[0]["settings"] if summaries else {}).get("alpha", 0.05)
-    _, titles = medmnistc_columns_titles(alpha, margin)
-    columns = ["method", "seeds", *titles]
-    if not block.no_setting:
-        columns.insert(0, "setting")
-    wanted = [re.compile(p) for p in block.methods]
-    table = Table("", columns)
-    for summary in summaries:
-        for group in summary["groups"]:
-            for row in group.get("robustness", []):
-                if wanted and not any(p.fullmatch(row["method"]) for p in wanted):
-                    continue
-                cells = [f"`{row['method']}`", str(len(row["seeds"])), *medmnistc_cells(row)]
-                table.rows.append(([] if block.no_setting else [group["title"]]) + cells)
-    return table
+    def cells(row: dict) -> list[str]:
+        return [f"`{row['method']}`", str(len(row["seeds"])), *medmnistc_cells(row)]
+
+    columns = ["method", "seeds", *medmnistc_columns_titles()[1]]
+    return _entries_table(summaries, block, columns, lambda g: g.get("robustness", []), lambda r: r["method"], cells)
 
 
 # ---------------------------------------------------------------------------------------------------- pages
