@@ -138,20 +138,19 @@ def medmnistc_json(by_method: dict[str, list[dict]], margin: float = 0.01, alpha
     return out
 
 
-def medmnistc_columns_titles(alpha: float = 0.05, margin: float = 0.01) -> tuple[str, list[str]]:
-    """The table's caption and column titles (after ``method`` and ``seeds``)."""
-    caption = (
-        f"MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a {level_text(alpha)} % "
-        f"interval, over generator fits where seeds share one, each comparison a family of one with a ±{margin:g} "
-        "margin):"
-    )
-    eps = f"{TABLE_PGD_EPS_255:g}/255"
-    columns = ["clean AUC", "MedMNIST-C AUC (mean)", "worst corruption (AUC)", "relative AUC drop", f"PGD {eps} ACC"]
-    return caption, columns + [f"Δ {title} vs {ref}" for title, _ in DELTAS for ref in REFERENCES]
+#: The table's column titles after ``method`` and ``seeds`` (``medmnistc_cells`` fills them)
+MEDMNISTC_TITLES = (
+    "clean AUC",
+    "MedMNIST-C AUC (mean)",
+    "worst corruption (AUC)",
+    "relative AUC drop",
+    f"PGD {TABLE_PGD_EPS_255:g}/255 ACC",
+    *[f"Δ {title} vs {ref}" for title, _ in DELTAS for ref in REFERENCES],
+)
 
 
 def medmnistc_cells(row: dict) -> list[str]:
-    """The cells of one entry of ``medmnistc_json`` after its method and seeds, as ``medmnistc_columns_titles``."""
+    """The cells of one entry of ``medmnistc_json`` after its method and seeds, as ``MEDMNISTC_TITLES``."""
 
     def finite(value: float | None) -> bool:  # --format json writes a missing figure (NaN) as null
         return value is not None and math.isfinite(value)
@@ -178,8 +177,12 @@ def medmnistc_cells(row: dict) -> list[str]:
 def medmnistc_table(by_method: dict[str, list[dict]], margin: float = 0.01, alpha: float = 0.05) -> Table:
     """Per method (mean ± std over seeds): clean AUC, AUC under MedMNIST-C (mean over corruptions and severities),
     the worst corruption, the relative drop, PGD ACC, and paired differences with ``none`` and ``oversample``."""
-    caption, columns = medmnistc_columns_titles(alpha, margin)
-    table = Table(caption, ["method", "seeds", *columns])
+    caption = (
+        f"MedMNIST-C corruptions and PGD (mean ± std over seeds; Δ paired by seed with a {level_text(alpha)} % "
+        f"interval, over generator fits where seeds share one, each comparison a family of one with a ±{margin:g} "
+        "margin):"
+    )
+    table = Table(caption, ["method", "seeds", *MEDMNISTC_TITLES])
     for row in medmnistc_json(by_method, margin, alpha):
         table.rows.append([row["method"], ",".join(map(str, row["seeds"])), *medmnistc_cells(row)])
     return table

@@ -359,12 +359,12 @@ def claims_table(summaries: list[dict], block: Block) -> Table:
 def robustness_table(summaries: list[dict], block: Block) -> Table:
     """The MedMNIST-C and PGD table of a block's folders (``--robustness``; ``--methods`` picks rows): per setting and
     method, the report's robustness table (``synthmed.report.medmnistc``), from the same data."""
-    from synthmed.report.medmnistc import medmnistc_cells, medmnistc_columns_titles
+    from synthmed.report.medmnistc import MEDMNISTC_TITLES, medmnistc_cells
 
     def cells(row: dict) -> list[str]:
         return [f"`{row['method']}`", str(len(row["seeds"])), *medmnistc_cells(row)]
 
-    columns = ["method", "seeds", *medmnistc_columns_titles()[1]]
+    columns = ["method", "seeds", *MEDMNISTC_TITLES]
     return _entries_table(summaries, block, columns, lambda g: g.get("robustness", []), lambda r: r["method"], cells)
 
 
