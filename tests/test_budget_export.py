@@ -675,6 +675,31 @@ def test_a_run_that_will_make_its_generators_fit_is_costed_with_the_fit():
     assert Durations.of([made, loaded]).seconds(tsynd, entropy, fit_cached=False) == 500
 
 
+def test_a_fit_config_nothing_stored_made_is_costed_by_its_work():
+    """ddpm with the unlabelled images at batch 128 makes twice the image-steps of the stored plain fit at batch 64
+    (2,500 steps each): its first run is costed as a run less its fit plus twice that fit, not as the plain run."""
+    from synthmed.experiment.budget import Durations, fit_work
+
+    key = ("pneumoniamnist", "lowdata", "ddpm")
+    plain = dict(zip(("dataset", "protocol", "method"), key)) | {
+        "config": {"method": "ddpm", "seed": 0},
+        "total_time": 1600.0,
+        "metrics": {"synthetic": {"generator_cached": False, "generator_seconds": 1300.0}},
+    }
+    unlabelled = {"method": "ddpm", "seed": 0, "method_params": {"use_unlabelled": True, "batch_size": 128}}
+    assert fit_work(key, unlabelled) == 2 * fit_work(key, plain["config"]) == 2500 * 128
+    durations = Durations.of([plain])
+    assert durations.seconds(key, unlabelled, fit_cached=False) == 300 + 2 * 1300
+    assert durations.seconds(key, unlabelled, fit_cached=True) == 300  # its fit made: the rest of a run
+    assert durations.seconds(key, unlabelled) == 1600  # not known whether it fits: the method's longest run
+    # a teacher-labelled row whose fit is the plain one's (same fit config): the rest of a run plus that fit
+    teacher = {"method": "ddpm", "seed": 3, "teacher": "hard"}
+    assert durations.seconds(key, teacher, fit_cached=False) == 1600
+    # a fit counted in epochs has no work known before its subset: costed as the method's longest run
+    epochs = {"method": "ddpm", "seed": 0, "method_params": {"epochs": 40}}
+    assert fit_work(key, epochs) is None and durations.seconds(key, epochs, fit_cached=False) == 1600
+
+
 def test_a_run_far_longer_than_its_like_does_not_price_its_config():
     """PneumoniaMNIST's ddpm with pretraining on a stored fit: 14 runs of 243-301 s and one of 1,290 s that waited
     for another worker's fit before the wait was recorded. Scaled to a machine 2.79 times slower it priced every later
@@ -784,7 +809,8 @@ def test_a_reference_classifier_is_costed_apart_and_only_for_a_run_that_will_tra
     assert durations.seconds(key, config, fit_cached=False, reference_cached=None) == 1600.0  # needs none
     # a reference of other epochs, or of another dataset, is not priced by this one's
     other = config | {"synthesis": {"fidelity_epochs": 30}}
-    assert durations.seconds(key, other, fit_cached=False, reference_cached=False) == 1600.0
+    # (a config nothing stored ran, that will make its fit: the longest run less its fit, 310 s, plus the fit)
+    assert durations.seconds(key, other, fit_cached=False, reference_cached=False) == 310.0 + 1300.0
     assert estimate([(key, config, True, False), (key, config, True, True)], durations).seconds == 910.0 + 310.0
 
 

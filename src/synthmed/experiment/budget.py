@@ -129,6 +129,9 @@ class Durations:
     unfitted_by_config: dict[str, float] = field(default_factory=dict)
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
+    #: of each (dataset, protocol, method), its stored fits' ``fit_key`` -> (longest seconds, ``fit_work``): a fit
+    #: config nothing stored made is costed from these, scaled by its work (``scaled_fit``)
+    method_fits: dict[MethodKey, dict[str, tuple[float, float | None]]] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
     unfitted_by_method: dict[MethodKey, float] = field(default_factory=dict)
     #: the longest stored training of each reference classifier config (``reference_cost_key``), from the runs that
@@ -172,6 +175,7 @@ class Durations:
             if cached is False and fit is not None:
                 fitted = fit_key(key, record["config"])
                 self.fits[fitted] = max(self.fits.get(fitted, 0.0), fit)
+                self.method_fits.setdefault(key, {})[fitted] = (self.fits[fitted], fit_work(key, record["config"]))
             if seconds > self.by_config.get(alike, -1.0):
                 self.by_config[alike] = seconds
                 if cached is True:
@@ -205,14 +209,49 @@ class Durations:
         if config is None or (alike := cost_key(config)) not in self.by_config:
             if fit_cached is True and key in self.unfitted_by_method:  # a new config on a stored fit: no fit to pay
                 return self.unfitted_by_method[key]
+            if fit_cached is False and config is not None and key in self.unfitted_by_method:
+                fit = self.fit_cost(key, config)  # a new config that will make its fit: the rest of a run plus it
+                if fit is not None:
+                    return self.unfitted_by_method[key] + fit
             return self.by_method.get(key)
         seconds = self.by_config[alike]
         if fit_cached is True:
             return self.unfitted_by_config.get(alike, seconds)
         if fit_cached is False and alike in self.reused_fit:
-            fit = self.fits.get(fit_key(key, config))
+            fit = self.fit_cost(key, config)
             seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
         return seconds
+
+    def fit_cost(self, key: MethodKey, config: dict) -> float | None:
+        """What making the generator fit of ``config`` costs: the longest stored fit of the same generator config,
+        else ``scaled_fit``, else None."""
+        stored = self.fits.get(fit_key(key, config))
+        return stored if stored is not None else self.scaled_fit(key, config)
+
+    def scaled_fit(self, key: MethodKey, config: dict) -> float | None:
+        """A fit config of ``key`` nothing stored made, costed as the stored fits of its method scaled by their
+        ``fit_work`` (the most any of them gives): ddpm with the unlabelled images at batch 128 does twice the
+        image-steps of the stored 22-minute plain fit at batch 64. Costing it as that plain fit (the method's longest
+        run) let a step start a fit of about an hour with 25 minutes left. None where either work is unknown."""
+        work = fit_work(key, config)
+        ratios = [
+            seconds * work / stored
+            for seconds, stored in self.method_fits.get(key, {}).values()
+            if work is not None and stored  # neither None nor 0
+        ]
+        return max(ratios) if ratios else None
+
+
+def fit_work(key: MethodKey, config: dict) -> float | None:
+    """The image-steps of a generator fit (``steps`` x ``batch_size`` of its ``fit_config``), what its time scales
+    with at one image size; None for a fit counted in epochs (its steps depend on the subset) or without them."""
+    fitted = _fitted(key[2], _params(config))
+    if not isinstance(fitted, dict):
+        return None
+    steps, batch = fitted.get("steps"), fitted.get("batch_size")
+    if fitted.get("epochs") is not None or not isinstance(steps, int) or not isinstance(batch, int):
+        return None
+    return float(steps * batch)
 
 
 #: A stored run longer than this many times the median of its like (``without_outliers``) is not a duration to plan by.
@@ -302,8 +341,12 @@ def fit_key(key: MethodKey, config: dict) -> str:
     """What a generator fit costs alike by: dataset, protocol and what the fitted weights depend on (the method's
     ``fit_config``; not the seed, nor how the run uses the fit): ``ddpm`` and ``ddpm --pretrain-on-synthetic`` share
     one, TSynD's variants share their autoencoder's, a ddpm that also trains on unlabelled images has its own."""
-    params = json.dumps(config.get("method_params") or {}, sort_keys=True, default=str)
-    return json.dumps([key[0], key[1], _fitted(key[2], params)], sort_keys=True, default=str)
+    return json.dumps([key[0], key[1], _fitted(key[2], _params(config))], sort_keys=True, default=str)
+
+
+def _params(config: dict) -> str:
+    """A run config's method parameters as ``_fitted`` takes them (JSON, so they can key its cache)."""
+    return json.dumps(config.get("method_params") or {}, sort_keys=True, default=str)
 
 
 @functools.lru_cache(maxsize=256)
