@@ -87,12 +87,13 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     from synthmed.report.claims import claims_json
     from synthmed.report.medmnistc import medmnistc_json
     from synthmed.report.records import load_records
-    from synthmed.report.sections import header
+    from synthmed.report.sections import header, round_progress
     from synthmed.report.summary import by_group, family_text, group_decisions, group_title, summarise
 
     settings = settings or settings_for(out)
     records = load_records(out)
     rows = summarise(records, settings)
+    stop = sequential_stop(out)
 
     def stats(values: tuple) -> dict:
         return dict(zip(("mean", "std", "ci95"), values))
@@ -139,7 +140,8 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
     return {
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "decided_at"},  # on each comparison
         "family": family_text(rows),
-        "sequential": sequential_stop(out),
+        "sequential": stop,
+        "round": round_progress(rows, stop) if stop else None,
         "header": header(records),
         "groups": groups,
     }

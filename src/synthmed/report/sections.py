@@ -396,6 +396,33 @@ def seeds_needed_text(rows: list[dict], looks: list[dict], kept: bool = True) ->
     return "Seeds each verdict needed: " + "; ".join(parts) + "."
 
 
+def round_progress(rows: list[dict], stop: dict) -> dict | None:
+    """Where an unfinished ``--seeds auto`` round stands: its look's seed count, the runs its rows still lack (each
+    row runs seeds 0 to that count less one) and how many seeds from 0 every row has; None for a finished study.
+    Rows with no run stored yet are not known here, so they are not counted."""
+    if not stop["reason"].startswith("in progress") or not rows:
+        return None
+    looks = [lk["seeds"] for lk in stop["looks"]]
+    seeds = min(looks[-1] + stop["step"], stop["max_seeds"]) if looks else stop["start"]  # the next look's
+    missing = sum(len(set(range(seeds)) - set(row["seeds"])) for row in rows)
+    complete = next((s for s in range(seeds) if any(s not in row["seeds"] for row in rows)), seeds)
+    return {"look_seeds": seeds, "missing_runs": missing, "rows": len(rows), "complete_seeds": complete}
+
+
+def progress_text(progress: dict) -> str:
+    """``round_progress`` in a sentence."""
+    complete = progress["complete_seeds"]
+    done = (
+        f"seeds 0-{complete - 1} done in every row"
+        if complete > 1
+        else ("seed 0 done in every row" if complete == 1 else "no seed done in every row yet")
+    )
+    return (
+        f"The look at {progress['look_seeds']} seeds waits for {progress['missing_runs']} more run(s) of the "
+        f"{progress['rows']} rows stored ({done})."
+    )
+
+
 def notes_section(
     settings: Settings | None = None, stop: dict | None = None, rows: list[dict] | None = None
 ) -> Section:
@@ -426,6 +453,8 @@ def notes_section(
             text += "Still running: " + (
                 f"{len(made)} look(s) so far, the last at {made[-1]} seeds." if made else "no look yet."
             )
+            if rows is not None and (progress := round_progress(rows, stop)):
+                text += " " + progress_text(progress)
         else:
             text += f"It stopped after {stop['seeds']} seeds: {stop['reason']}."
         if made and rows is not None:
