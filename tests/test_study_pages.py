@@ -94,8 +94,9 @@ def test_a_block_naming_no_export_reads_the_commands_folder(cli, repo):
         (PAGE.format(args="results/x --colour"), "unrecognized arguments: --colour"),
         ("prose only\n", "holds no <!-- study_table ARGS -->"),
         (PAGE.format(args="results/x") + "<!-- study_table results/x -->\n", "marker lacks its <!-- /study_table"),
+        (PAGE.format(args="results/x --claims --progress"), "are tables of their own; give one"),
     ],
-    ids=["unknown export", "unknown option", "no markers", "no closing marker"],
+    ids=["unknown export", "unknown option", "no markers", "no closing marker", "two kinds of table"],
 )
 def test_a_bad_block_is_one_line_and_writes_nothing(cli, repo, text, error):
     stale, bad = repo / "docs" / "stale.md", repo / "docs" / "bad.md"
@@ -203,3 +204,30 @@ ROW = {
     },
     "real_equivalent": None,
 }
+
+
+def test_a_progress_block_says_where_each_study_stands(repo):
+    """A fixed-seed export and a ``--seeds auto`` one cut before its first look: runs, CPU hours and seeds per row
+    from the data, and for the second what its look at 5 seeds waits for (flip has seed 0 only)."""
+    import json
+    import shutil
+
+    auto = repo / "results" / "auto"
+    shutil.copytree(repo / "results" / "x", auto)
+    records = [json.loads(line) for line in (auto / "records.jsonl").read_text().splitlines()]
+    kept = [r for r in records if not (r["method"] == "flip" and r["seed"] == 1)]
+    (auto / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    plan = {"alpha": 0.05, "look_alpha": 0.025, "planned_looks": 2, "start": 5, "step": 2, "max_seeds": 7}
+    plan |= {"margin": 0.01, "reference": None, "rule": "Bonferroni over planned looks", "seeds": 5, "looks": []}
+    (auto / "sequential.json").write_text(json.dumps(plan | {"reason": "in progress: seeds are still being added"}))
+    page = repo / "docs" / "page.md"
+    page.write_text(PAGE.format(args="results/x results/auto --progress"))
+    lines = page_text(page).splitlines()
+    assert lines[2] == "| study | runs | CPU h | seeds per row | looks | where it stands |"
+    hours = sum(r["total_time"] for r in records) / 3600
+    assert lines[4] == f"| `x` | 4 | {hours:.1f} | 2 | fixed seeds |  |"
+    assert lines[5].startswith("| `auto` | 3 | ") and "| 1-2 | none yet (2 planned, 5 to 7 seeds) | " in lines[5]
+    assert "The look at 5 seeds waits for 7 more run(s) of the 2 rows stored (seed 0 done in every row)." in lines[5]
+    finished = plan | {"looks": [{"seeds": 5, "undecided": []}], "reason": "every verdict was decided by 5 seeds"}
+    (auto / "sequential.json").write_text(json.dumps(finished))
+    assert "| done: every verdict was decided by 5 seeds |" in page_text(page).splitlines()[5]

@@ -142,6 +142,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
         "family": family_text(rows),
         "sequential": stop,
         "round": round_progress(rows, stop) if stop else None,
+        "compute": {"runs": len(records), "cpu_hours": sum(r["total_time"] or 0 for r in records) / 3600},
         "header": header(records),
         "groups": groups,
     }

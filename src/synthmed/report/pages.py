@@ -109,6 +109,11 @@ def _block_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="The MedMNIST-C and PGD table of the runs scored with --robustness medmnistc instead of the rows.",
     )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="Where each folder's study stands instead of the rows: runs, CPU hours, seeds, looks, what is left.",
+    )
     return parser
 
 
@@ -125,6 +130,7 @@ class Block:
     claims: bool = False
     reference: str | None = None
     robustness: bool = False
+    progress: bool = False
 
 
 def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
@@ -141,6 +147,8 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
     for folder in folders:
         if not (folder / EXPORT_RECORDS).is_file() and not (folder / "results.sqlite").is_file():
             raise SynthmedError(f"{args!r}: {folder} is not an export or run folder (no {EXPORT_RECORDS})")
+    if parsed.claims + parsed.robustness + parsed.progress > 1:
+        raise SynthmedError(f"{args!r}: --claims, --robustness and --progress are tables of their own; give one")
     methods = tuple(parsed.methods.split(",")) if parsed.methods else ()
     for pattern in methods:
         try:
@@ -157,6 +165,7 @@ def parse_block(args: str, root: Path, default: Path | None = None) -> Block:
         parsed.claims,
         parsed.reference,
         parsed.robustness,
+        parsed.progress,
     )
 
 
@@ -368,6 +377,28 @@ def robustness_table(summaries: list[dict], block: Block) -> Table:
     return _entries_table(summaries, block, columns, lambda g: g.get("robustness", []), lambda r: r["method"], cells)
 
 
+def progress_table(summaries: list[dict], block: Block) -> Table:
+    """Where each of a block's folders stands (``--progress``): its runs, CPU hours, seeds per row, the looks of
+    ``--seeds auto`` and what the next look waits for or why seeds stopped; a page's status line kept by the data."""
+    from synthmed.report.sections import progress_text
+
+    table = Table("", ["study", "runs", "CPU h", "seeds per row", "looks", "where it stands"])
+    for folder, summary in zip(block.folders, summaries):
+        counts = sorted({row["n"] for group in summary["groups"] for row in group["rows"]})
+        seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        stop, compute = summary.get("sequential"), summary["compute"]
+        if stop is None:
+            looks, stands = "fixed seeds", ""
+        else:
+            made = ", ".join(str(look["seeds"]) for look in stop["looks"]) or "none yet"
+            looks = f"{made} ({stop['planned_looks']} planned, {stop['start']} to {stop['max_seeds']} seeds)"
+            round_ = summary.get("round")
+            stands = progress_text(round_) if round_ else f"done: {stop['reason']}"
+        runs, hours = str(compute["runs"]), f"{compute['cpu_hours']:.1f}"
+        table.rows.append([f"`{folder.name}`", runs, hours, seeds, looks, stands])
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------- pages
 
 
@@ -410,6 +441,12 @@ class Summaries:
         return self.done[key]
 
 
+def renderer(block: Block) -> Callable[[list[dict], Block], Table]:
+    """The table a block asks for: TSynD's claims, the robustness table, the progress line or (default) the rows."""
+    kinds = {claims_table: block.claims, robustness_table: block.robustness, progress_table: block.progress}
+    return next((render for render, asked in kinds.items() if asked), study_table)
+
+
 def page_text(page: Path, default: Path | None = None, summaries: Summaries | None = None) -> str:
     """``page`` with every block's table regenerated (nothing written)."""
     from synthmed.report.render import table_markdown
@@ -421,8 +458,7 @@ def page_text(page: Path, default: Path | None = None, summaries: Summaries | No
     def table(match: re.Match[str]) -> str:
         try:
             block = parse_block(match["args"], root, default)
-            render = claims_table if block.claims else robustness_table if block.robustness else study_table
-            rows = render([summaries(f, block.margin, block.reference) for f in block.folders], block)
+            rows = renderer(block)([summaries(f, block.margin, block.reference) for f in block.folders], block)
         except SynthmedError as error:
             raise SynthmedError(f"{page}: {error}") from None
         if not rows.rows:  # a claim whose two rows no setting has run yet: say so rather than show a bare header
