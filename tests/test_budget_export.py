@@ -698,6 +698,11 @@ def test_a_fit_config_nothing_stored_made_is_costed_by_its_work():
     # a fit counted in epochs has no work known before its subset: costed as the method's longest run
     epochs = {"method": "ddpm", "seed": 0, "method_params": {"epochs": 40}}
     assert fit_work(key, epochs) is None and durations.seconds(key, epochs, fit_cached=False) == 1600
+    # never below the method's longest run: a wider network makes the plain fit's image-steps at a higher cost each
+    made = plain | {"config": unlabelled, "total_time": 2900.0}
+    made["metrics"] = {"synthetic": {"generator_cached": False, "generator_seconds": 2600.0}}
+    wider = {"method": "ddpm", "seed": 0, "method_params": {"channels": [64, 128, 128]}}
+    assert Durations.of([plain, made]).seconds(key, wider, fit_cached=False) == 2900
 
 
 def test_a_run_far_longer_than_its_like_does_not_price_its_config():
@@ -1169,7 +1174,15 @@ def test_ray_draws_runs_as_the_cluster_has_room_so_a_stop_is_seen(monkeypatch):
 
     fake = types.ModuleType("ray")
     fake.is_initialized = lambda: True
-    fake.cluster_resources = lambda: {"CPU": 4.0}
+    sizes = iter([4.0])  # a node of 4 CPUs at the first draw; a second one has joined by the next
+
+    def nodes() -> list[dict]:
+        size = next(sizes, 8.0)
+        return [{"Alive": True, "Resources": {"CPU": 4.0}}] + (
+            [{"Alive": True, "Resources": {"CPU": 4.0}}] if size > 4 else []
+        )
+
+    fake.nodes = nodes
     fake.exceptions = types.SimpleNamespace(RayError=RuntimeError)
 
     def remote(**options):
@@ -1201,7 +1214,16 @@ def test_ray_draws_runs_as_the_cluster_has_room_so_a_stop_is_seen(monkeypatch):
     results: list = []
     runner = types.SimpleNamespace(device="cpu", settings=dict)
     run_on_ray(runner, source(), lambda spec, *r: results.append((spec, len(drawn))), cpus_per_run=2)
-    assert most[0] == 2 and drawn == [0, 1, 2, 3] and [r[0] for r in results] == [0, 1, 2, 3]
+    assert drawn == [0, 1, 2, 3] and [r[0] for r in results] == [0, 1, 2, 3]
     assert results[0][1] == 2  # when the first run came back, only two had been drawn
-    assert ray_capacity({"CPU": 16.0, "GPU": 1.0}, 4, gpu=True) == 1 and ray_capacity({"CPU": 16.0}, 4, False) == 4
-    assert ray_capacity({"CPU": 2.0}, 8, gpu=False) == 1  # a run larger than any node still starts
+    assert most[0] == 3  # the room is read at every draw: the joined node took a third run
+
+    def node(cpus: float, gpus: float = 0.0, alive: bool = True) -> dict:
+        return {"Alive": alive, "Resources": {"CPU": cpus} | ({"GPU": gpus} if gpus else {})}
+
+    assert ray_capacity([node(16, 1)], 4, gpu=True) == 1 and ray_capacity([node(16)], 4, gpu=False) == 4
+    assert ray_capacity([node(2)] * 4, 4, gpu=False) == 1  # 8 CPUs, no node of 4: one queued, not two
+    assert (
+        ray_capacity([node(3)] * 3, 2, gpu=False) == 3 and ray_capacity([node(8), node(8, alive=False)], 4, False) == 2
+    )
+    assert ray_capacity([node(16)], 1, gpu=True) == 1  # no GPU anywhere: one queued for an autoscaler

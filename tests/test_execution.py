@@ -253,8 +253,9 @@ def test_a_step_cut_by_its_budget_leaves_the_plan_and_its_looks_and_the_next_ste
     notes = (Path(write_report(runner.out)[0]).parent / "report.md").read_text()
     assert "Still running: 1 look(s) so far, the last at 5 seeds." in notes and "It stopped" not in notes
     # where the cut round stands: the next look's seeds 5 and 6 of both rows
-    assert "The look at 7 seeds waits for 4 more run(s) of the 2 rows stored (seeds 0-4 done in every row)." in notes
-    assert summary_json(runner.out)["round"] == {"look_seeds": 7, "missing_runs": 4, "rows": 2, "complete_seeds": 5}
+    assert "The look at 7 seeds waits for 4 more run(s) of the 2 rows stored (seeds 0-4 done in every one)." in notes
+    expected = {"look_seeds": 7, "missing_runs": 4, "rows": 2, "curve_points": 0, "complete_seeds": 5}
+    assert summary_json(runner.out)["round"] == expected
     # on another machine: a fresh store resuming from the export goes on from the export's looks
     export_runs(runner.out, tmp_path / "export")
     elsewhere = FakeRunner(tmp_path / "elsewhere" / "study")  # the same study's store on another machine

@@ -227,7 +227,28 @@ def test_a_progress_block_says_where_each_study_stands(repo):
     hours = sum(r["total_time"] for r in records) / 3600
     assert lines[4] == f"| `x` | 4 | {hours:.1f} | 2 | fixed seeds |  |"
     assert lines[5].startswith("| `auto` | 3 | ") and "| 1-2 | none yet (2 planned, 5 to 7 seeds) | " in lines[5]
-    assert "The look at 5 seeds waits for 7 more run(s) of the 2 rows stored (seed 0 done in every row)." in lines[5]
+    assert "The look at 5 seeds waits for 7 more run(s) of the 2 rows stored (seed 0 done in every one)." in lines[5]
     finished = plan | {"looks": [{"seeds": 5, "undecided": []}], "reason": "every verdict was decided by 5 seeds"}
     (auto / "sequential.json").write_text(json.dumps(finished))
     assert "| done: every verdict was decided by 5 seeds |" in page_text(page).splitlines()[5]
+
+
+def test_a_rounds_progress_counts_the_real_image_curve_and_says_when_only_the_look_is_left():
+    """The grid runs the real-image curve's points every seed and the look waits for them too, though they are not
+    rows; a round with every run stored waits only for the next command's look."""
+    from synthmed.report.sections import progress_text, round_progress
+
+    def record(method: str, seed: int, per_class: int | None = None) -> dict:
+        config = {"method": method, "seed": seed, "protocol": "lowdata", "classifier": "resnet18", "recipe": "study"}
+        config |= {"curve_per_class": per_class} if per_class else {}
+        return {"dataset": "pneumoniamnist", "config": config, "seed": seed}
+
+    stop = {"reason": "in progress: seeds are still being added", "looks": [{"seeds": 2}], "step": 2, "start": 2}
+    stop["max_seeds"] = 6
+    records = [record(m, s) for m in ("none", "ddpm") for s in range(4)] + [record("none", s, 25) for s in range(3)]
+    progress = round_progress(records, stop)
+    assert progress == {"look_seeds": 4, "missing_runs": 1, "rows": 2, "curve_points": 1, "complete_seeds": 3}
+    assert "1 more run(s) of the 2 rows and 1 real-image curve points stored (seeds 0-2" in progress_text(progress)
+    done = round_progress([*records, record("none", 3, 25)], stop)
+    assert progress_text(done).startswith("Every run of the look at 4 seeds is stored; the next command")
+    assert round_progress(records, stop | {"reason": "every verdict was decided by 2 seeds"}) is None

@@ -260,12 +260,18 @@ def run_on_pool(
             manager.shutdown()
 
 
-def ray_capacity(resources: dict, cpus_per_run: int, gpu: bool) -> int:
-    """How many runs of ``cpus_per_run`` CPUs (and one GPU each where ``gpu``) the cluster's ``resources`` hold at
-    once; at least one, so a run larger than any node still starts (Ray then waits for room)."""
-    room = int(resources.get("CPU", 1) // max(cpus_per_run, 1))
-    if gpu:
-        room = min(room, int(resources.get("GPU", 1)))
+def ray_capacity(nodes: list[dict], cpus_per_run: int, gpu: bool) -> int:
+    """How many runs of ``cpus_per_run`` CPUs (and one GPU each where ``gpu``) the cluster's live ``nodes``
+    (``ray.nodes()``) hold at once, node by node: 4 nodes of 2 CPUs hold no run of 4 CPUs, though the cluster has 8.
+    At least one: where no node holds a run now, one is queued, which an autoscaling cluster adds a node for and a
+    fixed one never starts (Ray reports the task infeasible)."""
+    room = 0
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        resources = node.get("Resources") or {}
+        fits = int(resources.get("CPU", 0) // max(cpus_per_run, 1))
+        room += min(fits, int(resources.get("GPU", 0))) if gpu else fits
     return max(room, 1)
 
 
@@ -281,7 +287,8 @@ def run_on_ray(
     """Run ``specs`` as Ray tasks (a local instance unless ``address`` is ``auto`` or ``ray://...``) and call
     ``on_result(spec, "ok" | "failed", record | message)`` in the driver as each finishes. ``specs`` is drawn as
     the cluster has room, as many tasks in flight as its CPUs (and GPUs for CUDA runs) hold, not all at once: each
-    spec drawn is a run claimed, so the runs left stay free for other processes and a stop request is seen."""
+    spec drawn is a run claimed, so the runs left stay free for other processes and a stop request is seen. The room
+    is read again at every draw, so nodes that join are used; an autoscaler sees only the runs drawn as demand."""
     try:
         import ray
     except ImportError:
@@ -296,11 +303,11 @@ def run_on_ray(
     try:
         gpu = runner.device == "cuda"
         task = ray.remote(num_cpus=cpus_per_run, num_gpus=1 if gpu else 0, max_retries=0)(compute)
-        room = ray_capacity(ray.cluster_resources(), cpus_per_run, gpu)
         source = iter(specs)
         pending: dict[Any, RunSpec] = {}  # Ray's object reference -> its spec
 
         def fill() -> None:
+            room = ray_capacity(ray.nodes(), cpus_per_run, gpu)
             while len(pending) < room and (spec := next(source, None)) is not None:
                 pending[task.remote(runner.settings(), spec, cpus_per_run)] = spec
 

@@ -130,7 +130,8 @@ class Durations:
     #: the longest stored fit of each generator config (``fit_key``), from the runs that made theirs
     fits: dict[str, float] = field(default_factory=dict)
     #: of each (dataset, protocol, method), its stored fits' ``fit_key`` -> (longest seconds, ``fit_work``): a fit
-    #: config nothing stored made is costed from these, scaled by its work (``scaled_fit``)
+    #: config nothing stored made is costed from these, scaled by its work (``scaled_fit``), never below the
+    #: method's longest run
     method_fits: dict[MethodKey, dict[str, tuple[float, float | None]]] = field(default_factory=dict)
     #: the longest stored run of each method less the fit it made, if it made one: what a run on a cached fit costs
     unfitted_by_method: dict[MethodKey, float] = field(default_factory=dict)
@@ -209,24 +210,24 @@ class Durations:
         if config is None or (alike := cost_key(config)) not in self.by_config:
             if fit_cached is True and key in self.unfitted_by_method:  # a new config on a stored fit: no fit to pay
                 return self.unfitted_by_method[key]
-            if fit_cached is False and config is not None and key in self.unfitted_by_method:
-                fit = self.fit_cost(key, config)  # a new config that will make its fit: the rest of a run plus it
-                if fit is not None:
-                    return self.unfitted_by_method[key] + fit
-            return self.by_method.get(key)
+            longest = self.by_method.get(key)
+            if fit_cached is False and config is not None and longest is not None and key in self.unfitted_by_method:
+                # a new config that will make its fit: the rest of a run plus that fit, never less than the method's
+                # longest run (its fit or its classifier may cost more than anything alike stored: wider networks,
+                # more real images)
+                fit = self.fits.get(fit_key(key, config)) or self.scaled_fit(key, config)
+                return max(longest, self.unfitted_by_method[key] + (fit or 0.0))
+            return longest
         seconds = self.by_config[alike]
         if fit_cached is True:
             return self.unfitted_by_config.get(alike, seconds)
         if fit_cached is False and alike in self.reused_fit:
-            fit = self.fit_cost(key, config)
-            seconds = seconds + fit if fit is not None else max(seconds, self.by_method.get(key, seconds))
+            fit = self.fits.get(fit_key(key, config))
+            if fit is not None:
+                return seconds + fit
+            scaled = self.scaled_fit(key, config) or 0.0
+            seconds = max(seconds + scaled, self.by_method.get(key, seconds))
         return seconds
-
-    def fit_cost(self, key: MethodKey, config: dict) -> float | None:
-        """What making the generator fit of ``config`` costs: the longest stored fit of the same generator config,
-        else ``scaled_fit``, else None."""
-        stored = self.fits.get(fit_key(key, config))
-        return stored if stored is not None else self.scaled_fit(key, config)
 
     def scaled_fit(self, key: MethodKey, config: dict) -> float | None:
         """A fit config of ``key`` nothing stored made, costed as the stored fits of its method scaled by their

@@ -161,7 +161,8 @@ class Execution:
             raise SynthmedError(f"--min-seeds {self.min_seeds} is above --max-seeds {self.max_seeds}")
         if self.time_budget is not None and self.backend == "ray":
             raise SynthmedError(
-                "--time-budget needs the local backend (Ray queues every run at once); drop --backend ray"
+                "--time-budget needs the local backend (Ray's runs in flight cannot be abandoned at the deadline); "
+                "drop --backend ray"
             )
         if self.pages and self.export_to is None:
             raise SynthmedError("--pages regenerates tables from an export: give --export-to DIR too")

@@ -14,7 +14,7 @@ from synthmed.report.summary import Settings
 def build_document(out: Path, records: list[dict], settings: Settings | None = None) -> tuple[Document, list[dict]]:
     """The report of ``records`` (runs of the folder ``out``) and the summary rows it was built from."""
     from synthmed.report.records import failed_runs
-    from synthmed.report.sections import group_sections, header, notes_section
+    from synthmed.report.sections import group_sections, header, notes_section, round_progress
     from synthmed.report.summary import robustness_sections, summarise
     from synthmed.report.tables import fraction_tables
 
@@ -33,7 +33,9 @@ def build_document(out: Path, records: list[dict], settings: Settings | None = N
                 [Bullets([f"`{f['run_id']}` {f['what']}: {f['error']}" for f in failures])],
             )
         )
-    doc.sections.append(notes_section(settings, sequential_stop(out), rows))
+    stop = sequential_stop(out)
+    progress = round_progress(records, stop) if stop else None
+    doc.sections.append(notes_section(settings, stop, rows, progress))
     return doc, rows
 
 
@@ -141,7 +143,7 @@ def summary_json(out: str | Path, settings: Settings | None = None) -> dict:
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "decided_at"},  # on each comparison
         "family": family_text(rows),
         "sequential": stop,
-        "round": round_progress(rows, stop) if stop else None,
+        "round": round_progress(records, stop) if stop else None,
         "compute": {"runs": len(records), "cpu_hours": sum(r["total_time"] or 0 for r in records) / 3600},
         "header": header(records),
         "groups": groups,

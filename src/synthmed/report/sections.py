@@ -396,38 +396,57 @@ def seeds_needed_text(rows: list[dict], looks: list[dict], kept: bool = True) ->
     return "Seeds each verdict needed: " + "; ".join(parts) + "."
 
 
-def round_progress(rows: list[dict], stop: dict) -> dict | None:
-    """Where an unfinished ``--seeds auto`` round stands: its look's seed count, the runs its rows still lack (each
-    row runs seeds 0 to that count less one) and how many seeds from 0 every row has; None for a finished study.
-    Rows with no run stored yet are not known here, so they are not counted."""
-    if not stop["reason"].startswith("in progress") or not rows:
+def round_progress(records: list[dict], stop: dict) -> dict | None:
+    """Where an unfinished ``--seeds auto`` round stands: its look's seed count, the runs it still lacks (every row and
+    real-image curve point runs seeds 0 to that count less one) and how many seeds from 0 all of them have; None for
+    a finished study. Only what is stored counts: a row with no run yet is not known here."""
+    from synthmed.report.summary import row_key
+
+    if not stop["reason"].startswith("in progress"):
         return None
     looks = [lk["seeds"] for lk in stop["looks"]]
     seeds = min(looks[-1] + stop["step"], stop["max_seeds"]) if looks else stop["start"]  # the next look's
-    missing = sum(len(set(range(seeds)) - set(row["seeds"])) for row in rows)
-    complete = next((s for s in range(seeds) if any(s not in row["seeds"] for row in rows)), seeds)
-    return {"look_seeds": seeds, "missing_runs": missing, "rows": len(rows), "complete_seeds": complete}
+    by_key: dict[tuple, set[int]] = defaultdict(set)
+    for record in records:
+        by_key[row_key(record)].add(record["seed"])
+    missing = sum(len(set(range(seeds)) - done) for done in by_key.values())
+    complete = next((s for s in range(seeds) if any(s not in done for done in by_key.values())), seeds)
+    curve = sum(1 for key in by_key if not key[4])  # a curve point's key has no method
+    return {
+        "look_seeds": seeds,
+        "missing_runs": missing,
+        "rows": len(by_key) - curve,
+        "curve_points": curve,
+        "complete_seeds": complete,
+    }
 
 
 def progress_text(progress: dict) -> str:
     """``round_progress`` in a sentence."""
-    complete = progress["complete_seeds"]
+    complete, seeds = progress["complete_seeds"], progress["look_seeds"]
+    if not progress["missing_runs"]:
+        return f"Every run of the look at {seeds} seeds is stored; the next command of the study makes the look."
     done = (
-        f"seeds 0-{complete - 1} done in every row"
+        f"seeds 0-{complete - 1} done in every one"
         if complete > 1
-        else ("seed 0 done in every row" if complete == 1 else "no seed done in every row yet")
+        else ("seed 0 done in every one" if complete == 1 else "no seed done in every one yet")
     )
+    curve = f" and {progress['curve_points']} real-image curve points" if progress["curve_points"] else ""
     return (
-        f"The look at {progress['look_seeds']} seeds waits for {progress['missing_runs']} more run(s) of the "
-        f"{progress['rows']} rows stored ({done})."
+        f"The look at {seeds} seeds waits for {progress['missing_runs']} more run(s) of the {progress['rows']} rows"
+        f"{curve} stored ({done})."
     )
 
 
 def notes_section(
-    settings: Settings | None = None, stop: dict | None = None, rows: list[dict] | None = None
+    settings: Settings | None = None,
+    stop: dict | None = None,
+    rows: list[dict] | None = None,
+    progress: dict | None = None,
 ) -> Section:
     """The rules behind the numbers, with this report's margin, interval level and Holm family, and for
-    ``--seeds auto`` when and why seeds stopped being added."""
+    ``--seeds auto`` when and why seeds stopped being added, or what its next look waits for (``progress``:
+    ``round_progress``)."""
     settings = settings or Settings()
     items = [
         f"Margin of equivalence: ±{settings.margin:g} AUC; the paired differences' intervals and verdicts at "
@@ -453,7 +472,7 @@ def notes_section(
             text += "Still running: " + (
                 f"{len(made)} look(s) so far, the last at {made[-1]} seeds." if made else "no look yet."
             )
-            if rows is not None and (progress := round_progress(rows, stop)):
+            if progress is not None:
                 text += " " + progress_text(progress)
         else:
             text += f"It stopped after {stop['seeds']} seeds: {stop['reason']}."

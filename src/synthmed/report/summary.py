@@ -105,13 +105,19 @@ def _collect(records: list[dict]) -> tuple[dict[tuple, list[dict]], dict[tuple, 
     seen: dict[tuple, dict] = {}
     for r in records:
         per_class = r["config"].get("curve_per_class")
-        key = group_key(r) + (r["config"]["method"] if not per_class else "", result_key(r["config"]))
+        key = row_key(r)
         _refuse_repeat(seen, key, r)
         if per_class:  # a point of the real-image curve, not a row
             curves[group_key(r)][r["seed"]][per_class] = r["test_auc"]
         else:
             groups[key].append(r)
     return groups, curves
+
+
+def row_key(record: dict) -> tuple:
+    """What a record is one seed of: its group and result config, a report row or a point of the real-image curve."""
+    config = record["config"]
+    return group_key(record) + (config["method"] if not config.get("curve_per_class") else "", result_key(config))
 
 
 def _refuse_repeat(seen: dict[tuple, dict], key: tuple, run: dict) -> None:
