@@ -31,3 +31,31 @@ def test_the_link_finder_sees_links_and_images_not_urls_anchors_or_code(tmp_path
         '[a](docs/a.md#x) [b](https://x.org) [c](#here) <img src="fig.png" width="49%">\n```\n[d](no.md)\n```\n'
     )
     assert relative_links(page) == ["docs/a.md#x", "fig.png"]
+
+
+def test_the_config_page_names_every_key_a_grid_file_takes():
+    """docs/configs.md lists each section's keys by hand; the schema is the model: a new field is named there."""
+    from synthmed.experiment.grid import TOP_KEYS, section_fields
+
+    text = (ROOT / "docs" / "configs.md").read_text()
+    keys = [*TOP_KEYS, *(k for s in ("protocols", "methods", "recipes", "options") for k in section_fields(s))]
+    assert all(f"`{key}`" in text or f"{key}:" in text for key in keys), [
+        key for key in keys if f"`{key}`" not in text and f"{key}:" not in text
+    ]
+
+
+def test_the_architecture_page_names_every_module():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    modules = [p for p in (ROOT / "src" / "synthmed").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert modules and not [p.name for p in modules if p.name not in text]
+
+
+def test_the_config_page_names_every_experiment_file():
+    text = (ROOT / "docs" / "configs.md").read_text()
+    files = sorted((ROOT / "configs").rglob("*.yaml"))
+
+    def named(path: Path) -> bool:  # a step named by its suffix beside its study file counts
+        stem = path.stem
+        return path.name in text or any(f"`-{stem.split('-', n)[-1]}.yaml`" in text for n in range(1, 6))
+
+    assert files and not [p.name for p in files if not named(p)]

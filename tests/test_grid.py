@@ -146,6 +146,10 @@ def test_a_grid_with_tsynd_gives_every_method_its_dropout(tmp_path):
     [
         ("datasets: [breastmnist]\nmethods: [none]\nfoo: 1\n", "unknown key 'foo'"),
         ("datasets: [breastmnist]\nmethods: [{method: cvae, weight: 2}]\n", "methods[0]: unknown key 'weight'"),
+        (  # the record's name for them: read as nothing before, so refused
+            "datasets: [breastmnist]\nmethods: [{method: cvae, method_params: {epochs: 5}}]\n",
+            "methods[0]: unknown key 'method_params'",
+        ),
         ("datasets: [breastmnist]\nmethods: [none]\nseeds: [a]\n", "seeds should be an integer, got 'a'"),
         (
             "datasets: [breastmnist]\nmethods: [none]\nrecipes: [{recipe: medmnist, epochs: ten}]\n",

@@ -252,3 +252,11 @@ def test_a_rounds_progress_counts_the_real_image_curve_and_says_when_only_the_lo
     done = round_progress([*records, record("none", 3, 25)], stop)
     assert progress_text(done).startswith("Every run of the look at 4 seeds is stored; the next command")
     assert round_progress(records, stop | {"reason": "every verdict was decided by 2 seeds"}) is None
+
+
+def test_the_report_help_names_every_option_a_block_takes():
+    from synthmed.report.pages import _block_parser
+
+    help_text = (ROOT / "src" / "synthmed" / "cli" / "info.py").read_text()
+    flags = [a.option_strings[0] for a in _block_parser()._actions if a.option_strings]
+    assert flags and all(flag in help_text for flag in flags), [f for f in flags if f not in help_text]

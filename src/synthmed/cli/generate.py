@@ -44,7 +44,15 @@ FIELDS = [
 ]
 SINGLE = {
     name: opt.Override(sweep=False)
-    for name in ("protocol", "fraction", "synthetic_per_class", "synthetic_ratio", "min_confidence", "method_params")
+    for name in (
+        "protocol",
+        "fraction",
+        "synthetic_per_class",
+        "synthetic_ratio",
+        "min_confidence",
+        "teacher_threshold",
+        "method_params",
+    )
 }
 #: In ``generate``, the old ``--per-class`` counted synthetic images and ``--per-class-train`` real ones.
 ALIASES = {"per_class": "synthetic_per_class", "per_class_train": "real_per_class"}

@@ -48,7 +48,8 @@ def report_cmd(
         help="Instead of writing the report: regenerate the tables between the <!-- study_table ARGS --> markers of "
         "these Markdown pages (repeatable or a comma list), leaving their prose as it is. A block names its exports "
         "relative to the page's repository root (the first folder above it holding pyproject.toml) and its own "
-        "options (--margin, --synthetic, --no-setting, --methods, --headline); a block naming no export reads OUT.",
+        "options (--margin, --reference, --synthetic, --no-setting, --methods, --headline, --claims, --robustness, "
+        "--progress: docs/usage.md); a block naming no export reads OUT.",
     ),
 ) -> None:
     """Summarise a run folder: mean ± std over seeds, paired differences to none and to the count-matched control,

@@ -13,10 +13,10 @@ axis of the grid and may be one value or a list:
     seeds: [0, 1, 2]
     options: {precision: auto, dropout: 0.0, robustness: false}
 
-A mapping entry takes the fields of ``synthmed.spec.RunSpec`` of its section (``protocols``: protocol,
-real_per_class, fraction, stratified, size; ``methods``: method, params, param_grid and the synthesis levers;
-``recipes``: recipe, epochs, patience; ``options``: the rest, and levers that every method adding a synthetic set
-shares, such as ``fidelity_epochs``). A list under a sweepable field runs every value;
+A mapping entry takes the fields of ``synthmed.spec.RunSpec`` of its section (``section_fields``; docs/configs.md
+lists them: ``methods`` take ``params`` and ``param_grid`` for the hyper-parameters, and ``options`` the fields of
+no other section, and levers that every method adding a synthetic set shares, such as ``fidelity_epochs``).
+A list under a sweepable field runs every value;
 ``param_grid: {lr: [1e-4, 2e-4]}`` sweeps hyper-parameters (``params`` values are single values, so a list such
 as ``betas: [0.5, 0.9]`` stays one value). Levers apply only to methods that add a synthetic set.
 
@@ -198,7 +198,9 @@ def _entries(section: str, raw: Any, where: str, notes: list[str]) -> list[dict]
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise SynthmedError(f"{where}: '{section}' is empty; give at least one entry")
-    allowed = section_fields(section) + (["params", "param_grid"] if section == "methods" else [])
+    allowed = section_fields(section)
+    if section == "methods":  # hyper-parameters are ``params`` / ``param_grid`` here, ``method_params`` in records
+        allowed = [name for name in allowed if name != "method_params"] + ["params", "param_grid"]
     out: list[dict] = []
     for i, item in enumerate(items):
         at = f"{where}: {section}[{i}]" if isinstance(raw, list) else f"{where}: {section}"
