@@ -96,6 +96,22 @@ def constructed(effects: dict[str, tuple[float, float]]):
     return execute_round, calls
 
 
+def test_the_report_answers_each_reference_in_one_line_before_its_sentences(tmp_path):
+    """flip clearly ahead of none, cvae level with it but noisy: the line names flip as better with its difference
+    and counts the undecided rows with what their seeds could detect."""
+    runner = FakeRunner(tmp_path)
+    grid = override(Grid(datasets=["breastmnist"], seeds=list(range(8))), {"method": "none,flip,cvae"})
+    execute_round, _ = constructed({"flip": (0.05, 0.005), "cvae": (0.0, 0.03)})
+    execute_round(runner, grid)
+    write_report(runner.out)
+    report = (tmp_path / "report.md").read_text()
+    line = next(text for text in report.splitlines() if text.startswith("Against none: "))
+    assert re.fullmatch(
+        r"Against none: better: flip \(\+0\.0\d\d\); undecided: 1 \(.*could detect 0\.\d+ AUC\)\.", line
+    )
+    assert report.index(line) < report.index("- flip is better than none")
+
+
 def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):
     runner = FakeRunner(tmp_path)
     grid = override(Grid(datasets=["breastmnist"]), {"method": "none,flip"})

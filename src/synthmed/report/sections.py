@@ -19,7 +19,13 @@ from synthmed.report.summary import (
     group_key,
     group_title,
 )
-from synthmed.report.tables import fid_over_epochs_table, results_table, synthetic_table, verdict_bullets
+from synthmed.report.tables import (
+    fid_over_epochs_table,
+    results_table,
+    synthetic_table,
+    verdict_bullets,
+    verdict_summary,
+)
 from synthmed.spec import (
     TEACHER_FIELDS,
     lever_parts,
@@ -81,7 +87,7 @@ def group_sections(out: Path, records: list[dict], rows: list[dict], settings: S
         blocks.append(results_table(group, settings=settings))
         verdicts = verdict_bullets(group, settings)
         if verdicts:
-            blocks.append(Bullets(verdicts))
+            blocks += [Paragraph(" ".join(verdict_summary(group, settings))), Bullets(verdicts)]
         blocks.append(
             Figure(f"report_{index}.png", group_plot(runs, title), "test AUC and ACC per seed, validation curves")
         )

@@ -124,6 +124,41 @@ def verdict_bullets(rows: list[dict], settings: Settings) -> list[str]:
     return items
 
 
+def verdict_summary(rows: list[dict], settings: Settings) -> list[str]:
+    """Per reference, the group's verdicts in one line: which rows are decided which way (with their Δ), and how
+    many stay undecided with the range of what their seeds could detect: the answer before the sentences that
+    give each comparison."""
+    from synthmed.report.stats import DECIDED, UNDECIDED_FEW
+
+    lines = []
+    for reference in settings.references():
+        compared = [row["comparisons"][reference] for row in rows if reference in (row.get("comparisons") or {})]
+        if not compared:
+            continue
+        parts = []
+        for verdict in DECIDED:
+            named = [f"{c.method} ({c.mean:+.3f})" for c in compared if c.verdict == verdict]
+            if named:
+                parts.append(f"{verdict}: {', '.join(named)}")
+        few = [c for c in compared if c.verdict == UNDECIDED_FEW]
+        open_ = [c for c in compared if c.verdict not in DECIDED and c not in few]
+        if open_:
+            detect = sorted(c.mde for c in open_ if math.isfinite(c.mde))
+            reach = (
+                f" (their seeds could detect {detect[0]:.3f}"
+                + (f"-{detect[-1]:.3f}" if detect[-1] > detect[0] else "")
+                + " AUC)"
+                if detect
+                else ""
+            )
+            parts.append(f"undecided: {len(open_)}{reach}")
+        if few:
+            parts.append(f"fewer than 5 paired seeds: {len(few)}")
+        against = "the copies (oversample)" if reference == "oversample" else reference
+        lines.append(f"Against {against}: " + "; ".join(parts) + ".")
+    return lines
+
+
 SYNTHETIC_COLUMNS = [
     "method",
     "images / run",
