@@ -110,6 +110,9 @@ def test_the_report_answers_each_reference_in_one_line_before_its_sentences(tmp_
         r"Against none: better: flip \(\+0\.0\d\d\); undecided: 1 \(.*could detect 0\.\d+ AUC\)\.", line
     )
     assert report.index(line) < report.index("- flip is better than none")
+    from synthmed.report import terminal_tables
+
+    assert terminal_tables(runner.out)[0].note == line  # under the table `synthmed run` prints at its end
 
 
 def test_seeds_auto_stops_once_every_verdict_is_decided(tmp_path):

@@ -71,14 +71,20 @@ def write_report(out: str | Path, settings: Settings | None = None) -> list[Path
 
 
 def terminal_tables(out: str | Path, settings: Settings | None = None) -> list[Table]:
-    """The final tables of ``synthmed run``: per group, the results table's terminal columns."""
+    """The final tables of ``synthmed run``: per group, the results table's terminal columns, with the answer to
+    each reference under it (``verdict_summary``)."""
     from synthmed.report.records import load_records
     from synthmed.report.summary import by_group, group_title, summarise
-    from synthmed.report.tables import results_table, terminal_table
+    from synthmed.report.tables import results_table, terminal_table, verdict_summary
 
     settings = settings or settings_for(out)
     rows = summarise(load_records(out), settings)
-    return [terminal_table(results_table(group, group_title(key), settings)) for key, group in by_group(rows).items()]
+    tables = []
+    for key, group in by_group(rows).items():
+        table = terminal_table(results_table(group, group_title(key), settings))
+        table.note = " ".join(verdict_summary(group, settings))
+        tables.append(table)
+    return tables
 
 
 def summary_json(out: str | Path, settings: Settings | None = None) -> dict:

@@ -13,12 +13,13 @@ from typing import Any
 @dataclass
 class Table:
     """A caption, column names and rows of display text; ``values`` (optional) holds each row's raw numbers by
-    column for machine-readable output."""
+    column for machine-readable output; ``note`` (optional) is text the terminal shows under the table."""
 
     caption: str
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     values: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
 
     def column(self, name: str) -> list[str]:
         """One column's cells, picked by name."""
@@ -28,7 +29,7 @@ class Table:
     def select(self, names: list[str]) -> Table:
         """The same rows with only the named columns, in that order."""
         index = [self.columns.index(n) for n in names]
-        return Table(self.caption, list(names), [[row[i] for i in index] for row in self.rows], self.values)
+        return Table(self.caption, list(names), [[row[i] for i in index] for row in self.rows], self.values, self.note)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def csv_text(columns: list[str], rows: list[list]) -> str:
 def rich_table(table: Table):  # -> rich.table.Table
     from rich.table import Table as RichTable
 
-    out = RichTable(title=table.caption)
+    out = RichTable(title=table.caption, caption=table.note or None)
     for name in table.columns:
         out.add_column(name)
     for row in table.rows:
