@@ -128,7 +128,7 @@ def verdict_summary(rows: list[dict], settings: Settings) -> list[str]:
     """Per reference, the group's verdicts in one line: which rows are decided which way (with their Δ), and how
     many stay undecided with the range of what their seeds could detect: the answer before the sentences that
     give each comparison."""
-    from synthmed.report.stats import DECIDED, UNDECIDED_FEW
+    from synthmed.report.stats import DECIDED, MIN_PAIRS, UNDECIDED_FEW
 
     lines = []
     for reference in settings.references():
@@ -141,7 +141,7 @@ def verdict_summary(rows: list[dict], settings: Settings) -> list[str]:
             if named:
                 parts.append(f"{verdict}: {', '.join(named)}")
         few = [c for c in compared if c.verdict == UNDECIDED_FEW]
-        open_ = [c for c in compared if c.verdict not in DECIDED and c not in few]
+        open_ = [c for c in compared if c.verdict not in (*DECIDED, UNDECIDED_FEW)]
         if open_:
             detect = sorted(c.mde for c in open_ if math.isfinite(c.mde))
             reach = (
@@ -153,7 +153,7 @@ def verdict_summary(rows: list[dict], settings: Settings) -> list[str]:
             )
             parts.append(f"undecided: {len(open_)}{reach}")
         if few:
-            parts.append(f"fewer than 5 paired seeds: {len(few)}")
+            parts.append(f"fewer than {MIN_PAIRS} paired seeds: {len(few)}")
         against = "the copies (oversample)" if reference == "oversample" else reference
         lines.append(f"Against {against}: " + "; ".join(parts) + ".")
     return lines
